@@ -1,0 +1,257 @@
+import Foundation
+
+/// A set of safetensors tensors gathered from one or more files (shards).
+public struct TensorSet: Sendable {
+    public var tensors: [String: SafetensorsTensor] = [:]
+    /// Source files in the order they were opened.
+    public var files: [String] = []
+    public init() {}
+    public subscript(name: String) -> SafetensorsTensor? { tensors[name] }
+    public var names: [String] { tensors.keys.sorted() }
+}
+
+/// Known file names of released checkpoints.
+public enum CheckpointFiles {
+    public static let config = "config.json"
+    public static let model = "model.safetensors"
+    public static let modelIndex = "model.safetensors.index.json"
+    public static let tokenizer = "tokenizer.json"
+    public static let tokenizerConfig = "tokenizer_config.json"
+    public static let chatTemplate = "chat_template.jinja"
+    public static let mimi = "tokenizer-e351c8d8-checkpoint125.safetensors"
+    public static let mimiConfig = "mimi_config.json"
+    public static let detokenizerDir = "audio_detokenizer"
+}
+
+/// Token ids the reference hard-codes; asserted against tokenizer.json at conversion.
+public enum SpecialTokens {
+    public static let required: [(String, Int)] = [
+        ("<|startoftext|>", 1), ("<|im_start|>", 6), ("<|im_end|>", 7), ("<|audio_start|>", 128), ("<|text_end|>", 130),
+    ]
+}
+
+/// A released LFM2-Audio checkpoint on disk: config, tensors of every component, tokenizer.
+public final class Checkpoint: @unchecked Sendable {
+    public let root: String
+    public let configData: Data
+    public let config: LFM2AudioConfig
+    public let model: TensorSet
+    public let tokenizerData: Data
+    public let tokenizerConfigData: Data?
+    public let chatTemplate: String?
+    /// Special token name → id, read from tokenizer.json.
+    public let specialTokenIds: [String: Int]
+
+    public struct Mimi: Sendable {
+        public let file: String
+        public let config: MimiConfig
+        /// The mimi_config.json bytes, or nil when the reference defaults apply.
+        public let configData: Data?
+        public let tensors: TensorSet
+    }
+    public let mimi: Mimi?
+
+    public struct Detokenizer: Sendable {
+        public let configFile: String
+        public let configData: Data
+        public let config: DetokenizerConfig
+        public let tensors: TensorSet
+    }
+    public let detokenizer: Detokenizer?
+    /// Non-fatal findings (e.g. an audio_detokenizer folder without weights).
+    public let warnings: [String]
+
+    /// Every source file read, for the bundle's provenance record.
+    public var sourceFiles: [String] {
+        var f = [root + "/" + CheckpointFiles.config] + model.files + [root + "/" + CheckpointFiles.tokenizer]
+        if let mimi { f.append(mimi.file); if mimi.configData != nil { f.append(root + "/" + CheckpointFiles.mimiConfig) } }
+        if let detokenizer { f.append(detokenizer.configFile); f += detokenizer.tensors.files }
+        return f
+    }
+
+    /// Opens a checkpoint given as a folder, a hub-cache snapshot folder, a hub-cache repo folder
+    /// (`models--ORG--NAME`) or a repo id (`ORG/NAME`) resolved in the local hub cache.
+    public convenience init(_ spec: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        try self.init(folder: try Checkpoint.resolve(spec, environment: environment))
+    }
+
+    public init(folder: String) throws {
+        root = folder
+        let fm = FileManager.default
+        func path(_ n: String) -> String { folder + "/" + n }
+        func read(_ n: String) throws -> Data {
+            let p = path(n)
+            guard fm.fileExists(atPath: p) else { throw FormatsError.notFound(path: p, detail: "missing from the checkpoint") }
+            guard let d = fm.contents(atPath: p) else { throw FormatsError.io(file: p, message: "cannot read") }
+            return d
+        }
+        var warnings: [String] = []
+
+        configData = try read(CheckpointFiles.config)
+        config = try decodeConfig(LFM2AudioConfig.self, from: configData, file: path(CheckpointFiles.config))
+        try config.validate(file: path(CheckpointFiles.config))
+
+        model = try Checkpoint.openTensors(folder: folder, single: CheckpointFiles.model, index: CheckpointFiles.modelIndex)
+
+        tokenizerData = try read(CheckpointFiles.tokenizer)
+        let tok = try JSONValue.parse(data: tokenizerData, file: path(CheckpointFiles.tokenizer), what: "tokenizer.json")
+        var ids: [String: Int] = [:]
+        for t in tok["added_tokens"]?.arrayValue ?? [] {
+            if let c = t["content"]?.stringValue, let id = t["id"]?.intValue { ids[c] = id }
+        }
+        for (name, id) in SpecialTokens.required {
+            guard let got = ids[name] else {
+                throw FormatsError.badConfig(file: path(CheckpointFiles.tokenizer), key: "added_tokens", detail: "special token \(name) is missing (the reference expects id \(id))")
+            }
+            guard got == id else {
+                throw FormatsError.badConfig(file: path(CheckpointFiles.tokenizer), key: "added_tokens", detail: "special token \(name) has id \(got), the reference hard-codes \(id)")
+            }
+        }
+        specialTokenIds = ids
+        tokenizerConfigData = fm.fileExists(atPath: path(CheckpointFiles.tokenizerConfig)) ? try read(CheckpointFiles.tokenizerConfig) : nil
+        if fm.fileExists(atPath: path(CheckpointFiles.chatTemplate)) {
+            chatTemplate = String(decoding: try read(CheckpointFiles.chatTemplate), as: UTF8.self)
+        } else if let tc = tokenizerConfigData,
+                  let v = try? JSONValue.parse(data: tc, file: path(CheckpointFiles.tokenizerConfig)), let s = v["chat_template"]?.stringValue {
+            chatTemplate = s
+        } else {
+            chatTemplate = nil
+        }
+
+        // Mimi codec (both released models ship it).
+        if fm.fileExists(atPath: path(CheckpointFiles.mimi)) {
+            var mc = MimiConfig()
+            var mcData: Data? = nil
+            if fm.fileExists(atPath: path(CheckpointFiles.mimiConfig)) {
+                let d = try read(CheckpointFiles.mimiConfig)
+                mc = try decodeConfig(MimiConfig.self, from: d, file: path(CheckpointFiles.mimiConfig))
+                mcData = d
+            }
+            try mc.validate(file: mcData == nil ? path(CheckpointFiles.mimi) : path(CheckpointFiles.mimiConfig))
+            let f = try SafetensorsFile(path: path(CheckpointFiles.mimi))
+            var ts = TensorSet()
+            ts.tensors = f.tensors
+            ts.files = [f.path]
+            mimi = Mimi(file: f.path, config: mc, configData: mcData, tensors: ts)
+        } else {
+            mimi = nil
+        }
+
+        // LFM2 detokenizer (LFM2.5-Audio).
+        let detokDir = path(CheckpointFiles.detokenizerDir)
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: detokDir, isDirectory: &isDir), isDir.boolValue {
+            let cfgPath = detokDir + "/" + CheckpointFiles.config
+            guard let d = fm.contents(atPath: cfgPath) else {
+                throw FormatsError.notFound(path: cfgPath, detail: "the audio_detokenizer folder has no readable config.json")
+            }
+            let lc = try decodeConfig(LFM2Config.self, from: d, file: cfgPath)
+            try lc.validate(file: cfgPath, key: "")
+            guard lc.hiddenSize == DetokenizerConfig.width else {
+                throw FormatsError.badConfig(file: cfgPath, key: "hidden_size", detail: "\(lc.hiddenSize), the reference detokenizer is hard-coded to \(DetokenizerConfig.width)")
+            }
+            let hasWeights = fm.fileExists(atPath: detokDir + "/" + CheckpointFiles.model) || fm.fileExists(atPath: detokDir + "/" + CheckpointFiles.modelIndex)
+            if hasWeights {
+                let ts = try Checkpoint.openTensors(folder: detokDir, single: CheckpointFiles.model, index: CheckpointFiles.modelIndex)
+                detokenizer = Detokenizer(configFile: cfgPath, configData: d, config: DetokenizerConfig(lfm: lc), tensors: ts)
+            } else {
+                warnings.append("\(detokDir): no model.safetensors, so the bundle will have no LFM2 detokenizer")
+                detokenizer = nil
+            }
+        } else {
+            detokenizer = nil
+        }
+        self.warnings = warnings
+    }
+
+    /// Opens `single`, or the shards listed in `index` (`weight_map`), validating that every listed tensor
+    /// is in its shard and that no shard holds a tensor the index does not list.
+    public static func openTensors(folder: String, single: String, index: String) throws -> TensorSet {
+        let fm = FileManager.default
+        var set = TensorSet()
+        let singlePath = folder + "/" + single, indexPath = folder + "/" + index
+        if fm.fileExists(atPath: singlePath) {
+            let f = try SafetensorsFile(path: singlePath)
+            set.tensors = f.tensors
+            set.files = [singlePath]
+            return set
+        }
+        guard fm.fileExists(atPath: indexPath) else {
+            throw FormatsError.notFound(path: singlePath, detail: "missing from the checkpoint (and no \(index))")
+        }
+        guard let data = fm.contents(atPath: indexPath) else { throw FormatsError.io(file: indexPath, message: "cannot read") }
+        let v = try JSONValue.parse(data: data, file: indexPath, what: "shard index")
+        guard let map = v["weight_map"]?.objectValue else {
+            throw FormatsError.badConfig(file: indexPath, key: "weight_map", detail: "missing or not an object")
+        }
+        var byFile: [String: [String]] = [:]
+        for (name, f) in map {
+            guard let s = f.stringValue, !s.contains("/"), !s.hasPrefix(".") else {
+                throw FormatsError.badConfig(file: indexPath, key: "weight_map.\(name)", detail: "shard name \(f) is not a plain file name")
+            }
+            byFile[s, default: []].append(name)
+        }
+        for shard in byFile.keys.sorted() {
+            let p = folder + "/" + shard
+            let f = try SafetensorsFile(path: p)
+            for name in byFile[shard]! {
+                guard let t = f.tensors[name] else {
+                    throw FormatsError.badTensor(file: p, tensor: name, detail: "listed in \(index) but not in this shard")
+                }
+                set.tensors[name] = t
+            }
+            for name in f.tensors.keys where map[name]?.stringValue != shard {
+                throw FormatsError.badTensor(file: p, tensor: name, detail: "present in this shard but \(index) does not map it here")
+            }
+            set.files.append(p)
+        }
+        return set
+    }
+
+    /// Resolves a checkpoint spec to a folder.
+    public static func resolve(_ spec: String, environment: [String: String]) throws -> String {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: spec, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw FormatsError.notFound(path: spec, detail: "is a file; give the checkpoint folder") }
+            let url = URL(fileURLWithPath: spec).standardizedFileURL
+            // A hub-cache repo folder: pick its snapshot.
+            if url.lastPathComponent.hasPrefix("models--"), fm.fileExists(atPath: url.path + "/snapshots") {
+                return try snapshot(in: url.path)
+            }
+            return url.path
+        }
+        let parts = spec.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty, !spec.hasPrefix("."), !spec.hasPrefix("~") else {
+            throw FormatsError.notFound(path: spec, detail: "no such folder (and not a repo id of the form ORG/NAME)")
+        }
+        var roots: [String] = []
+        if let c = environment["HF_HUB_CACHE"], !c.isEmpty { roots.append(c) }
+        if let h = environment["HF_HOME"], !h.isEmpty { roots.append(h + "/hub") }
+        let home = environment["HOME"] ?? NSHomeDirectory()
+        roots.append(home + "/.cache/huggingface/hub")
+        let repoDir = "models--" + parts[0] + "--" + parts[1]
+        for r in roots where fm.fileExists(atPath: r + "/" + repoDir) {
+            return try snapshot(in: r + "/" + repoDir)
+        }
+        throw FormatsError.notFound(path: spec, detail: "repo id not found in the local hub cache (looked in \(roots.map { $0 + "/" + repoDir }.joined(separator: ", "))); this tool never downloads")
+    }
+
+    /// The snapshot a hub-cache repo folder points at: `refs/main`, else the only (or newest) snapshot.
+    static func snapshot(in repo: String) throws -> String {
+        let fm = FileManager.default
+        if let ref = fm.contents(atPath: repo + "/refs/main") {
+            let rev = String(decoding: ref, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let p = repo + "/snapshots/" + rev
+            if !rev.isEmpty, !rev.contains("/"), fm.fileExists(atPath: p) { return p }
+        }
+        let snaps = ((try? fm.contentsOfDirectory(atPath: repo + "/snapshots")) ?? []).filter { !$0.hasPrefix(".") }
+        guard !snaps.isEmpty else { throw FormatsError.notFound(path: repo, detail: "hub-cache repo folder has no snapshots") }
+        let newest = snaps.max { a, b in
+            let da = (try? fm.attributesOfItem(atPath: repo + "/snapshots/" + a)[.modificationDate] as? Date) ?? .distantPast
+            let db = (try? fm.attributesOfItem(atPath: repo + "/snapshots/" + b)[.modificationDate] as? Date) ?? .distantPast
+            return da < db
+        }!
+        return repo + "/snapshots/" + newest
+    }
+}

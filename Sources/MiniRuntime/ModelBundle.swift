@@ -1,0 +1,36 @@
+import Foundation
+import Formats
+
+/// A bundle mapped read-only: tensors are typed views into the mapping; nothing is copied or converted
+/// at open, so opening takes milliseconds whatever the size. The header and metadata are validated here.
+public final class ModelBundle: @unchecked Sendable {
+    public let gguf: GGUFFile
+    public let config: LFM2AudioConfig
+    public let components: [String]
+
+    public init(path: String) throws {
+        gguf = try GGUFFile(path: path)
+        let m = gguf.metadata
+        guard m[BundleKeys.architecture]?.stringValue == BundleKeys.architectureValue else {
+            throw FormatsError.badHeader(file: path, detail: "general.architecture is \(m[BundleKeys.architecture]?.description ?? "absent"), expected '\(BundleKeys.architectureValue)'")
+        }
+        guard let v = m[BundleKeys.formatVersion]?.intValue, v == Int(BundleKeys.currentFormatVersion) else {
+            throw FormatsError.badHeader(file: path, detail: "bundle format version \(m[BundleKeys.formatVersion]?.description ?? "absent") is not supported (this build reads \(BundleKeys.currentFormatVersion))")
+        }
+        guard let cfg = m[BundleKeys.config]?.stringValue else {
+            throw FormatsError.badHeader(file: path, detail: "no \(BundleKeys.config) metadata")
+        }
+        config = try decodeConfig(LFM2AudioConfig.self, from: Data(cfg.utf8), file: path + " (" + BundleKeys.config + ")")
+        components = m[BundleKeys.components]?.stringArray ?? []
+        guard let crc = m[BundleKeys.tensorCRC32]?.arrayValue, crc.count == gguf.tensors.count else {
+            throw FormatsError.badHeader(file: path, detail: "\(BundleKeys.tensorCRC32) is missing or does not list every tensor")
+        }
+    }
+
+    /// Raw bytes of a tensor by name.
+    public func tensor(_ name: String) -> (info: GGUFTensorInfo, bytes: UnsafeRawBufferPointer)? {
+        guard let t = gguf.tensor(name) else { return nil }
+        return (t, gguf.bytes(of: t))
+    }
+}
+

@@ -1,0 +1,209 @@
+import Foundation
+import Formats
+
+/// Where a bundle tensor's values come from.
+public enum TensorSource: Sendable {
+    /// A checkpoint tensor, converted to the stored type (a reshape/squeeze at most).
+    case stored(SafetensorsTensor)
+    /// A tensor computed at conversion from checkpoint tensors (folded batch norm, Mimi centroids).
+    case derived(inputs: [String], compute: @Sendable () -> [Float])
+}
+
+/// One tensor of the bundle to be written.
+public struct PlannedTensor: Sendable {
+    /// Bundle name: the checkpoint name (with `mimi.` / `detokenizer.` prefix) or a documented derived name.
+    public var name: String
+    /// Stored shape, PyTorch order.
+    public var shape: [Int]
+    public var role: TensorRole
+    public var component: Component
+    public var type: GGMLType
+    /// Why this type was chosen.
+    public var reason: String
+    public var source: TensorSource
+    public var elementCount: Int { shape.reduce(1, *) }
+    public var byteCount: Int { type.byteCount(elements: elementCount) }
+    /// Source bytes (before conversion), for size reports.
+    public var sourceBytes: Int {
+        if case .stored(let t) = source { return t.byteCount }
+        return elementCount * 4
+    }
+}
+
+/// A checkpoint tensor left out of the bundle, and why.
+public struct DroppedTensor: Sendable {
+    public var name: String
+    public var component: Component
+    public var reason: String
+    public var bytes: Int
+}
+
+/// Everything the converter will write, decided before a byte is written.
+public struct ConversionPlan: Sendable {
+    public var tensors: [PlannedTensor]
+    public var dropped: [DroppedTensor]
+    public var recipe: Recipe
+    public var keepAll: Bool
+    public var components: [Component] {
+        Component.allCases.filter { c in tensors.contains { $0.component == c } }
+    }
+}
+
+/// Builds and validates a conversion plan: every expected tensor present with the shape the config
+/// implies, every checkpoint tensor accounted for (kept, transformed or dropped with a reason).
+public enum Planner {
+    public static let mimiPrefix = "mimi."
+    public static let detokenizerPrefix = "detokenizer."
+    /// Derived tensor names (documented in docs/format.md).
+    public static func foldedDepthwise(_ layer: Int) -> String { "conformer.layers.\(layer).conv.depthwise_conv_bn_folded" }
+    public static func centroids(_ codebookPrefix: String) -> String { mimiPrefix + codebookPrefix + "centroids" }
+    public static let batchNormEps = 1e-5
+    public static let codebookEpsilon: Float = 1e-5
+
+    public static func plan(_ ckpt: Checkpoint, recipe: Recipe, keepAll: Bool = false) throws -> ConversionPlan {
+        var out: [PlannedTensor] = []
+        var dropped: [DroppedTensor] = []
+
+        // model.safetensors
+        let modelFile = ckpt.model.files.count == 1 ? ckpt.model.files[0] : ckpt.root + "/" + CheckpointFiles.modelIndex
+        let expected = Schema.model(ckpt.config)
+        let matched = try match(ckpt.model, expected: expected, file: modelFile, extraDrop: { _ in nil })
+        try emit(matched, prefix: "", recipe: recipe, keepAll: keepAll, into: &out, dropped: &dropped)
+        // Batch norm folded into the depthwise conv (conformer conv module).
+        let enc = ckpt.config.encoder
+        let insertAt = out.firstIndex { $0.component == .adapter } ?? out.count
+        var folded: [PlannedTensor] = []
+        for i in 0..<enc.nLayers {
+            let p = "conformer.layers.\(i).conv."
+            let names = ["depthwise_conv.weight", "depthwise_conv.bias", "batch_norm.weight", "batch_norm.bias", "batch_norm.running_mean", "batch_norm.running_var"].map { p + $0 }
+            let ts = names.map { ckpt.model[$0]! }
+            let d = enc.dModel, k = enc.convKernelSize
+            let scale: @Sendable () -> [Double] = {
+                let g = floats(ts[2]), v = floats(ts[5])
+                return (0..<d).map { Double(g[$0]) / (Double(v[$0]) + batchNormEps).squareRoot() }
+            }
+            let wName = foldedDepthwise(i) + ".weight", bName = foldedDepthwise(i) + ".bias"
+            let (wt, wr) = recipe.type(name: wName, shape: [d, 1, k], role: .convKernel, component: .conformer, sourceIsFloat: true)
+            folded.append(PlannedTensor(name: wName, shape: [d, 1, k], role: .convKernel, component: .conformer, type: wt,
+                                        reason: wr + "; batch norm folded: w·γ/√(σ²+ε)",
+                                        source: .derived(inputs: names, compute: {
+                let w = floats(ts[0]), s = scale()
+                return (0..<d * k).map { Float(Double(w[$0]) * s[$0 / k]) }
+            })))
+            folded.append(PlannedTensor(name: bName, shape: [d], role: .vector, component: .conformer, type: .f32,
+                                        reason: "batch norm folded: (b−μ)·γ/√(σ²+ε)+β",
+                                        source: .derived(inputs: names, compute: {
+                let b = floats(ts[1]), beta = floats(ts[3]), mean = floats(ts[4]), s = scale()
+                return (0..<d).map { Float((Double(b[$0]) - Double(mean[$0])) * s[$0] + Double(beta[$0])) }
+            })))
+        }
+        out.insert(contentsOf: folded, at: insertAt)
+
+        // Mimi: decode half only.
+        if let mimi = ckpt.mimi {
+            let used = ckpt.config.codebooks
+            let exp = Schema.mimiDecode(mimi.config, usedCodebooks: used)
+            var problems: [String] = []
+            for name in mimi.tensors.names where name.hasSuffix(".weight_g") || name.hasSuffix(".weight_v") {
+                problems.append("\(name): weight-norm parametrisation is not folded (the reference loads folded weights only)")
+            }
+            if !problems.isEmpty { throw FormatsError.validation(file: mimi.file, problems: problems) }
+            let m = try match(mimi.tensors, expected: exp, file: mimi.file, extraDrop: { Schema.mimiDropReason($0, usedCodebooks: used) })
+            try emit(m, prefix: mimiPrefix, recipe: recipe, keepAll: keepAll, into: &out, dropped: &dropped)
+            // Centroids E = embedding_sum / max(cluster_usage, ε), per used codebook.
+            var cbs = ["quantizer.rvq_first.vq.layers.0._codebook."]
+            for k in 0..<max(used - 1, 0) { cbs.append("quantizer.rvq_rest.vq.layers.\(k)._codebook.") }
+            let q = mimi.config.quantizer
+            for cb in cbs {
+                let sum = mimi.tensors[cb + "embedding_sum"]!, usage = mimi.tensors[cb + "cluster_usage"]!
+                let dim = q.dimension
+                out.append(PlannedTensor(name: centroids(cb), shape: [q.bins, dim], role: .vector, component: .mimi, type: .f32,
+                                         reason: "Mimi centroids embedding_sum / max(cluster_usage, 1e-5)",
+                                         source: .derived(inputs: [cb + "embedding_sum", cb + "cluster_usage"], compute: {
+                    let s = floats(sum), u = floats(usage)
+                    return (0..<s.count).map { s[$0] / max(u[$0 / dim], codebookEpsilon) }
+                })))
+            }
+        }
+
+        // LFM2 detokenizer.
+        if let det = ckpt.detokenizer {
+            let exp = Schema.detokenizer(det.config)
+            let file = det.tensors.files.first ?? det.configFile
+            let m = try match(det.tensors, expected: exp, file: file, extraDrop: { _ in nil })
+            try emit(m, prefix: detokenizerPrefix, recipe: recipe, keepAll: keepAll, into: &out, dropped: &dropped)
+        }
+        return ConversionPlan(tensors: out, dropped: dropped, recipe: recipe, keepAll: keepAll)
+    }
+
+    struct Match { var expected: ExpectedTensor?; var tensor: SafetensorsTensor; var extraDrop: String? }
+
+    /// Matches a tensor set against the expected list; throws one error listing every problem.
+    static func match(_ set: TensorSet, expected: [ExpectedTensor], file: String, extraDrop: (String) -> String?) throws -> [Match] {
+        var problems: [String] = []
+        var result: [Match] = []
+        var used = Set<String>()
+        for e in expected {
+            let candidates = [e.name] + e.aliases
+            guard let name = candidates.first(where: { set[$0] != nil }), let t = set[name] else {
+                problems.append("missing tensor '\(e.name)' (expected shape \(e.shape))")
+                continue
+            }
+            used.insert(name)
+            if t.shape != e.shape {
+                problems.append("tensor '\(name)' has shape \(t.shape), the config implies \(e.shape)")
+                continue
+            }
+            if e.role != .buffer, !t.dtype.isFloat {
+                problems.append("tensor '\(name)' has dtype \(t.dtype.rawValue), a float type is required")
+                continue
+            }
+            result.append(Match(expected: e, tensor: t, extraDrop: nil))
+        }
+        for name in set.names where !used.contains(name) {
+            if let why = extraDrop(name) {
+                result.append(Match(expected: nil, tensor: set[name]!, extraDrop: why))
+            } else {
+                problems.append("unexpected tensor '\(name)' \(set[name]!.shape) (not part of this config)")
+            }
+        }
+        if !problems.isEmpty { throw FormatsError.validation(file: file, problems: problems) }
+        return result
+    }
+
+    static func emit(_ matches: [Match], prefix: String, recipe: Recipe, keepAll: Bool,
+                     into out: inout [PlannedTensor], dropped: inout [DroppedTensor]) throws {
+        for m in matches {
+            let t = m.tensor
+            let name = prefix + t.name
+            let role = m.expected?.role ?? (t.dtype.isFloat ? (t.shape.count >= 2 ? .matrix : .vector) : .buffer)
+            let component = m.expected?.component ?? .mimi
+            if let why = m.expected?.dropReason ?? m.extraDrop, !keepAll {
+                dropped.append(DroppedTensor(name: name, component: component, reason: why, bytes: t.byteCount))
+                continue
+            }
+            var shape = t.shape
+            if shape.isEmpty { shape = [1] }
+            if role == .matrix, shape.count > 2, shape.dropFirst(2).allSatisfy({ $0 == 1 }) { shape = Array(shape.prefix(2)) }
+            guard shape.count <= 4 else {
+                throw QuantizeError.source(file: t.file.path, tensor: t.name, detail: "\(shape.count) dimensions; GGUF allows at most 4")
+            }
+            var (type, reason) = recipe.type(name: name, shape: shape, role: role, component: component, sourceIsFloat: t.dtype.isFloat)
+            if !t.dtype.isFloat {
+                guard let same = Codec.identicalType(t.dtype) else {
+                    throw QuantizeError.source(file: t.file.path, tensor: t.name, detail: "dtype \(t.dtype.rawValue) has no ggml type")
+                }
+                type = same; reason = "integer buffer kept as \(same.name)"
+            }
+            out.append(PlannedTensor(name: name, shape: shape, role: role, component: component, type: type, reason: reason, source: .stored(t)))
+        }
+    }
+
+    /// All elements of a small tensor as float32.
+    @Sendable static func floats(_ t: SafetensorsTensor) -> [Float] {
+        [Float](unsafeUninitializedCapacity: t.elementCount) { buf, n in
+            Codec.readFloats(t, start: 0, count: t.elementCount, into: buf.baseAddress!)
+            n = t.elementCount
+        }
+    }
+}
