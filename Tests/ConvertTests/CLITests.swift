@@ -1,0 +1,147 @@
+import XCTest
+import Foundation
+@testable import Formats
+
+/// Runs the built `lfm-convert` and checks exit codes, messages and that no output is left behind.
+final class CLITests: XCTestCase {
+    var binary: String {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let c = dir.appendingPathComponent("lfm-convert").path
+            if FileManager.default.isExecutableFile(atPath: c) { return c }
+            dir = dir.deletingLastPathComponent()
+        }
+        return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("lfm-convert").path
+    }
+
+    @discardableResult
+    func run(_ args: [String]) throws -> (Int32, String, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        let o = Pipe(), e = Pipe()
+        p.standardOutput = o; p.standardError = e
+        try p.run()
+        let out = o.fileHandleForReading.readDataToEndOfFile(), err = e.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    }
+
+    func copyFixture() throws -> String {
+        let d = tmpDir("cli") + "/model"
+        try FileManager.default.copyItem(atPath: fixtures + "/tiny-b/model", toPath: d)
+        return d
+    }
+
+    func leftovers(_ dir: String) -> [String] { (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] }
+
+    func testConvertInspectVerifyJSON() throws {
+        let outDir = tmpDir("o")
+        let out = outDir + "/x.gguf"
+        let (rc, stdout, _) = try run([fixtures + "/tiny-a/model", "-o", out, "--quant", "q4_0", "--json", "--threads", "2"])
+        XCTAssertEqual(rc, 0)
+        let j = try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(j["preset"] as? String, "q4_0")
+        XCTAssertEqual(leftovers(outDir), ["x.gguf"])
+        let (rc2, ins, _) = try run(["inspect", out, "--json"])
+        XCTAssertEqual(rc2, 0)
+        let ij = try JSONSerialization.jsonObject(with: Data(ins.utf8)) as! [String: Any]
+        XCTAssertEqual((ij["tensors"] as! [Any]).count, j["tensors"] as? Int)
+        let (rc3, ver, _) = try run(["verify", out, "--against", fixtures + "/tiny-a/model", "--json"])
+        XCTAssertEqual(rc3, 0)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(ver.utf8)) as! [String: Any])["ok"] as? Bool, true)
+        let (rc4, text, _) = try run(["inspect", out])
+        XCTAssertEqual(rc4, 0)
+        XCTAssertTrue(text.contains("lfm.embed_tokens.weight") && text.contains("Q8_0"))
+        // an existing output is refused without --force
+        let (rc5, _, err5) = try run([fixtures + "/tiny-a/model", "-o", out])
+        XCTAssertEqual(rc5, 2)
+        XCTAssertTrue(err5.contains("--force"))
+        XCTAssertEqual(try run([fixtures + "/tiny-a/model", "-o", out, "--force", "--quant", "f16"]).0, 0)
+    }
+
+    func testBadUsageExitsTwo() throws {
+        let out = tmpDir("u") + "/x.gguf"
+        for args in [[fixtures + "/tiny-a/model", "-o", out, "--quant", "q5"], [fixtures + "/tiny-a/model"],
+                     [fixtures + "/tiny-a/model", "-o", out, "--override", "noequals"], [fixtures + "/tiny-a/model", "-o", out, "--threads", "0"],
+                     ["--bogus"]] {
+            let (rc, _, err) = try run(args)
+            XCTAssertEqual(rc, 2, "\(args): \(err)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        }
+    }
+
+    /// Each hostile checkpoint gives exit 1, a message naming the file and the problem, and no output file.
+    func testHostileCheckpoints() throws {
+        let fm = FileManager.default
+        typealias Damage = (String) throws -> Void
+        let cases: [(String, Damage, [String])] = [
+            ("missing config", { try fm.removeItem(atPath: $0 + "/config.json") }, ["config.json", "missing"]),
+            ("malformed config", { try Data("{\"codebooks\": 8,".utf8).write(to: URL(fileURLWithPath: $0 + "/config.json")) }, ["config.json", "invalid JSON"]),
+            ("config wrong type", { d in
+                var s = try String(contentsOfFile: d + "/config.json", encoding: .utf8)
+                s = s.replacingOccurrences(of: "\"codebooks\": 8", with: "\"codebooks\": \"8\"")
+                try s.write(toFile: d + "/config.json", atomically: true, encoding: .utf8) }, ["config.json", "codebooks"]),
+            ("shape contradicts config", { d in
+                var s = try String(contentsOfFile: d + "/config.json", encoding: .utf8)
+                s = s.replacingOccurrences(of: "\"vocab_size\": 640", with: "\"vocab_size\": 700")
+                try s.write(toFile: d + "/config.json", atomically: true, encoding: .utf8) }, ["model.safetensors", "lfm.embed_tokens.weight", "[700,"]),
+            ("missing tensor", { d in try rewrite(d + "/model.safetensors") { $0.filter { $0.name != "depth_linear.bias" } } }, ["model.safetensors", "missing tensor 'depth_linear.bias'"]),
+            ("unexpected tensor", { d in try rewrite(d + "/model.safetensors") { $0 + [.init(name: "lfm.extra.weight", dtype: .f32, shape: [1], data: Data(count: 4))] } }, ["unexpected tensor 'lfm.extra.weight'"]),
+            ("wrong shape", { d in try rewrite(d + "/model.safetensors") { $0.map { e in
+                var e = e; if e.name == "depth_linear.bias" { e.shape = [e.shape[0] / 2, 2] }; return e } } }, ["depth_linear.bias", "shape"]),
+            ("truncated model", { d in
+                let p = d + "/model.safetensors"; let data = try Data(contentsOf: URL(fileURLWithPath: p))
+                try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: p)) }, ["model.safetensors", "past the end"]),
+            ("huge header length", { d in
+                let p = d + "/model.safetensors"; var data = try Data(contentsOf: URL(fileURLWithPath: p))
+                data.replaceSubrange(0..<8, with: [0, 0, 0, 0, 0, 0, 0, 0x7f])
+                try data.write(to: URL(fileURLWithPath: p)) }, ["model.safetensors", "100 MB"]),
+            ("unknown dtype", { d in
+                let p = d + "/model.safetensors"; var data = try Data(contentsOf: URL(fileURLWithPath: p))
+                let r = data.range(of: Data("\"BF16\"".utf8))!
+                data.replaceSubrange(r, with: Data("\"BX16\"".utf8))
+                try data.write(to: URL(fileURLWithPath: p)) }, ["model.safetensors", "unknown dtype 'BX16'"]),
+            ("missing model file", { try fm.removeItem(atPath: $0 + "/model.safetensors") }, ["model.safetensors", "missing"]),
+            ("model is a directory", { d in try fm.removeItem(atPath: d + "/model.safetensors"); try fm.createDirectory(atPath: d + "/model.safetensors", withIntermediateDirectories: false) }, ["model.safetensors", "not a regular file"]),
+            ("dangling symlink", { d in try fm.removeItem(atPath: d + "/model.safetensors"); try fm.createSymbolicLink(atPath: d + "/model.safetensors", withDestinationPath: "/nonexistent/blob") }, ["model.safetensors"]),
+            ("missing tokenizer", { try fm.removeItem(atPath: $0 + "/tokenizer.json") }, ["tokenizer.json", "missing"]),
+            ("special token moved", { d in
+                var s = try String(contentsOfFile: d + "/tokenizer.json", encoding: .utf8)
+                s = s.replacingOccurrences(of: "<|audio_start|>", with: "<|audio_begin|>")
+                try s.write(toFile: d + "/tokenizer.json", atomically: true, encoding: .utf8) }, ["tokenizer.json", "<|audio_start|>"]),
+            ("bad mimi config", { try Data("{\"seanet\": 1}".utf8).write(to: URL(fileURLWithPath: $0 + "/mimi_config.json")) }, ["mimi_config.json", "seanet"]),
+            ("mimi tensor missing", { d in try rewrite(d + "/tokenizer-e351c8d8-checkpoint125.safetensors") { $0.filter { $0.name != "upsample.convtr.convtr.convtr.weight" } } }, ["tokenizer-e351c8d8", "upsample.convtr.convtr.convtr.weight"]),
+            ("mimi weight norm", { d in try rewrite(d + "/tokenizer-e351c8d8-checkpoint125.safetensors") { $0.flatMap { e -> [SafetensorsWriter.Entry] in
+                guard e.name == "decoder.model.0.conv.conv.weight" else { return [e] }
+                var g = e; g.name = "decoder.model.0.conv.conv.weight_g"; var v = e; v.name = "decoder.model.0.conv.conv.weight_v"; return [g, v] } } }, ["weight_g"]),
+        ]
+        for (label, damage, fragments) in cases {
+            let d = try copyFixture()
+            try damage(d)
+            let outDir = tmpDir("h")
+            let (rc, _, err) = try run([d, "-o", outDir + "/out.gguf"])
+            XCTAssertEqual(rc, 1, "\(label): \(err)")
+            for f in fragments { XCTAssertTrue(err.contains(f), "\(label): expected '\(f)' in: \(err)") }
+            XCTAssertTrue(err.contains("error: "), "\(label): \(err)")
+            XCTAssertEqual(leftovers(outDir), [], label)
+        }
+    }
+
+    func testInputIsNeverModifiedAndOutputMayNotBeAnInput() throws {
+        let d = try copyFixture()
+        let before = try FileManager.default.contentsOfDirectory(atPath: d).sorted().map { ($0, FileManager.default.contents(atPath: d + "/" + $0)) }
+        XCTAssertEqual(try run([d, "-o", d + "/model.safetensors", "--force"]).0, 2)
+        XCTAssertEqual(try run([d, "-o", tmpDir("z") + "/o.gguf"]).0, 0)
+        let after = try FileManager.default.contentsOfDirectory(atPath: d).sorted().map { ($0, FileManager.default.contents(atPath: d + "/" + $0)) }
+        XCTAssertEqual(before.map(\.0), after.map(\.0))
+        XCTAssertTrue(zip(before, after).allSatisfy { $0.1 == $1.1 })
+    }
+}
+
+/// Rewrites a safetensors file through a transformation of its entries.
+func rewrite(_ path: String, _ f: ([SafetensorsWriter.Entry]) -> [SafetensorsWriter.Entry]) throws {
+    let s = try SafetensorsFile(path: path)
+    let entries = s.names.map { n in let t = s.tensors[n]!; return SafetensorsWriter.Entry(name: n, dtype: t.dtype, shape: t.shape, data: Data(t.bytes)) }
+    try SafetensorsWriter.write(f(entries), to: path)
+}
