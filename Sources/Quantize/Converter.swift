@@ -90,22 +90,29 @@ public enum Converter {
         return parts.last.map(String.init) ?? "lfm2-audio"
     }
 
-    public static func tensorInfos(_ plan: ConversionPlan) -> [GGUFTensorInfo] {
-        plan.tensors.map { GGUFTensorInfo(name: $0.name, dims: $0.shape.reversed(), type: $0.type) }
-    }
-
     public static func convert(_ ckpt: Checkpoint, plan: ConversionPlan, to destination: String, options: ConvertOptions,
                                progress: (@Sendable (ConvertProgress) -> Void)? = nil,
                                isCancelled: @escaping @Sendable () -> Bool = { false }) throws -> ConvertResult {
+        try write(plan.tensors, to: destination, sourceFiles: ckpt.sourceFiles, root: ckpt.root, options: options,
+                  metadata: { sources, crcs in metadata(for: plan, checkpoint: ckpt, options: options, sources: sources, crcs: crcs) },
+                  progress: progress, isCancelled: isCancelled)
+    }
+
+    /// Writes tensors and metadata as one GGUF file. `metadata` receives the source files' (name, sha256,
+    /// bytes) and the tensors' CRC32s; it is called once with placeholders of the same size to lay out
+    /// the header, so the data can be written before the checksums are known.
+    public static func write(_ tensors: [PlannedTensor], to destination: String, sourceFiles files: [String], root: String,
+                             options: ConvertOptions,
+                             metadata: ([(String, String, Int)], [UInt32]) -> [(String, GGUFValue)],
+                             progress: (@Sendable (ConvertProgress) -> Void)? = nil,
+                             isCancelled: @escaping @Sendable () -> Bool = { false }) throws -> ConvertResult {
         let start = Date()
-        var infos = tensorInfos(plan)
+        var infos = tensors.map { GGUFTensorInfo(name: $0.name, dims: $0.shape.reversed(), type: $0.type) }
         let dataSize = GGUF.layout(&infos, alignment: GGUF.defaultAlignment)
-        let rootPrefix = ckpt.root.hasSuffix("/") ? ckpt.root : ckpt.root + "/"
-        let files = ckpt.sourceFiles
+        let rootPrefix = root.hasSuffix("/") ? root : root + "/"
         let rel = files.map { $0.hasPrefix(rootPrefix) ? String($0.dropFirst(rootPrefix.count)) : $0 }
         let placeholderSources = rel.map { ($0, String(repeating: "0", count: 64), 0) }
-        let placeholder = GGUF.header(metadata: metadata(for: plan, checkpoint: ckpt, options: options, sources: placeholderSources,
-                                                         crcs: Array(repeating: 0, count: infos.count)), tensors: infos)
+        let placeholder = GGUF.header(metadata: metadata(placeholderSources, Array(repeating: 0, count: infos.count)), tensors: infos)
         let dataStart = (placeholder.count + GGUF.defaultAlignment - 1) / GGUF.defaultAlignment * GGUF.defaultAlignment
         let total = dataStart + dataSize
 
@@ -117,11 +124,11 @@ public enum Converter {
             let hashThread = Thread { hashes.run() }
             hashThread.start()
 
-            let crcs = try writeTensors(plan: plan, infos: infos, dataStart: dataStart, out: out, threads: options.threads,
+            let crcs = try writeTensors(tensors, infos: infos, dataStart: dataStart, out: out, threads: options.threads,
                                         progress: progress, isCancelled: isCancelled)
             let sources = try hashes.wait()
             let srcList = zip(rel, sources).map { ($0, $1.0, $1.1) }
-            var header = GGUF.header(metadata: metadata(for: plan, checkpoint: ckpt, options: options, sources: srcList, crcs: crcs), tensors: infos)
+            var header = GGUF.header(metadata: metadata(srcList, crcs), tensors: infos)
             precondition(header.count == placeholder.count, "header size changed between layout and write")
             header.append(Data(count: dataStart - header.count))
             try out.write(header, at: 0)
@@ -136,11 +143,11 @@ public enum Converter {
 
     struct Chunk { var tensor: Int; var start: Int; var count: Int }
 
-    static func writeTensors(plan: ConversionPlan, infos: [GGUFTensorInfo], dataStart: Int, out: AtomicFile, threads: Int,
+    static func writeTensors(_ tensors: [PlannedTensor], infos: [GGUFTensorInfo], dataStart: Int, out: AtomicFile, threads: Int,
                              progress: (@Sendable (ConvertProgress) -> Void)?, isCancelled: @escaping @Sendable () -> Bool) throws -> [UInt32] {
         var chunks: [Chunk] = []
         var firstChunk: [Int] = []
-        for (i, t) in plan.tensors.enumerated() {
+        for (i, t) in tensors.enumerated() {
             firstChunk.append(chunks.count)
             let n = t.elementCount
             if case .derived = t.source {
@@ -156,8 +163,8 @@ public enum Converter {
             }
         }
         firstChunk.append(chunks.count)
-        let state = WorkState(chunks: chunks.count, tensors: plan.tensors.count, firstChunk: firstChunk,
-                              totalBytes: plan.tensors.reduce(0) { $0 + $1.byteCount })
+        let state = WorkState(chunks: chunks.count, tensors: tensors.count, firstChunk: firstChunk,
+                              totalBytes: tensors.reduce(0) { $0 + $1.byteCount })
         let maxChunk = chunks.map(\.count).max() ?? 0
         let chunkList = chunks
         let workers = min(threads, max(chunks.count, 1))
@@ -168,7 +175,7 @@ public enum Converter {
             while let ci = state.next() {
                 if isCancelled() { state.fail(QuantizeError.cancelled); return }
                 let c = chunkList[ci]
-                let t = plan.tensors[c.tensor]
+                let t = tensors[c.tensor]
                 let offset = dataStart + infos[c.tensor].offset + t.type.byteCount(elements: c.start)
                 let nbytes = t.type.byteCount(elements: c.count)
                 do {
@@ -202,7 +209,7 @@ public enum Converter {
         if let e = state.error { throw e }
         // Combine chunk CRCs in order.
         var crcs: [UInt32] = []
-        for (i, t) in plan.tensors.enumerated() {
+        for (i, t) in tensors.enumerated() {
             var crc: UInt32 = 0
             for ci in firstChunk[i]..<firstChunk[i + 1] {
                 let c = chunks[ci]

@@ -11,7 +11,7 @@ struct LFMConvert: ParsableCommand {
         commandName: "lfm-convert",
         abstract: "Convert an LFM2-Audio checkpoint into one quantized, memory-mappable GGUF bundle; inspect and verify bundles.",
         version: "lfm-convert \(LFMVersion.converter)",
-        subcommands: [ConvertCommand.self, InspectCommand.self, VerifyCommand.self, FixtureWeightsCommand.self],
+        subcommands: [ConvertCommand.self, InspectCommand.self, VerifyCommand.self, ExportLlamaCommand.self, FixtureWeightsCommand.self],
         defaultSubcommand: ConvertCommand.self)
 }
 
