@@ -5,6 +5,13 @@
 #include <math.h>
 #include <string.h>
 
+// Hot loops are compiled for AVX-512, AVX2 and baseline x86-64, picked at load time (ifunc).
+#if defined(__x86_64__) && defined(__clang__) && defined(__linux__)
+#define LFM_CLONES __attribute__((target_clones("avx512bw", "avx2", "default")))
+#else
+#define LFM_CLONES
+#endif
+
 static inline uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
@@ -71,10 +78,22 @@ void lfm_convert_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
 void lfm_convert_f16_to_f32(const uint16_t *src, float *dst, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = lfm_f16_to_f32(src[i]);
 }
+LFM_CLONES
 void lfm_convert_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = bits_f32((uint32_t)src[i] << 16);
 }
 
+// roundf (half away from zero) without a libm call, so the loop vectorizes: v - trunc(v) is exact.
+static inline float round_half_away(float v) {
+    float t = __builtin_truncf(v);
+    float f = v - t;
+    t += (f >= 0.5f) ? 1.0f : 0.0f;
+    t -= (f <= -0.5f) ? 1.0f : 0.0f;
+    return t;
+}
+
+
+LFM_CLONES
 void lfm_quantize_q8_0(const float *src, uint8_t *dst, size_t n) {
     size_t nb = n / LFM_QK8_0;
     for (size_t b = 0; b < nb; b++) {
@@ -87,13 +106,13 @@ void lfm_quantize_q8_0(const float *src, uint8_t *dst, size_t n) {
         uint16_t dh = lfm_f32_to_f16(d);
         memcpy(y, &dh, 2);
         int8_t *qs = (int8_t *)(y + 2);
-        for (int j = 0; j < LFM_QK8_0; j++) {
-            float v = x[j] * id;
-            qs[j] = (int8_t)roundf(v);
-        }
+        int8_t q[LFM_QK8_0];
+        for (int j = 0; j < LFM_QK8_0; j++) q[j] = (int8_t)round_half_away(x[j] * id);
+        memcpy(qs, q, LFM_QK8_0);
     }
 }
 
+LFM_CLONES
 void lfm_quantize_q4_0(const float *src, uint8_t *dst, size_t n) {
     size_t nb = n / LFM_QK4_0;
     for (size_t b = 0; b < nb; b++) {

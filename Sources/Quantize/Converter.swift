@@ -27,6 +27,8 @@ public struct ConvertResult: Sendable {
     public var bytes: Int
     public var seconds: Double
     public var crc32: [UInt32]
+    /// Phase timings in seconds: tensors (convert + checksum + write), waiting for source hashes, fsync + rename.
+    public var phases: [String: Double] = [:]
 }
 
 /// Writes a plan as one GGUF bundle: streaming, one chunk of rows at a time from the mapped input to the
@@ -124,9 +126,12 @@ public enum Converter {
             let hashThread = Thread { hashes.run() }
             hashThread.start()
 
+            let t0 = Date()
             let crcs = try writeTensors(tensors, infos: infos, dataStart: dataStart, out: out, threads: options.threads,
                                         progress: progress, isCancelled: isCancelled)
+            let t1 = Date()
             let sources = try hashes.wait()
+            let t2 = Date()
             let srcList = zip(rel, sources).map { ($0, $1.0, $1.1) }
             var header = GGUF.header(metadata: metadata(srcList, crcs), tensors: infos)
             precondition(header.count == placeholder.count, "header size changed between layout and write")
@@ -134,7 +139,10 @@ public enum Converter {
             try out.write(header, at: 0)
             if isCancelled() { throw QuantizeError.cancelled }
             try out.commit()
-            return ConvertResult(output: destination, bytes: total, seconds: Date().timeIntervalSince(start), crc32: crcs)
+            let t3 = Date()
+            return ConvertResult(output: destination, bytes: total, seconds: t3.timeIntervalSince(start), crc32: crcs,
+                                 phases: ["tensors": t1.timeIntervalSince(t0), "hash_wait": t2.timeIntervalSince(t1),
+                                          "commit": t3.timeIntervalSince(t2), "total": t3.timeIntervalSince(start)])
         } catch {
             out.abandon()
             throw error

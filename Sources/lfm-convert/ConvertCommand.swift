@@ -82,7 +82,7 @@ struct ConvertCommand: ParsableCommand {
                 "output": out, "preset": recipe.preset.rawValue, "overrides": recipe.overrides.map(\.description),
                 "bytes": result.bytes, "tensors": plan.tensors.count, "dropped": plan.dropped.map { ["name": $0.name, "reason": $0.reason] },
                 "components": rows, "seconds": seconds, "plan_seconds": tPlan.timeIntervalSince(t0),
-                "write_seconds": result.seconds, "peak_anon_bytes": peak, "threads": threads, "warnings": ckpt.warnings,
+                "write_seconds": result.seconds, "phases": result.phases, "peak_anon_bytes": peak, "threads": threads, "warnings": ckpt.warnings,
             ]
             print(jsonString(summary))
             return
