@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what the project needs on Debian 12 with Swift 6.3: the C libraries (found through pkg-config) and,
+# for the tests, Python's `gguf` package (an independent GGUF reader). Idempotent and quiet when all is there.
+set -euo pipefail
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+need=()
+pkg-config --exists zlib 2>/dev/null || need+=(libz-dev)
+pkg-config --exists libzstd 2>/dev/null || need+=(libzstd-dev)
+pkg-config --exists openblas 2>/dev/null || need+=(libopenblas-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" pkg-config >/dev/null
+fi
+if [ "${1:-}" = "--tests" ]; then
+  python3 -c "import gguf" 2>/dev/null || { echo "setup: pip install gguf"; python3 -m pip install --quiet --disable-pip-version-check gguf; }
+fi
