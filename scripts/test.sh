@@ -4,4 +4,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --tests
 swift build --build-tests
-swift test --skip-build
+log=$(mktemp)
+set +e
+swift test --skip-build 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# XCTest's overall summary is the last "Executed N tests, with M failures" line; repeat it as a plain closing line
+# (swift test's own last line reports the Swift Testing runner, which this project does not use).
+summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1 || true)
+total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
+failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
+rm -f "$log"
+if [ -z "$summary" ]; then echo "no XCTest summary found"; exit 1; fi
+echo "tests: $((total - failed)) passed, $failed failed"
+exit "$rc"
