@@ -32,6 +32,7 @@ let package = Package(
             dependencies: ["Formats", "Quantize", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Quantize"]),
         .testTarget(name: "QuantizeTests", dependencies: ["Formats", "Quantize"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "CKernels"]),
         .testTarget(name: "ConvertTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "lfm-convert"]),
     ]
 )

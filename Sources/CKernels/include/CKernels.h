@@ -39,3 +39,48 @@ void lfm_dequantize_q4_0(const uint8_t *src, float *dst, size_t n);
 }
 #endif
 #endif
+
+// ---------------------------------------------------------------------------------------------
+// Runtime kernels (kernels.c). Weight rows are read straight from the bundle's ggml layouts.
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// ggml type ids handled by the matrix kernels.
+enum { LFM_T_F32 = 0, LFM_T_F16 = 1, LFM_T_Q4_0 = 2, LFM_T_Q8_0 = 8, LFM_T_BF16 = 30 };
+
+/// 1 when the CPU has AVX-512 with VNNI (used for the integer dot products).
+int lfm_cpu_has_vnni(void);
+/// Forces the portable code paths (tests compare them with the fast ones).
+void lfm_set_reference_kernels(int on);
+
+/// Activations quantized to 8 bits in blocks of 32 (for Q8_0 / Q4_0 weights): `q[n]`, per block scale `d[n/32]`
+/// and sum of quants `s[n/32]`.
+void lfm_quantize_act_q8(const float *x, int n, int8_t *q, float *d, int32_t *s);
+
+/// y[r] = dot(W row r, x) for rows [r0, r1). `w` is the tensor's first byte, `cols` the row length.
+/// For F32/F16/BF16 weights `xf` is used; for Q8_0/Q4_0 the quantized activation (xq, xd, xs).
+void lfm_matvec(int type, const void *w, int cols, int r0, int r1,
+                const float *xf, const int8_t *xq, const float *xd, const int32_t *xs, float *y);
+
+/// Y[t][r] = dot(W row r, X[t]) for rows [r0, r1) and tokens [0, T): X rows are `ldx` apart (floats) and
+/// their quantized forms `ldq` bytes / `ldq/32` blocks apart; Y rows are `ldy` apart.
+void lfm_matmul(int type, const void *w, int cols, int r0, int r1, int T,
+                const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
+                float *Y, int ldy);
+
+/// One row of a (possibly quantized) table, as floats.
+void lfm_row_to_f32(int type, const void *w, int cols, int row, float *out);
+
+/// A persistent pool of worker threads; `run` calls fn(ctx, ith, nth) on every thread (the caller is ith 0)
+/// and returns when all are done.
+typedef struct lfm_pool lfm_pool;
+lfm_pool *lfm_pool_create(int nthreads);
+void lfm_pool_destroy(lfm_pool *p);
+int lfm_pool_size(const lfm_pool *p);
+void lfm_pool_run(lfm_pool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,376 @@
+// Matrix kernels over ggml block layouts, read in place from the mapped bundle, and a worker pool.
+// Every fast path has a portable reference path (lfm_set_reference_kernels) that the tests compare with.
+#include "CKernels.h"
+#include <math.h>
+#include <string.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sched.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <cpuid.h>
+#endif
+
+static int g_reference = 0;
+void lfm_set_reference_kernels(int on) { g_reference = on; }
+
+static int g_vnni = -1;
+int lfm_cpu_has_vnni(void) {
+#if defined(__x86_64__)
+    if (g_vnni < 0) {
+        __builtin_cpu_init();
+        g_vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
+    }
+    return g_vnni;
+#else
+    return 0;
+#endif
+}
+static inline int use_fast(void) { return !g_reference && lfm_cpu_has_vnni(); }
+
+static inline float h2f(uint16_t h) { return lfm_f16_to_f32(h); }
+static inline float b2f(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+
+// ---------------------------------------------------------------------------------------------
+// Activation quantization (symmetric int8 per 32 block, like ggml's q8_0 for activations).
+
+void lfm_quantize_act_q8(const float *x, int n, int8_t *q, float *d, int32_t *s) {
+    int nb = n / 32;
+    for (int b = 0; b < nb; b++) {
+        const float *xb = x + b * 32;
+        float amax = 0.f;
+        for (int j = 0; j < 32; j++) { float a = fabsf(xb[j]); amax = a > amax ? a : amax; }
+        float db = amax / 127.f, id = db != 0.f ? 1.f / db : 0.f;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) {
+            float v = xb[j] * id;
+            int qi = (int)lrintf(v);
+            q[b * 32 + j] = (int8_t)qi;
+            sum += qi;
+        }
+        d[b] = db;
+        s[b] = sum;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reference (portable) dot products.
+
+static float ref_dot_f32(const float *w, const float *x, int n) { double a = 0; for (int i = 0; i < n; i++) a += (double)w[i] * x[i]; return (float)a; }
+static float ref_dot_f16(const uint16_t *w, const float *x, int n) { double a = 0; for (int i = 0; i < n; i++) a += (double)h2f(w[i]) * x[i]; return (float)a; }
+static float ref_dot_bf16(const uint16_t *w, const float *x, int n) { double a = 0; for (int i = 0; i < n; i++) a += (double)b2f(w[i]) * x[i]; return (float)a; }
+static float ref_dot_q8_0(const uint8_t *w, const int8_t *xq, const float *xd, int nb) {
+    float acc = 0.f;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = w + b * 34; uint16_t dh; memcpy(&dh, blk, 2);
+        const int8_t *wq = (const int8_t *)(blk + 2);
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) sum += (int32_t)wq[j] * xq[b * 32 + j];
+        acc += (float)sum * h2f(dh) * xd[b];
+    }
+    return acc;
+}
+static float ref_dot_q4_0(const uint8_t *w, const int8_t *xq, const float *xd, const int32_t *xs, int nb) {
+    float acc = 0.f;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = w + b * 18; uint16_t dh; memcpy(&dh, blk, 2);
+        const uint8_t *qs = blk + 2;
+        int32_t sum = 0;
+        for (int j = 0; j < 16; j++) sum += (int32_t)(qs[j] & 0xf) * xq[b * 32 + j] + (int32_t)(qs[j] >> 4) * xq[b * 32 + j + 16];
+        acc += (float)(sum - 8 * xs[b]) * h2f(dh) * xd[b];
+    }
+    return acc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX-512 (VNNI for integer dots). Up to 4 rows per pass share the activation loads.
+
+#if defined(__x86_64__)
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
+
+AVX512 static inline float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+AVX512 static void dot_f32_rows(const float *w, size_t ld, int nr, const float *x, int n, float *out) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv = _mm512_loadu_ps(x + i);
+        for (int r = 0; r < nr; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w + r * ld + i), xv, acc[r]);
+    }
+    for (int r = 0; r < nr; r++) {
+        float s = hsum512(acc[r]);
+        for (int j = i; j < n; j++) s += w[r * ld + j] * x[j];
+        out[r] = s;
+    }
+}
+
+AVX512 static void dot_f16_rows(const uint16_t *w, size_t ld, int nr, const float *x, int n, float *out) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv = _mm512_loadu_ps(x + i);
+        for (int r = 0; r < nr; r++) {
+            __m512 wv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + r * ld + i)));
+            acc[r] = _mm512_fmadd_ps(wv, xv, acc[r]);
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        float s = hsum512(acc[r]);
+        for (int j = i; j < n; j++) s += h2f(w[r * ld + j]) * x[j];
+        out[r] = s;
+    }
+}
+
+AVX512 static void dot_bf16_rows(const uint16_t *w, size_t ld, int nr, const float *x, int n, float *out) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv = _mm512_loadu_ps(x + i);
+        for (int r = 0; r < nr; r++) {
+            __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + r * ld + i)));
+            __m512 wv = _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+            acc[r] = _mm512_fmadd_ps(wv, xv, acc[r]);
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        float s = hsum512(acc[r]);
+        for (int j = i; j < n; j++) s += b2f(w[r * ld + j]) * x[j];
+        out[r] = s;
+    }
+}
+
+// Two Q8_0 blocks (68 bytes) → 64 signed weight bytes in one register.
+AVX512 static inline __m512i load2_q8(const uint8_t *blk) {
+    __m256i a = _mm256_loadu_si256((const __m256i *)(blk + 2));
+    __m256i b = _mm256_loadu_si256((const __m256i *)(blk + 36));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+}
+AVX512 static inline __m512 scale2(const uint8_t *blk, float dx0, float dx1, int bsz) {
+    uint16_t h0, h1; memcpy(&h0, blk, 2); memcpy(&h1, blk + bsz, 2);
+    __m256 s0 = _mm256_set1_ps(h2f(h0) * dx0), s1 = _mm256_set1_ps(h2f(h1) * dx1);
+    return _mm512_insertf32x8(_mm512_castps256_ps512(s0), s1, 1);
+}
+
+AVX512 static void dot_q8_0_rows(const uint8_t *w, size_t ld, int nr, const int8_t *xq, const float *xd, int nb, float *out) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    const __m512i zero = _mm512_setzero_si512();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m512i xv = _mm512_loadu_si512((const void *)(xq + b * 32));
+        for (int r = 0; r < nr; r++) {
+            const uint8_t *blk = w + r * ld + (size_t)b * 34;
+            __m512i wv = load2_q8(blk);
+            __m512i aw = _mm512_abs_epi8(wv);
+            __m512i sx = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), zero, xv);
+            __m512i dot = _mm512_dpbusd_epi32(zero, aw, sx);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale2(blk, xd[b], xd[b + 1], 34), acc[r]);
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        float s = hsum512(acc[r]);
+        if (b < nb) s += ref_dot_q8_0(w + r * ld + (size_t)b * 34, xq + b * 32, xd + b, nb - b);
+        out[r] = s;
+    }
+}
+
+AVX512 static void dot_q4_0_rows(const uint8_t *w, size_t ld, int nr, const int8_t *xq, const float *xd, const int32_t *xs, int nb, float *out) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    float corr[4] = {0, 0, 0, 0};
+    const __m512i zero = _mm512_setzero_si512();
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m512i xv = _mm512_loadu_si512((const void *)(xq + b * 32));
+        for (int r = 0; r < nr; r++) {
+            const uint8_t *blk = w + r * ld + (size_t)b * 18;
+            __m128i q0 = _mm_loadu_si128((const __m128i *)(blk + 2));
+            __m128i q1 = _mm_loadu_si128((const __m128i *)(blk + 20));
+            __m256i b0 = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q0, 4), m4), _mm_and_si128(q0, m4));
+            __m256i b1 = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q1, 4), m4), _mm_and_si128(q1, m4));
+            __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(b0), b1, 1);
+            __m512i dot = _mm512_dpbusd_epi32(zero, wv, xv);
+            uint16_t h0, h1; memcpy(&h0, blk, 2); memcpy(&h1, blk + 18, 2);
+            float s0 = h2f(h0) * xd[b], s1 = h2f(h1) * xd[b + 1];
+            __m512 sc = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(s0)), _mm256_set1_ps(s1), 1);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sc, acc[r]);
+            corr[r] += 8.f * (s0 * (float)xs[b] + s1 * (float)xs[b + 1]);
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        float s = hsum512(acc[r]) - corr[r];
+        if (b < nb) s += ref_dot_q4_0(w + r * ld + (size_t)b * 18, xq + b * 32, xd + b, xs + b, nb - b);
+        out[r] = s;
+    }
+}
+#endif
+
+static size_t row_bytes(int type, int cols) {
+    switch (type) {
+    case LFM_T_F32: return (size_t)cols * 4;
+    case LFM_T_F16: case LFM_T_BF16: return (size_t)cols * 2;
+    case LFM_T_Q8_0: return (size_t)cols / 32 * 34;
+    case LFM_T_Q4_0: return (size_t)cols / 32 * 18;
+    }
+    return 0;
+}
+
+// dot of rows [r, r+nr) into out[0..nr)
+static void dot_rows(int type, const uint8_t *w, size_t ld, int nr, int cols,
+                     const float *xf, const int8_t *xq, const float *xd, const int32_t *xs, float *out) {
+#if defined(__x86_64__)
+    if (use_fast()) {
+        switch (type) {
+        case LFM_T_F32: dot_f32_rows((const float *)w, ld / 4, nr, xf, cols, out); return;
+        case LFM_T_F16: dot_f16_rows((const uint16_t *)w, ld / 2, nr, xf, cols, out); return;
+        case LFM_T_BF16: dot_bf16_rows((const uint16_t *)w, ld / 2, nr, xf, cols, out); return;
+        case LFM_T_Q8_0: dot_q8_0_rows(w, ld, nr, xq, xd, cols / 32, out); return;
+        case LFM_T_Q4_0: dot_q4_0_rows(w, ld, nr, xq, xd, xs, cols / 32, out); return;
+        }
+    }
+#endif
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *row = w + r * ld;
+        switch (type) {
+        case LFM_T_F32: out[r] = ref_dot_f32((const float *)row, xf, cols); break;
+        case LFM_T_F16: out[r] = ref_dot_f16((const uint16_t *)row, xf, cols); break;
+        case LFM_T_BF16: out[r] = ref_dot_bf16((const uint16_t *)row, xf, cols); break;
+        case LFM_T_Q8_0: out[r] = ref_dot_q8_0(row, xq, xd, cols / 32); break;
+        case LFM_T_Q4_0: out[r] = ref_dot_q4_0(row, xq, xd, xs, cols / 32); break;
+        default: out[r] = NAN;
+        }
+    }
+}
+
+void lfm_matvec(int type, const void *w, int cols, int r0, int r1,
+                const float *xf, const int8_t *xq, const float *xd, const int32_t *xs, float *y) {
+    size_t ld = row_bytes(type, cols);
+    const uint8_t *base = (const uint8_t *)w;
+    for (int r = r0; r < r1; r += 4) {
+        int nr = r1 - r < 4 ? r1 - r : 4;
+        dot_rows(type, base + (size_t)r * ld, ld, nr, cols, xf, xq, xd, xs, y + r);
+    }
+}
+
+void lfm_matmul(int type, const void *w, int cols, int r0, int r1, int T,
+                const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
+                float *Y, int ldy) {
+    size_t ld = row_bytes(type, cols);
+    const uint8_t *base = (const uint8_t *)w;
+    int qb = ldq / 32;
+    float tmp[4];
+    for (int r = r0; r < r1; r += 4) {
+        int nr = r1 - r < 4 ? r1 - r : 4;
+        const uint8_t *rows = base + (size_t)r * ld;
+        for (int t = 0; t < T; t++) {
+            dot_rows(type, rows, ld, nr, cols, X ? X + (size_t)t * ldx : NULL,
+                     XQ ? XQ + (size_t)t * ldq : NULL, XD ? XD + (size_t)t * qb : NULL, XS ? XS + (size_t)t * qb : NULL, tmp);
+            for (int k = 0; k < nr; k++) Y[(size_t)t * ldy + r + k] = tmp[k];
+        }
+    }
+}
+
+void lfm_row_to_f32(int type, const void *w, int cols, int row, float *out) {
+    const uint8_t *p = (const uint8_t *)w + (size_t)row * row_bytes(type, cols);
+    switch (type) {
+    case LFM_T_F32: memcpy(out, p, (size_t)cols * 4); break;
+    case LFM_T_F16: lfm_convert_f16_to_f32((const uint16_t *)p, out, cols); break;
+    case LFM_T_BF16: lfm_convert_bf16_to_f32((const uint16_t *)p, out, cols); break;
+    case LFM_T_Q8_0: lfm_dequantize_q8_0(p, out, cols); break;
+    case LFM_T_Q4_0: lfm_dequantize_q4_0(p, out, cols); break;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker pool: fork/join with a generation counter; workers spin briefly, then sleep on a condvar.
+
+struct lfm_pool {
+    int n;
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_int generation;
+    atomic_int pending;
+    atomic_int stop;
+    void (*fn)(void *, int, int);
+    void *ctx;
+};
+
+struct worker_arg { lfm_pool *p; int ith; };
+
+static void *worker_main(void *arg) {
+    struct worker_arg *wa = (struct worker_arg *)arg;
+    lfm_pool *p = wa->p;
+    int ith = wa->ith;
+    free(wa);
+    int seen = 0;
+    for (;;) {
+        int spins = 0;
+        while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen && !atomic_load(&p->stop)) {
+            if (++spins < 20000) {
+#if defined(__x86_64__)
+                _mm_pause();
+#endif
+                continue;
+            }
+            pthread_mutex_lock(&p->mu);
+            while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen && !atomic_load(&p->stop))
+                pthread_cond_wait(&p->cv, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->stop)) return NULL;
+        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
+        p->fn(p->ctx, ith, p->n);
+        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
+    }
+}
+
+lfm_pool *lfm_pool_create(int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    lfm_pool *p = calloc(1, sizeof(lfm_pool));
+    p->n = nthreads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->pending, 0);
+    atomic_init(&p->stop, 0);
+    p->threads = calloc((size_t)nthreads, sizeof(pthread_t));
+    for (int i = 1; i < nthreads; i++) {
+        struct worker_arg *wa = malloc(sizeof *wa);
+        wa->p = p; wa->ith = i;
+        pthread_create(&p->threads[i], NULL, worker_main, wa);
+    }
+    return p;
+}
+
+int lfm_pool_size(const lfm_pool *p) { return p->n; }
+
+void lfm_pool_run(lfm_pool *p, void (*fn)(void *, int, int), void *ctx) {
+    if (p->n == 1) { fn(ctx, 0, 1); return; }
+    p->fn = fn; p->ctx = ctx;
+    atomic_store_explicit(&p->pending, p->n - 1, memory_order_release);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_acq_rel);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    fn(ctx, 0, p->n);
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+#if defined(__x86_64__)
+        _mm_pause();
+#endif
+    }
+}
+
+void lfm_pool_destroy(lfm_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->stop, 1);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->threads);
+    free(p);
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Formats
+
+/// LFM2 grouped-query attention: q/k RMSNorm per head, half-split (NeoX) RoPE, causal softmax over the KV cache.
+final class Attention {
+    let q: Matrix, k: Matrix, v: Matrix, o: Matrix
+    let qNorm: [Float], kNorm: [Float]
+    let heads: Int, kvHeads: Int, headDim: Int, hidden: Int
+    let eps: Float
+    let rope: RoPE
+    /// KV cache: keys (after norm and RoPE) and values, `capacity` × kvHeads × headDim each.
+    var keys: UnsafeMutablePointer<Float>
+    var values: UnsafeMutablePointer<Float>
+    let capacity: Int
+    var length = 0
+
+    init(_ L: TensorLoader, prefix p: String, config c: LFM2Config, rope: RoPE, capacity: Int) throws {
+        heads = c.numAttentionHeads; kvHeads = c.numKeyValueHeads; headDim = c.headDim; hidden = c.hiddenSize
+        eps = Float(c.normEps)
+        q = try L.matrix(p + "self_attn.q_proj.weight", rows: heads * headDim, cols: hidden)
+        k = try L.matrix(p + "self_attn.k_proj.weight", rows: kvHeads * headDim, cols: hidden)
+        v = try L.matrix(p + "self_attn.v_proj.weight", rows: kvHeads * headDim, cols: hidden)
+        o = try L.matrix(p + "self_attn.out_proj.weight", rows: hidden, cols: heads * headDim)
+        qNorm = try L.floats(p + "self_attn.q_layernorm.weight", shape: [headDim])
+        kNorm = try L.floats(p + "self_attn.k_layernorm.weight", shape: [headDim])
+        self.rope = rope
+        self.capacity = capacity
+        // Reserved address space; pages are committed only as positions are written.
+        keys = .allocate(capacity: capacity * kvHeads * headDim)
+        values = .allocate(capacity: capacity * kvHeads * headDim)
+    }
+    deinit { keys.deallocate(); values.deallocate() }
+
+    func reset() { length = 0 }
+
+    /// x: T × H normed input at positions length..<length+T; out: T × H.
+    func forward(_ x: UnsafePointer<Float>, T: Int, out: UnsafeMutablePointer<Float>, ws: Workspace, pool: WorkerPool) {
+        let qd = heads * headDim, kd = kvHeads * headDim
+        let qs = ws.big, ks = ws.big + T * qd, vs = ks + T * kd, att = ws.mid
+        let act = (q.usesQuantizedActivations || k.usesQuantizedActivations) ? ws.act : nil
+        act?.set(x, rows: T, cols: hidden, ld: hidden)
+        q.matmul(x, ldx: hidden, act, rows: T, into: qs, ldy: qd, pool: pool)
+        k.matmul(x, ldx: hidden, act, rows: T, into: ks, ldy: kd, pool: pool)
+        v.matmul(x, ldx: hidden, act, rows: T, into: vs, ldy: kd, pool: pool)
+        let p0 = length
+        qNorm.withUnsafeBufferPointer { qn in kNorm.withUnsafeBufferPointer { kn in
+            for t in 0..<T {
+                for hh in 0..<heads {
+                    let r = qs + t * qd + hh * headDim
+                    Ops.rmsNorm(r, qn.baseAddress!, headDim, eps: eps, into: r)
+                    rope.apply(r, position: p0 + t)
+                }
+                for hh in 0..<kvHeads {
+                    let r = ks + t * kd + hh * headDim
+                    Ops.rmsNorm(r, kn.baseAddress!, headDim, eps: eps, into: r)
+                    rope.apply(r, position: p0 + t)
+                }
+            }
+        } }
+        (keys + p0 * kd).update(from: ks, count: T * kd)
+        (values + p0 * kd).update(from: vs, count: T * kd)
+        length = p0 + T
+        // softmax(q·kᵀ/√d) v, causal; parallel over (token, head)
+        let scale = 1 / Float(headDim).squareRoot()
+        let group = heads / kvHeads
+        let K = SendablePtr(keys), V = SendablePtr(values), Q = SendablePtr(qs), A = SendablePtr(att)
+        let hd = headDim, nh = heads, total = length
+        let scoresCap = total
+        pool.run { ith, nth in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: scoresCap)
+            defer { scores.deallocate() }
+            var job = ith
+            while job < T * nh {
+                let t = job / nh, hh = job % nh
+                let kvh = hh / group
+                let n = p0 + t + 1
+                let qv = Q.p + t * qd + hh * hd
+                var mx = -Float.infinity
+                for j in 0..<n {
+                    let kr = K.p + j * kd + kvh * hd
+                    var s: Float = 0
+                    for i in 0..<hd { s += qv[i] * kr[i] }
+                    s *= scale
+                    scores[j] = s
+                    mx = max(mx, s)
+                }
+                var sum: Float = 0
+                for j in 0..<n { let e = expf(scores[j] - mx); scores[j] = e; sum += e }
+                let inv = 1 / sum
+                let outv = A.p + t * qd + hh * hd
+                for i in 0..<hd { outv[i] = 0 }
+                for j in 0..<n {
+                    let w = scores[j] * inv
+                    let vr = V.p + j * kd + kvh * hd
+                    for i in 0..<hd { outv[i] += w * vr[i] }
+                }
+                job += nth
+            }
+        }
+        let act2 = o.usesQuantizedActivations ? ws.act : nil
+        act2?.set(att, rows: T, cols: qd, ld: qd)
+        o.matmul(att, ldx: qd, act2, rows: T, into: out, ldy: hidden, pool: pool)
+    }
+}
+
+/// Rotary position embedding, half-split layout (`rotate_half`): pairs (i, i + d/2).
+struct RoPE {
+    let invFreq: [Float]
+    let dim: Int
+    init(dim: Int, theta: Double) {
+        self.dim = dim
+        // as transformers computes it: 1 / θ^(arange(0, d, 2) / d) in float32
+        invFreq = (0..<(dim / 2)).map { i in 1 / powf(Float(theta), Float(2 * i) / Float(dim)) }
+    }
+    func apply(_ x: UnsafeMutablePointer<Float>, position p: Int) {
+        let half = dim / 2
+        for i in 0..<half {
+            let a = Float(p) * invFreq[i]
+            let c = Float(cos(Double(a))), s = Float(sin(Double(a)))
+            let x0 = x[i], x1 = x[i + half]
+            x[i] = x0 * c - x1 * s
+            x[i + half] = x1 * c + x0 * s
+        }
+    }
+}

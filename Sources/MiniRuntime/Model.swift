@@ -1,0 +1,36 @@
+import Foundation
+import Formats
+
+/// Options for opening a model.
+public struct ModelOptions: Sendable {
+    /// Worker threads (default: every core).
+    public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    /// Context limit in positions (KV-cache capacity; memory is committed only as it is used).
+    public var contextLimit: Int = 8192
+    public init(threads: Int? = nil, contextLimit: Int? = nil) {
+        if let threads { self.threads = max(1, threads) }
+        if let contextLimit { self.contextLimit = max(16, contextLimit) }
+    }
+}
+
+/// A bundle opened for inference: the mapping, the worker pool, the tokenizer and the LFM2 backbone.
+/// Weights are read in place from the mapping. One model serves one session at a time.
+public final class LFMModel: @unchecked Sendable {
+    public let bundle: ModelBundle
+    public let backbone: LFM2Backbone
+    public let tokenizer: Tokenizer
+    let pool: WorkerPool
+    public var config: LFM2AudioConfig { bundle.config }
+
+    public init(path: String, options: ModelOptions = ModelOptions()) throws {
+        bundle = try ModelBundle(path: path)
+        pool = WorkerPool(threads: options.threads)
+        let L = TensorLoader(bundle)
+        backbone = try LFM2Backbone(L, prefix: "lfm.", config: bundle.config.lfm, contextLimit: options.contextLimit, pool: pool)
+        try L.checkAllConsumed(prefixes: ["lfm."])
+        guard let tj = bundle.gguf.metadata[BundleKeys.hfTokenizer]?.stringValue else {
+            throw RuntimeError.tokenizer(file: path, detail: "the bundle has no \(BundleKeys.hfTokenizer)")
+        }
+        tokenizer = try Tokenizer(json: Data(tj.utf8), file: path)
+    }
+}

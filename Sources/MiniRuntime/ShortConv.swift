@@ -1,0 +1,67 @@
+import Foundation
+
+/// LFM2 gated short convolution: BCx = in_proj(x); u = B ⊙ x; v = causal depthwise conv_K(u); y = out_proj(C ⊙ v).
+/// Streaming state: the last K−1 values of u per channel.
+final class ShortConv {
+    let inProj: Matrix, outProj: Matrix
+    let kernel: [Float]          // [H, K]
+    let inBias: [Float]?, convBias: [Float]?, outBias: [Float]?
+    let h: Int, k: Int
+    /// (K−1) × H, oldest first.
+    var state: [Float]
+
+    init(_ L: TensorLoader, prefix p: String, hidden h: Int, kernelSize k: Int, bias: Bool) throws {
+        self.h = h; self.k = k
+        inProj = try L.matrix(p + "conv.in_proj.weight", rows: 3 * h, cols: h)
+        outProj = try L.matrix(p + "conv.out_proj.weight", rows: h, cols: h)
+        kernel = try L.floats(p + "conv.conv.weight", shape: [h, 1, k])
+        inBias = bias ? try L.floats(p + "conv.in_proj.bias", shape: [3 * h]) : nil
+        convBias = bias ? try L.floats(p + "conv.conv.bias", shape: [h]) : nil
+        outBias = bias ? try L.floats(p + "conv.out_proj.bias", shape: [h]) : nil
+        state = [Float](repeating: 0, count: (k - 1) * h)
+    }
+
+    func reset() { for i in state.indices { state[i] = 0 } }
+
+    /// x: T × H (normed input), out: T × H. `ws` provides scratch of ≥ T × 3H floats.
+    func forward(_ x: UnsafePointer<Float>, T: Int, out: UnsafeMutablePointer<Float>, ws: Workspace, pool: WorkerPool) {
+        let bcx = ws.big
+        let q = inProj.usesQuantizedActivations ? ws.act : nil
+        q?.set(x, rows: T, cols: h, ld: h)
+        inProj.matmul(x, ldx: h, q, rows: T, into: bcx, ldy: 3 * h, pool: pool)
+        if let b = inBias { for t in 0..<T { for i in 0..<3 * h { bcx[t * 3 * h + i] += b[i] } } }
+        // u = B ⊙ x, stored over the B slot; then v (into the x slot) = conv over [state; u]
+        let k = self.k, h = self.h
+        for t in 0..<T { let r = bcx + t * 3 * h; for c in 0..<h { r[c] = r[c] * r[2 * h + c] } }
+        kernel.withUnsafeBufferPointer { w in
+            state.withUnsafeMutableBufferPointer { st in
+                for t in 0..<T {
+                    let r = bcx + t * 3 * h
+                    for c in 0..<h {
+                        var v = w[c * k + k - 1] * r[c]
+                        for j in 0..<(k - 1) {
+                            // tap j multiplies u[t − (k−1) + j]
+                            let back = k - 1 - j
+                            let u: Float = t - back >= 0 ? bcx[(t - back) * 3 * h + c] : st[(k - 1 - (back - t)) * h + c]
+                            v += w[c * k + j] * u
+                        }
+                        if let cb = convBias { v += cb[c] }
+                        r[2 * h + c] = v * r[h + c]   // C ⊙ v
+                    }
+                }
+                // new state: the last K−1 u values (from the state when T < K−1)
+                var newState = [Float](repeating: 0, count: (k - 1) * h)
+                for s in 0..<(k - 1) {
+                    let t = T - (k - 1) + s
+                    for c in 0..<h { newState[s * h + c] = t >= 0 ? bcx[t * 3 * h + c] : st[(s + T) * h + c] }
+                }
+                for i in 0..<newState.count { st[i] = newState[i] }
+            }
+        }
+        let cv = bcx + 2 * h
+        let q2 = outProj.usesQuantizedActivations ? ws.act : nil
+        q2?.set(cv, rows: T, cols: h, ld: 3 * h)
+        outProj.matmul(cv, ldx: 3 * h, q2, rows: T, into: out, ldy: h, pool: pool)
+        if let b = outBias { for t in 0..<T { for i in 0..<h { out[t * h + i] += b[i] } } }
+    }
+}
