@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Quantize", targets: ["Quantize"]),
         .library(name: "MiniRuntime", targets: ["MiniRuntime"]),
         .executable(name: "lfm-convert", targets: ["lfm-convert"]),
+        .executable(name: "lfm-run", targets: ["lfm-run"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -30,6 +31,10 @@ let package = Package(
         .executableTarget(
             name: "lfm-convert",
             dependencies: ["Formats", "Quantize", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(
+            name: "lfm-run",
+            dependencies: ["Formats", "MiniRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: optimized),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Quantize"]),
         .testTarget(name: "QuantizeTests", dependencies: ["Formats", "Quantize"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "CKernels"]),
