@@ -141,67 +141,88 @@ AVX512 static void dot_bf16_rows(const uint16_t *w, size_t ld, int nr, const flo
     }
 }
 
-// Two Q8_0 blocks (68 bytes) → 64 signed weight bytes in one register.
-AVX512 static inline __m512i load2_q8(const uint8_t *blk) {
-    __m256i a = _mm256_loadu_si256((const __m256i *)(blk + 2));
-    __m256i b = _mm256_loadu_si256((const __m256i *)(blk + 36));
-    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+AVX512 static inline float fp16(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return _cvtsh_ss(h); }
+
+AVX512 static inline float hsum256(__m256 a) {
+    __m128 v = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    return _mm_cvtss_f32(v);
 }
-AVX512 static inline __m512 scale2(const uint8_t *blk, float dx0, float dx1, int bsz) {
-    uint16_t h0, h1; memcpy(&h0, blk, 2); memcpy(&h1, blk + bsz, 2);
-    __m256 s0 = _mm256_set1_ps(h2f(h0) * dx0), s1 = _mm256_set1_ps(h2f(h1) * dx1);
-    return _mm512_insertf32x8(_mm512_castps256_ps512(s0), s1, 1);
-}
+
+// One 32-element block per step in 256-bit registers: |w| · sign(x, w) with VNNI (u8 × s8 → s32), one
+// float FMA per block with the block's two scales. Four rows per pass share the activation loads; the
+// accumulators are separate variables so they stay in registers.
+#define Q8_STEP(acc, r)                                                                                   \
+    {                                                                                                     \
+        const uint8_t *blk = w + (r) * ld + (size_t)b * 34;                                               \
+        __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));                                      \
+        __m256i dot = _mm256_dpbusd_epi32(zero, _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));      \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(blk) * dx), acc);              \
+    }
 
 AVX512 static void dot_q8_0_rows(const uint8_t *w, size_t ld, int nr, const int8_t *xq, const float *xd, int nb, float *out) {
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    const __m512i zero = _mm512_setzero_si512();
-    int b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m512i xv = _mm512_loadu_si512((const void *)(xq + b * 32));
-        for (int r = 0; r < nr; r++) {
-            const uint8_t *blk = w + r * ld + (size_t)b * 34;
-            __m512i wv = load2_q8(blk);
-            __m512i aw = _mm512_abs_epi8(wv);
-            __m512i sx = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), zero, xv);
-            __m512i dot = _mm512_dpbusd_epi32(zero, aw, sx);
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale2(blk, xd[b], xd[b + 1], 34), acc[r]);
+    const __m256i zero = _mm256_setzero_si256();
+    if (nr == 4) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (int b = 0; b < nb; b++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
+            float dx = xd[b];
+            Q8_STEP(a0, 0) Q8_STEP(a1, 1) Q8_STEP(a2, 2) Q8_STEP(a3, 3)
         }
+        out[0] = hsum256(a0); out[1] = hsum256(a1); out[2] = hsum256(a2); out[3] = hsum256(a3);
+        return;
     }
     for (int r = 0; r < nr; r++) {
-        float s = hsum512(acc[r]);
-        if (b < nb) s += ref_dot_q8_0(w + r * ld + (size_t)b * 34, xq + b * 32, xd + b, nb - b);
-        out[r] = s;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        int b = 0;
+        for (; b + 2 <= nb; b += 2) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
+            float dx = xd[b];
+            Q8_STEP(a0, r)
+            b++; xv = _mm256_loadu_si256((const __m256i *)(xq + b * 32)); dx = xd[b];
+            Q8_STEP(a1, r)
+            b--;
+        }
+        for (; b < nb; b++) { __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + b * 32)); float dx = xd[b]; Q8_STEP(a0, r) }
+        out[r] = hsum256(_mm256_add_ps(a0, a1));
     }
 }
 
+#define Q4_STEP(acc, corr, r)                                                                             \
+    {                                                                                                     \
+        const uint8_t *blk = w + (r) * ld + (size_t)b * 18;                                               \
+        __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));                                          \
+        __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));    \
+        __m256i dot = _mm256_dpbusd_epi32(zero, wv, xv);                                                  \
+        float sc = fp16(blk) * dx;                                                                        \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(sc), acc);                          \
+        corr += sc * sx;                                                                                  \
+    }
+
 AVX512 static void dot_q4_0_rows(const uint8_t *w, size_t ld, int nr, const int8_t *xq, const float *xd, const int32_t *xs, int nb, float *out) {
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    float corr[4] = {0, 0, 0, 0};
-    const __m512i zero = _mm512_setzero_si512();
+    const __m256i zero = _mm256_setzero_si256();
     const __m128i m4 = _mm_set1_epi8(0x0f);
-    int b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m512i xv = _mm512_loadu_si512((const void *)(xq + b * 32));
-        for (int r = 0; r < nr; r++) {
-            const uint8_t *blk = w + r * ld + (size_t)b * 18;
-            __m128i q0 = _mm_loadu_si128((const __m128i *)(blk + 2));
-            __m128i q1 = _mm_loadu_si128((const __m128i *)(blk + 20));
-            __m256i b0 = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q0, 4), m4), _mm_and_si128(q0, m4));
-            __m256i b1 = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q1, 4), m4), _mm_and_si128(q1, m4));
-            __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(b0), b1, 1);
-            __m512i dot = _mm512_dpbusd_epi32(zero, wv, xv);
-            uint16_t h0, h1; memcpy(&h0, blk, 2); memcpy(&h1, blk + 18, 2);
-            float s0 = h2f(h0) * xd[b], s1 = h2f(h1) * xd[b + 1];
-            __m512 sc = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(s0)), _mm256_set1_ps(s1), 1);
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sc, acc[r]);
-            corr[r] += 8.f * (s0 * (float)xs[b] + s1 * (float)xs[b + 1]);
+    if (nr == 4) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        float c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+        for (int b = 0; b < nb; b++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
+            float dx = xd[b], sx = 8.f * (float)xs[b];
+            Q4_STEP(a0, c0, 0) Q4_STEP(a1, c1, 1) Q4_STEP(a2, c2, 2) Q4_STEP(a3, c3, 3)
         }
+        out[0] = hsum256(a0) - c0; out[1] = hsum256(a1) - c1; out[2] = hsum256(a2) - c2; out[3] = hsum256(a3) - c3;
+        return;
     }
     for (int r = 0; r < nr; r++) {
-        float s = hsum512(acc[r]) - corr[r];
-        if (b < nb) s += ref_dot_q4_0(w + r * ld + (size_t)b * 18, xq + b * 32, xd + b, xs + b, nb - b);
-        out[r] = s;
+        __m256 a0 = _mm256_setzero_ps();
+        float c0 = 0;
+        for (int b = 0; b < nb; b++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
+            float dx = xd[b], sx = 8.f * (float)xs[b];
+            Q4_STEP(a0, c0, r)
+        }
+        out[r] = hsum256(a0) - c0;
     }
 }
 #endif
@@ -308,12 +329,14 @@ static void *worker_main(void *arg) {
     for (;;) {
         int spins = 0;
         while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen && !atomic_load(&p->stop)) {
-            if (++spins < 20000) {
+            ++spins;
+            if (spins < 4000) {
 #if defined(__x86_64__)
                 _mm_pause();
 #endif
                 continue;
             }
+            if (spins < 24000) { sched_yield(); continue; }   // let a descheduled peer run on a busy machine
             pthread_mutex_lock(&p->mu);
             while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen && !atomic_load(&p->stop))
                 pthread_cond_wait(&p->cv, &p->mu);
@@ -355,10 +378,15 @@ void lfm_pool_run(lfm_pool *p, void (*fn)(void *, int, int), void *ctx) {
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
+    int spins = 0;
     while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+        if (++spins < 4000) {
 #if defined(__x86_64__)
-        _mm_pause();
+            _mm_pause();
 #endif
+        } else {
+            sched_yield();
+        }
     }
 }
 
@@ -373,4 +401,12 @@ void lfm_pool_destroy(lfm_pool *p) {
     pthread_cond_destroy(&p->cv);
     free(p->threads);
     free(p);
+}
+
+__attribute__((target("avx512f"))) float lfm_sum_f32(const float *x, size_t n) {
+    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) { a0 += x[i]; a1 += x[i + 1]; a2 += x[i + 2]; a3 += x[i + 3]; a4 += x[i + 4]; a5 += x[i + 5]; a6 += x[i + 6]; a7 += x[i + 7]; }
+    for (; i < n; i++) a0 += x[i];
+    return a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
 }

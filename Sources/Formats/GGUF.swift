@@ -113,7 +113,10 @@ public struct GGUFTensorInfo: Sendable, Equatable {
 public enum GGUF {
     public static let magic: UInt32 = 0x4655_4747 // "GGUF" little-endian
     public static let version: UInt32 = 3
+    /// Alignment bundles are written with (recorded in general.alignment).
     public static let defaultAlignment = 64
+    /// GGUF's alignment when a file has no general.alignment key.
+    public static let specAlignment = 32
 
     static func putString(_ s: String, into out: inout Data) {
         let b = Array(s.utf8)
@@ -194,7 +197,7 @@ public final class GGUFFile: @unchecked Sendable {
             meta[k] = v
             keys.append(k)
         }
-        var align = GGUF.defaultAlignment
+        var align = GGUF.specAlignment
         if let a = meta["general.alignment"] {
             guard case .uint32(let v) = a, v > 0, v.nonzeroBitCount == 1, v <= 1 << 20 else {
                 throw FormatsError.badHeader(file: path, detail: "general.alignment \(a) is not a power of two")

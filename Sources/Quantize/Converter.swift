@@ -104,18 +104,18 @@ public enum Converter {
     /// bytes) and the tensors' CRC32s; it is called once with placeholders of the same size to lay out
     /// the header, so the data can be written before the checksums are known.
     public static func write(_ tensors: [PlannedTensor], to destination: String, sourceFiles files: [String], root: String,
-                             options: ConvertOptions,
+                             options: ConvertOptions, alignment: Int = GGUF.defaultAlignment,
                              metadata: ([(String, String, Int)], [UInt32]) -> [(String, GGUFValue)],
                              progress: (@Sendable (ConvertProgress) -> Void)? = nil,
                              isCancelled: @escaping @Sendable () -> Bool = { false }) throws -> ConvertResult {
         let start = Date()
         var infos = tensors.map { GGUFTensorInfo(name: $0.name, dims: $0.shape.reversed(), type: $0.type) }
-        let dataSize = GGUF.layout(&infos, alignment: GGUF.defaultAlignment)
+        let dataSize = GGUF.layout(&infos, alignment: alignment)
         let rootPrefix = root.hasSuffix("/") ? root : root + "/"
         let rel = files.map { $0.hasPrefix(rootPrefix) ? String($0.dropFirst(rootPrefix.count)) : $0 }
         let placeholderSources = rel.map { ($0, String(repeating: "0", count: 64), 0) }
         let placeholder = GGUF.header(metadata: metadata(placeholderSources, Array(repeating: 0, count: infos.count)), tensors: infos)
-        let dataStart = (placeholder.count + GGUF.defaultAlignment - 1) / GGUF.defaultAlignment * GGUF.defaultAlignment
+        let dataStart = (placeholder.count + alignment - 1) / alignment * alignment
         let total = dataStart + dataSize
 
         let out = try AtomicFile(destination: destination, overwrite: options.overwrite)

@@ -79,7 +79,6 @@ public enum LlamaExport {
         var m: [(String, GGUFValue)] = [
             ("general.architecture", .string("lfm2")),
             ("general.name", .string(Converter.checkpointName(ckpt.root) + " (backbone)")),
-            ("general.alignment", .uint32(UInt32(GGUF.defaultAlignment))),
             ("general.file_type", .uint32(ftype)),
             ("general.quantization_version", .uint32(2)),
             ("lfm2.context_length", .uint32(UInt32(c.maxPositionEmbeddings))),
@@ -111,7 +110,9 @@ public enum LlamaExport {
                               isCancelled: @escaping @Sendable () -> Bool = { false }) throws -> ConvertResult {
         let tensors = try plan(ckpt, preset: preset)
         let meta = try metadata(ckpt, preset: preset)
-        return try Converter.write(tensors, to: destination, sourceFiles: ckpt.model.files, root: ckpt.root, options: options,
+        // GGUF's default alignment (32) and no general.alignment key, as llama.cpp's own converter writes: llama.cpp
+        // tools that copy metadata (llama-quantize) then stay consistent.
+        return try Converter.write(tensors, to: destination, sourceFiles: ckpt.model.files, root: ckpt.root, options: options, alignment: 32,
                                    metadata: { _, crcs in meta + [(BundleKeys.tensorCRC32, .uint32s(crcs))] },
                                    progress: progress, isCancelled: isCancelled)
     }

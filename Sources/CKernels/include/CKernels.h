@@ -84,3 +84,12 @@ void lfm_pool_run(lfm_pool *p, void (*fn)(void *ctx, int ith, int nth), void *ct
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Read bandwidth probe: sums `n` floats (vectorized); used by benchmarks for the memory-bandwidth bound.
+float lfm_sum_f32(const float *x, size_t n);
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,42 @@
+import ArgumentParser
+import Foundation
+import MiniRuntime
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Backbone throughput like llama-bench (ppN prefill, tgN decode) and the machine's read bandwidth.")
+
+    @Option(help: "The bundle (.gguf).")
+    var bundle: String
+    @Option(name: [.short, .customLong("prompt-tokens")], help: "Prefill test size (0 to skip).")
+    var p: Int = 512
+    @Option(name: [.short, .customLong("gen-tokens")], help: "Decode test size (0 to skip).")
+    var n: Int = 128
+    @Option(name: [.short, .customLong("repeats")], help: "Repetitions (median reported).")
+    var r: Int = 3
+    @Option(help: "Worker threads.")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Flag(help: "Also measure read bandwidth (1 GiB, same threads).")
+    var bandwidth = false
+    @Flag(help: "JSON on stdout.")
+    var json = false
+
+    func run() throws {
+        let model = try LFMModel(path: bundle, options: ModelOptions(threads: threads, contextLimit: max(p, n) + 16))
+        let res = try Benchmark.run(model, promptTokens: p, genTokens: n, repeats: r)
+        func median(_ a: [Double]) -> Double { a.isEmpty ? 0 : a.sorted()[a.count / 2] }
+        let bw = bandwidth ? Benchmark.readBandwidth(threads: threads) : 0
+        let pp = median(res.prefillTokensPerSecond), tg = median(res.decodeTokensPerSecond)
+        let bound = bw > 0 ? bw / Double(res.weightBytesPerToken) : 0
+        if json {
+            print(jsonLine(["bundle": bundle, "threads": threads, "pp": p, "tg": n, "pp_tokens_per_second": pp, "tg_tokens_per_second": tg,
+                            "pp_runs": res.prefillTokensPerSecond, "tg_runs": res.decodeTokensPerSecond,
+                            "weight_bytes_per_token": res.weightBytesPerToken, "read_bandwidth_bytes_per_second": bw,
+                            "bandwidth_bound_tokens_per_second": bound, "peak_rss_bytes": peakRSSBytes()]))
+        } else {
+            print(String(format: "pp%d %.2f tok/s | tg%d %.2f tok/s | backbone %.0f MB/token", p, pp, n, tg, Double(res.weightBytesPerToken) / 1e6))
+            if bw > 0 { print(String(format: "read bandwidth %.1f GB/s → bound %.1f tok/s; tg reaches %.0f%%", bw / 1e9, bound, 100 * tg / bound)) }
+        }
+    }
+}
