@@ -29,6 +29,8 @@ public final class ChatSession: @unchecked Sendable {
     public private(set) var history: [Int] = []
     /// Tokens in `history` not yet run through the backbone.
     var unfed: [Int] = []
+    /// Called with the text logits of every generation step (parity tools).
+    public var logitsObserver: (([Float]) -> Void)?
     private let lock = NSLock()
     private var cancelFlag = false
     private var turns = 0
@@ -90,6 +92,7 @@ public final class ChatSession: @unchecked Sendable {
         for step in 0..<maxTokens {
             if isCancelled { stats.stopReason = "cancelled"; break }
             hidden.withUnsafeBufferPointer { hb in logits.withUnsafeMutableBufferPointer { bb.logits(hb.baseAddress!, into: $0.baseAddress!) } }
+            logitsObserver?(logits)
             let id = logits.withUnsafeMutableBufferPointer { sampler.sample($0, history: generated) }
             generated.append(id)
             history.append(id)
@@ -98,7 +101,9 @@ public final class ChatSession: @unchecked Sendable {
             if id == ChatFormat.imEnd || step == maxTokens - 1 || id == ChatFormat.audioStart { piece += decoder.flush() }
             emit(.text(id: id, piece: piece))
             stats.generatedTokens += 1
-            if id == ChatFormat.imEnd { stats.stopReason = "im_end"; unfed = [id]; break }
+            // The answer's own <|im_end|> closes the turn: the next turn starts with the end_turn() of the
+            // reference's ChatState ("<|im_end|>\n"), so it is not kept twice.
+            if id == ChatFormat.imEnd { stats.stopReason = "im_end"; history.removeLast(); unfed = []; break }
             if id == ChatFormat.audioStart { stats.stopReason = "audio_start"; unfed = [id]; break }
             if step == maxTokens - 1 { unfed = [id]; break }
             // feed the token back

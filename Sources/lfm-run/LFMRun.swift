@@ -10,7 +10,7 @@ struct LFMRun: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lfm-run",
         abstract: "Run an LFM2-Audio bundle: streaming text chat (ASR, TTS and speech-to-speech are being added).",
-        subcommands: [TextCommand.self, BenchCommand.self])
+        subcommands: [TextCommand.self, BenchCommand.self, CompareCommand.self])
 }
 
 enum RunExit {
