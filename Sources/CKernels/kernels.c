@@ -225,6 +225,50 @@ AVX512 static void dot_q4_0_rows(const uint8_t *w, size_t ld, int nr, const int8
         out[r] = hsum256(a0) - c0;
     }
 }
+
+// Decode (matrix-vector): one row at a time, four blocks per iteration into four accumulators. Streaming a
+// single row keeps the hardware prefetcher on one sequential stream (measured 1.2–2x faster than four
+// interleaved rows when the weights come from DRAM).
+#define Q8_ONE(acc, k)                                                                                    \
+    {                                                                                                     \
+        const uint8_t *blk = w + (size_t)(b + k) * 34;                                                    \
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                            \
+        __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));                                      \
+        __m256i dot = _mm256_dpbusd_epi32(zero, _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));      \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(blk) * xd[b + k]), acc);       \
+    }
+
+AVX512 static float dot_q8_0_row(const uint8_t *w, const int8_t *xq, const float *xd, int nb) {
+    const __m256i zero = _mm256_setzero_si256();
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 4 <= nb; b += 4) { Q8_ONE(a0, 0) Q8_ONE(a1, 1) Q8_ONE(a2, 2) Q8_ONE(a3, 3) }
+    for (; b < nb; b++) Q8_ONE(a0, 0)
+    return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
+
+#define Q4_ONE(acc, k)                                                                                    \
+    {                                                                                                     \
+        const uint8_t *blk = w + (size_t)(b + k) * 18;                                                    \
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                            \
+        __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));                                          \
+        __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));    \
+        __m256i dot = _mm256_dpbusd_epi32(zero, wv, xv);                                                  \
+        float sc = fp16(blk) * xd[b + k];                                                                 \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(sc), acc);                          \
+        corr += sc * (float)xs[b + k];                                                                    \
+    }
+
+AVX512 static float dot_q4_0_row(const uint8_t *w, const int8_t *xq, const float *xd, const int32_t *xs, int nb) {
+    const __m256i zero = _mm256_setzero_si256();
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    float corr = 0;
+    int b = 0;
+    for (; b + 4 <= nb; b += 4) { Q4_ONE(a0, 0) Q4_ONE(a1, 1) Q4_ONE(a2, 2) Q4_ONE(a3, 3) }
+    for (; b < nb; b++) Q4_ONE(a0, 0)
+    return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) - 8.f * corr;
+}
 #endif
 
 static size_t row_bytes(int type, int cols) {
@@ -268,6 +312,10 @@ void lfm_matvec(int type, const void *w, int cols, int r0, int r1,
                 const float *xf, const int8_t *xq, const float *xd, const int32_t *xs, float *y) {
     size_t ld = row_bytes(type, cols);
     const uint8_t *base = (const uint8_t *)w;
+#if defined(__x86_64__)
+    if (use_fast() && type == LFM_T_Q8_0) { for (int r = r0; r < r1; r++) y[r] = dot_q8_0_row(base + (size_t)r * ld, xq, xd, cols / 32); return; }
+    if (use_fast() && type == LFM_T_Q4_0) { for (int r = r0; r < r1; r++) y[r] = dot_q4_0_row(base + (size_t)r * ld, xq, xd, xs, cols / 32); return; }
+#endif
     for (int r = r0; r < r1; r += 4) {
         int nr = r1 - r < 4 ? r1 - r : 4;
         dot_rows(type, base + (size_t)r * ld, ld, nr, cols, xf, xq, xd, xs, y + r);

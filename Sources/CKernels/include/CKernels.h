@@ -38,7 +38,6 @@ void lfm_dequantize_q4_0(const uint8_t *src, float *dst, size_t n);
 #ifdef __cplusplus
 }
 #endif
-#endif
 
 // ---------------------------------------------------------------------------------------------
 // Runtime kernels (kernels.c). Weight rows are read straight from the bundle's ggml layouts.
@@ -92,4 +91,6 @@ extern "C" {
 float lfm_sum_f32(const float *x, size_t n);
 #ifdef __cplusplus
 }
+#endif
+
 #endif
