@@ -58,3 +58,22 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(tok.decode([1, 6]), "<|startoftext|><|im_start|>")
     }
 }
+
+/// `ignore_merges`: a hand-built tokenizer whose vocabulary holds words the merges cannot build (goldens from
+/// the `tokenizers` package, scripts/reference/make_tokenizer_goldens.py).
+final class IgnoreMergesTests: XCTestCase {
+    func testIgnoreMerges() throws {
+        let dir = fixtures + "/tokenizer"
+        let tok = try Tokenizer(json: try Data(contentsOf: URL(fileURLWithPath: dir + "/ignore-merges/tokenizer.json")), file: "ignore-merges")
+        let g = try JSONValue.parse(data: try Data(contentsOf: URL(fileURLWithPath: dir + "/ignore-merges.json")), file: "g")
+        var sensitive = 0
+        for c in g["cases"]!.arrayValue! {
+            let s = c["text"]!.stringValue!
+            let want = c["ids"]!.arrayValue!.map { $0.intValue! }
+            XCTAssertEqual(tok.encode(s), want, s.debugDescription)
+            XCTAssertEqual(tok.decode(want), c["decoded"]!.stringValue!)
+            if let alt = c["ids_if_ignore_merges_were_false"]?.arrayValue?.map({ $0.intValue! }), alt != want { sensitive += 1 }
+        }
+        XCTAssertGreaterThanOrEqual(sensitive, 5, "the corpus must exercise ignore_merges")
+    }
+}
