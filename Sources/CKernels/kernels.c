@@ -269,6 +269,37 @@ AVX512 static float dot_q4_0_row(const uint8_t *w, const int8_t *xq, const float
     for (; b < nb; b++) Q4_ONE(a0, 0)
     return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) - 8.f * corr;
 }
+
+// Float weights, one row per pass (decode): four 16-lane accumulators.
+AVX512 static float dot_f16_row(const uint16_t *w, const float *x, int n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i))), _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 16))), _mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 32))), _mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 48))), _mm512_loadu_ps(x + i + 48), a3);
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    for (; i < n; i++) s += h2f(w[i]) * x[i];
+    return s;
+}
+AVX512 static inline __m512 bf16x16(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+AVX512 static float dot_bf16_row(const uint16_t *w, const float *x, int n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(bf16x16(w + i), _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(bf16x16(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_fmadd_ps(bf16x16(w + i + 32), _mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_fmadd_ps(bf16x16(w + i + 48), _mm512_loadu_ps(x + i + 48), a3);
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    for (; i < n; i++) s += b2f(w[i]) * x[i];
+    return s;
+}
 #endif
 
 static size_t row_bytes(int type, int cols) {
@@ -315,6 +346,8 @@ void lfm_matvec(int type, const void *w, int cols, int r0, int r1,
 #if defined(__x86_64__)
     if (use_fast() && type == LFM_T_Q8_0) { for (int r = r0; r < r1; r++) y[r] = dot_q8_0_row(base + (size_t)r * ld, xq, xd, cols / 32); return; }
     if (use_fast() && type == LFM_T_Q4_0) { for (int r = r0; r < r1; r++) y[r] = dot_q4_0_row(base + (size_t)r * ld, xq, xd, xs, cols / 32); return; }
+    if (use_fast() && type == LFM_T_F16) { for (int r = r0; r < r1; r++) y[r] = dot_f16_row((const uint16_t *)(base + (size_t)r * ld), xf, cols); return; }
+    if (use_fast() && type == LFM_T_BF16) { for (int r = r0; r < r1; r++) y[r] = dot_bf16_row((const uint16_t *)(base + (size_t)r * ld), xf, cols); return; }
 #endif
     for (int r = r0; r < r1; r += 4) {
         int nr = r1 - r < 4 ? r1 - r : 4;
