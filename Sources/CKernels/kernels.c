@@ -300,6 +300,83 @@ AVX512 static float dot_bf16_row(const uint16_t *w, const float *x, int n) {
     for (; i < n; i++) s += b2f(w[i]) * x[i];
     return s;
 }
+
+AVX512 static inline float dot_f32_vec(const float *a, const float *b, int n) {
+    __m512 acc = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+    float s = _mm512_reduce_add_ps(acc);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+// Prefill (matrix-matrix): 4 rows × 4 tokens per tile, 16 accumulators in registers.
+// Q8_0: activations are made unsigned (x + 128, a sign-bit flip) so VNNI needs no sign fix-ups; the bias this adds,
+// 128·Σw per block, is removed afterwards with one dot product over blocks per (row, token).
+// Q4_0: weights are unsigned nibbles; the −8 offset is removed the same way with Σx per block.
+// Per block product: dpbusd, cvt, mul (row scale, embedded broadcast), fma (token scale) — four vector ops.
+AVX512 static void gemm_q8_0_tile(const uint8_t *w, size_t ld, int nb, const int8_t *XQ, const float *XD, int ldq,
+                                  const float *dw, const float *cw, float *Y, int ldy) {
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    const __m256i zero = _mm256_setzero_si256();
+    __m256 acc[4][4];
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = _mm256_setzero_ps();
+    const int qb = ldq / 32;
+    for (int b = 0; b < nb; b++) {
+        __m256i xu0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(XQ + 0 * ldq + b * 32)), flip);
+        __m256i xu1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(XQ + 1 * ldq + b * 32)), flip);
+        __m256i xu2 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(XQ + 2 * ldq + b * 32)), flip);
+        __m256i xu3 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(XQ + 3 * ldq + b * 32)), flip);
+        __m256 dx0 = _mm256_set1_ps(XD[0 * qb + b]), dx1 = _mm256_set1_ps(XD[1 * qb + b]);
+        __m256 dx2 = _mm256_set1_ps(XD[2 * qb + b]), dx3 = _mm256_set1_ps(XD[3 * qb + b]);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            __m256i wv = _mm256_loadu_si256((const __m256i *)(w + i * ld + (size_t)b * 34 + 2));
+            __m256 s = _mm256_set1_ps(dw[i * nb + b]);
+            acc[i][0] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, xu0, wv)), s), dx0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, xu1, wv)), s), dx1, acc[i][1]);
+            acc[i][2] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, xu2, wv)), s), dx2, acc[i][2]);
+            acc[i][3] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, xu3, wv)), s), dx3, acc[i][3]);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            // remove 128·Σw: Σ_b cw[i][b] · dx[j][b], cw = −128·dw·Σw
+            Y[(size_t)j * ldy + i] = hsum256(acc[i][j]) + dot_f32_vec(cw + i * nb, XD + j * qb, nb);
+        }
+}
+
+AVX512 static void gemm_q4_0_tile(const uint8_t *w, size_t ld, int nb, const int8_t *XQ, const float *XE, int ldq,
+                                  const float *XD, const float *dw, float *Y, int ldy) {
+    const __m256i zero = _mm256_setzero_si256();
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m256 acc[4][4];
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = _mm256_setzero_ps();
+    const int qb = ldq / 32;
+    for (int b = 0; b < nb; b++) {
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(XQ + 0 * ldq + b * 32));
+        __m256i x1 = _mm256_loadu_si256((const __m256i *)(XQ + 1 * ldq + b * 32));
+        __m256i x2 = _mm256_loadu_si256((const __m256i *)(XQ + 2 * ldq + b * 32));
+        __m256i x3 = _mm256_loadu_si256((const __m256i *)(XQ + 3 * ldq + b * 32));
+        __m256 dx0 = _mm256_set1_ps(XD[0 * qb + b]), dx1 = _mm256_set1_ps(XD[1 * qb + b]);
+        __m256 dx2 = _mm256_set1_ps(XD[2 * qb + b]), dx3 = _mm256_set1_ps(XD[3 * qb + b]);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            __m128i q = _mm_loadu_si128((const __m128i *)(w + i * ld + (size_t)b * 18 + 2));
+            __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
+            __m256 s = _mm256_set1_ps(dw[i * nb + b]);
+            acc[i][0] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, wv, x0)), s), dx0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, wv, x1)), s), dx1, acc[i][1]);
+            acc[i][2] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, wv, x2)), s), dx2, acc[i][2]);
+            acc[i][3] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, wv, x3)), s), dx3, acc[i][3]);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            // remove the nibble offset: Σ_b dw[i][b] · (−8 · dx[j][b] · Σx[j][b])
+            Y[(size_t)j * ldy + i] = hsum256(acc[i][j]) + dot_f32_vec(dw + i * nb, XE + j * qb, nb);
+        }
+}
 #endif
 
 static size_t row_bytes(int type, int cols) {
@@ -362,6 +439,43 @@ void lfm_matmul(int type, const void *w, int cols, int r0, int r1, int T,
     const uint8_t *base = (const uint8_t *)w;
     int qb = ldq / 32;
     float tmp[4];
+#if defined(__x86_64__)
+    if (use_fast() && (type == LFM_T_Q8_0 || type == LFM_T_Q4_0) && T >= 4 && r1 - r0 >= 4) {
+        int nb = cols / 32;
+        float *dw = malloc(sizeof(float) * 4 * nb), *cw = malloc(sizeof(float) * 4 * nb);
+        float *xe = NULL;
+        int T4 = T / 4 * 4, R4 = r0 + (r1 - r0) / 4 * 4;
+        if (type == LFM_T_Q4_0) {
+            xe = malloc(sizeof(float) * (size_t)T * qb);
+            for (int t = 0; t < T; t++) for (int b = 0; b < nb; b++) xe[t * qb + b] = -8.f * XD[t * qb + b] * (float)XS[t * qb + b];
+        }
+        for (int r = r0; r < R4; r += 4) {
+            const uint8_t *rows = base + (size_t)r * ld;
+            for (int i = 0; i < 4; i++)
+                for (int b = 0; b < nb; b++) {
+                    const uint8_t *blk = rows + i * ld + (size_t)b * (type == LFM_T_Q8_0 ? 34 : 18);
+                    dw[i * nb + b] = fp16(blk);
+                    if (type == LFM_T_Q8_0) {
+                        int sw = 0; const int8_t *q = (const int8_t *)(blk + 2);
+                        for (int k = 0; k < 32; k++) sw += q[k];
+                        cw[i * nb + b] = -128.f * dw[i * nb + b] * (float)sw;
+                    }
+                }
+            for (int t = 0; t < T4; t += 4) {
+                if (type == LFM_T_Q8_0)
+                    gemm_q8_0_tile(rows, ld, nb, XQ + (size_t)t * ldq, XD + (size_t)t * qb, ldq, dw, cw, Y + (size_t)t * ldy + r, ldy);
+                else
+                    gemm_q4_0_tile(rows, ld, nb, XQ + (size_t)t * ldq, xe + (size_t)t * qb, ldq, XD + (size_t)t * qb, dw, Y + (size_t)t * ldy + r, ldy);
+            }
+            for (int t = T4; t < T; t++) {
+                dot_rows(type, rows, ld, 4, cols, NULL, XQ + (size_t)t * ldq, XD + (size_t)t * qb, XS + (size_t)t * qb, tmp);
+                for (int k = 0; k < 4; k++) Y[(size_t)t * ldy + r + k] = tmp[k];
+            }
+        }
+        free(dw); free(cw); free(xe);
+        r0 = R4;
+    }
+#endif
     for (int r = r0; r < r1; r += 4) {
         int nr = r1 - r < 4 ? r1 - r : 4;
         const uint8_t *rows = base + (size_t)r * ld;

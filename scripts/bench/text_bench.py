@@ -64,8 +64,13 @@ def main():
         if not ll.exists():
             subprocess.run([conv, "export-llama", a.checkpoint, "-o", ll, "--quant", t, "--force"], check=True, stdout=subprocess.DEVNULL)
         out, ours_rss = peak_rss_run([run, "bench", "--bundle", bundle, "-p", str(a.p), "-n", str(a.n), "-r", str(a.r),
-                                      "--threads", str(a.threads), "--bandwidth", "--json"])
+                                      "--threads", str(a.threads), "--json"])
         ours = json.loads(out)
+        # bandwidth in its own process (its 1 GiB buffer must not count in the RSS above)
+        bwout, _ = peak_rss_run([run, "bench", "--bundle", bundle, "-p", "0", "-n", "0", "-r", "1", "--threads", str(a.threads), "--bandwidth", "--json"])
+        bwj = json.loads(bwout)
+        ours["read_bandwidth_bytes_per_second"] = bwj["read_bandwidth_bytes_per_second"]
+        ours["bandwidth_bound_tokens_per_second"] = bwj["bandwidth_bound_tokens_per_second"]
         llama = {}
         llama_rss = 0
         if bench.exists():
