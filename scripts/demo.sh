@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Sets up, builds, and converts the bundled tiny checkpoint (tiny-a, random weights made with the reference code)
-# into a q8_0 bundle; then shows `inspect` and `verify --against`.
+# Sets up, builds, converts the bundled tiny checkpoint (tiny-a, random weights made with the reference code) into
+# a q8_0 bundle, shows `inspect` and `verify --against`, then runs a text chat turn on the bundle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-swift build -c release --product lfm-convert
+swift build -c release
 BIN=.build/release/lfm-convert
+RUN=.build/release/lfm-run
 WORK=$(mktemp -d /tmp/lfm-demo.XXXXXX)
 cp -r Tests/Fixtures/tiny-a/model "$WORK/tiny-a"
 # The fixture describes its detokenizer weights by a recipe (to stay small): regenerate them bit-exactly.
@@ -13,4 +14,7 @@ $BIN fixture-weights "$WORK/tiny-a"
 $BIN "$WORK/tiny-a" -o "$WORK/tiny-a-q8_0.gguf" --quant q8_0
 $BIN inspect "$WORK/tiny-a-q8_0.gguf" | head -40
 $BIN verify "$WORK/tiny-a-q8_0.gguf" --against "$WORK/tiny-a" | tail -16
+# Text chat with the bundle (random weights: the words are noise, the pipeline is real), with statistics.
+$RUN text --bundle "$WORK/tiny-a-q8_0.gguf" --system "You are a helpful assistant." --prompt "Hello! How are you?" --max-tokens 24 --stats --verify
+$RUN text --bundle "$WORK/tiny-a-q8_0.gguf" --prompt "Hello!" --max-tokens 4 --json
 echo "demo: bundle at $WORK/tiny-a-q8_0.gguf"

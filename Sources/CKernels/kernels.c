@@ -247,29 +247,55 @@ AVX512 static float dot_q8_0_row(const uint8_t *w, const int8_t *xq, const float
     return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
+// Q4_0: the nibbles are unsigned (0..15), so VNNI takes them as they are; the −8 offset is folded into the
+// integer accumulator, which starts at (−8·Σx, 0, …, 0) for each block (vectors prepared once per activation).
 #define Q4_ONE(acc, k)                                                                                    \
     {                                                                                                     \
         const uint8_t *blk = w + (size_t)(b + k) * 18;                                                    \
         __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                            \
         __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));                                          \
         __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));    \
-        __m256i dot = _mm256_dpbusd_epi32(zero, wv, xv);                                                  \
-        float sc = fp16(blk) * xd[b + k];                                                                 \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(sc), acc);                          \
-        corr += sc * (float)xs[b + k];                                                                    \
+        __m256i dot = _mm256_dpbusd_epi32(_mm256_load_si256((const __m256i *)(init + (b + k) * 8)), wv, xv); \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(blk) * xd[b + k]), acc);       \
     }
 
-AVX512 static float dot_q4_0_row(const uint8_t *w, const int8_t *xq, const float *xd, const int32_t *xs, int nb) {
-    const __m256i zero = _mm256_setzero_si256();
+AVX512 static float dot_q4_0_row(const uint8_t *w, const int8_t *xq, const float *xd, const int32_t *init, int nb) {
     const __m128i m4 = _mm_set1_epi8(0x0f);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-    float corr = 0;
     int b = 0;
     for (; b + 4 <= nb; b += 4) { Q4_ONE(a0, 0) Q4_ONE(a1, 1) Q4_ONE(a2, 2) Q4_ONE(a3, 3) }
     for (; b < nb; b++) Q4_ONE(a0, 0)
-    return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) - 8.f * corr;
+    return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
+
+// Q4_0, two blocks per 512-bit step. The activation is laid out once per call as
+// [x_b[0:16] | x_b+1[0:16] | x_b[16:32] | x_b+1[16:32]] to match the unpacked nibbles [lo_b | lo_b+1 | hi_b | hi_b+1];
+// the integer accumulator starts at −8·Σx of each block (lanes 0 and 4); one permute spreads the two scales.
+AVX512 static float dot_q4_0_row2(const uint8_t *w, const int8_t *xp, const int32_t *init2, const float *xd, int nb) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int b = 0;
+    for (; b + 4 <= nb; b += 4) {
+#define Q4_PAIR(acc, k)                                                                                       \
+        {                                                                                                     \
+            const uint8_t *blk = w + (size_t)(b + k) * 18;                                                    \
+            __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2))), \
+                                                _mm_loadu_si128((const __m128i *)(blk + 20)), 1);             \
+            __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(y, m4)),                 \
+                                           _mm256_and_si256(_mm256_srli_epi16(y, 4), m4), 1);                 \
+            __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)(init2 + (b + k) * 8)), z,      \
+                                              _mm512_loadu_si512((const void *)(xp + (b + k) * 32)));         \
+            __m128i hh = _mm_insert_epi16(_mm_cvtsi32_si128(*(const uint16_t *)blk), *(const uint16_t *)(blk + 18), 1); \
+            __m128 sc = _mm_mul_ps(_mm_cvtph_ps(hh), _mm_castpd_ps(_mm_load_sd((const double *)(xd + b + k)))); \
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(sc)), acc); \
+        }
+        Q4_PAIR(a0, 0) Q4_PAIR(a1, 2)
+    }
+    for (; b + 2 <= nb; b += 2) Q4_PAIR(a0, 0)
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
 // Float weights, one row per pass (decode): four 16-lane accumulators.
 AVX512 static float dot_f16_row(const uint16_t *w, const float *x, int n) {
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
@@ -422,7 +448,28 @@ void lfm_matvec(int type, const void *w, int cols, int r0, int r1,
     const uint8_t *base = (const uint8_t *)w;
 #if defined(__x86_64__)
     if (use_fast() && type == LFM_T_Q8_0) { for (int r = r0; r < r1; r++) y[r] = dot_q8_0_row(base + (size_t)r * ld, xq, xd, cols / 32); return; }
-    if (use_fast() && type == LFM_T_Q4_0) { for (int r = r0; r < r1; r++) y[r] = dot_q4_0_row(base + (size_t)r * ld, xq, xd, xs, cols / 32); return; }
+    if (use_fast() && type == LFM_T_Q4_0) {
+        int nb = cols / 32;
+        int32_t *init = aligned_alloc(32, (size_t)nb * 32);
+        memset(init, 0, (size_t)nb * 32);
+        for (int b = 0; b < nb; b++) init[b * 8] = -8 * xs[b];
+        if (nb % 2 == 0) {
+            int8_t *xp = aligned_alloc(64, (size_t)nb * 32 + 64);
+            int32_t *init2 = aligned_alloc(64, (size_t)nb * 32 + 64);
+            memset(init2, 0, (size_t)nb * 32);
+            for (int b = 0; b < nb; b += 2) {
+                memcpy(xp + b * 32, xq + b * 32, 16); memcpy(xp + b * 32 + 16, xq + (b + 1) * 32, 16);
+                memcpy(xp + b * 32 + 32, xq + b * 32 + 16, 16); memcpy(xp + b * 32 + 48, xq + (b + 1) * 32 + 16, 16);
+                init2[b * 8] = -8 * xs[b]; init2[b * 8 + 4] = -8 * xs[b + 1];
+            }
+            for (int r = r0; r < r1; r++) y[r] = dot_q4_0_row2(base + (size_t)r * ld, xp, init2, xd, nb);
+            free(xp); free(init2); free(init);
+            return;
+        }
+        for (int r = r0; r < r1; r++) y[r] = dot_q4_0_row(base + (size_t)r * ld, xq, xd, init, nb);
+        free(init);
+        return;
+    }
     if (use_fast() && type == LFM_T_F16) { for (int r = r0; r < r1; r++) y[r] = dot_f16_row((const uint16_t *)(base + (size_t)r * ld), xf, cols); return; }
     if (use_fast() && type == LFM_T_BF16) { for (int r = r0; r < r1; r++) y[r] = dot_bf16_row((const uint16_t *)(base + (size_t)r * ld), xf, cols); return; }
 #endif

@@ -32,5 +32,25 @@ public final class ModelBundle: @unchecked Sendable {
         guard let t = gguf.tensor(name) else { return nil }
         return (t, gguf.bytes(of: t))
     }
-}
 
+    /// Checks every tensor's CRC32 against the bundle's record; returns the names of damaged tensors.
+    public func damagedTensors(threads: Int = ProcessInfo.processInfo.activeProcessorCount) -> [String] {
+        let crcs = (gguf.metadata[BundleKeys.tensorCRC32]?.arrayValue ?? []).compactMap { v -> UInt32? in
+            if case .uint32(let c) = v { return c } else { return nil }
+        }
+        let tensors = gguf.tensors
+        guard crcs.count == tensors.count else { return tensors.map(\.name) }
+        let bad = UnsafeMutablePointer<Bool>.allocate(capacity: tensors.count)
+        bad.initialize(repeating: false, count: tensors.count)
+        defer { bad.deallocate() }
+        let out = SendablePtr(bad)
+        DispatchQueue.concurrentPerform(iterations: max(1, threads)) { w in
+            var i = w
+            while i < tensors.count {
+                out.p[i] = Hashing.crc32(gguf.bytes(of: tensors[i])) != crcs[i]
+                i += max(1, threads)
+            }
+        }
+        return tensors.indices.filter { bad[$0] }.map { tensors[$0].name }
+    }
+}

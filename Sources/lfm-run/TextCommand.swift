@@ -43,6 +43,8 @@ struct RuntimeOptions: ParsableArguments {
     var json = false
     @Flag(help: "Timing and memory statistics on stderr.")
     var stats = false
+    @Flag(help: "Check every tensor's CRC32 before running (reads the whole bundle).")
+    var verify = false
     func validate() throws {
         guard threads >= 1, threads <= 1024 else { throw ValidationError("--threads must be between 1 and 1024") }
         guard ctx >= 16, ctx <= 1 << 22 else { throw ValidationError("--ctx must be between 16 and 4194304") }
@@ -65,6 +67,10 @@ struct TextCommand: ParsableCommand {
         Interrupt.install()
         let t0 = Date()
         let model = try LFMModel(path: runtime.bundle, options: ModelOptions(threads: runtime.threads, contextLimit: runtime.ctx))
+        if runtime.verify {
+            let bad = model.bundle.damagedTensors(threads: runtime.threads)
+            if !bad.isEmpty { throw RunError(message: "\(runtime.bundle): \(bad.count) damaged tensors (CRC32 mismatch): \(bad.prefix(5).joined(separator: ", "))") }
+        }
         let loadSeconds = Date().timeIntervalSince(t0)
         let session = ChatSession(model: model, system: system)
         if let prompt {
