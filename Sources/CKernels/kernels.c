@@ -403,6 +403,41 @@ AVX512 static void gemm_q4_0_tile(const uint8_t *w, size_t ld, int nb, const int
             Y[(size_t)j * ldy + i] = hsum256(acc[i][j]) + dot_f32_vec(dw + i * nb, XE + j * qb, nb);
         }
 }
+
+// Float weights, prefill: 4 rows × 4 tokens per tile; each 16-element chunk of the 4 rows is widened once and
+// multiplied with the 4 tokens (16 FMAs per 4 conversions).
+#define FLOAT_GEMM_TILE(NAME, WT, LOADW)                                                                     \
+AVX512 static void NAME(const WT *w, size_t ldw, int n, const float *X, int ldx, float *Y, int ldy) {       \
+    __m512 acc[4][4];                                                                                       \
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();                \
+    int k = 0;                                                                                              \
+    for (; k + 16 <= n; k += 16) {                                                                          \
+        __m512 x0 = _mm512_loadu_ps(X + k), x1 = _mm512_loadu_ps(X + ldx + k);                              \
+        __m512 x2 = _mm512_loadu_ps(X + 2 * ldx + k), x3 = _mm512_loadu_ps(X + 3 * ldx + k);                \
+        _Pragma("unroll") for (int i = 0; i < 4; i++) {                                                     \
+            __m512 wv = LOADW(w + i * ldw + k);                                                             \
+            acc[i][0] = _mm512_fmadd_ps(wv, x0, acc[i][0]); acc[i][1] = _mm512_fmadd_ps(wv, x1, acc[i][1]); \
+            acc[i][2] = _mm512_fmadd_ps(wv, x2, acc[i][2]); acc[i][3] = _mm512_fmadd_ps(wv, x3, acc[i][3]); \
+        }                                                                                                   \
+    }                                                                                                       \
+    for (int i = 0; i < 4; i++)                                                                             \
+        for (int j = 0; j < 4; j++) {                                                                       \
+            float s = _mm512_reduce_add_ps(acc[i][j]);                                                      \
+            for (int kk = k; kk < n; kk++) s += WIDEN(w[i * ldw + kk]) * X[j * ldx + kk];                    \
+            Y[(size_t)j * ldy + i] = s;                                                                     \
+        }                                                                                                   \
+}
+AVX512 static inline __m512 load_f16x16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+AVX512 static inline __m512 load_f32x16(const float *p) { return _mm512_loadu_ps(p); }
+#define WIDEN(v) h2f(v)
+FLOAT_GEMM_TILE(gemm_f16_tile, uint16_t, load_f16x16)
+#undef WIDEN
+#define WIDEN(v) b2f(v)
+FLOAT_GEMM_TILE(gemm_bf16_tile, uint16_t, bf16x16)
+#undef WIDEN
+#define WIDEN(v) (v)
+FLOAT_GEMM_TILE(gemm_f32_tile, float, load_f32x16)
+#undef WIDEN
 #endif
 
 static size_t row_bytes(int type, int cols) {
@@ -487,6 +522,23 @@ void lfm_matmul(int type, const void *w, int cols, int r0, int r1, int T,
     int qb = ldq / 32;
     float tmp[4];
 #if defined(__x86_64__)
+    if (use_fast() && (type == LFM_T_F16 || type == LFM_T_BF16 || type == LFM_T_F32) && T >= 4 && r1 - r0 >= 4) {
+        int T4 = T / 4 * 4, R4 = r0 + (r1 - r0) / 4 * 4;
+        for (int r = r0; r < R4; r += 4) {
+            for (int t = 0; t < T4; t += 4) {
+                float *yt = Y + (size_t)t * ldy + r;
+                const float *xt = X + (size_t)t * ldx;
+                if (type == LFM_T_F16) gemm_f16_tile((const uint16_t *)(base + (size_t)r * ld), ld / 2, cols, xt, ldx, yt, ldy);
+                else if (type == LFM_T_BF16) gemm_bf16_tile((const uint16_t *)(base + (size_t)r * ld), ld / 2, cols, xt, ldx, yt, ldy);
+                else gemm_f32_tile((const float *)(base + (size_t)r * ld), ld / 4, cols, xt, ldx, yt, ldy);
+            }
+            for (int t = T4; t < T; t++) {
+                dot_rows(type, base + (size_t)r * ld, ld, 4, cols, X + (size_t)t * ldx, NULL, NULL, NULL, tmp);
+                for (int k = 0; k < 4; k++) Y[(size_t)t * ldy + r + k] = tmp[k];
+            }
+        }
+        r0 = R4;
+    }
     if (use_fast() && (type == LFM_T_Q8_0 || type == LFM_T_Q4_0) && T >= 4 && r1 - r0 >= 4) {
         int nb = cols / 32;
         float *dw = malloc(sizeof(float) * 4 * nb), *cw = malloc(sizeof(float) * 4 * nb);
