@@ -35,9 +35,10 @@ let package = Package(
             name: "lfm-run",
             dependencies: ["Formats", "MiniRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimized),
-        .testTarget(name: "FormatsTests", dependencies: ["Formats", "Quantize"]),
-        .testTarget(name: "QuantizeTests", dependencies: ["Formats", "Quantize"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "CKernels"]),
-        .testTarget(name: "ConvertTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "lfm-convert"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "FormatsTests", dependencies: ["Formats", "Quantize", "TestSupport"]),
+        .testTarget(name: "QuantizeTests", dependencies: ["Formats", "Quantize", "TestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "CKernels", "TestSupport"]),
+        .testTarget(name: "ConvertTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "lfm-convert", "TestSupport"]),
     ]
 )

@@ -11,8 +11,7 @@ struct ConvertCommand: ParsableCommand {
     @Argument(help: "Checkpoint folder, hub-cache snapshot folder, or repo id (e.g. LiquidAI/LFM2-Audio-1.5B) in the local hub cache.")
     var checkpoint: String
 
-    @Option(name: [.short, .customLong("output")], help: "Output bundle (.gguf).")
-    var output: String
+    @OptionGroup var target: OutputOptions
 
     @Option(name: .customLong("quant"), help: "Preset: f32, f16, bf16, q8_0, q4_0.")
     var quant: String = "q8_0"
@@ -22,12 +21,6 @@ struct ConvertCommand: ParsableCommand {
 
     @Flag(name: .customLong("keep-all"), help: "Keep tensors inference never reads (Mimi encoder, training heads, buffers).")
     var keepAll = false
-
-    @Flag(help: "Overwrite an existing output.")
-    var force = false
-
-    @Option(help: "Worker threads (default: all cores).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Flag(help: "Print the summary as JSON on stdout.")
     var json = false
@@ -39,8 +32,6 @@ struct ConvertCommand: ParsableCommand {
         for o in overrides {
             do { _ = try TypeOverride(parsing: o) } catch { throw ValidationError("\(error)") }
         }
-        guard threads >= 1, threads <= 1024 else { throw ValidationError("--threads must be between 1 and 1024") }
-        guard !output.isEmpty else { throw ValidationError("--output is empty") }
     }
 
     func run() throws {
@@ -48,11 +39,8 @@ struct ConvertCommand: ParsableCommand {
         defer { monitor.stop() }
         let t0 = Date()
         let recipe = Recipe(preset: Preset(rawValue: quant)!, overrides: try overrides.map(TypeOverride.init(parsing:)))
-        let out = URL(fileURLWithPath: output).standardizedFileURL.path
-        if FileManager.default.fileExists(atPath: out), !force {
-            throw CLIError(message: "\(out): already exists (use --force to overwrite)", code: 2)
-        }
-        StaleTemporaries.remove(near: out)
+        let threads = target.threads
+        let out = try target.destination()
         let ckpt = try Checkpoint(checkpoint)
         let inputs = Set(ckpt.sourceFiles.map { URL(fileURLWithPath: $0).resolvingSymlinksInPath().path })
         if inputs.contains(URL(fileURLWithPath: out).resolvingSymlinksInPath().path) {
@@ -62,7 +50,7 @@ struct ConvertCommand: ParsableCommand {
         let plan = try Planner.plan(ckpt, recipe: recipe, keepAll: keepAll)
         let tPlan = Date()
         let bar = ProgressBar(enabled: stderrIsTerminal && !json, label: "converting")
-        let result = try Converter.convert(ckpt, plan: plan, to: out, options: ConvertOptions(threads: threads, overwrite: force),
+        let result = try Converter.convert(ckpt, plan: plan, to: out, options: ConvertOptions(threads: threads, overwrite: target.force),
                                            progress: { bar.update($0) }, isCancelled: { Interrupt.requested })
         bar.finish()
         let seconds = Date().timeIntervalSince(t0)

@@ -74,3 +74,30 @@ let stderrIsTerminal = isatty(2) != 0
 
 func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s.padding(toLength: n, withPad: " ", startingAt: 0) }
 func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? " " + s : String(repeating: " ", count: n - s.count) + s }
+
+/// Output flags shared by the commands that write a GGUF file.
+struct OutputOptions: ParsableArguments {
+    @Option(name: [.short, .customLong("output")], help: "Output file (.gguf).")
+    var output: String
+
+    @Flag(help: "Overwrite an existing output.")
+    var force = false
+
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    func validate() throws {
+        guard threads >= 1, threads <= 1024 else { throw ValidationError("--threads must be between 1 and 1024") }
+        guard !output.isEmpty else { throw ValidationError("--output is empty") }
+    }
+
+    /// The absolute destination, refused when it exists without --force; leftovers of killed runs are removed.
+    func destination() throws -> String {
+        let out = URL(fileURLWithPath: output).standardizedFileURL.path
+        if FileManager.default.fileExists(atPath: out), !force {
+            throw CLIError(message: "\(out): already exists (use --force to overwrite)", code: 2)
+        }
+        StaleTemporaries.remove(near: out)
+        return out
+    }
+}

@@ -1,16 +1,10 @@
 import XCTest
+import TestSupport
 import Foundation
 @testable import Formats
 @testable import Quantize
 @testable import MiniRuntime
 
-let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures").path
-
-func tmpDir(_ name: String = "t") -> String {
-    let p = NSTemporaryDirectory() + "lfm-\(name)-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
-    return p
-}
 
 /// A copy of a fixture checkpoint with the detokenizer weights regenerated from their recipe.
 func fixtureWithDetokenizer(_ name: String) throws -> String {

@@ -1,14 +1,8 @@
 import XCTest
+import TestSupport
 import Foundation
 @testable import Formats
 
-let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures").path
-
-func tmpDir(_ name: String = "t") -> String {
-    let p = NSTemporaryDirectory() + "lfm-\(name)-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
-    return p
-}
 
 /// Builds a raw safetensors file from a header dictionary and a data blob.
 func rawSafetensors(header: String, data: [UInt8], lengthOverride: UInt64? = nil) -> Data {

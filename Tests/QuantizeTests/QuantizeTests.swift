@@ -1,10 +1,10 @@
 import XCTest
+import TestSupport
 import Foundation
 import CKernels
 @testable import Formats
 @testable import Quantize
 
-let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures").path
 
 final class QuantizeTests: XCTestCase {
     /// Q8_0 / Q4_0 / F16 / BF16 bytes equal the `gguf` package's quantizer (goldens made by

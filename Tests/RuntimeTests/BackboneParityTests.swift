@@ -1,4 +1,5 @@
 import XCTest
+import TestSupport
 @testable import Formats
 @testable import Quantize
 @testable import MiniRuntime

@@ -1,4 +1,5 @@
 import XCTest
+import TestSupport
 import CKernels
 @testable import Formats
 @testable import Quantize

@@ -1,16 +1,10 @@
 import Foundation
 import XCTest
+import TestSupport
 @testable import Formats
 @testable import Quantize
 @testable import MiniRuntime
 
-let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures").path
-
-func tmpDir(_ name: String = "t") -> String {
-    let p = NSTemporaryDirectory() + "lfm-\(name)-\(UUID().uuidString)"
-    try! FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
-    return p
-}
 
 /// Bundles of the fixtures, converted once per process and preset.
 enum Bundles {
