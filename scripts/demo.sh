@@ -12,8 +12,8 @@ cp -r Tests/Fixtures/tiny-a/model "$WORK/tiny-a"
 # The fixture describes its detokenizer weights by a recipe (to stay small): regenerate them bit-exactly.
 $BIN fixture-weights "$WORK/tiny-a"
 $BIN "$WORK/tiny-a" -o "$WORK/tiny-a-q8_0.gguf" --quant q8_0
-$BIN inspect "$WORK/tiny-a-q8_0.gguf" | head -40
-$BIN verify "$WORK/tiny-a-q8_0.gguf" --against "$WORK/tiny-a" | tail -16
+$BIN inspect "$WORK/tiny-a-q8_0.gguf" | sed -n 1,40p
+$BIN verify "$WORK/tiny-a-q8_0.gguf" --against "$WORK/tiny-a" | tail -n 16
 # Text chat with the bundle (random weights: the words are noise, the pipeline is real), with statistics.
 $RUN text --bundle "$WORK/tiny-a-q8_0.gguf" --system "You are a helpful assistant." --prompt "Hello! How are you?" --max-tokens 24 --stats --verify
 $RUN text --bundle "$WORK/tiny-a-q8_0.gguf" --prompt "Hello!" --max-tokens 4 --json
