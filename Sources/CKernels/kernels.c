@@ -438,6 +438,110 @@ FLOAT_GEMM_TILE(gemm_bf16_tile, uint16_t, bf16x16)
 #define WIDEN(v) (v)
 FLOAT_GEMM_TILE(gemm_f32_tile, float, load_f32x16)
 #undef WIDEN
+
+// Prefill, two blocks per 512-bit step (nb even). Scales are expanded once per call into 16-lane vectors that
+// the products read as memory operands: per pair of blocks and (row, token) the work is dpbusd, cvt, mul, fma.
+// Q8_0: lanes 0–7 hold block 2p, lanes 8–15 block 2p+1. Q4_0: the nibbles unpack to [lo 2p | lo 2p+1 | hi 2p |
+// hi 2p+1], so the activation is permuted the same way and the scale lanes follow that pattern.
+AVX512 static void gemm_pair_tile(int q4, const uint8_t *w, size_t ld, int np, const int8_t *XP, int ldq,
+                                  const float *dwE, const float *dxE, float *acc_out) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i zero = _mm512_setzero_si512();
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m512 acc[4][4];
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int p = 0; p < np; p++) {
+        __m512i xv[4];
+        for (int j = 0; j < 4; j++) {
+            __m512i x = _mm512_loadu_si512((const void *)(XP + (size_t)j * ldq + p * 64));
+            xv[j] = q4 ? x : _mm512_xor_si512(x, flip);
+        }
+        const float *dxp = dxE + (size_t)p * 16;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            __m512i wv;
+            if (q4) {
+                const uint8_t *blk = w + i * ld + (size_t)p * 36;
+                __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2))),
+                                                    _mm_loadu_si128((const __m128i *)(blk + 20)), 1);
+                wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(y, m4)), _mm256_and_si256(_mm256_srli_epi16(y, 4), m4), 1);
+            } else {
+                const uint8_t *blk = w + i * ld + (size_t)p * 68;
+                wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 2))),
+                                        _mm256_loadu_si256((const __m256i *)(blk + 36)), 1);
+            }
+            __m512 sw = _mm512_load_ps(dwE + ((size_t)i * np + p) * 16);
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                __m512i dot = q4 ? _mm512_dpbusd_epi32(zero, wv, xv[j]) : _mm512_dpbusd_epi32(zero, xv[j], wv);
+                acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), sw),
+                                            _mm512_load_ps(dxp + (size_t)j * np * 16), acc[i][j]);
+            }
+        }
+    }
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc_out[i * 4 + j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+// Y rows [r0, R4) × tokens [0, T4) through gemm_pair_tile; returns 1 when it handled them.
+AVX512 static int gemm_pairs(int type, const uint8_t *base, size_t ld, int cols, int r0, int R4, int T4,
+                             const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
+    int nb = cols / 32, np = nb / 2, qb = ldq / 32;
+    int q4 = type == LFM_T_Q4_0;
+    size_t bs = q4 ? 18 : 34;
+    // per-call activation data: expanded token scales (token-tile major), permuted activations for Q4_0,
+    // and the per-block corrections
+    float *dxE = aligned_alloc(64, (size_t)T4 * np * 64);
+    int8_t *xp = q4 ? aligned_alloc(64, (size_t)T4 * ldq + 64) : NULL;
+    float *xe = q4 ? malloc(sizeof(float) * (size_t)T4 * qb) : NULL;
+    float *dwE = aligned_alloc(64, (size_t)4 * np * 64);
+    float *cw = malloc(sizeof(float) * 4 * nb);
+    if (!dxE || !dwE || !cw || (q4 && (!xp || !xe))) { free(dxE); free(xp); free(xe); free(dwE); free(cw); return 0; }
+    for (int t = 0; t < T4; t++) {
+        // token t lives in tile t/4, slot t%4: dxE[(tile*4 + slot) * np * 16 + p * 16]
+        float *d = dxE + (size_t)t * np * 16;
+        for (int p = 0; p < np; p++) {
+            float a = XD[t * qb + 2 * p], b = XD[t * qb + 2 * p + 1];
+            for (int k = 0; k < 16; k++) d[p * 16 + k] = q4 ? ((k / 4) % 2 ? b : a) : (k < 8 ? a : b);
+            if (q4) {
+                const int8_t *x0 = XQ + (size_t)t * ldq + 2 * p * 32, *x1 = x0 + 32;
+                int8_t *o = xp + (size_t)t * ldq + p * 64;
+                memcpy(o, x0, 16); memcpy(o + 16, x1, 16); memcpy(o + 32, x0 + 16, 16); memcpy(o + 48, x1 + 16, 16);
+            }
+        }
+        if (q4) for (int b = 0; b < nb; b++) xe[t * qb + b] = -8.f * XD[t * qb + b] * (float)XS[t * qb + b];
+    }
+    const int8_t *XP = q4 ? xp : XQ;
+    float out[16];
+    for (int r = r0; r < R4; r += 4) {
+        const uint8_t *rows = base + (size_t)r * ld;
+        for (int i = 0; i < 4; i++)
+            for (int p = 0; p < np; p++) {
+                const uint8_t *b0 = rows + i * ld + (size_t)(2 * p) * bs, *b1 = b0 + bs;
+                float a = fp16(b0), b = fp16(b1);
+                float *e = dwE + ((size_t)i * np + p) * 16;
+                for (int k = 0; k < 16; k++) e[k] = q4 ? ((k / 4) % 2 ? b : a) : (k < 8 ? a : b);
+                if (!q4) {
+                    int s0 = 0, s1 = 0;
+                    for (int k = 0; k < 32; k++) { s0 += ((const int8_t *)(b0 + 2))[k]; s1 += ((const int8_t *)(b1 + 2))[k]; }
+                    cw[i * nb + 2 * p] = -128.f * a * (float)s0;
+                    cw[i * nb + 2 * p + 1] = -128.f * b * (float)s1;
+                } else {
+                    cw[i * nb + 2 * p] = a; cw[i * nb + 2 * p + 1] = b;
+                }
+            }
+        for (int t = 0; t < T4; t += 4) {
+            gemm_pair_tile(q4, rows, ld, np, XP + (size_t)t * ldq, ldq, dwE, dxE + (size_t)t * np * 16, out);
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++) {
+                    float c = q4 ? dot_f32_vec(cw + i * nb, xe + (size_t)(t + j) * qb, nb)
+                                 : dot_f32_vec(cw + i * nb, XD + (size_t)(t + j) * qb, nb);
+                    Y[(size_t)(t + j) * ldy + r + i] = out[i * 4 + j] + c;
+                }
+        }
+    }
+    free(dxE); free(xp); free(xe); free(dwE); free(cw);
+    return 1;
+}
 #endif
 
 static size_t row_bytes(int type, int cols) {
@@ -544,6 +648,18 @@ void lfm_matmul(int type, const void *w, int cols, int r0, int r1, int T,
         float *dw = malloc(sizeof(float) * 4 * nb), *cw = malloc(sizeof(float) * 4 * nb);
         float *xe = NULL;
         int T4 = T / 4 * 4, R4 = r0 + (r1 - r0) / 4 * 4;
+        // Q4_0 gains from the 512-bit pair kernel (fewer unpack ops, measured +10 %); Q8_0 measured the same
+        // either way on this machine, so it keeps the 256-bit tile.
+        if (type == LFM_T_Q4_0 && nb % 2 == 0 && gemm_pairs(type, base, ld, cols, r0, R4, T4, XQ, XD, XS, ldq, Y, ldy)) {
+            for (int r = r0; r < R4; r += 4)
+                for (int t = T4; t < T; t++) {
+                    dot_rows(type, base + (size_t)r * ld, ld, 4, cols, NULL, XQ + (size_t)t * ldq, XD + (size_t)t * qb, XS + (size_t)t * qb, tmp);
+                    for (int k = 0; k < 4; k++) Y[(size_t)t * ldy + r + k] = tmp[k];
+                }
+            free(dw); free(cw);
+            r0 = R4;
+            goto tail;
+        }
         if (type == LFM_T_Q4_0) {
             xe = malloc(sizeof(float) * (size_t)T * qb);
             for (int t = 0; t < T; t++) for (int b = 0; b < nb; b++) xe[t * qb + b] = -8.f * XD[t * qb + b] * (float)XS[t * qb + b];
@@ -574,6 +690,7 @@ void lfm_matmul(int type, const void *w, int cols, int r0, int r1, int T,
         free(dw); free(cw); free(xe);
         r0 = R4;
     }
+tail:
 #endif
     for (int r = r0; r < r1; r += 4) {
         int nr = r1 - r < 4 ? r1 - r : 4;
