@@ -10,14 +10,6 @@ public final class AtomicFile: @unchecked Sendable {
     public let temporaryPath: String
     public let fd: Int32
     private var finished = false
-    nonisolated(unsafe) private static var live: [String] = []
-    private static let liveLock = NSLock()
-
-    /// Temporary files still open in this process (removed by `removeAllTemporaries`, e.g. on SIGINT).
-    public static func removeAllTemporaries() {
-        liveLock.lock(); defer { liveLock.unlock() }
-        for p in live { unlink(p) }
-    }
 
     public init(destination: String, overwrite: Bool) throws {
         self.destination = destination
@@ -35,7 +27,6 @@ public final class AtomicFile: @unchecked Sendable {
         guard fd >= 0 else {
             throw FormatsError.io(file: destination, message: "cannot create temporary file: \(String(cString: strerror(errno)))")
         }
-        Self.liveLock.lock(); Self.live.append(temporaryPath); Self.liveLock.unlock()
     }
 
     /// Writes all of `buffer` at `offset` (positional, thread-safe).
@@ -79,7 +70,6 @@ public final class AtomicFile: @unchecked Sendable {
             throw FormatsError.io(file: destination, message: "cannot rename into place: \(msg)")
         }
         finished = true
-        Self.forget(temporaryPath)
         let dir = URL(fileURLWithPath: destination).deletingLastPathComponent().path
         let dfd = open(dir, O_RDONLY | O_DIRECTORY)
         if dfd >= 0 { fsync(dfd); close(dfd) }
@@ -91,11 +81,6 @@ public final class AtomicFile: @unchecked Sendable {
         finished = true
         close(fd)
         unlink(temporaryPath)
-        Self.forget(temporaryPath)
-    }
-
-    private static func forget(_ p: String) {
-        liveLock.lock(); live.removeAll { $0 == p }; liveLock.unlock()
     }
 
     deinit { abandon() }

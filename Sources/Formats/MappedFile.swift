@@ -49,14 +49,4 @@ public final class MappedFile: @unchecked Sendable {
         guard let base, count > 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }
         return UnsafeRawBufferPointer(start: base + offset, count: count)
     }
-
-    /// Hint that a range will be read soon, sequentially.
-    public func willNeed(offset: Int, count: Int) {
-        #if os(Linux)
-        guard let mapping, count > 0 else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = offset / page * page
-        _ = madvise(mapping + start, count + (offset - start), MADV_WILLNEED)
-        #endif
-    }
 }

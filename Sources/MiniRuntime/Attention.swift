@@ -13,6 +13,9 @@ final class Attention {
     var values: UnsafeMutablePointer<Float>
     let capacity: Int
     var length = 0
+    /// Softmax scratch, one row of `capacity` per worker thread (allocated on first use).
+    private var scores: UnsafeMutablePointer<Float>?
+    private var scoresThreads = 0
 
     init(_ L: TensorLoader, prefix p: String, config c: LFM2Config, rope: RoPE, capacity: Int) throws {
         heads = c.numAttentionHeads; kvHeads = c.numKeyValueHeads; headDim = c.headDim; hidden = c.hiddenSize
@@ -29,7 +32,7 @@ final class Attention {
         keys = .allocate(capacity: capacity * kvHeads * headDim)
         values = .allocate(capacity: capacity * kvHeads * headDim)
     }
-    deinit { keys.deallocate(); values.deallocate() }
+    deinit { keys.deallocate(); values.deallocate(); scores?.deallocate() }
 
     func reset() { length = 0 }
 
@@ -64,11 +67,15 @@ final class Attention {
         let scale = 1 / Float(headDim).squareRoot()
         let group = heads / kvHeads
         let K = SendablePtr(keys), V = SendablePtr(values), Q = SendablePtr(qs), A = SendablePtr(att)
-        let hd = headDim, nh = heads, total = length
-        let scoresCap = total
+        let hd = headDim, nh = heads, cap = capacity
+        if scoresThreads < pool.threads {
+            scores?.deallocate()
+            scores = .allocate(capacity: pool.threads * capacity)
+            scoresThreads = pool.threads
+        }
+        let S = SendablePtr(scores!)
         pool.run { ith, nth in
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: scoresCap)
-            defer { scores.deallocate() }
+            let scores = S.p + ith * cap
             var job = ith
             while job < T * nh {
                 let t = job / nh, hh = job % nh
