@@ -39,6 +39,6 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Quantize", "TestSupport"]),
         .testTarget(name: "QuantizeTests", dependencies: ["Formats", "Quantize", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "CKernels", "TestSupport"]),
-        .testTarget(name: "ConvertTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "lfm-convert", "TestSupport"]),
+        .testTarget(name: "ConvertTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "lfm-convert", "lfm-run", "TestSupport"]),
     ]
 )

@@ -5,28 +5,8 @@ import Foundation
 
 /// Runs the built `lfm-convert` and checks exit codes, messages and that no output is left behind.
 final class CLITests: XCTestCase {
-    var binary: String {
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let c = dir.appendingPathComponent("lfm-convert").path
-            if FileManager.default.isExecutableFile(atPath: c) { return c }
-            dir = dir.deletingLastPathComponent()
-        }
-        return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("lfm-convert").path
-    }
-
     @discardableResult
-    func run(_ args: [String]) throws -> (Int32, String, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = args
-        let o = Pipe(), e = Pipe()
-        p.standardOutput = o; p.standardError = e
-        try p.run()
-        let out = o.fileHandleForReading.readDataToEndOfFile(), err = e.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
-    }
+    func run(_ args: [String]) throws -> (Int32, String, String) { try runTool("lfm-convert", args) }
 
     func copyFixture() throws -> String {
         let d = tmpDir("cli") + "/model"
@@ -145,4 +125,88 @@ func rewrite(_ path: String, _ f: ([SafetensorsWriter.Entry]) -> [SafetensorsWri
     let s = try SafetensorsFile(path: path)
     let entries = s.names.map { n in let t = s.tensors[n]!; return SafetensorsWriter.Entry(name: n, dtype: t.dtype, shape: t.shape, data: Data(t.bytes)) }
     try SafetensorsWriter.write(f(entries), to: path)
+}
+
+/// Runs a built executable of this package: (exit status, stdout, stderr).
+@discardableResult
+func runTool(_ name: String, _ args: [String]) throws -> (Int32, String, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: tool(name))
+    p.arguments = args
+    let o = Pipe(), e = Pipe()
+    p.standardOutput = o; p.standardError = e
+    try p.run()
+    let out = o.fileHandleForReading.readDataToEndOfFile(), err = e.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+}
+
+
+/// Path of a built executable of this package (beside the test bundle).
+func tool(_ name: String) -> String {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        let c = dir.appendingPathComponent(name).path
+        if FileManager.default.isExecutableFile(atPath: c) { return c }
+        dir = dir.deletingLastPathComponent()
+    }
+    return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent(name).path
+}
+
+/// The `lfm-run text` contract scripts rely on: JSON Lines events, exit codes, integrity checks.
+final class RunCLITests: XCTestCase {
+    func run(_ args: [String]) throws -> (Int32, String, String) { try runTool("lfm-run", args) }
+
+    func bundle() throws -> String {
+        let out = tmpDir("runcli") + "/b.gguf"
+        let (rc, _, err) = try runTool("lfm-convert", [fixtures + "/tiny-a/model", "-o", out, "--quant", "q8_0"])
+        XCTAssertEqual(rc, 0, err)
+        return out
+    }
+
+    func testJSONEventsAndStats() throws {
+        let b = try bundle()
+        let (rc, out, err) = try run(["text", "--bundle", b, "--prompt", "Hello there", "--max-tokens", "6", "--json", "--stats", "--threads", "2"])
+        XCTAssertEqual(rc, 0, err)
+        let events = out.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let texts = events.filter { $0["type"] as? String == "text" }
+        XCTAssertGreaterThan(texts.count, 0)
+        XCTAssertLessThanOrEqual(texts.count, 6)
+        for t in texts { XCTAssertNotNil(t["id"] as? Int); XCTAssertNotNil(t["text"] as? String) }
+        let done = try XCTUnwrap(events.last)
+        XCTAssertEqual(done["type"] as? String, "done")
+        XCTAssertEqual(done["generated_tokens"] as? Int, texts.count)
+        if texts.count < 6 { XCTAssertEqual(texts.last?["id"] as? Int, 7, "only <|im_end|> ends a turn early") }
+        XCTAssertTrue(err.contains("decode") && err.contains("peak RSS"), err)
+        // greedy is the default and deterministic; a seeded sampled run is reproducible
+        XCTAssertEqual(try run(["text", "--bundle", b, "--prompt", "Hello there", "--max-tokens", "6", "--json"]).1.split(separator: "\n").dropLast(),
+                       out.split(separator: "\n").dropLast())
+        let s1 = try run(["text", "--bundle", b, "--prompt", "Hi", "--max-tokens", "8", "--temperature", "1.0", "--top-k", "20", "--seed", "3", "--json"]).1
+        let s2 = try run(["text", "--bundle", b, "--prompt", "Hi", "--max-tokens", "8", "--temperature", "1.0", "--top-k", "20", "--seed", "3", "--json"]).1
+        XCTAssertEqual(s1.split(separator: "\n").dropLast(), s2.split(separator: "\n").dropLast())
+    }
+
+    func testErrorsAndExitCodes() throws {
+        let b = try bundle()
+        XCTAssertEqual(try run(["text", "--bundle", b, "--prompt", "x", "--max-tokens", "0"]).0, 2)
+        XCTAssertEqual(try run(["text", "--prompt", "x"]).0, 2)
+        let (rc, _, err) = try run(["text", "--bundle", "/nonexistent.gguf", "--prompt", "x"])
+        XCTAssertEqual(rc, 1)
+        XCTAssertTrue(err.contains("/nonexistent.gguf"), err)
+        // a damaged header is refused at open; a damaged tensor is caught by --verify
+        var data = try Data(contentsOf: URL(fileURLWithPath: b))
+        var hdr = data; hdr[0] = 0x58
+        let badHeader = tmpDir("bad") + "/h.gguf"; try hdr.write(to: URL(fileURLWithPath: badHeader))
+        let (rc2, _, err2) = try run(["text", "--bundle", badHeader, "--prompt", "x"])
+        XCTAssertEqual(rc2, 1); XCTAssertTrue(err2.contains("not a GGUF"), err2)
+        let g = try GGUFFile(path: b)
+        let t = g.tensor("lfm.layers.0.feed_forward.w1.weight")!
+        data[g.dataOffset + t.offset + 5] ^= 0x10
+        let flipped = tmpDir("bad") + "/f.gguf"; try data.write(to: URL(fileURLWithPath: flipped))
+        let (rc3, _, err3) = try run(["text", "--bundle", flipped, "--prompt", "x", "--verify"])
+        XCTAssertEqual(rc3, 1); XCTAssertTrue(err3.contains("lfm.layers.0.feed_forward.w1.weight"), err3)
+        // context overflow is a clear error
+        let (rc4, _, err4) = try run(["text", "--bundle", b, "--prompt", String(repeating: "word ", count: 100), "--ctx", "32"])
+        XCTAssertEqual(rc4, 1); XCTAssertTrue(err4.contains("context limit"), err4)
+    }
 }
