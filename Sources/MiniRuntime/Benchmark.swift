@@ -24,22 +24,19 @@ public enum Benchmark {
         for _ in 0..<repeats {
             if promptTokens > 0 {
                 bb.reset()
-                var emb = [Float](repeating: 0, count: promptTokens * h)
-                emb.withUnsafeMutableBufferPointer { e in for i in 0..<promptTokens { bb.embedding(Int(rng.next() % UInt64(bb.vocab)), into: e.baseAddress! + i * h) } }
+                let ids = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(bb.vocab)) }
                 let t0 = Date()
-                try emb.withUnsafeBufferPointer { e in try last.withUnsafeMutableBufferPointer { try bb.forward(e.baseAddress!, count: promptTokens, last: $0.baseAddress!) } }
-                last.withUnsafeBufferPointer { l in logits.withUnsafeMutableBufferPointer { bb.logits(l.baseAddress!, into: $0.baseAddress!) } }
+                try bb.forward(tokens: ids, last: &last)
+                bb.logits(last, into: &logits)
                 r.prefillTokensPerSecond.append(Double(promptTokens) / Date().timeIntervalSince(t0))
             }
             if genTokens > 0 {
                 bb.reset()
-                var e = [Float](repeating: 0, count: h)
                 var id = 1
                 let t0 = Date()
                 for _ in 0..<genTokens {
-                    e.withUnsafeMutableBufferPointer { bb.embedding(id, into: $0.baseAddress!) }
-                    try e.withUnsafeBufferPointer { eb in try last.withUnsafeMutableBufferPointer { try bb.forward(eb.baseAddress!, count: 1, last: $0.baseAddress!) } }
-                    last.withUnsafeBufferPointer { l in logits.withUnsafeMutableBufferPointer { bb.logits(l.baseAddress!, into: $0.baseAddress!) } }
+                    try bb.forward(tokens: [id], last: &last)
+                    bb.logits(last, into: &logits)
                     id = logits.withUnsafeBufferPointer { Sampler.argmax($0) }
                 }
                 r.decodeTokensPerSecond.append(Double(genTokens) / Date().timeIntervalSince(t0))

@@ -60,16 +60,12 @@ extension ChatSession {
         let h = bb.hidden
         var hidden = [Float](repeating: 0, count: h)
         var logits = [Float](repeating: 0, count: bb.vocab)
-        var emb = [Float](repeating: 0, count: ids.count * h)
-        emb.withUnsafeMutableBufferPointer { e in for (i, id) in ids.enumerated() { bb.embedding(id, into: e.baseAddress! + i * h) } }
-        try emb.withUnsafeBufferPointer { e in try hidden.withUnsafeMutableBufferPointer { try bb.forward(e.baseAddress!, count: ids.count, last: $0.baseAddress!) } }
+        try bb.forward(tokens: ids, last: &hidden)
         for (n, id) in tokens.enumerated() {
-            hidden.withUnsafeBufferPointer { hb in logits.withUnsafeMutableBufferPointer { bb.logits(hb.baseAddress!, into: $0.baseAddress!) } }
+            bb.logits(hidden, into: &logits)
             logitsObserver?(logits)
             if n == tokens.count - 1 { break }
-            var e = [Float](repeating: 0, count: h)
-            e.withUnsafeMutableBufferPointer { bb.embedding(id, into: $0.baseAddress!) }
-            try e.withUnsafeBufferPointer { eb in try hidden.withUnsafeMutableBufferPointer { try bb.forward(eb.baseAddress!, count: 1, last: $0.baseAddress!) } }
+            try bb.forward(tokens: [id], last: &hidden)
         }
     }
 }

@@ -73,6 +73,20 @@ public final class LFM2Backbone {
         finalNorm.withUnsafeBufferPointer { w in Ops.rmsNorm(hiddenBuf + tail * h, w.baseAddress!, h, eps: Float(config.normEps), into: last) }
     }
 
+    /// Runs token ids (their embedding rows) through the backbone; `last` receives the final-normed hidden state
+    /// of the last one.
+    public func forward(tokens ids: [Int], last: inout [Float]) throws {
+        let h = hidden
+        var emb = [Float](repeating: 0, count: ids.count * h)
+        emb.withUnsafeMutableBufferPointer { e in for (i, id) in ids.enumerated() { embedding(id, into: e.baseAddress! + i * h) } }
+        try emb.withUnsafeBufferPointer { e in try last.withUnsafeMutableBufferPointer { try forward(e.baseAddress!, count: ids.count, last: $0.baseAddress!) } }
+    }
+
+    /// Text logits of a final-normed hidden state, into an array of `vocab` floats.
+    public func logits(_ hiddenState: [Float], into out: inout [Float]) {
+        hiddenState.withUnsafeBufferPointer { h in out.withUnsafeMutableBufferPointer { logits(h.baseAddress!, into: $0.baseAddress!) } }
+    }
+
     /// Tied-head text logits of a final-normed hidden state.
     public func logits(_ hiddenState: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
         let act = embed.usesQuantizedActivations ? headAct : nil

@@ -79,9 +79,7 @@ public final class ChatSession: @unchecked Sendable {
         var logits = [Float](repeating: 0, count: bb.vocab)
         let t0 = Date()
         // prefill the unfed tokens
-        var emb = [Float](repeating: 0, count: unfed.count * h)
-        emb.withUnsafeMutableBufferPointer { e in for (i, id) in unfed.enumerated() { bb.embedding(id, into: e.baseAddress! + i * h) } }
-        try emb.withUnsafeBufferPointer { e in try hidden.withUnsafeMutableBufferPointer { try bb.forward(e.baseAddress!, count: unfed.count, last: $0.baseAddress!) } }
+        try bb.forward(tokens: unfed, last: &hidden)
         unfed = []
         stats.prefillSeconds = Date().timeIntervalSince(t0)
         var sampler = Sampler(sampling)
@@ -91,7 +89,7 @@ public final class ChatSession: @unchecked Sendable {
         stats.stopReason = "max_tokens"
         for step in 0..<maxTokens {
             if isCancelled { stats.stopReason = "cancelled"; break }
-            hidden.withUnsafeBufferPointer { hb in logits.withUnsafeMutableBufferPointer { bb.logits(hb.baseAddress!, into: $0.baseAddress!) } }
+            bb.logits(hidden, into: &logits)
             logitsObserver?(logits)
             let id = logits.withUnsafeMutableBufferPointer { sampler.sample($0, history: generated) }
             generated.append(id)
@@ -108,11 +106,7 @@ public final class ChatSession: @unchecked Sendable {
             if step == maxTokens - 1 { unfed = [id]; break }
             // feed the token back
             if bb.position + 1 > bb.contextLimit { stats.stopReason = "context"; unfed = [id]; break }
-            try hidden.withUnsafeMutableBufferPointer { hb in
-                var e = [Float](repeating: 0, count: h)
-                e.withUnsafeMutableBufferPointer { bb.embedding(id, into: $0.baseAddress!) }
-                try e.withUnsafeBufferPointer { try bb.forward($0.baseAddress!, count: 1, last: hb.baseAddress!) }
-            }
+            try bb.forward(tokens: [id], last: &hidden)
         }
         stats.decodeSeconds = Date().timeIntervalSince(tFirst)
         return stats
