@@ -29,6 +29,7 @@ int lfm_cpu_has_vnni(void) {
 #endif
 }
 static inline int use_fast(void) { return !g_reference && lfm_cpu_has_vnni(); }
+int lfm_vector_fast(void) { return use_fast(); }
 
 static inline float h2f(uint16_t h) { return lfm_f16_to_f32(h); }
 static inline float b2f(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
@@ -36,7 +37,13 @@ static inline float b2f(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; m
 // ---------------------------------------------------------------------------------------------
 // Activation quantization (symmetric int8 per 32 block, like ggml's q8_0 for activations).
 
+#if defined(__x86_64__)
+static void quantize_act_q8_avx512(const float *x, int n, int8_t *q, float *d, int32_t *s);
+#endif
 void lfm_quantize_act_q8(const float *x, int n, int8_t *q, float *d, int32_t *s) {
+#if defined(__x86_64__)
+    if (use_fast()) { quantize_act_q8_avx512(x, n, q, d, s); return; }
+#endif
     int nb = n / 32;
     for (int b = 0; b < nb; b++) {
         const float *xb = x + b * 32;
@@ -91,6 +98,22 @@ static float ref_dot_q4_0(const uint8_t *w, const int8_t *xq, const float *xd, c
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
 
 AVX512 static inline float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+// Same results as the portable loop: amax/127 scale, x·(1/d) rounded to nearest even (lrintf's default mode).
+AVX512 static void quantize_act_q8_avx512(const float *x, int n, int8_t *q, float *d, int32_t *s) {
+    int nb = n / 32;
+    for (int b = 0; b < nb; b++) {
+        __m512 a = _mm512_loadu_ps(x + b * 32), c = _mm512_loadu_ps(x + b * 32 + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(c)));
+        float db = amax / 127.f, id = db != 0.f ? 1.f / db : 0.f;
+        __m512 iv = _mm512_set1_ps(id);
+        __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, iv)), qc = _mm512_cvtps_epi32(_mm512_mul_ps(c, iv));
+        _mm_storeu_si128((__m128i *)(q + b * 32), _mm512_cvtsepi32_epi8(qa));
+        _mm_storeu_si128((__m128i *)(q + b * 32 + 16), _mm512_cvtsepi32_epi8(qc));
+        d[b] = db;
+        s[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qc));
+    }
+}
 
 AVX512 static void dot_f32_rows(const float *w, size_t ld, int nr, const float *x, int n, float *out) {
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};

@@ -45,6 +45,60 @@ public enum Benchmark {
         return r
     }
 
+    public struct AudioResult: Sendable {
+        public var audioSeconds = 0.0
+        public var positions = 0
+        /// Per run: resample + mel, conformer + adapter, backbone prefill of the ASR prompt, `tokens` decode steps.
+        public var melSeconds: [Double] = []
+        public var encoderSeconds: [Double] = []
+        public var prefillSeconds: [Double] = []
+        public var decodeSeconds: [Double] = []
+        public var totalSeconds: [Double] = []
+        public var promptPositions = 0
+    }
+
+    /// ASR as `lfm-run asr` runs it, with a fixed transcript length: the clip is encoded, the "Perform ASR." prompt
+    /// prefilled, then exactly `tokens` greedy steps are decoded whatever they are (a random model's stream stops at
+    /// arbitrary points; a real transcript of 30 s of speech is ~100 tokens). Repeated `repeats` times.
+    public static func asr(_ model: LFMModel, clip: AudioClip, tokens: Int, repeats: Int) throws -> AudioResult {
+        guard let enc = model.audioEncoder else { throw RuntimeError.badInput("\(model.bundle.gguf.path): no audio encoder") }
+        var r = AudioResult()
+        r.audioSeconds = clip.seconds
+        let bb = model.backbone, h = bb.hidden, t = model.tokenizer
+        var last = [Float](repeating: 0, count: h), logits = [Float](repeating: 0, count: bb.vocab)
+        for _ in 0..<repeats {
+            let t0 = Date()
+            let x = try enc.resample(clip)
+            let mel = enc.melFeatures(x)
+            let t1 = Date()
+            let e = enc.adapt(enc.conformer(mel: mel))
+            let t2 = Date()
+            r.positions = e.count / h
+            let head = ChatFormat.tokenize(ChatFormat.opening(system: ChatFormat.System.asr) + [ChatFormat.turnStart("user")], t)
+            let tail = ChatFormat.tokenize([ChatFormat.turnEnd, ChatFormat.turnStart("assistant")], t)
+            r.promptPositions = head.count + r.positions + tail.count
+            var emb = [Float](repeating: 0, count: r.promptPositions * h)
+            emb.withUnsafeMutableBufferPointer { b in
+                for (i, id) in head.enumerated() { bb.embedding(id, into: b.baseAddress! + i * h) }
+                e.withUnsafeBufferPointer { (b.baseAddress! + head.count * h).update(from: $0.baseAddress!, count: e.count) }
+                for (i, id) in tail.enumerated() { bb.embedding(id, into: b.baseAddress! + (head.count + r.positions + i) * h) }
+            }
+            bb.reset()
+            try emb.withUnsafeBufferPointer { b in try last.withUnsafeMutableBufferPointer { try bb.forward(b.baseAddress!, count: r.promptPositions, last: $0.baseAddress!) } }
+            let t3 = Date()
+            for _ in 0..<tokens {
+                bb.logits(last, into: &logits)
+                let id = logits.withUnsafeBufferPointer { Sampler.argmax($0) }
+                try bb.forward(tokens: [id], last: &last)
+            }
+            let t4 = Date()
+            r.melSeconds.append(t1.timeIntervalSince(t0)); r.encoderSeconds.append(t2.timeIntervalSince(t1))
+            r.prefillSeconds.append(t3.timeIntervalSince(t2)); r.decodeSeconds.append(t4.timeIntervalSince(t3))
+            r.totalSeconds.append(t4.timeIntervalSince(t0))
+        }
+        return r
+    }
+
     /// Read bandwidth in bytes/s over a `bytes`-sized buffer with `threads` threads (median of `repeats`).
     public static func readBandwidth(bytes: Int = 1 << 30, threads: Int, repeats: Int = 5) -> Double {
         let n = bytes / 4

@@ -54,13 +54,11 @@ extension ChatSession {
     /// Prefills a user turn and then feeds `tokens` one by one (teacher forcing), reporting logits before each.
     func generateForced(user text: String, tokens: [Int]) throws {
         let t = model.tokenizer, bb = model.backbone
-        let u = ChatFormat.tokenize(ChatFormat.userTurn(text), t)
-        let ids = unfed + u
-        unfed = []
+        appendTokens(ChatFormat.tokenize(ChatFormat.userTurn(text), t))
         let h = bb.hidden
         var hidden = [Float](repeating: 0, count: h)
         var logits = [Float](repeating: 0, count: bb.vocab)
-        try bb.forward(tokens: ids, last: &hidden)
+        try prefill(last: &hidden)
         for (n, id) in tokens.enumerated() {
             bb.logits(hidden, into: &logits)
             logitsObserver?(logits)

@@ -65,6 +65,13 @@ final class QuantizedActivations {
         q = .allocate(capacity: self.capacity); d = .allocate(capacity: self.capacity / 32 + 1); s = .allocate(capacity: self.capacity / 32 + 1)
     }
     deinit { q.deallocate(); d.deallocate(); s.deallocate() }
+    /// Grows the buffers to hold at least `n` values.
+    func reserve(_ n: Int) {
+        guard n > capacity else { return }
+        q.deallocate(); d.deallocate(); s.deallocate()
+        capacity = n
+        q = .allocate(capacity: n); d = .allocate(capacity: n / 32 + 1); s = .allocate(capacity: n / 32 + 1)
+    }
     /// Quantizes T rows of `cols` floats (rows `ld` apart).
     func set(_ x: UnsafePointer<Float>, rows T: Int, cols: Int, ld: Int) {
         precondition(T * cols <= capacity)

@@ -19,6 +19,8 @@ public final class LFMModel: @unchecked Sendable {
     public let bundle: ModelBundle
     public let backbone: LFM2Backbone
     public let tokenizer: Tokenizer
+    /// The audio input path (conformer + adapter), when the bundle has it.
+    public let audioEncoder: AudioEncoder?
     let pool: WorkerPool
     public var config: LFM2AudioConfig { bundle.config }
 
@@ -28,6 +30,10 @@ public final class LFMModel: @unchecked Sendable {
         let L = TensorLoader(bundle)
         backbone = try LFM2Backbone(L, prefix: "lfm.", config: bundle.config.lfm, contextLimit: options.contextLimit, pool: pool)
         try L.checkAllConsumed(prefixes: ["lfm."])
+        if bundle.tensor("conformer.pre_encode.out.weight") != nil {
+            audioEncoder = try AudioEncoder(L, config: bundle.config, pool: pool)
+            try L.checkAllConsumed(prefixes: ["conformer.", "audio_adapter."])
+        } else { audioEncoder = nil }
         guard let tj = bundle.gguf.metadata[BundleKeys.hfTokenizer]?.stringValue else {
             throw RuntimeError.tokenizer(file: path, detail: "the bundle has no \(BundleKeys.hfTokenizer)")
         }

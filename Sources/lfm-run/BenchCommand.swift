@@ -21,8 +21,11 @@ struct BenchCommand: ParsableCommand {
     var bandwidth = false
     @Flag(help: "JSON on stdout.")
     var json = false
+    @Option(help: "ASR benchmark instead: a WAV file, transcribed with exactly -n decode steps (encoder, prefill, decode timed).")
+    var audio: String?
 
     func run() throws {
+        if let audio { try runASR(audio); return }
         let model = try LFMModel(path: bundle, options: ModelOptions(threads: threads, contextLimit: max(p, n) + 16))
         let res = try Benchmark.run(model, promptTokens: p, genTokens: n, repeats: r)
         func median(_ a: [Double]) -> Double { a.isEmpty ? 0 : a.sorted()[a.count / 2] }
@@ -37,6 +40,27 @@ struct BenchCommand: ParsableCommand {
         } else {
             print(String(format: "pp%d %.2f tok/s | tg%d %.2f tok/s | backbone %.0f MB/token", p, pp, n, tg, Double(res.weightBytesPerToken) / 1e6))
             if bw > 0 { print(String(format: "read bandwidth %.1f GB/s → bound %.1f tok/s; tg reaches %.0f%%", bw / 1e9, bound, 100 * tg / bound)) }
+        }
+    }
+
+    func runASR(_ path: String) throws {
+        let clip = try WAVReader.read(path)
+        let model = try LFMModel(path: bundle, options: ModelOptions(threads: threads, contextLimit: 4096 + n))
+        let res = try Benchmark.asr(model, clip: clip, tokens: n, repeats: r)
+        func median(_ a: [Double]) -> Double { a.isEmpty ? 0 : a.sorted()[a.count / 2] }
+        let total = median(res.totalSeconds)
+        if json {
+            print(jsonLine(["bundle": bundle, "threads": threads, "audio": path, "audio_seconds": res.audioSeconds,
+                            "audio_positions": res.positions, "prompt_positions": res.promptPositions, "decode_tokens": n,
+                            "mel_seconds": median(res.melSeconds), "encoder_seconds": median(res.encoderSeconds),
+                            "prefill_seconds": median(res.prefillSeconds), "decode_seconds": median(res.decodeSeconds),
+                            "total_seconds": total, "real_time_factor": res.audioSeconds / total,
+                            "encoder_runs": res.encoderSeconds, "total_runs": res.totalSeconds, "peak_rss_bytes": peakRSSBytes()]))
+        } else {
+            print(String(format: "audio %.1f s → %d positions (prompt %d) | mel %.3f s | encoder %.3f s | prefill %.3f s (%.1f pos/s) | decode %d tokens %.3f s | total %.3f s = %.2fx real time",
+                         res.audioSeconds, res.positions, res.promptPositions, median(res.melSeconds), median(res.encoderSeconds),
+                         median(res.prefillSeconds), Double(res.promptPositions) / median(res.prefillSeconds), n,
+                         median(res.decodeSeconds), total, res.audioSeconds / total))
         }
     }
 }

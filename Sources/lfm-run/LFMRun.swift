@@ -9,8 +9,8 @@ import Glibc
 struct LFMRun: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lfm-run",
-        abstract: "Run an LFM2-Audio bundle: streaming text chat (ASR, TTS and speech-to-speech are being added).",
-        subcommands: [TextCommand.self, BenchCommand.self, CompareCommand.self])
+        abstract: "Run an LFM2-Audio bundle: streaming text chat and ASR (TTS and speech-to-speech are being added).",
+        subcommands: [TextCommand.self, ASRCommand.self, BenchCommand.self, CompareCommand.self])
 }
 
 enum RunExit {

@@ -61,6 +61,8 @@ struct TextCommand: ParsableCommand {
     var prompt: String?
     @Option(help: "System prompt (a system turn is added only when given).")
     var system: String?
+    @Option(help: "A WAV file heard in the user turn, before --prompt (needs a bundle with the audio encoder).")
+    var audio: String?
     @OptionGroup var generation: GenerationOptions
 
     func run() throws {
@@ -73,23 +75,33 @@ struct TextCommand: ParsableCommand {
         }
         let loadSeconds = Date().timeIntervalSince(t0)
         let session = ChatSession(model: model, system: system)
-        if let prompt {
-            try turn(session, prompt, loadSeconds: loadSeconds)
+        if prompt != nil || audio != nil {
+            var content: [UserContent] = []
+            if let audio { content.append(.audio(try WAVReader.read(audio))) }
+            if let prompt { content.append(.text(prompt)) }
+            try turn(session, content, loadSeconds: loadSeconds)
             return
         }
-        // interactive: one line per user turn
-        if !runtime.json { printErr("lfm-run: interactive chat; one message per line, Ctrl-D ends.") }
+        // interactive: one line per user turn; "/audio PATH [text]" puts a WAV file in the turn
+        if !runtime.json { printErr("lfm-run: interactive chat; one message per line (/audio PATH [text] for speech), Ctrl-D ends.") }
         while true {
             if !runtime.json { FileHandle.standardError.write(Data("> ".utf8)) }
             guard let line = readLine(strippingNewline: true) else { break }
             if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
-            try turn(session, line, loadSeconds: loadSeconds)
+            var content: [UserContent] = [.text(line)]
+            if line.hasPrefix("/audio ") {
+                let rest = line.dropFirst(7).trimmingCharacters(in: .whitespaces)
+                let path = String(rest.prefix { $0 != " " }), text = rest.dropFirst(path.count).trimmingCharacters(in: .whitespaces)
+                do { content = [.audio(try WAVReader.read(path))] } catch { printErr("error: \(error)"); continue }
+                if !text.isEmpty { content.append(.text(text)) }
+            }
+            try turn(session, content, loadSeconds: loadSeconds)
             Interrupt.clear()
         }
     }
 
-    func turn(_ session: ChatSession, _ text: String, loadSeconds: Double) throws {
-        let stats = try session.generate(user: text, maxTokens: generation.maxTokens, sampling: generation.sampling) { ev in
+    func turn(_ session: ChatSession, _ content: [UserContent], loadSeconds: Double) throws {
+        let stats = try session.generate(user: content, maxTokens: generation.maxTokens, sampling: generation.sampling) { ev in
             if Interrupt.requested { session.cancel() }
             guard case .text(let id, let piece) = ev else { return }
             if runtime.json { out(jsonLine(["type": "text", "id": id, "text": piece]) + "\n") } else { out(piece) }
@@ -100,7 +112,8 @@ struct TextCommand: ParsableCommand {
                           "generated_tokens": stats.generatedTokens, "load_seconds": loadSeconds,
                           "prefill_seconds": stats.prefillSeconds, "prefill_tokens_per_second": stats.prefillTokensPerSecond,
                           "time_to_first_token": stats.timeToFirstToken, "decode_tokens_per_second": stats.decodeTokensPerSecond,
-                          "peak_rss_bytes": peak]) + "\n")
+                          "peak_rss_bytes": peak, "audio_positions": stats.audioPositions,
+                          "mel_seconds": stats.melSeconds, "encoder_seconds": stats.encoderSeconds]) + "\n")
         } else {
             out("\n")
         }

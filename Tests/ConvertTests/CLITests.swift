@@ -210,3 +210,46 @@ final class RunCLITests: XCTestCase {
         XCTAssertEqual(rc4, 1); XCTAssertTrue(err4.contains("context limit"), err4)
     }
 }
+
+/// The `lfm-run asr` contract: transcript on stdout, JSON segment/text/done events, window splitting, clear errors.
+final class ASRCLITests: XCTestCase {
+    func run(_ args: [String]) throws -> (Int32, String, String) { try runTool("lfm-run", args) }
+
+    func testASRJSONAndWindows() throws {
+        let out = tmpDir("asrcli") + "/b.gguf"
+        XCTAssertEqual(try runTool("lfm-convert", [fixtures + "/tiny-b/model", "-o", out, "--quant", "f32"]).0, 0)
+        let wav = fixtures + "/audio/speech.wav"
+        // one window: the greedy stream of the reference (tiny-b stops at <|audio_start|> after 12 transcript tokens)
+        let (rc, o, err) = try run(["asr", "--bundle", out, "--audio", wav, "--json", "--stats", "--threads", "2"])
+        XCTAssertEqual(rc, 0, err)
+        let ev = o.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        XCTAssertEqual(ev.first?["type"] as? String, "segment")
+        XCTAssertEqual(ev.first?["start"] as? Double, 0)
+        XCTAssertEqual(ev.first?["end"] as? Double ?? 0, 1.2, accuracy: 1e-9)
+        let texts = ev.filter { $0["type"] as? String == "text" }
+        XCTAssertEqual(texts.count, 12)
+        let done = try XCTUnwrap(ev.last)
+        XCTAssertEqual(done["type"] as? String, "done")
+        XCTAssertEqual(done["stop_reason"] as? String, "audio_start")
+        XCTAssertEqual(done["audio_positions"] as? Int, 16)
+        XCTAssertTrue(err.contains("real time"), err)
+        // plain output is the same transcript
+        let (rc2, plain, _) = try run(["asr", "--bundle", out, "--audio", wav])
+        XCTAssertEqual(rc2, 0)
+        XCTAssertEqual(plain, texts.map { $0["text"] as! String }.joined() + "\n")
+        // a 1 s window splits the 1.2 s clip in two, each transcribed on its own
+        let (rc3, o3, _) = try run(["asr", "--bundle", out, "--audio", wav, "--json", "--window", "1", "--max-tokens", "3"])
+        XCTAssertEqual(rc3, 0)
+        let segs = o3.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }.filter { $0["type"] as? String == "segment" }
+        XCTAssertEqual(segs.count, 2)
+        XCTAssertEqual(segs[0]["end"] as? Double, segs[1]["start"] as? Double)
+        XCTAssertEqual(segs[1]["end"] as? Double ?? 0, 1.2, accuracy: 1e-9)
+        // bad WAV, bad flags
+        let bad = tmpDir("asrcli") + "/bad.wav"
+        try Data("RIFF\u{0}\u{0}".utf8).write(to: URL(fileURLWithPath: bad))
+        let (rc4, _, err4) = try run(["asr", "--bundle", out, "--audio", bad])
+        XCTAssertEqual(rc4, 1); XCTAssertTrue(err4.contains(bad), err4)
+        XCTAssertEqual(try run(["asr", "--bundle", out, "--audio", wav, "--window", "0"]).0, 2)
+        XCTAssertEqual(try run(["asr", "--bundle", out]).0, 2)
+    }
+}

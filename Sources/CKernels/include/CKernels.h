@@ -94,3 +94,17 @@ float lfm_sum_f32(const float *x, size_t n);
 #endif
 
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Row and elementwise kernels (vector.c). AVX-512 paths unless reference kernels are forced.
+void lfm_silu(float *x, size_t n);                                   // x ← x·σ(x)
+void lfm_glu(const float *a, const float *g, size_t n, float *y);    // y ← a·σ(g)
+void lfm_gelu_erf(float *x, size_t n);                               // x ← ½x(1 + erf(x/√2))
+void lfm_relu(float *x, size_t n);
+void lfm_layernorm(const float *x, const float *w, const float *b, int n, float eps, float *y);
+void lfm_softmax(float *x, int n);                                   // in place, over n
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,123 @@
+// Elementwise and row kernels for the audio encoder and heads: LayerNorm, SiLU, GLU, exact GELU, softmax.
+// The AVX-512 paths use a Cephes-style exp (|rel err| < 2e-7); the portable paths call libm.
+#include "CKernels.h"
+#include <math.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+int lfm_vector_fast(void);
+
+#if defined(__x86_64__)
+#define VAVX512 __attribute__((target("avx512f,avx512dq,fma")))
+VAVX512 static inline __m512 exp512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.33654f)), _mm512_set1_ps(88.72283f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+VAVX512 static void silu512(float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), v));
+        _mm512_storeu_ps(x + i, _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e)));
+    }
+    for (; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
+VAVX512 static void glu512(const float *a, const float *g, size_t n, float *y) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_loadu_ps(g + i)));
+        _mm512_storeu_ps(y + i, _mm512_div_ps(_mm512_loadu_ps(a + i), _mm512_add_ps(_mm512_set1_ps(1.0f), e)));
+    }
+    for (; i < n; i++) y[i] = a[i] / (1.0f + expf(-g[i]));
+}
+
+VAVX512 static void layernorm512(const float *x, const float *w, const float *b, int n, float eps, float *y) {
+    __m512 s = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) s = _mm512_add_ps(s, _mm512_loadu_ps(x + i));
+    float sum = _mm512_reduce_add_ps(s);
+    for (; i < n; i++) sum += x[i];
+    float mean = sum / (float)n;
+    __m512 m = _mm512_set1_ps(mean), v = _mm512_setzero_ps();
+    for (i = 0; i + 16 <= n; i += 16) { __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + i), m); v = _mm512_fmadd_ps(d, d, v); }
+    float var = _mm512_reduce_add_ps(v);
+    for (; i < n; i++) { float d = x[i] - mean; var += d * d; }
+    float r = 1.0f / sqrtf(var / (float)n + eps);
+    __m512 rv = _mm512_set1_ps(r);
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), m), rv);
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(d, _mm512_loadu_ps(w + i), _mm512_loadu_ps(b + i)));
+    }
+    for (; i < n; i++) y[i] = (x[i] - mean) * r * w[i] + b[i];
+}
+
+VAVX512 static void softmax512(float *x, int n) {
+    __m512 mv = _mm512_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
+    float mx = _mm512_reduce_max_ps(mv);
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    __m512 m = _mm512_set1_ps(mx), s = _mm512_setzero_ps();
+    for (i = 0; i + 16 <= n; i += 16) { __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), m)); _mm512_storeu_ps(x + i, e); s = _mm512_add_ps(s, e); }
+    float sum = _mm512_reduce_add_ps(s);
+    for (; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
+    __m512 inv = _mm512_set1_ps(1.0f / sum);
+    for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
+    for (; i < n; i++) x[i] *= 1.0f / sum;
+}
+#endif
+
+void lfm_silu(float *x, size_t n) {
+#if defined(__x86_64__)
+    if (lfm_vector_fast()) { silu512(x, n); return; }
+#endif
+    for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
+void lfm_glu(const float *a, const float *g, size_t n, float *y) {
+#if defined(__x86_64__)
+    if (lfm_vector_fast()) { glu512(a, g, n, y); return; }
+#endif
+    for (size_t i = 0; i < n; i++) y[i] = a[i] / (1.0f + expf(-g[i]));
+}
+
+void lfm_gelu_erf(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(0.5 * (double)x[i] * (1.0 + erf((double)x[i] * 0.70710678118654752440)));
+}
+
+void lfm_relu(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
+}
+
+void lfm_layernorm(const float *x, const float *w, const float *b, int n, float eps, float *y) {
+#if defined(__x86_64__)
+    if (lfm_vector_fast()) { layernorm512(x, w, b, n, eps, y); return; }
+#endif
+    double s = 0; for (int i = 0; i < n; i++) s += x[i];
+    float mean = (float)(s / n);
+    double v = 0; for (int i = 0; i < n; i++) { double d = x[i] - mean; v += d * d; }
+    float r = (float)(1.0 / sqrt(v / n + eps));
+    for (int i = 0; i < n; i++) y[i] = (x[i] - mean) * r * w[i] + b[i];
+}
+
+void lfm_softmax(float *x, int n) {
+#if defined(__x86_64__)
+    if (lfm_vector_fast()) { softmax512(x, n); return; }
+#endif
+    float mx = -INFINITY; for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double s = 0; for (int i = 0; i < n; i++) { x[i] = expf(x[i] - mx); s += x[i]; }
+    float inv = (float)(1.0 / s); for (int i = 0; i < n; i++) x[i] *= inv;
+}

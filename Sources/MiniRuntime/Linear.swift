@@ -1,0 +1,52 @@
+import Foundation
+import Formats
+import CKernels
+
+/// A dense layer y = W x + b over a bundle matrix (any stored type) and an optional float bias.
+struct Linear {
+    let w: Matrix
+    let bias: [Float]?
+    var inFeatures: Int { w.cols }
+    var outFeatures: Int { w.rows }
+
+    init(_ L: TensorLoader, _ prefix: String, out: Int, in inF: Int, bias hasBias: Bool = true) throws {
+        w = try L.matrix(prefix + ".weight", rows: out, cols: inF)
+        bias = hasBias ? try L.floats(prefix + ".bias", shape: [out]) : nil
+    }
+
+    /// Y[t] = W X[t] + b for T rows; X rows `ldx` floats apart, Y rows `ldy` apart. `act` is scratch for the
+    /// quantized activations (grown as needed).
+    func callAsFunction(_ X: UnsafePointer<Float>, ldx: Int? = nil, rows T: Int, into Y: UnsafeMutablePointer<Float>, ldy: Int? = nil,
+                        act: QuantizedActivations, pool: WorkerPool) {
+        let lx = ldx ?? inFeatures, ly = ldy ?? outFeatures
+        var a: QuantizedActivations? = nil
+        if w.usesQuantizedActivations {
+            act.reserve(T * inFeatures)
+            act.set(X, rows: T, cols: inFeatures, ld: lx)
+            a = act
+        }
+        w.matmul(X, ldx: lx, a, rows: T, into: Y, ldy: ly, pool: pool)
+        if let bias {
+            bias.withUnsafeBufferPointer { b in
+                for t in 0..<T { Ops.add(Y + t * ly, b.baseAddress!, outFeatures) }
+            }
+        }
+    }
+}
+
+/// LayerNorm over the last dimension with affine weight and bias.
+struct LayerNorm {
+    let weight: [Float], bias: [Float]
+    let eps: Float
+    init(_ L: TensorLoader, _ prefix: String, dim: Int, eps: Float = 1e-5) throws {
+        weight = try L.floats(prefix + ".weight", shape: [dim])
+        bias = try L.floats(prefix + ".bias", shape: [dim])
+        self.eps = eps
+    }
+    func callAsFunction(_ x: UnsafePointer<Float>, rows T: Int, into y: UnsafeMutablePointer<Float>) {
+        let n = weight.count
+        weight.withUnsafeBufferPointer { w in bias.withUnsafeBufferPointer { b in
+            for t in 0..<T { lfm_layernorm(x + t * n, w.baseAddress!, b.baseAddress!, Int32(n), eps, y + t * n) }
+        } }
+    }
+}
