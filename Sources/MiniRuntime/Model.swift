@@ -21,6 +21,8 @@ public final class LFMModel: @unchecked Sendable {
     public let tokenizer: Tokenizer
     /// The audio input path (conformer + adapter), when the bundle has it.
     public let audioEncoder: AudioEncoder?
+    /// The audio head (depthformer, codebook tables, audio embeddings), when the bundle has it.
+    public let audioHead: AudioHead?
     let pool: WorkerPool
     public var config: LFM2AudioConfig { bundle.config }
 
@@ -34,6 +36,10 @@ public final class LFMModel: @unchecked Sendable {
             audioEncoder = try AudioEncoder(L, config: bundle.config, pool: pool)
             try L.checkAllConsumed(prefixes: ["conformer.", "audio_adapter."])
         } else { audioEncoder = nil }
+        if bundle.tensor("depth_linear.weight") != nil {
+            audioHead = try AudioHead(L, config: bundle.config, pool: pool)
+            try L.checkAllConsumed(prefixes: ["depthformer.", "depth_linear.", "depth_embeddings.", "audio_embedding."])
+        } else { audioHead = nil }
         guard let tj = bundle.gguf.metadata[BundleKeys.hfTokenizer]?.stringValue else {
             throw RuntimeError.tokenizer(file: path, detail: "the bundle has no \(BundleKeys.hfTokenizer)")
         }

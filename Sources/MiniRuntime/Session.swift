@@ -4,23 +4,31 @@ import Foundation
 public enum GenerationEvent: Sendable {
     /// One generated text token and its text (may be empty while a UTF-8 character is incomplete).
     case text(id: Int, piece: String)
+    /// One generated audio frame: `codebooks` Mimi codes (all 2048 for the end-of-audio frame).
+    case audio(codes: [Int])
     case done(GenerationStats)
 }
 
 public struct GenerationStats: Sendable, Codable {
     public var promptTokens = 0
     public var generatedTokens = 0
+    public var audioFrames = 0
     public var prefillSeconds = 0.0
     public var timeToFirstToken = 0.0
+    /// From the start of the turn to the first audio frame (0 when none).
+    public var timeToFirstFrame = 0.0
     public var decodeSeconds = 0.0
+    /// Time spent sampling frames in the audio head (depthformer), included in decodeSeconds.
+    public var audioHeadSeconds = 0.0
+    /// Text steps before the first audio frame.
+    public var textStepsBeforeAudio = 0
     /// Audio input of this turn: positions it took and the time spent resampling, in the mel front end and the
     /// encoder (conformer + adapter).
     public var audioPositions = 0
     public var audioSeconds = 0.0
     public var melSeconds = 0.0
     public var encoderSeconds = 0.0
-    /// Why generation ended: "im_end", "max_tokens", "audio_start" (audio generation is not in this runtime yet),
-    /// "context", "cancelled".
+    /// Why generation ended: "im_end", "max_tokens", "audio_start" (text-only sessions), "context", "cancelled".
     public var stopReason = ""
     public var prefillTokensPerSecond: Double { prefillSeconds > 0 ? Double(promptTokens) / prefillSeconds : 0 }
     public var decodeTokensPerSecond: Double { decodeSeconds > 0 && generatedTokens > 1 ? Double(generatedTokens - 1) / decodeSeconds : 0 }
@@ -35,21 +43,38 @@ public enum UserContent: Sendable {
 /// Modality of each position (the reference's `LFMModality`).
 public enum Modality: Int, Sendable { case text = 1, audioIn = 2, audioOut = 3 }
 
-/// A multi-turn chat over one model, in the reference's sequential mode. The KV cache and conv states are
-/// kept between turns: history is never prefilled twice.
+/// How the assistant answers (backbone.md §5.4–5.5).
+public enum GenerationMode: String, Sendable {
+    /// Text only: an <|audio_start|> ends the turn (what `lfm-run text` and ASR use).
+    case text
+    /// `generate_sequential`: text, then after <|audio_start|> audio frames until end-of-audio, then text.
+    case sequential
+    /// `generate_interleaved`: 6 text tokens / 12 frames (the bundle's config) until <|text_end|>, then audio.
+    case interleaved
+}
+
+/// A multi-turn chat over one model. The KV cache and conv states are kept between turns: history (text, heard
+/// audio and spoken frames) is never prefilled twice.
 public final class ChatSession: @unchecked Sendable {
     public let model: LFMModel
     public let system: String?
-    /// Every position the conversation holds, in order (what the reference would re-prefill): text token ids, and
-    /// `ChatSession.audioInPlaceholder` at audio input positions; `modalities` gives each position's modality.
+    /// Every position the conversation holds, in order (what the reference would re-prefill): text token ids,
+    /// `audioInPlaceholder` at audio input positions and `audioOutPlaceholder` at generated frames; `modalities`
+    /// gives each position's modality and `frames` the generated frames in order.
     public private(set) var history: [Int] = []
     public private(set) var modalities: [Modality] = []
+    public private(set) var frames: [[Int]] = []
     public static let audioInPlaceholder = -1
-    /// Positions not yet run through the backbone: token ids, or audio embeddings.
-    enum Pending { case tokens([Int]); case embeddings(AudioEmbeddings) }
+    public static let audioOutPlaceholder = -2
+    /// Positions not yet run through the backbone.
+    enum Pending { case tokens([Int]); case embeddings(AudioEmbeddings); case frame([Int]) }
     var unfed: [Pending] = []
-    var unfedCount: Int { unfed.reduce(0) { n, p in if case .tokens(let t) = p { return n + t.count } else if case .embeddings(let e) = p { return n + e.count }; return n } }
-    /// Called with the text logits of every generation step (parity tools).
+    var unfedCount: Int {
+        unfed.reduce(0) { n, p in
+            switch p { case .tokens(let t): return n + t.count; case .embeddings(let e): return n + e.count; case .frame: return n + 1 }
+        }
+    }
+    /// Called with the text logits of every text step (parity tools).
     public var logitsObserver: (([Float]) -> Void)?
     private let lock = NSLock()
     private var cancelFlag = false
@@ -85,6 +110,8 @@ public final class ChatSession: @unchecked Sendable {
                 case .embeddings(let a):
                     a.values.withUnsafeBufferPointer { (e.baseAddress! + row * h).update(from: $0.baseAddress!, count: a.count * h) }
                     row += a.count
+                case .frame(let codes):
+                    model.audioHead!.frameEmbedding(codes, into: e.baseAddress! + row * h); row += 1
                 }
             }
         }
@@ -92,7 +119,7 @@ public final class ChatSession: @unchecked Sendable {
         unfed = []
     }
 
-    /// Stops a running generation at the next token.
+    /// Stops a running generation at the next step.
     public func cancel() { lock.lock(); cancelFlag = true; lock.unlock() }
     var isCancelled: Bool { lock.lock(); defer { lock.unlock() }; return cancelFlag }
 
@@ -101,12 +128,13 @@ public final class ChatSession: @unchecked Sendable {
         reply(to: [.text(text)], maxTokens: maxTokens, sampling: sampling)
     }
 
-    /// Streams the assistant's answer to a user turn of text and audio.
-    public func reply(to content: [UserContent], maxTokens: Int = 512, sampling: SamplingParams = .greedy) -> AsyncThrowingStream<GenerationEvent, Error> {
+    /// Streams the assistant's answer to a user turn of text and audio, in any mode.
+    public func reply(to content: [UserContent], mode: GenerationMode = .text, maxTokens: Int = 512, sampling: SamplingParams = .greedy,
+                      audioSampling: SamplingParams = .greedy) -> AsyncThrowingStream<GenerationEvent, Error> {
         AsyncThrowingStream { cont in
             let worker = Thread { [self] in
                 do {
-                    let stats = try self.generate(user: content, maxTokens: maxTokens, sampling: sampling) { cont.yield($0) }
+                    let stats = try self.generate(user: content, mode: mode, maxTokens: maxTokens, sampling: sampling, audioSampling: audioSampling) { cont.yield($0) }
                     cont.yield(.done(stats))
                     cont.finish()
                 } catch { cont.finish(throwing: error) }
@@ -117,16 +145,20 @@ public final class ChatSession: @unchecked Sendable {
         }
     }
 
-    /// Synchronous generation; `emit` is called for every generated token.
+    /// Synchronous text generation; `emit` is called for every generated token.
     public func generate(user text: String, maxTokens: Int, sampling: SamplingParams, emit: (GenerationEvent) -> Void) throws -> GenerationStats {
         try generate(user: [.text(text)], maxTokens: maxTokens, sampling: sampling, emit: emit)
     }
 
     /// Synchronous generation for a user turn of text and audio (each piece tokenized or encoded on its own, in
-    /// order, as `ChatState.add_text` / `add_audio`); `emit` is called for every generated token.
-    public func generate(user content: [UserContent], maxTokens: Int, sampling: SamplingParams, emit: (GenerationEvent) -> Void) throws -> GenerationStats {
+    /// order, as `ChatState.add_text` / `add_audio`); `emit` is called for every generated token and frame.
+    public func generate(user content: [UserContent], mode: GenerationMode = .text, maxTokens: Int, sampling: SamplingParams,
+                         audioSampling: SamplingParams = .greedy, emit: (GenerationEvent) -> Void) throws -> GenerationStats {
         lock.lock(); cancelFlag = false; lock.unlock()
         let t = model.tokenizer, bb = model.backbone
+        if mode != .text && model.audioHead == nil {
+            throw RuntimeError.badInput("\(model.bundle.gguf.path): the bundle has no audio head (depthformer); audio output is not possible")
+        }
         var stats = GenerationStats()
         let t0 = Date()
         // encode audio first (errors leave the session unchanged)
@@ -158,35 +190,68 @@ public final class ChatSession: @unchecked Sendable {
         let h = bb.hidden
         var hidden = [Float](repeating: 0, count: h)
         var logits = [Float](repeating: 0, count: bb.vocab)
-        // prefill the pending positions
         let tp = Date()
         try prefill(last: &hidden)
         stats.prefillSeconds = Date().timeIntervalSince(tp)
         var sampler = Sampler(sampling)
+        var audioSampler = Sampler(audioSampling)
         var decoder = StreamingDecoder(t)
-        var generated: [Int] = []
+        var generatedText: [Int] = []
         var tFirst = Date()
         stats.stopReason = "max_tokens"
+        let cfg = model.config
+        var inAudio = false, textDone = false
+        var left = cfg.interleavedNText
         for step in 0..<maxTokens {
             if isCancelled { stats.stopReason = "cancelled"; break }
-            bb.logits(hidden, into: &logits)
-            logitsObserver?(logits)
-            let id = logits.withUnsafeMutableBufferPointer { sampler.sample($0, history: generated) }
-            generated.append(id)
-            history.append(id); modalities.append(.text)
-            var piece = decoder.push(id)
-            if step == 0 { tFirst = Date(); stats.timeToFirstToken = tFirst.timeIntervalSince(t0) }
-            if id == ChatFormat.imEnd || step == maxTokens - 1 || id == ChatFormat.audioStart { piece += decoder.flush() }
-            emit(.text(id: id, piece: piece))
-            stats.generatedTokens += 1
-            // The answer's own <|im_end|> closes the turn: the next turn starts with the end_turn() of the
-            // reference's ChatState ("<|im_end|>\n"), so it is not kept twice.
-            if id == ChatFormat.imEnd { stats.stopReason = "im_end"; history.removeLast(); modalities.removeLast(); unfed = []; break }
-            if id == ChatFormat.audioStart { stats.stopReason = "audio_start"; unfed = [.tokens([id])]; break }
-            if step == maxTokens - 1 { unfed = [.tokens([id])]; break }
-            // feed the token back
-            if bb.position + 1 > bb.contextLimit { stats.stopReason = "context"; unfed = [.tokens([id])]; break }
-            try bb.forward(tokens: [id], last: &hidden)
+            if mode == .interleaved { left -= 1 }
+            var feed: Pending
+            if !inAudio {
+                bb.logits(hidden, into: &logits)
+                logitsObserver?(logits)
+                let id = logits.withUnsafeMutableBufferPointer { sampler.sample($0, history: generatedText) }
+                if step == 0 { tFirst = Date(); stats.timeToFirstToken = tFirst.timeIntervalSince(t0) }
+                if stats.audioFrames == 0 { stats.textStepsBeforeAudio += 1 }
+                let stop = id == ChatFormat.imEnd || (mode == .text && id == ChatFormat.audioStart)
+                if mode == .interleaved && id == ChatFormat.imEnd {
+                    // generate_interleaved stops without yielding <|im_end|>; end_turn() adds it to the history
+                    _ = decoder.flush()
+                    stats.stopReason = "im_end"; unfed = []; break
+                }
+                generatedText.append(id)
+                history.append(id); modalities.append(.text)
+                var piece = decoder.push(id)
+                if stop || step == maxTokens - 1 || id == ChatFormat.audioStart || id == ChatFormat.textEnd { piece += decoder.flush() }
+                emit(.text(id: id, piece: piece))
+                stats.generatedTokens += 1
+                if id == ChatFormat.imEnd {
+                    // the answer's own <|im_end|> closes the turn: the next turn starts with end_turn()'s "<|im_end|>\n"
+                    stats.stopReason = "im_end"; history.removeLast(); modalities.removeLast(); unfed = []; break
+                }
+                if mode == .text && id == ChatFormat.audioStart { stats.stopReason = "audio_start"; unfed = [.tokens([id])]; break }
+                if mode == .sequential && id == ChatFormat.audioStart { inAudio = true }
+                if mode == .interleaved {
+                    if id == ChatFormat.textEnd { textDone = true }
+                    if left == 0 || textDone { inAudio = true; left = cfg.interleavedNAudio }
+                }
+                feed = .tokens([id])
+            } else {
+                let th = Date()
+                var codes = hidden.withUnsafeBufferPointer { model.audioHead!.sampleFrame($0.baseAddress!, sampler: &audioSampler) }
+                stats.audioHeadSeconds += Date().timeIntervalSince(th)
+                if step == 0 { tFirst = Date(); stats.timeToFirstToken = tFirst.timeIntervalSince(t0) }
+                if stats.audioFrames == 0 { stats.timeToFirstFrame = Date().timeIntervalSince(t0) }
+                if mode == .interleaved && left == 0 && !textDone { inAudio = false; left = cfg.interleavedNText }
+                if codes[0] == AudioHead.eoa { codes = Array(repeating: AudioHead.eoa, count: codes.count); inAudio = false }
+                history.append(Self.audioOutPlaceholder); modalities.append(.audioOut); frames.append(codes)
+                emit(.audio(codes: codes))
+                stats.audioFrames += 1
+                feed = .frame(codes)
+            }
+            if step == maxTokens - 1 { unfed = [feed]; break }
+            if bb.position + 1 > bb.contextLimit { stats.stopReason = "context"; unfed = [feed]; break }
+            unfed = [feed]
+            try prefill(last: &hidden)
         }
         stats.decodeSeconds = Date().timeIntervalSince(tFirst)
         return stats

@@ -73,7 +73,7 @@ final class GenerationParityTests: XCTestCase {
         var ids: [Int] = []
         var done: GenerationStats?
         for try await ev in s.reply(to: "Hello", maxTokens: 8) {
-            switch ev { case .text(let id, _): ids.append(id); case .done(let st): done = st }
+            switch ev { case .text(let id, _): ids.append(id); case .done(let st): done = st; case .audio: XCTFail("no audio in text mode") }
         }
         XCTAssertEqual(ids.count, done?.generatedTokens)
         XCTAssertFalse(ids.isEmpty)

@@ -1,0 +1,187 @@
+import Foundation
+import Formats
+import CKernels
+
+/// One depthformer layer (liquid `StandardBlock` with `MHA`, backbone.md §4.3): RMSNorm → fused QKV → per-head
+/// q/k RMSNorm → adjacent-pair RoPE (θ = 1e6, position = codebook index) → GQA attention over the frame's cache
+/// → out_proj; then a SwiGLU FFN. The cache holds at most one frame (8 positions) and is reset per frame.
+final class DepthformerLayer {
+    let qkv: Matrix, out: Matrix, w1: Matrix, w3: Matrix, w2: Matrix
+    let opNorm: [Float], ffnNorm: [Float], qNorm: [Float], kNorm: [Float]
+    let d: Int, heads: Int, kvHeads: Int, hd: Int, ffn: Int
+    let invFreq: [Float]
+    var keys: [Float], values: [Float]
+    var length = 0
+    let maxLen: Int
+
+    init(_ L: TensorLoader, index i: Int, config c: DepthformerConfig, positions: Int) throws {
+        let p = "depthformer.layers.\(i)."
+        d = c.dim; heads = DepthformerConfig.numHeads; kvHeads = DepthformerConfig.numKVHeads; hd = c.headDim; ffn = c.ffnWidth
+        qkv = try L.matrix(p + "operator.qkv_proj.weight", rows: c.qkvWidth, cols: d)
+        out = try L.matrix(p + "operator.out_proj.weight", rows: d, cols: d)
+        w1 = try L.matrix(p + "feed_forward.w1.weight", rows: ffn, cols: d)
+        w3 = try L.matrix(p + "feed_forward.w3.weight", rows: ffn, cols: d)
+        w2 = try L.matrix(p + "feed_forward.w2.weight", rows: d, cols: ffn)
+        opNorm = try L.floats(p + "operator_norm.weight", shape: [d])
+        ffnNorm = try L.floats(p + "ffn_norm.weight", shape: [d])
+        qNorm = try L.floats(p + "operator.bounded_attention.q_layernorm.weight", shape: [hd])
+        kNorm = try L.floats(p + "operator.bounded_attention.k_layernorm.weight", shape: [hd])
+        // liquid `precompute_freqs_cis`: 1 / θ^(arange(0, d, 2)[: d/2] / d) in float32
+        let headDim = c.headDim
+        invFreq = (0..<(headDim / 2)).map { 1 / powf(1_000_000, Float(2 * $0) / Float(headDim)) }
+        maxLen = positions
+        keys = [Float](repeating: 0, count: positions * kvHeads * hd)
+        values = [Float](repeating: 0, count: positions * kvHeads * hd)
+    }
+
+    func reset() { length = 0 }
+
+    func rope(_ x: UnsafeMutablePointer<Float>, pos: Int) {
+        for i in 0..<(hd / 2) {
+            let a = Float(pos) * invFreq[i]
+            let c = Float(cos(Double(a))), s = Float(sin(Double(a)))
+            let x0 = x[2 * i], x1 = x[2 * i + 1]
+            x[2 * i] = x0 * c - x1 * s
+            x[2 * i + 1] = x0 * s + x1 * c
+        }
+    }
+
+    /// One position: x (d floats) updated in place. `s` is scratch.
+    func step(_ x: UnsafeMutablePointer<Float>, s: DepthScratch, pool: WorkerPool) {
+        let kd = kvHeads * hd
+        opNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, d, eps: 1e-5, into: s.norm) }
+        s.setAct(s.norm, d, for: qkv)
+        qkv.matvec(s.norm, s.act(qkv), into: s.qkv, pool: pool)
+        let pos = length
+        qNorm.withUnsafeBufferPointer { qn in kNorm.withUnsafeBufferPointer { kn in
+            for h in 0..<heads { let r = s.qkv + h * hd; Ops.rmsNorm(r, qn.baseAddress!, hd, eps: 1e-5, into: r); rope(r, pos: pos) }
+            for h in 0..<kvHeads { let r = s.qkv + d + h * hd; Ops.rmsNorm(r, kn.baseAddress!, hd, eps: 1e-5, into: r); rope(r, pos: pos) }
+        } }
+        keys.withUnsafeMutableBufferPointer { K in values.withUnsafeMutableBufferPointer { V in
+            (K.baseAddress! + pos * kd).update(from: s.qkv + d, count: kd)
+            (V.baseAddress! + pos * kd).update(from: s.qkv + d + kd, count: kd)
+            length = pos + 1
+            let n = length, group = heads / kvHeads, scale = 1 / Float(hd).squareRoot()
+            for h in 0..<heads {
+                let q = s.qkv + h * hd, kvh = h / group
+                var sc = [Float](repeating: 0, count: n)
+                var mx = -Float.infinity
+                for j in 0..<n {
+                    var dot: Float = 0
+                    let kr = K.baseAddress! + j * kd + kvh * hd
+                    for i in 0..<hd { dot += q[i] * kr[i] }
+                    sc[j] = dot * scale; mx = max(mx, sc[j])
+                }
+                var sum: Float = 0
+                for j in 0..<n { sc[j] = expf(sc[j] - mx); sum += sc[j] }
+                let o = s.att + h * hd
+                for i in 0..<hd { o[i] = 0 }
+                for j in 0..<n {
+                    let w = sc[j] / sum, vr = V.baseAddress! + j * kd + kvh * hd
+                    for i in 0..<hd { o[i] += w * vr[i] }
+                }
+            }
+        } }
+        s.setAct(s.att, d, for: out)
+        out.matvec(s.att, s.act(out), into: s.tmp, pool: pool)
+        Ops.add(x, s.tmp, d)
+        ffnNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, d, eps: 1e-5, into: s.norm) }
+        s.setAct(s.norm, d, for: w1)
+        w1.matvec(s.norm, s.act(w1), into: s.g, pool: pool)
+        w3.matvec(s.norm, s.act(w3), into: s.u, pool: pool)
+        Ops.swiglu(s.g, s.u, ffn, into: s.g)
+        s.setAct(s.g, ffn, for: w2)
+        w2.matvec(s.g, s.act(w2), into: s.tmp, pool: pool)
+        Ops.add(x, s.tmp, d)
+    }
+}
+
+/// Scratch for one depthformer step.
+final class DepthScratch {
+    let norm, qkv, att, tmp, g, u: UnsafeMutablePointer<Float>
+    let q = QuantizedActivations(capacity: 1 << 14)
+    private var quantized = false
+    init(d: Int, qkv qw: Int, ffn: Int, hidden: Int, vocab: Int) {
+        norm = .allocate(capacity: max(d, hidden)); qkv = .allocate(capacity: max(qw, vocab)); att = .allocate(capacity: d)
+        tmp = .allocate(capacity: max(d, vocab)); g = .allocate(capacity: ffn); u = .allocate(capacity: ffn)
+    }
+    deinit { for p in [norm, qkv, att, tmp, g, u] { p.deallocate() } }
+    func setAct(_ x: UnsafePointer<Float>, _ n: Int, for m: Matrix) {
+        quantized = m.usesQuantizedActivations
+        if quantized { q.reserve(n); q.set(x, rows: 1, cols: n, ld: n) }
+    }
+    func act(_ m: Matrix) -> QuantizedActivations? { m.usesQuantizedActivations ? q : nil }
+}
+
+/// The audio head (backbone.md §4.6–4.7): `depth_linear` splits the LM hidden state into 8 codebook inputs; the
+/// depthformer runs over the 8 codebooks as positions; each codebook's `to_logits(embedding_norm(·))` is sampled
+/// and its `embedding` row is added to the next codebook's input. A frame is fed back to the LM as the sum of 8
+/// `audio_embedding` rows (code + 2049·k). Checkpoint names: `depthformer.*`, `depth_linear.*`,
+/// `depth_embeddings.{k}.*`, `audio_embedding.embedding.weight`.
+public final class AudioHead: @unchecked Sendable {
+    public static let eoa = 2048
+    public let codebooks: Int
+    public let vocab = LFM2AudioConfig.audioVocab
+    let depthLinear: Linear
+    let layers: [DepthformerLayer]
+    let embedding: [Matrix], toLogits: [Matrix], embNorm: [[Float]]
+    let audioEmbedding: Matrix
+    let d: Int, hidden: Int
+    let s: DepthScratch
+    let pool: WorkerPool
+    let act = QuantizedActivations(capacity: 1 << 12)
+    /// Called with each codebook's logits (parity tools).
+    public var logitsObserver: ((Int, [Float]) -> Void)?
+
+    init(_ L: TensorLoader, config c: LFM2AudioConfig, pool: WorkerPool) throws {
+        self.pool = pool
+        codebooks = c.codebooks; d = c.depthformer.dim; hidden = c.lfm.hiddenSize
+        depthLinear = try Linear(L, "depth_linear", out: codebooks * d, in: hidden)
+        layers = try (0..<c.depthformer.layers).map { try DepthformerLayer(L, index: $0, config: c.depthformer, positions: c.codebooks) }
+        var e: [Matrix] = [], t: [Matrix] = [], n: [[Float]] = []
+        for k in 0..<codebooks {
+            e.append(try L.matrix("depth_embeddings.\(k).embedding.weight", rows: vocab, cols: d))
+            t.append(try L.matrix("depth_embeddings.\(k).to_logits.weight", rows: vocab, cols: d))
+            n.append(try L.floats("depth_embeddings.\(k).embedding_norm.weight", shape: [d]))
+        }
+        embedding = e; toLogits = t; embNorm = n
+        audioEmbedding = try L.matrix("audio_embedding.embedding.weight", rows: vocab * codebooks, cols: hidden)
+        s = DepthScratch(d: d, qkv: c.depthformer.qkvWidth, ffn: c.depthformer.ffnWidth, hidden: hidden, vocab: vocab)
+    }
+
+    /// Samples one frame of `codebooks` codes from a final-normed LM hidden state. When codebook 0 is EOA the
+    /// whole frame becomes EOA (as the reference does).
+    public func sampleFrame(_ h: UnsafePointer<Float>, sampler: inout Sampler) -> [Int] {
+        var inputs = [Float](repeating: 0, count: codebooks * d)
+        inputs.withUnsafeMutableBufferPointer { depthLinear(h, rows: 1, into: $0.baseAddress!, act: act, pool: pool) }
+        layers.forEach { $0.reset() }
+        var codes: [Int] = []
+        var x = [Float](repeating: 0, count: d), prev = [Float](repeating: 0, count: d)
+        var logits = [Float](repeating: 0, count: vocab)
+        for k in 0..<codebooks {
+            for i in 0..<d { x[i] = inputs[k * d + i] + prev[i] }
+            x.withUnsafeMutableBufferPointer { xb in
+                for l in layers { l.step(xb.baseAddress!, s: s, pool: pool) }
+                embNorm[k].withUnsafeBufferPointer { Ops.rmsNorm(xb.baseAddress!, $0.baseAddress!, d, eps: 1e-5, into: s.norm) }
+            }
+            s.setAct(s.norm, d, for: toLogits[k])
+            logits.withUnsafeMutableBufferPointer { toLogits[k].matvec(s.norm, s.act(toLogits[k]), into: $0.baseAddress!, pool: pool) }
+            logitsObserver?(k, logits)
+            let c = logits.withUnsafeMutableBufferPointer { sampler.sample($0) }
+            codes.append(c)
+            prev.withUnsafeMutableBufferPointer { embedding[k].row(c, into: $0.baseAddress!) }
+        }
+        if codes[0] == Self.eoa { codes = Array(repeating: Self.eoa, count: codebooks) }
+        return codes
+    }
+
+    /// The LM input embedding of a frame: Σ_k audio_embedding[code_k + 2049·k].
+    public func frameEmbedding(_ codes: [Int], into out: UnsafeMutablePointer<Float>) {
+        var row = [Float](repeating: 0, count: hidden)
+        for i in 0..<hidden { out[i] = 0 }
+        for (k, c) in codes.enumerated() {
+            row.withUnsafeMutableBufferPointer { audioEmbedding.row(c + vocab * k, into: $0.baseAddress!) }
+            for i in 0..<hidden { out[i] += row[i] }
+        }
+    }
+}
