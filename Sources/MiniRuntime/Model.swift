@@ -23,6 +23,8 @@ public final class LFMModel: @unchecked Sendable {
     public let audioEncoder: AudioEncoder?
     /// The audio head (depthformer, codebook tables, audio embeddings), when the bundle has it.
     public let audioHead: AudioHead?
+    /// Mimi's decoder (codes → 24 kHz), when the bundle has it.
+    public let mimi: MimiDecoder?
     let pool: WorkerPool
     public var config: LFM2AudioConfig { bundle.config }
 
@@ -40,6 +42,11 @@ public final class LFMModel: @unchecked Sendable {
             audioHead = try AudioHead(L, config: bundle.config, pool: pool)
             try L.checkAllConsumed(prefixes: ["depthformer.", "depth_linear.", "depth_embeddings.", "audio_embedding."])
         } else { audioHead = nil }
+        if let mj = bundle.gguf.metadata[BundleKeys.mimiConfig]?.stringValue {
+            let mc = try decodeConfig(MimiConfig.self, from: Data(mj.utf8), file: path + " (" + BundleKeys.mimiConfig + ")")
+            mimi = try MimiDecoder(L, config: mc, codebooks: bundle.config.codebooks, pool: pool)
+            try L.checkAllConsumed(prefixes: ["mimi."])
+        } else { mimi = nil }
         guard let tj = bundle.gguf.metadata[BundleKeys.hfTokenizer]?.stringValue else {
             throw RuntimeError.tokenizer(file: path, detail: "the bundle has no \(BundleKeys.hfTokenizer)")
         }

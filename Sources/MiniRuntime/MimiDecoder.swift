@@ -1,0 +1,199 @@
+import Foundation
+import Formats
+import CKernels
+
+/// One layer of Mimi's decoder transformer (audio-out.md §1.5): pre-LayerNorm, fused q/k/v without bias,
+/// interleaved RoPE (max period 10⁴), causal attention within `context` steps, LayerScale, GELU (erf) MLP.
+/// Streaming state: a ring of `context` K/V slots written before attending, as the reference's RingKVCache.
+final class MimiTransformerLayer {
+    let norm1: LayerNorm, norm2: LayerNorm
+    let inProj: Matrix, outProj: Matrix, linear1: Matrix, linear2: Matrix
+    let scale1: [Float], scale2: [Float]
+    let d: Int, heads: Int, hd: Int, ff: Int, context: Int
+    let freqs: [Float]
+    var keys: [Float], values: [Float]    // [context][d] ring, slot = position % context
+    var written = 0                        // positions written so far
+    let act = QuantizedActivations(capacity: 1 << 12)
+
+    init(_ L: TensorLoader, _ p: String, config c: MimiConfig.Transformer) throws {
+        d = c.dModel; heads = c.numHeads; hd = c.dModel / c.numHeads; ff = c.dimFeedforward; context = c.context
+        norm1 = try LayerNorm(L, p + "norm1", dim: d)
+        norm2 = try LayerNorm(L, p + "norm2", dim: d)
+        inProj = try L.matrix(p + "self_attn.in_proj_weight", rows: 3 * d, cols: d)
+        outProj = try L.matrix(p + "self_attn.out_proj.weight", rows: d, cols: d)
+        linear1 = try L.matrix(p + "linear1.weight", rows: ff, cols: d)
+        linear2 = try L.matrix(p + "linear2.weight", rows: d, cols: ff)
+        scale1 = try L.floats(p + "layer_scale_1.scale", shape: [d])
+        scale2 = try L.floats(p + "layer_scale_2.scale", shape: [d])
+        // rope.py: exp(arange(D/2) · (−ln(max_period)·2/D)) in float32
+        let c32 = Float(-log(Double(c.maxPeriod)) * 2 / Double(c.dModel / c.numHeads))
+        let headDim = c.dModel / c.numHeads
+        freqs = (0..<(headDim / 2)).map { expf(Float($0) * c32) }
+        keys = [Float](repeating: 0, count: c.context * c.dModel)
+        values = [Float](repeating: 0, count: c.context * c.dModel)
+    }
+    func reset() { written = 0 }
+
+    func linear(_ m: Matrix, _ x: UnsafePointer<Float>, T: Int, _ y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
+        var a: QuantizedActivations? = nil
+        if m.usesQuantizedActivations { act.reserve(T * m.cols); act.set(x, rows: T, cols: m.cols, ld: m.cols); a = act }
+        m.matmul(x, ldx: m.cols, a, rows: T, into: y, ldy: m.rows, pool: pool)
+    }
+
+    func rope(_ x: UnsafeMutablePointer<Float>, pos: Int) {
+        for i in 0..<(hd / 2) {
+            let a = Float(pos) * freqs[i]
+            let c = Float(cos(Double(a))), s = Float(sin(Double(a)))
+            let x0 = x[2 * i], x1 = x[2 * i + 1]
+            x[2 * i] = x0 * c - x1 * s
+            x[2 * i + 1] = x0 * s + x1 * c
+        }
+    }
+
+    /// x: T × d (time-major), updated in place; positions continue from `written`.
+    func step(_ x: inout [Float], T: Int, pool: WorkerPool) {
+        let d = d, hd = hd
+        var u = [Float](repeating: 0, count: T * d), qkv = [Float](repeating: 0, count: T * 3 * d)
+        var att = [Float](repeating: 0, count: T * d), o = [Float](repeating: 0, count: T * d)
+        x.withUnsafeBufferPointer { xb in u.withUnsafeMutableBufferPointer { norm1(xb.baseAddress!, rows: T, into: $0.baseAddress!) } }
+        u.withUnsafeBufferPointer { ub in qkv.withUnsafeMutableBufferPointer { linear(inProj, ub.baseAddress!, T: T, $0.baseAddress!, pool: pool) } }
+        let p0 = written
+        qkv.withUnsafeMutableBufferPointer { q in
+            for t in 0..<T { for h in 0..<heads {
+                rope(q.baseAddress! + t * 3 * d + h * hd, pos: p0 + t)
+                rope(q.baseAddress! + t * 3 * d + d + h * hd, pos: p0 + t)
+            } }
+        }
+        // write every new K/V first (RingKVCache.complete), then attend
+        for t in 0..<T {
+            let slot = (p0 + t) % context
+            for i in 0..<d { keys[slot * d + i] = qkv[t * 3 * d + d + i]; values[slot * d + i] = qkv[t * 3 * d + 2 * d + i] }
+        }
+        written = p0 + T
+        let latest = written - 1
+        let scale = 1 / Float(hd).squareRoot()
+        for t in 0..<T {
+            let p = p0 + t
+            let lo = max(0, latest - context + 1, p - context + 1)
+            let n = p - lo + 1
+            var sc = [Float](repeating: 0, count: n)
+            for h in 0..<heads {
+                var mx = -Float.infinity
+                for j in 0..<n {
+                    let slot = (lo + j) % context
+                    var s: Float = 0
+                    for i in 0..<hd { s += qkv[t * 3 * d + h * hd + i] * keys[slot * d + h * hd + i] }
+                    sc[j] = s * scale; mx = max(mx, sc[j])
+                }
+                var sum: Float = 0
+                for j in 0..<n { sc[j] = expf(sc[j] - mx); sum += sc[j] }
+                for j in 0..<n {
+                    let w = sc[j] / sum, slot = (lo + j) % context
+                    for i in 0..<hd { att[t * d + h * hd + i] += w * values[slot * d + h * hd + i] }
+                }
+            }
+        }
+        att.withUnsafeBufferPointer { a in o.withUnsafeMutableBufferPointer { linear(outProj, a.baseAddress!, T: T, $0.baseAddress!, pool: pool) } }
+        for t in 0..<T { for i in 0..<d { x[t * d + i] += scale1[i] * o[t * d + i] } }
+        x.withUnsafeBufferPointer { xb in u.withUnsafeMutableBufferPointer { norm2(xb.baseAddress!, rows: T, into: $0.baseAddress!) } }
+        var hbuf = [Float](repeating: 0, count: T * ff)
+        u.withUnsafeBufferPointer { ub in hbuf.withUnsafeMutableBufferPointer { linear(linear1, ub.baseAddress!, T: T, $0.baseAddress!, pool: pool) } }
+        hbuf.withUnsafeMutableBufferPointer { lfm_gelu_erf($0.baseAddress!, T * ff) }
+        hbuf.withUnsafeBufferPointer { hb in o.withUnsafeMutableBufferPointer { linear(linear2, hb.baseAddress!, T: T, $0.baseAddress!, pool: pool) } }
+        for t in 0..<T { for i in 0..<d { x[t * d + i] += scale2[i] * o[t * d + i] } }
+    }
+}
+
+/// Mimi's decoder, streamed one code frame at a time with zero lookahead (audio-out.md §1–2): RVQ dequantisation
+/// with the converter's precomputed centroids, the depthwise ConvTranspose upsampler 12.5 → 25 Hz, the decoder
+/// transformer (2 steps per frame), and the SEANet decoder; 1920 samples at 24 kHz per frame. `reset()` starts a
+/// new stream (the reference resets per turn). Past 250 transformer steps (10 s) it behaves as the reference's
+/// streaming decode (the ring overwrites the oldest key before the first query of a frame attends), which differs
+/// from its batch decode by a negligible amount; under 10 s both are equal.
+public final class MimiDecoder: @unchecked Sendable {
+    public let config: MimiConfig
+    public let codebooks: Int
+    public static let sampleRate = MimiConfig.sampleRate
+    public var samplesPerFrame: Int { 2 * config.seanet.ratios.reduce(1, *) }
+    let centroids: [[Float]]             // codebook k: [bins][dim]
+    let projFirst: [Float], projRest: [Float]   // [D][dim]
+    let upsample: StreamingConvTranspose1d
+    let layers: [MimiTransformerLayer]
+    let conv0: StreamingConv1d
+    let stages: [(StreamingConvTranspose1d, SEANetResBlock)]
+    let convLast: StreamingConv1d
+    let pool: WorkerPool
+    /// Called with (stage name, time-major output [T][C], channels) for parity tests: "latent", "upsampled",
+    /// "transformer_out", "seanet.N".
+    public var stageObserver: ((String, [Float], Int) -> Void)?
+
+    init(_ L: TensorLoader, config c: MimiConfig, codebooks: Int, pool: WorkerPool) throws {
+        config = c; self.codebooks = codebooks; self.pool = pool
+        let p = "mimi."
+        let q = c.quantizer, D = c.seanet.dimension
+        var cents: [[Float]] = [try L.floats(p + "quantizer.rvq_first.vq.layers.0._codebook.centroids", shape: [q.bins, q.dimension])]
+        for k in 0..<(codebooks - 1) { cents.append(try L.floats(p + "quantizer.rvq_rest.vq.layers.\(k)._codebook.centroids", shape: [q.bins, q.dimension])) }
+        centroids = cents
+        projFirst = try L.floats(p + "quantizer.rvq_first.output_proj.weight", shape: [q.outputDimension, q.dimension])
+        projRest = try L.floats(p + "quantizer.rvq_rest.output_proj.weight", shape: [q.outputDimension, q.dimension])
+        upsample = try StreamingConvTranspose1d(L, p + "upsample.convtr.convtr.convtr", cin: D, cout: D, kernel: 4, stride: 2, bias: false, depthwise: true)
+        layers = try (0..<c.transformer.numLayers).map { try MimiTransformerLayer(L, p + "decoder_transformer.transformer.layers.\($0).", config: c.transformer) }
+        let s = c.seanet
+        var ch = s.nFilters << s.ratios.count
+        conv0 = try StreamingConv1d(L, p + "decoder.model.0.conv.conv", cin: D, cout: ch, kernel: s.kernelSize)
+        var st: [(StreamingConvTranspose1d, SEANetResBlock)] = []
+        var idx = 0
+        for r in s.ratios {
+            let tr = try StreamingConvTranspose1d(L, p + "decoder.model.\(idx + 2).convtr.convtr", cin: ch, cout: ch / 2, kernel: 2 * r, stride: r)
+            let rb = try SEANetResBlock(L, p + "decoder.model.\(idx + 3)", dim: ch / 2, hidden: ch / 2 / s.compress, kernel: s.residualKernelSize)
+            st.append((tr, rb)); ch /= 2; idx += 3
+        }
+        stages = st
+        convLast = try StreamingConv1d(L, p + "decoder.model.\(idx + 2).conv.conv", cin: ch, cout: s.channels, kernel: s.lastKernelSize)
+    }
+
+    public func reset() {
+        upsample.reset(); layers.forEach { $0.reset() }; conv0.reset(); convLast.reset()
+        for (a, b) in stages { a.reset(); b.reset() }
+    }
+
+    /// The 512-d latent of one frame: W_first·E₀[c₀] + W_rest·Σ_k E_k[c_k].
+    func latent(_ codes: [Int]) -> [Float] {
+        let q = config.quantizer, dim = q.dimension, D = q.outputDimension
+        var a = [Float](repeating: 0, count: dim)
+        for k in 1..<codebooks { for i in 0..<dim { a[i] += centroids[k][codes[k] * dim + i] } }
+        var out = [Float](repeating: 0, count: D)
+        for o in 0..<D {
+            var s1: Float = 0, s2: Float = 0
+            for i in 0..<dim { s1 += projFirst[o * dim + i] * centroids[0][codes[0] * dim + i]; s2 += projRest[o * dim + i] * a[i] }
+            out[o] = s1 + s2
+        }
+        return out
+    }
+
+    /// Decodes one frame of `codebooks` codes (0…2047) into `samplesPerFrame` samples.
+    public func decode(frame codes: [Int]) throws -> [Float] {
+        guard codes.count == codebooks, codes.allSatisfy({ $0 >= 0 && $0 < config.quantizer.bins }) else {
+            throw RuntimeError.badInput("Mimi: a frame must hold \(codebooks) codes in 0…\(config.quantizer.bins - 1), got \(codes)")
+        }
+        let lat = latent(codes)
+        let D = config.seanet.dimension
+        stageObserver?("latent", lat, D)
+        var x = upsample.step(lat, T: 1, pool: pool)                  // 2 × D
+        stageObserver?("upsampled", x, D)
+        for l in layers { l.step(&x, T: 2, pool: pool) }
+        stageObserver?("transformer_out", x, D)
+        var T = 2
+        var y = conv0.step(x, T: T, pool: pool)
+        stageObserver?("seanet.0", y, conv0.cout)
+        var idx = 0
+        for (tr, rb) in stages {
+            y = tr.step(elu(y), T: T, pool: pool); T *= tr.stride
+            stageObserver?("seanet.\(idx + 2)", y, tr.cout)
+            y = rb.step(y, T: T, pool: pool)
+            stageObserver?("seanet.\(idx + 3)", y, tr.cout)
+            idx += 3
+        }
+        return convLast.step(elu(y), T: T, pool: pool)
+    }
+}

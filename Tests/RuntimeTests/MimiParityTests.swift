@@ -1,0 +1,53 @@
+import XCTest
+import TestSupport
+@testable import Formats
+@testable import Quantize
+@testable import MiniRuntime
+
+/// Mimi's streaming decoder (frame by frame, zero lookahead) against the reference's batch `MimiModel.decode` of
+/// the fixtures' 12 frames: every stage and the waveform.
+final class MimiParityTests: XCTestCase {
+    /// [1, C, L] channel-first golden → time-major prefix of `frames` rows... as [L][C].
+    func timeMajor(_ g: [Float], channels C: Int) -> [Float] {
+        let L = g.count / C
+        var out = [Float](repeating: 0, count: g.count)
+        for c in 0..<C { for t in 0..<L { out[t * C + c] = g[c * L + t] } }
+        return out
+    }
+
+    func testStreamingDecodeMatchesReference() throws {
+        for fixture in ["tiny-a", "tiny-b"] {
+            let g = try Goldens(fixtures + "/\(fixture)/golden.safetensors")
+            let model = try LFMModel(path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: 2, contextLimit: 64))
+            let mimi = try XCTUnwrap(model.mimi)
+            let codes = g.ints("e.codes"), T = codes.count / 8
+            var stages: [String: [Float]] = [:], channels: [String: Int] = [:]
+            mimi.stageObserver = { name, x, c in stages[name, default: []] += x; channels[name] = c }
+            var wave: [Float] = []
+            for t in 0..<T {
+                let frame = (0..<8).map { codes[$0 * T + t] }
+                let y = try mimi.decode(frame: frame)
+                XCTAssertEqual(y.count, mimi.samplesPerFrame)
+                wave += y
+            }
+            var worst: (String, Float) = ("", 0)
+            for name in ["latent", "upsampled", "transformer_out"] + [0, 2, 3, 5, 6, 8, 9, 11, 12].map({ "seanet.\($0)" }) {
+                let want = g.floats("e.mimi.\(name)"), c = try XCTUnwrap(channels[name])
+                let tm = timeMajor(want, channels: c)
+                let got = Array(try XCTUnwrap(stages[name]).prefix(tm.count))
+                let e = relErr(got, tm)
+                XCTAssertLessThan(e, 1e-4, "\(fixture) \(name)")
+                if e > worst.1 { worst = (name, e) }
+            }
+            let e = relErr(wave, g.floats("e.mimi_decode_wave"))
+            XCTAssertLessThan(e, 1e-4, "\(fixture) waveform")
+            print("\(fixture): Mimi streaming decode of \(T) frames, waveform rel err \(e) (worst stage \(worst.0) \(worst.1))")
+            // reset starts a new stream: decoding again gives the same samples
+            mimi.stageObserver = nil
+            mimi.reset()
+            let again = try mimi.decode(frame: (0..<8).map { codes[$0 * T] })
+            XCTAssertEqual(again, Array(wave.prefix(mimi.samplesPerFrame)))
+            XCTAssertThrowsError(try mimi.decode(frame: [2048, 0, 0, 0, 0, 0, 0, 0]))
+        }
+    }
+}
