@@ -12,12 +12,17 @@ final class Attention {
     var keys: UnsafeMutablePointer<Float>
     var values: UnsafeMutablePointer<Float>
     let capacity: Int
+    /// Positions written so far; the cache holds positions base..<length (base > 0 only with a window).
     var length = 0
+    var base = 0
+    /// Sliding window (each query sees itself and the window − 1 previous positions); nil = full causal.
+    let window: Int?
     /// Softmax scratch, one row of `capacity` per worker thread (allocated on first use).
     private var scores: UnsafeMutablePointer<Float>?
     private var scoresThreads = 0
 
-    init(_ L: TensorLoader, prefix p: String, config c: LFM2Config, rope: RoPE, capacity: Int) throws {
+    init(_ L: TensorLoader, prefix p: String, config c: LFM2Config, rope: RoPE, capacity: Int, window: Int? = nil) throws {
+        self.window = window
         heads = c.numAttentionHeads; kvHeads = c.numKeyValueHeads; headDim = c.headDim; hidden = c.hiddenSize
         eps = Float(c.normEps)
         q = try L.matrix(p + "self_attn.q_proj.weight", rows: heads * headDim, cols: hidden)
@@ -34,7 +39,7 @@ final class Attention {
     }
     deinit { keys.deallocate(); values.deallocate(); scores?.deallocate() }
 
-    func reset() { length = 0 }
+    func reset() { length = 0; base = 0 }
 
     /// x: T × H normed input at positions length..<length+T; out: T × H.
     func forward(_ x: UnsafePointer<Float>, T: Int, out: UnsafeMutablePointer<Float>, ws: Workspace, pool: WorkerPool) {
@@ -60,14 +65,21 @@ final class Attention {
                 }
             }
         } }
-        (keys + p0 * kd).update(from: ks, count: T * kd)
-        (values + p0 * kd).update(from: vs, count: T * kd)
+        if let w = window, p0 - base + T > capacity {
+            // keep the last w − 1 positions (all a window can still see) at the front
+            let keep = min(w - 1, p0 - base), from = p0 - keep - base
+            memmove(keys, keys + from * kd, keep * kd * MemoryLayout<Float>.size)
+            memmove(values, values + from * kd, keep * kd * MemoryLayout<Float>.size)
+            base = p0 - keep
+        }
+        (keys + (p0 - base) * kd).update(from: ks, count: T * kd)
+        (values + (p0 - base) * kd).update(from: vs, count: T * kd)
         length = p0 + T
         // softmax(q·kᵀ/√d) v, causal; parallel over (token, head)
         let scale = 1 / Float(headDim).squareRoot()
         let group = heads / kvHeads
         let K = SendablePtr(keys), V = SendablePtr(values), Q = SendablePtr(qs), A = SendablePtr(att)
-        let hd = headDim, nh = heads, cap = capacity
+        let hd = headDim, nh = heads, cap = capacity, b0 = base, win = window ?? Int.max
         if scoresThreads < pool.threads {
             scores?.deallocate()
             scores = .allocate(capacity: pool.threads * capacity)
@@ -80,11 +92,11 @@ final class Attention {
             while job < T * nh {
                 let t = job / nh, hh = job % nh
                 let kvh = hh / group
-                let n = p0 + t + 1
+                let end = p0 + t + 1 - b0, start = max(0, end - win), n = end - start
                 let qv = Q.p + t * qd + hh * hd
                 var mx = -Float.infinity
                 for j in 0..<n {
-                    let kr = K.p + j * kd + kvh * hd
+                    let kr = K.p + (start + j) * kd + kvh * hd
                     var s: Float = 0
                     for i in 0..<hd { s += qv[i] * kr[i] }
                     s *= scale
@@ -98,7 +110,7 @@ final class Attention {
                 for i in 0..<hd { outv[i] = 0 }
                 for j in 0..<n {
                     let w = scores[j] * inv
-                    let vr = V.p + j * kd + kvh * hd
+                    let vr = V.p + (start + j) * kd + kvh * hd
                     for i in 0..<hd { outv[i] += w * vr[i] }
                 }
                 job += nth

@@ -10,14 +10,14 @@ final class LFM2Block {
     let hidden: Int
     let eps: Float
 
-    init(_ L: TensorLoader, prefix: String, index i: Int, config c: LFM2Config, rope: RoPE, capacity: Int) throws {
+    init(_ L: TensorLoader, prefix: String, index i: Int, config c: LFM2Config, rope: RoPE, capacity: Int, window: Int? = nil) throws {
         let p = "\(prefix)layers.\(i)."
         hidden = c.hiddenSize
         eps = Float(c.normEps)
         opNorm = try L.floats(p + "operator_norm.weight", shape: [hidden])
         ffnNorm = try L.floats(p + "ffn_norm.weight", shape: [hidden])
         if c.isAttention(i) {
-            op = .attention(try Attention(L, prefix: p, config: c, rope: rope, capacity: capacity))
+            op = .attention(try Attention(L, prefix: p, config: c, rope: rope, capacity: capacity, window: window))
         } else {
             op = .conv(try ShortConv(L, prefix: p, hidden: hidden, kernelSize: c.convLCache, bias: c.convBias))
         }

@@ -25,6 +25,8 @@ public final class LFMModel: @unchecked Sendable {
     public let audioHead: AudioHead?
     /// Mimi's decoder (codes → 24 kHz), when the bundle has it.
     public let mimi: MimiDecoder?
+    /// The LFM2 detokenizer (codes → 24 kHz), when the bundle has it (LFM2.5-Audio).
+    public let detokenizer: Detokenizer?
     let pool: WorkerPool
     public var config: LFM2AudioConfig { bundle.config }
 
@@ -47,6 +49,11 @@ public final class LFMModel: @unchecked Sendable {
             mimi = try MimiDecoder(L, config: mc, codebooks: bundle.config.codebooks, pool: pool)
             try L.checkAllConsumed(prefixes: ["mimi."])
         } else { mimi = nil }
+        if let dj = bundle.gguf.metadata[BundleKeys.detokenizerConfig]?.stringValue {
+            let dc = try decodeConfig(LFM2Config.self, from: Data(dj.utf8), file: path + " (" + BundleKeys.detokenizerConfig + ")")
+            detokenizer = try Detokenizer(L, config: dc, pool: pool)
+            try L.checkAllConsumed(prefixes: ["detokenizer."])
+        } else { detokenizer = nil }
         guard let tj = bundle.gguf.metadata[BundleKeys.hfTokenizer]?.stringValue else {
             throw RuntimeError.tokenizer(file: path, detail: "the bundle has no \(BundleKeys.hfTokenizer)")
         }

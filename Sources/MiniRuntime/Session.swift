@@ -20,6 +20,8 @@ public struct GenerationStats: Sendable, Codable {
     public var decodeSeconds = 0.0
     /// Time spent sampling frames in the audio head (depthformer), included in decodeSeconds.
     public var audioHeadSeconds = 0.0
+    /// Audio-head (depthformer) time of the first frame.
+    public var firstFrameHeadSeconds = 0.0
     /// Text steps before the first audio frame.
     public var textStepsBeforeAudio = 0
     /// Audio input of this turn: positions it took and the time spent resampling, in the mel front end and the
@@ -239,6 +241,7 @@ public final class ChatSession: @unchecked Sendable {
                 let th = Date()
                 var codes = hidden.withUnsafeBufferPointer { model.audioHead!.sampleFrame($0.baseAddress!, sampler: &audioSampler) }
                 stats.audioHeadSeconds += Date().timeIntervalSince(th)
+                if stats.audioFrames == 0 { stats.firstFrameHeadSeconds = Date().timeIntervalSince(th) }
                 if step == 0 { tFirst = Date(); stats.timeToFirstToken = tFirst.timeIntervalSince(t0) }
                 if stats.audioFrames == 0 { stats.timeToFirstFrame = Date().timeIntervalSince(t0) }
                 if mode == .interleaved && left == 0 && !textDone { inAudio = false; left = cfg.interleavedNText }

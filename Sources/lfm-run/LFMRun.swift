@@ -9,8 +9,8 @@ import Glibc
 struct LFMRun: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lfm-run",
-        abstract: "Run an LFM2-Audio bundle: streaming text chat and ASR (TTS and speech-to-speech are being added).",
-        subcommands: [TextCommand.self, ASRCommand.self, BenchCommand.self, CompareCommand.self])
+        abstract: "Run an LFM2-Audio bundle: text chat, ASR, TTS, speech-to-speech chat and code decoding, streamed.",
+        subcommands: [TextCommand.self, ASRCommand.self, TTSCommand.self, ChatCommand.self, DecodeCommand.self, BenchCommand.self, CompareCommand.self])
 }
 
 enum RunExit {

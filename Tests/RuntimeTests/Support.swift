@@ -14,12 +14,23 @@ enum Bundles {
         lock.lock(); defer { lock.unlock() }
         let key = "\(fixture)-\(preset.rawValue)"
         if let p = cache[key] { return p }
-        let ckpt = try Checkpoint(folder: fixtures + "/\(fixture)/model")
+        let ckpt = try Checkpoint(folder: try materialized(fixture))
         let plan = try Planner.plan(ckpt, recipe: Recipe(preset: preset))
         let out = tmpDir("rt") + "/\(key).gguf"
         _ = try Converter.convert(ckpt, plan: plan, to: out, options: ConvertOptions(threads: 2))
         cache[key] = out
         return out
+    }
+
+    /// A copy of the fixture checkpoint with its detokenizer weights regenerated from the recipe.
+    nonisolated(unsafe) static var folders: [String: String] = [:]
+    static func materialized(_ fixture: String) throws -> String {
+        if let f = folders[fixture] { return f }
+        let d = tmpDir("ckpt") + "/\(fixture)"
+        try FileManager.default.copyItem(atPath: fixtures + "/\(fixture)/model", toPath: d)
+        _ = try DetokenizerRecipe.materialize(checkpoint: d)
+        folders[fixture] = d
+        return d
     }
 }
 

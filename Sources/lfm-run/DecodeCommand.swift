@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import Formats
+import MiniRuntime
+
+struct DecodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decode",
+        abstract: "Decode Mimi codes (a JSON list of frames, each 8 codes) into a 24 kHz WAV.",
+        discussion: "Frames holding 2048 (end of audio) end an utterance and are not decoded.")
+
+    @OptionGroup var runtime: RuntimeOptions
+    @Option(help: "JSON file: [[c0,…,c7], …] (- reads stdin).")
+    var codes: String
+    @OptionGroup var audioOut: AudioOutputOptions
+
+    func validate() throws {
+        guard audioOut.output != nil else { throw ValidationError("-o/--output is required (a WAV path, or - for stdout)") }
+    }
+
+    func run() throws {
+        Interrupt.install()
+        let data: Data
+        if codes == "-" { data = FileHandle.standardInput.readDataToEndOfFile() } else {
+            guard let d = FileManager.default.contents(atPath: codes) else { throw RunError(message: "\(codes): cannot read the file") }
+            data = d
+        }
+        let name = codes == "-" ? "<stdin>" : codes
+        let frames = try Self.parseFrames(data, name: name)
+        let (model, _) = try openModel(runtime)
+        let decoder = try SpeechDecoder(model: model, kind: audioOut.decoderKind)
+        let n = model.config.codebooks
+        for (i, f) in frames.enumerated() where f.count != n {
+            throw RunError(message: "\(name): frame \(i) has \(f.count) codes, expected \(n)")
+        }
+        let writer = try WAVWriter(path: audioOut.output!, sampleRate: SpeechDecoder.sampleRate, format: audioOut.format)
+        let t0 = Date()
+        do {
+            for f in frames {
+                if Interrupt.requested { break }
+                try writer.write(try decoder.push(f))
+            }
+            try writer.write(decoder.finish())
+            try writer.finish()
+        } catch { writer.abandon(); throw error }
+        let wall = Date().timeIntervalSince(t0)
+        if runtime.json {
+            out(jsonLine(["type": "done", "frames": frames.count, "decoder": decoder.kind.rawValue, "audio_seconds": writer.seconds,
+                          "decoder_seconds": decoder.decodeSeconds, "ms_per_frame": frames.isEmpty ? 0 : 1000 * decoder.decodeSeconds / Double(frames.count),
+                          "wall_seconds": wall]) + "\n")
+        }
+        if runtime.stats {
+            printErr(String(format: "%d frames → %.2f s of audio with %@ in %.3f s (%.2f ms per frame, %.1fx real time)", frames.count, writer.seconds,
+                            decoder.kind.rawValue, decoder.decodeSeconds, frames.isEmpty ? 0 : 1000 * decoder.decodeSeconds / Double(frames.count),
+                            decoder.decodeSeconds > 0 ? writer.seconds / decoder.decodeSeconds : 0))
+        }
+    }
+
+    /// A JSON list of frames of integers (0…2048), strictly checked.
+    static func parseFrames(_ data: Data, name: String) throws -> [[Int]] {
+        let v: JSONValue
+        do { v = try JSONValue.parse(data: data, file: name, what: "codes JSON") } catch { throw RunError(message: "\(error)") }
+        guard let arr = v.arrayValue else { throw RunError(message: "\(name): expected a JSON list of frames") }
+        guard arr.count <= 1_000_000 else { throw RunError(message: "\(name): \(arr.count) frames is more than the 1000000 allowed") }
+        return try arr.enumerated().map { i, f in
+            guard let codes = f.arrayValue else { throw RunError(message: "\(name): frame \(i) is not a list") }
+            return try codes.enumerated().map { j, c in
+                guard let x = c.intValue, x >= 0, x <= 2048 else { throw RunError(message: "\(name): frame \(i) code \(j) is not an integer in 0…2048") }
+                return x
+            }
+        }
+    }
+}
