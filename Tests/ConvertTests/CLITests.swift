@@ -1,6 +1,7 @@
 import XCTest
 import TestSupport
 import Foundation
+import MiniRuntime
 @testable import Formats
 
 /// Runs the built `lfm-convert` and checks exit codes, messages and that no output is left behind.
@@ -251,5 +252,119 @@ final class ASRCLITests: XCTestCase {
         XCTAssertEqual(rc4, 1); XCTAssertTrue(err4.contains(bad), err4)
         XCTAssertEqual(try run(["asr", "--bundle", out, "--audio", wav, "--window", "0"]).0, 2)
         XCTAssertEqual(try run(["asr", "--bundle", out]).0, 2)
+    }
+}
+
+/// `lfm-run tts`, `chat` and `decode`: JSON audio events, WAV files that read back, decode of the events' codes,
+/// streaming to stdout, a clean partial WAV after Ctrl-C, clear errors.
+final class SpeechCLITests: XCTestCase {
+    func run(_ args: [String]) throws -> (Int32, String, String) { try runTool("lfm-run", args) }
+
+    static let bundlePath: String = {
+        let dir = tmpDir("speechcli")
+        try! FileManager.default.copyItem(atPath: fixtures + "/tiny-a/model", toPath: dir + "/m")
+        _ = try! DetokenizerRecipe.materialize(checkpoint: dir + "/m")
+        let out = dir + "/b.gguf"
+        let (rc, _, err) = try! runTool("lfm-convert", [dir + "/m", "-o", out, "--quant", "q8_0"])
+        precondition(rc == 0, err)
+        return out
+    }()
+
+    func events(_ s: String) -> [[String: Any]] {
+        s.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    }
+
+    func testTTSWritesWAVAndDecodeReproducesIt() throws {
+        let b = Self.bundlePath, dir = tmpDir("tts")
+        for decoder in ["detokenizer", "mimi"] {
+            let wav = dir + "/\(decoder).wav"
+            let (rc, o, err) = try run(["tts", "--bundle", b, "--text", "Speak now.", "--voice", "us-female", "-o", wav, "--json",
+                                        "--max-tokens", "60", "--decoder", decoder, "--stats"])
+            XCTAssertEqual(rc, 0, err)
+            let ev = events(o)
+            let frames = ev.filter { $0["type"] as? String == "audio" }.map { $0["codes"] as! [Int] }
+            XCTAssertGreaterThan(frames.count, 2)
+            XCTAssertTrue(frames.allSatisfy { $0.count == 8 })
+            let done = try XCTUnwrap(ev.last); XCTAssertEqual(done["type"] as? String, "done"); XCTAssertEqual(done["decoder"] as? String, decoder)
+            let clip = try WAVReaderProxy.read(wav)
+            XCTAssertEqual(clip.rate, 24000)
+            let valid = frames.filter { !$0.contains(2048) }.count
+            XCTAssertEqual(clip.samples.count, valid * 1920)
+            // decode the same codes from JSON: the same waveform
+            let codesFile = dir + "/codes-\(decoder).json"
+            try JSONSerialization.data(withJSONObject: frames).write(to: URL(fileURLWithPath: codesFile))
+            let wav2 = dir + "/\(decoder)-decoded.wav"
+            let (rc2, _, err2) = try run(["decode", "--bundle", b, "--codes", codesFile, "--decoder", decoder, "-o", wav2])
+            XCTAssertEqual(rc2, 0, err2)
+            XCTAssertEqual(try WAVReaderProxy.read(wav2).samples, clip.samples)
+            // f32 output and streaming to stdout
+            let (rc3, _, _) = try run(["decode", "--bundle", b, "--codes", codesFile, "--decoder", decoder, "-o", dir + "/f.wav", "--wav-format", "f32"])
+            XCTAssertEqual(rc3, 0)
+            XCTAssertEqual(try WAVReaderProxy.read(dir + "/f.wav").samples.count, clip.samples.count)
+            let (rc4, stdout, _) = try run(["decode", "--bundle", b, "--codes", codesFile, "--decoder", decoder, "-o", "-"])
+            XCTAssertEqual(rc4, 0)
+            try Data(stdout.utf8).count > 0 ? () : XCTFail("no stdout")
+        }
+        XCTAssertTrue((try FileManager.default.contentsOfDirectory(atPath: dir)).allSatisfy { !$0.contains(".tmp-") }, "no temporary files left")
+    }
+
+    func testChatAndErrors() throws {
+        let b = Self.bundlePath, dir = tmpDir("chat")
+        let wav = dir + "/reply.wav"
+        let (rc, o, err) = try run(["chat", "--bundle", b, "--audio", fixtures + "/audio/speech.wav", "-o", wav, "--json", "--max-tokens", "30", "--greedy"])
+        XCTAssertEqual(rc, 0, err)
+        let ev = events(o)
+        XCTAssertTrue(ev.contains { $0["type"] as? String == "text" })
+        let frames = ev.filter { $0["type"] as? String == "audio" }
+        XCTAssertGreaterThan(frames.count, 0)
+        XCTAssertEqual(try WAVReaderProxy.read(wav).samples.count, frames.filter { !($0["codes"] as! [Int]).contains(2048) }.count * 1920)
+        // bad inputs
+        let badCodes = dir + "/bad.json"
+        try Data("[[1,2,3]]".utf8).write(to: URL(fileURLWithPath: badCodes))
+        let (rc2, _, err2) = try run(["decode", "--bundle", b, "--codes", badCodes, "-o", dir + "/x.wav"])
+        XCTAssertEqual(rc2, 1); XCTAssertTrue(err2.contains("frame 0 has 3 codes"), err2)
+        try Data("[[1,2,3,4,5,6,7,9999]]".utf8).write(to: URL(fileURLWithPath: badCodes))
+        let (rc3, _, err3) = try run(["decode", "--bundle", b, "--codes", badCodes, "-o", dir + "/x.wav"])
+        XCTAssertEqual(rc3, 1); XCTAssertTrue(err3.contains("0…2048"), err3)
+        try Data("{not json".utf8).write(to: URL(fileURLWithPath: badCodes))
+        XCTAssertEqual(try run(["decode", "--bundle", b, "--codes", badCodes, "-o", dir + "/x.wav"]).0, 1)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/x.wav"))
+        XCTAssertEqual(try run(["tts", "--bundle", b, "--text", "x"]).0, 2, "-o is required")
+        XCTAssertEqual(try run(["tts", "--bundle", b, "--text", "x", "-o", dir + "/y.wav", "--voice", "robot"]).0, 2)
+        XCTAssertEqual(try run(["tts", "--bundle", b, "--text", "x", "-o", dir + "/y.wav", "--decoder", "vocoder"]).0, 2)
+    }
+
+    /// Ctrl-C stops generation and leaves a valid WAV of what was spoken.
+    func testInterruptLeavesValidWAV() throws {
+        let b = Self.bundlePath, dir = tmpDir("int")
+        let wav = dir + "/long.wav"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool("lfm-run"))
+        p.arguments = ["tts", "--bundle", b, "--text", "Speak now.", "--voice", "us-female", "-o", wav, "--max-tokens", "100000", "--json"]
+        let pipe = Pipe(); p.standardOutput = pipe; p.standardError = Pipe()
+        try p.run()
+        // wait for some audio frames, then interrupt
+        var seen = Data()
+        let h = pipe.fileHandleForReading
+        while String(decoding: seen, as: UTF8.self).components(separatedBy: "\"audio\"").count < 6 {
+            let d = h.availableData; if d.isEmpty { break }; seen += d
+        }
+        kill(p.processIdentifier, SIGINT)
+        seen += h.readDataToEndOfFile()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        let ev = events(String(decoding: seen, as: UTF8.self))
+        XCTAssertEqual(ev.last?["stop_reason"] as? String, "cancelled")
+        let clip = try WAVReaderProxy.read(wav)
+        XCTAssertGreaterThan(clip.samples.count, 0)
+        XCTAssertEqual(clip.samples.count % 1920, 0, "whole frames (the detokenizer's tail is flushed at the stop)")
+    }
+}
+
+/// Reads WAVs through the runtime's reader (the test target links MiniRuntime).
+enum WAVReaderProxy {
+    static func read(_ path: String) throws -> (rate: Int, samples: [Float]) {
+        let c = try WAVReader.read(path)
+        return (c.sampleRate, c.samples)
     }
 }

@@ -16,6 +16,37 @@ final class KernelTests: XCTestCase {
         return (bytes, deq)
     }
 
+    /// Prefill (T ≥ 8) of Q8_0/Q4_0/BF16 weights runs on bf16 dot products where the CPU has AVX512_BF16: within
+    /// bf16 rounding of float math on the dequantized weights.
+    func testBF16PrefillPath() throws {
+        var rng = SeededRandom(seed: 11)
+        let pool = WorkerPool(threads: 2)
+        for type in [GGMLType.q8_0, .q4_0, .bf16] {
+            for (rows, cols) in [(36, 2048), (8, 64)] {
+                let (bytes, deq) = makeMatrix(type, rows: rows, cols: cols, rng: &rng)
+                let T = 21
+                let X = (0..<(T * cols)).map { _ in Float(rng.unit() * 2 - 1) }
+                var Y = [Float](repeating: .nan, count: T * rows)
+                try bytes.withUnsafeBytes { wb in
+                    let m = Matrix(name: "w", type: type, data: wb.baseAddress!, rows: rows, cols: cols)
+                    let act = m.usesQuantizedActivations ? QuantizedActivations(capacity: T * cols) : nil
+                    X.withUnsafeBufferPointer { x in
+                        act?.set(x.baseAddress!, rows: T, cols: cols, ld: cols)
+                        Y.withUnsafeMutableBufferPointer { m.matmul(x.baseAddress!, ldx: cols, act, rows: T, into: $0.baseAddress!, ldy: rows, pool: pool) }
+                    }
+                }
+                var worst = 0.0
+                for t in 0..<T { for r in 0..<rows {
+                    var s = 0.0
+                    for c in 0..<cols { s += Double(deq[r * cols + c]) * Double(X[t * cols + c]) }
+                    worst = max(worst, abs(Double(Y[t * rows + r]) - s) / Double(cols).squareRoot())
+                } }
+                XCTAssertLessThan(worst, 0.01, "\(type) \(rows)x\(cols)")
+                XCTAssertFalse(Y.contains { $0.isNaN })
+            }
+        }
+    }
+
     func testFastKernelsMatchReference() throws {
         var rng = SeededRandom(seed: 7)
         let pool = WorkerPool(threads: 2)
