@@ -121,3 +121,51 @@ void lfm_softmax(float *x, int n) {
     double s = 0; for (int i = 0; i < n; i++) { x[i] = expf(x[i] - mx); s += x[i]; }
     float inv = (float)(1.0 / s); for (int i = 0; i < n; i++) x[i] *= inv;
 }
+
+#if defined(__x86_64__)
+VAVX512 static void attend512(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *sc, float *out) {
+    float mx = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        const float *k = K + (size_t)j * ld;
+        __m512 a = _mm512_setzero_ps();
+        for (int i = 0; i < hd; i += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(k + i), a);
+        float s = _mm512_reduce_add_ps(a) * scale;
+        sc[j] = s; mx = s > mx ? s : mx;
+    }
+    __m512 m = _mm512_set1_ps(mx), sum = _mm512_setzero_ps();
+    int j = 0;
+    for (; j + 16 <= n; j += 16) { __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(sc + j), m)); _mm512_storeu_ps(sc + j, e); sum = _mm512_add_ps(sum, e); }
+    float total = _mm512_reduce_add_ps(sum);
+    for (; j < n; j++) { sc[j] = expf(sc[j] - mx); total += sc[j]; }
+    float inv = 1.0f / total;
+    __m512 acc[8];
+    int nv = hd / 16;
+    for (int i = 0; i < nv && i < 8; i++) acc[i] = _mm512_setzero_ps();
+    for (j = 0; j < n; j++) {
+        __m512 w = _mm512_set1_ps(sc[j] * inv);
+        const float *v = V + (size_t)j * ld;
+        for (int i = 0; i < nv; i++) acc[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 16 * i), acc[i]);
+    }
+    for (int i = 0; i < nv; i++) _mm512_storeu_ps(out + 16 * i, acc[i]);
+}
+#endif
+
+void lfm_attend(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *scores, float *out) {
+#if defined(__x86_64__)
+    if (lfm_vector_fast() && hd % 16 == 0 && hd <= 128) { attend512(q, hd, K, V, ld, n, scale, scores, out); return; }
+#endif
+    float mx = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        const float *k = K + (size_t)j * ld;
+        float s = 0; for (int i = 0; i < hd; i++) s += q[i] * k[i];
+        s *= scale; scores[j] = s; mx = s > mx ? s : mx;
+    }
+    float total = 0;
+    for (int j = 0; j < n; j++) { scores[j] = expf(scores[j] - mx); total += scores[j]; }
+    float inv = 1.0f / total;
+    for (int i = 0; i < hd; i++) out[i] = 0;
+    for (int j = 0; j < n; j++) {
+        float w = scores[j] * inv; const float *v = V + (size_t)j * ld;
+        for (int i = 0; i < hd; i++) out[i] += w * v[i];
+    }
+}

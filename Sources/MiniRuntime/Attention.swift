@@ -1,5 +1,6 @@
 import Foundation
 import Formats
+import CKernels
 
 /// LFM2 grouped-query attention: q/k RMSNorm per head, half-split (NeoX) RoPE, causal softmax over the KV cache.
 final class Attention {
@@ -94,25 +95,8 @@ final class Attention {
                 let kvh = hh / group
                 let end = p0 + t + 1 - b0, start = max(0, end - win), n = end - start
                 let qv = Q.p + t * qd + hh * hd
-                var mx = -Float.infinity
-                for j in 0..<n {
-                    let kr = K.p + (start + j) * kd + kvh * hd
-                    var s: Float = 0
-                    for i in 0..<hd { s += qv[i] * kr[i] }
-                    s *= scale
-                    scores[j] = s
-                    mx = max(mx, s)
-                }
-                var sum: Float = 0
-                for j in 0..<n { let e = expf(scores[j] - mx); scores[j] = e; sum += e }
-                let inv = 1 / sum
-                let outv = A.p + t * qd + hh * hd
-                for i in 0..<hd { outv[i] = 0 }
-                for j in 0..<n {
-                    let w = scores[j] * inv
-                    let vr = V.p + (start + j) * kd + kvh * hd
-                    for i in 0..<hd { outv[i] += w * vr[i] }
-                }
+                lfm_attend(qv, Int32(hd), K.p + start * kd + kvh * hd, V.p + start * kd + kvh * hd, Int32(kd), Int32(n), scale,
+                           scores, A.p + t * qd + hh * hd)
                 job += nth
             }
         }

@@ -13,7 +13,7 @@ public final class LFM2Backbone {
     public let contextLimit: Int
     public private(set) var position = 0
     /// Prefill chunk size (positions per matrix-matrix pass).
-    public static let chunk = 64
+    public static let chunk = 256
     let hiddenBuf: UnsafeMutablePointer<Float>
     let logitsBuf: UnsafeMutablePointer<Float>
     let headAct: QuantizedActivations

@@ -105,6 +105,8 @@ void lfm_gelu_erf(float *x, size_t n);                               // x ← ½
 void lfm_relu(float *x, size_t n);
 void lfm_layernorm(const float *x, const float *w, const float *b, int n, float eps, float *y);
 void lfm_softmax(float *x, int n);                                   // in place, over n
+/// One query against n keys/values (rows `ld` floats apart): out = softmax(q·Kᵀ·scale)·V; `scores` holds n floats.
+void lfm_attend(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *scores, float *out);
 #ifdef __cplusplus
 }
 #endif
