@@ -99,6 +99,55 @@ public enum Benchmark {
         return r
     }
 
+    public struct SpeechResult: Sendable {
+        public var frames = 0
+        /// Per run, seconds: LM steps, depthformer (audio head), decoder; and the total wall time of the audio loop.
+        public var lmSeconds: [Double] = []
+        public var headSeconds: [Double] = []
+        public var decoderSeconds: [Double] = []
+        public var totalSeconds: [Double] = []
+        public var audioSeconds = 0.0
+    }
+
+    /// TTS speed with a fixed number of frames: the TTS prompt is prefilled, <|audio_start|> fed, then `frames`
+    /// frames are sampled (audio temperature 0.8, top-k 64 as the reference's TTS) and decoded as they come, whatever
+    /// a random model's codebook 0 says (an end-of-audio frame is decoded as silence is not: it is skipped).
+    public static func speech(_ model: LFMModel, frames: Int, decoder kind: DecoderKind?, repeats: Int) throws -> SpeechResult {
+        guard let head = model.audioHead else { throw RuntimeError.badInput("\(model.bundle.gguf.path): no audio head") }
+        let dec = try SpeechDecoder(model: model, kind: kind)
+        var r = SpeechResult()
+        r.frames = frames
+        let bb = model.backbone, h = bb.hidden
+        let prompt = ChatFormat.tokenize(ChatFormat.opening(system: ChatFormat.System.tts(voice: "UK female")) +
+                                         ChatFormat.userTurn("The quick brown fox jumps over the lazy dog, again and again."), model.tokenizer) + [ChatFormat.audioStart]
+        var last = [Float](repeating: 0, count: h), emb = [Float](repeating: 0, count: h)
+        for rep in 0..<repeats {
+            bb.reset(); dec.reset()
+            try bb.forward(tokens: prompt, last: &last)
+            var sampler = Sampler(SamplingParams(temperature: 0.8, topK: 64, seed: UInt64(rep)))
+            var lm = 0.0, hd = 0.0, dc = 0.0, samples = 0
+            let t0 = Date()
+            for _ in 0..<frames {
+                var t = Date()
+                var codes = last.withUnsafeBufferPointer { head.sampleFrame($0.baseAddress!, sampler: &sampler) }
+                hd += Date().timeIntervalSince(t)
+                if codes.contains(where: { $0 >= AudioHead.eoa }) { codes = codes.map { $0 >= AudioHead.eoa ? 0 : $0 } }
+                t = Date()
+                samples += try dec.push(codes).count
+                dc += Date().timeIntervalSince(t)
+                t = Date()
+                emb.withUnsafeMutableBufferPointer { head.frameEmbedding(codes, into: $0.baseAddress!) }
+                try emb.withUnsafeBufferPointer { e in try last.withUnsafeMutableBufferPointer { try bb.forward(e.baseAddress!, count: 1, last: $0.baseAddress!) } }
+                lm += Date().timeIntervalSince(t)
+            }
+            samples += dec.finish().count
+            r.totalSeconds.append(Date().timeIntervalSince(t0))
+            r.lmSeconds.append(lm); r.headSeconds.append(hd); r.decoderSeconds.append(dc)
+            r.audioSeconds = Double(samples) / Double(SpeechDecoder.sampleRate)
+        }
+        return r
+    }
+
     /// Read bandwidth in bytes/s over a `bytes`-sized buffer with `threads` threads (median of `repeats`).
     public static func readBandwidth(bytes: Int = 1 << 30, threads: Int, repeats: Int = 5) -> Double {
         let n = bytes / 4

@@ -23,9 +23,14 @@ struct BenchCommand: ParsableCommand {
     var json = false
     @Option(help: "ASR benchmark instead: a WAV file, transcribed with exactly -n decode steps (encoder, prefill, decode timed).")
     var audio: String?
+    @Option(help: "TTS speed benchmark instead: this many audio frames generated and decoded (LM step, depthformer, decoder timed).")
+    var speechFrames: Int?
+    @Option(help: "Decoder for --speech-frames: mimi or detokenizer (default: the detokenizer when present).")
+    var decoder: String?
 
     func run() throws {
         if let audio { try runASR(audio); return }
+        if let speechFrames { try runSpeech(speechFrames); return }
         let model = try LFMModel(path: bundle, options: ModelOptions(threads: threads, contextLimit: max(p, n) + 16))
         let res = try Benchmark.run(model, promptTokens: p, genTokens: n, repeats: r)
         func median(_ a: [Double]) -> Double { a.isEmpty ? 0 : a.sorted()[a.count / 2] }
@@ -61,6 +66,24 @@ struct BenchCommand: ParsableCommand {
                          res.audioSeconds, res.positions, res.promptPositions, median(res.melSeconds), median(res.encoderSeconds),
                          median(res.prefillSeconds), Double(res.promptPositions) / median(res.prefillSeconds), n,
                          median(res.decodeSeconds), total, res.audioSeconds / total))
+        }
+    }
+
+    func runSpeech(_ frames: Int) throws {
+        let model = try LFMModel(path: bundle, options: ModelOptions(threads: threads, contextLimit: frames + 256))
+        let kind = decoder.flatMap { DecoderKind(rawValue: $0) }
+        let res = try Benchmark.speech(model, frames: frames, decoder: kind, repeats: r)
+        func median(_ a: [Double]) -> Double { a.isEmpty ? 0 : a.sorted()[a.count / 2] }
+        let total = median(res.totalSeconds)
+        let per = { (a: [Double]) in 1000 * median(a) / Double(frames) }
+        if json {
+            print(jsonLine(["bundle": bundle, "threads": threads, "frames": frames, "decoder": kind?.rawValue ?? "default",
+                            "audio_seconds": res.audioSeconds, "total_seconds": total, "real_time_factor": res.audioSeconds / total,
+                            "lm_ms_per_frame": per(res.lmSeconds), "depthformer_ms_per_frame": per(res.headSeconds),
+                            "decoder_ms_per_frame": per(res.decoderSeconds), "total_runs": res.totalSeconds, "peak_rss_bytes": peakRSSBytes()]))
+        } else {
+            print(String(format: "%d frames → %.2f s of audio in %.3f s = %.2fx real time | per frame: LM %.1f ms, depthformer %.1f ms, decoder %.1f ms",
+                         frames, res.audioSeconds, total, res.audioSeconds / total, per(res.lmSeconds), per(res.headSeconds), per(res.decoderSeconds)))
         }
     }
 }

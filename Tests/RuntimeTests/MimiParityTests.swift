@@ -51,3 +51,35 @@ final class MimiParityTests: XCTestCase {
         }
     }
 }
+
+/// Mimi's transformer keeps a 250-slot ring and writes both keys of a frame before attending (as the reference's
+/// RingKVCache): up to 250 steps (10 s) a frame-by-frame decode equals the batch decode (each query sees the 250
+/// most recent keys including itself); from step 250 on, the first query of each frame sees 249.
+final class MimiRingTests: XCTestCase {
+    func testRingMatchesBatchUpTo250StepsThenDropsOneKey() throws {
+        let bundle = try ModelBundle(path: try Bundles.path("tiny-a", .f32))
+        let L = TensorLoader(bundle)
+        let cfg = try decodeConfig(MimiConfig.self, from: Data(bundle.gguf.metadata[BundleKeys.mimiConfig]!.stringValue!.utf8), file: "mimi")
+        XCTAssertEqual(cfg.transformer.context, 250)
+        let pool = WorkerPool(threads: 1)
+        let paired = try MimiTransformerLayer(L, "mimi.decoder_transformer.transformer.layers.0.", config: cfg.transformer)
+        let single = try MimiTransformerLayer(L, "mimi.decoder_transformer.transformer.layers.0.", config: cfg.transformer)
+        let d = cfg.transformer.dModel
+        var rng = SeededRandom(seed: 3)
+        var firstDiff: Int? = nil
+        var maxBefore: Float = 0
+        for f in 0..<140 {
+            let x = (0..<(2 * d)).map { _ in Float(rng.unit() * 2 - 1) }
+            var a = x
+            paired.step(&a, T: 2, pool: pool)
+            var b0 = Array(x[0..<d]), b1 = Array(x[d...])
+            single.step(&b0, T: 1, pool: pool); single.step(&b1, T: 1, pool: pool)
+            let e = relErr(a, b0 + b1)
+            if 2 * f + 1 < 250 { maxBefore = max(maxBefore, e) } else if e > 1e-6 && firstDiff == nil { firstDiff = 2 * f }
+            // the second query of every frame always sees the same 250 keys
+            XCTAssertLessThan(relErr(Array(a[d...]), b1), 1e-6, "frame \(f) second step")
+        }
+        XCTAssertLessThan(maxBefore, 1e-6, "streaming ≡ batch under 250 steps")
+        XCTAssertEqual(firstDiff, 250, "the first query of frame 125 (step 250) is the first to miss the oldest key")
+    }
+}
