@@ -653,16 +653,23 @@ AVX512BF16 static int gemm_q_bf16(int type, const uint8_t *base, size_t ld, int 
     if (!xb || !wb) { free(xb); free(wb); return 0; }
     for (int t = 0; t < T; t++) row_f32_to_bf16(X + (size_t)t * ldx, cols, xb + (size_t)t * cols);
     // K blocks keep the 4-row panel and 4 tokens in L1 (≤ 16 KB each)
-    for (int r = r0; r < R4; r += 4) {
-        for (int i = 0; i < 4; i++) {
-            const uint8_t *row = base + (size_t)(r + i) * ld;
-            if (type == LFM_T_Q4_0) q4_0_row_to_bf16(row, nb, wb + (size_t)i * cols);
-            else if (type == LFM_T_Q8_0) q8_0_row_to_bf16(row, nb, wb + (size_t)i * cols);
-            else memcpy(wb + (size_t)i * cols, row, (size_t)cols * 2);   // BF16
-        }
-        for (int t = 0; t < T; t += 4) {
-            int nt = T - t < 4 ? T - t : 4;
-            gemm_bf16dp_tile(wb, cols, xb + (size_t)t * cols, cols, cols, nt, Y + (size_t)t * ldy + r, ldy);
+    // token blocks keep the activations L2-resident (≤ ~1 MB) while every 4-row panel passes over them
+    int tb = (int)((1024 * 1024) / ((size_t)cols * 2)) / 4 * 4;
+    if (tb < 16) tb = 16;
+    if (tb > T) tb = T;
+    for (int t0 = 0; t0 < T; t0 += tb) {
+        int t1 = t0 + tb < T ? t0 + tb : T;
+        for (int r = r0; r < R4; r += 4) {
+            for (int i = 0; i < 4; i++) {
+                const uint8_t *row = base + (size_t)(r + i) * ld;
+                if (type == LFM_T_Q4_0) q4_0_row_to_bf16(row, nb, wb + (size_t)i * cols);
+                else if (type == LFM_T_Q8_0) q8_0_row_to_bf16(row, nb, wb + (size_t)i * cols);
+                else memcpy(wb + (size_t)i * cols, row, (size_t)cols * 2);   // BF16
+            }
+            for (int t = t0; t < t1; t += 4) {
+                int nt = t1 - t < 4 ? t1 - t : 4;
+                gemm_bf16dp_tile(wb, cols, xb + (size_t)t * cols, cols, cols, nt, Y + (size_t)t * ldy + r, ldy);
+            }
         }
     }
     free(xb); free(wb);

@@ -152,6 +152,20 @@ public final class AudioHead: @unchecked Sendable {
     /// Samples one frame of `codebooks` codes from a final-normed LM hidden state. When codebook 0 is EOA the
     /// whole frame becomes EOA (as the reference does).
     public func sampleFrame(_ h: UnsafePointer<Float>, sampler: inout Sampler) -> [Int] {
+        var codes = run(h) { _, logits in logits.withUnsafeMutableBufferPointer { sampler.sample($0) } }
+        if codes[0] == Self.eoa { codes = Array(repeating: Self.eoa, count: codebooks) }
+        return codes
+    }
+
+    /// Teacher-forced frame: each codebook's logits given the previous codebooks' codes `forced` (parity tools).
+    public func frameLogits(_ h: UnsafePointer<Float>, forced: [Int]) -> [[Float]] {
+        var out: [[Float]] = []
+        _ = run(h) { k, logits in out.append(logits); return forced[k] }
+        return out
+    }
+
+    /// The depthformer over the codebooks; `choose(k, logits)` picks codebook k's code.
+    func run(_ h: UnsafePointer<Float>, choose: (Int, inout [Float]) -> Int) -> [Int] {
         var inputs = [Float](repeating: 0, count: codebooks * d)
         inputs.withUnsafeMutableBufferPointer { depthLinear(h, rows: 1, into: $0.baseAddress!, act: act, pool: pool) }
         layers.forEach { $0.reset() }
@@ -167,11 +181,10 @@ public final class AudioHead: @unchecked Sendable {
             s.setAct(s.norm, d, for: toLogits[k])
             logits.withUnsafeMutableBufferPointer { toLogits[k].matvec(s.norm, s.act(toLogits[k]), into: $0.baseAddress!, pool: pool) }
             logitsObserver?(k, logits)
-            let c = logits.withUnsafeMutableBufferPointer { sampler.sample($0) }
+            let c = choose(k, &logits)
             codes.append(c)
             prev.withUnsafeMutableBufferPointer { embedding[k].row(c, into: $0.baseAddress!) }
         }
-        if codes[0] == Self.eoa { codes = Array(repeating: Self.eoa, count: codebooks) }
         return codes
     }
 

@@ -10,7 +10,7 @@ struct LFMRun: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lfm-run",
         abstract: "Run an LFM2-Audio bundle: text chat, ASR, TTS, speech-to-speech chat and code decoding, streamed.",
-        subcommands: [TextCommand.self, ASRCommand.self, TTSCommand.self, ChatCommand.self, DecodeCommand.self, BenchCommand.self, CompareCommand.self])
+        subcommands: [TextCommand.self, ASRCommand.self, TTSCommand.self, ChatCommand.self, DecodeCommand.self, ParityCommand.self, BenchCommand.self, CompareCommand.self])
 }
 
 enum RunExit {
@@ -19,6 +19,7 @@ enum RunExit {
         case let e as FormatsError: printErr("error: \(e.description)"); return 1
         case let e as RuntimeError: printErr("error: \(e.description)"); return 1
         case let e as RunError: printErr("error: \(e.message)"); return e.code
+        case let e as ExitCode: return e.rawValue
         default:
             let code = LFMRun.exitCode(for: error)
             let msg = LFMRun.fullMessage(for: error)
