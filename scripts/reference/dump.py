@@ -194,6 +194,9 @@ def main() -> None:
         if valid:
             codes = torch.tensor(valid).T.contiguous()
             put("decode.codes", codes)
+            mc = a.checkpoint / "mimi_config.json"      # the fixtures' small Mimi; released checkpoints use get_mimi's defaults
+            if mc.exists():
+                fx.set_mimi_kwargs(json.loads(mc.read_text()))
             mimi = proc.mimi
             put("decode.mimi_wave", mimi.decode(codes[None].to(a.device))[0, 0])
             detok_w = a.checkpoint / "audio_detokenizer" / "model.safetensors"
