@@ -334,6 +334,28 @@ final class SpeechCLITests: XCTestCase {
         XCTAssertEqual(try run(["tts", "--bundle", b, "--text", "x", "-o", dir + "/y.wav", "--decoder", "vocoder"]).0, 2)
     }
 
+    /// Interactive speech chat: a WAV turn then a text turn, each answer in its own WAV, the history kept.
+    func testInteractiveChatTurns() throws {
+        let b = Self.bundlePath, dir = tmpDir("ichat")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool("lfm-run"))
+        p.arguments = ["chat", "--bundle", b, "-o", dir + "/reply.wav", "--max-tokens", "24", "--json", "--greedy"]
+        let inp = Pipe(), outp = Pipe()
+        p.standardInput = inp; p.standardOutput = outp; p.standardError = Pipe()
+        try p.run()
+        inp.fileHandleForWriting.write(Data((fixtures + "/audio/speech.wav\nAnd then?\n").utf8))
+        try inp.fileHandleForWriting.close()
+        let out = outp.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        let ev = events(String(decoding: out, as: UTF8.self))
+        let dones = ev.filter { $0["type"] as? String == "done" }
+        XCTAssertEqual(dones.count, 2)
+        XCTAssertEqual(dones[0]["audio_in_positions"] as? Int, 16, "turn 1 heard the clip")
+        XCTAssertGreaterThan(dones[1]["prompt_tokens"] as? Int ?? 0, 0)
+        for n in 1...2 { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/reply-\(n).wav"), "reply-\(n).wav") }
+    }
+
     /// Ctrl-C stops generation and leaves a valid WAV of what was spoken.
     func testInterruptLeavesValidWAV() throws {
         let b = Self.bundlePath, dir = tmpDir("int")
