@@ -5,8 +5,14 @@
 #include <math.h>
 #include <string.h>
 
-// Hot loops are compiled for AVX-512, AVX2 and baseline x86-64, picked at load time (ifunc).
-#if defined(__x86_64__) && defined(__clang__) && defined(__linux__)
+// Hot loops are compiled for AVX-512, AVX2 and baseline x86-64, picked at load time (ifunc). Not under
+// ThreadSanitizer: its instrumented ifunc resolvers would run before the sanitizer runtime is initialised.
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LFM_NO_CLONES 1
+#endif
+#endif
+#if defined(__x86_64__) && defined(__clang__) && defined(__linux__) && !defined(LFM_NO_CLONES)
 #define LFM_CLONES __attribute__((target_clones("avx512bw", "avx2", "default")))
 #else
 #define LFM_CLONES

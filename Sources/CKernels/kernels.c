@@ -12,23 +12,26 @@
 #include <cpuid.h>
 #endif
 
+// Flags read from every worker thread: relaxed atomics (the lazily computed CPU checks race benignly otherwise).
 static int g_reference = 0;
-void lfm_set_reference_kernels(int on) { g_reference = on; }
+void lfm_set_reference_kernels(int on) { __atomic_store_n(&g_reference, on, __ATOMIC_RELAXED); }
 
 static int g_vnni = -1;
 int lfm_cpu_has_vnni(void) {
 #if defined(__x86_64__)
-    if (g_vnni < 0) {
+    int v = __atomic_load_n(&g_vnni, __ATOMIC_RELAXED);
+    if (v < 0) {
         __builtin_cpu_init();
-        g_vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
+        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
+        __atomic_store_n(&g_vnni, v, __ATOMIC_RELAXED);
     }
-    return g_vnni;
+    return v;
 #else
     return 0;
 #endif
 }
-static inline int use_fast(void) { return !g_reference && lfm_cpu_has_vnni(); }
+static inline int use_fast(void) { return !__atomic_load_n(&g_reference, __ATOMIC_RELAXED) && lfm_cpu_has_vnni(); }
 int lfm_vector_fast(void) { return use_fast(); }
 
 static inline float h2f(uint16_t h) { return lfm_f16_to_f32(h); }
@@ -575,13 +578,15 @@ AVX512 static int gemm_pairs(int type, const uint8_t *base, size_t ld, int cols,
 #define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c")))
 static int cpu_has_bf16(void) {
     static int cached = -1;
-    if (cached < 0) {
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
         unsigned a = 0, b = 0, c = 0, d = 0;
         int ok = __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1);
         const char *e = getenv("LFM_Q4_PREFILL");
-        cached = ok && !(e && strcmp(e, "int8") == 0);
+        v = ok && !(e && strcmp(e, "int8") == 0);
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
     }
-    return cached;
+    return v;
 }
 
 AVX512BF16 static void row_f32_to_bf16(const float *x, int n, uint16_t *out) {

@@ -22,10 +22,23 @@ public final class AtomicFile: @unchecked Sendable {
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
             throw FormatsError.io(file: destination, message: "directory '\(dir)' does not exist")
         }
+        AtomicFile.removeStaleTemporaries(dir: dir, name: url.lastPathComponent)
         temporaryPath = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         fd = open(temporaryPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw FormatsError.io(file: destination, message: "cannot create temporary file: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Temporary files of earlier writers of the same destination that died (SIGKILL, power loss) are removed:
+    /// `.NAME.tmp-PID-RANDOM` whose PID is no longer running.
+    static func removeStaleTemporaries(dir: String, name: String) {
+        let prefix = "." + name + ".tmp-"
+        guard let items = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        for f in items where f.hasPrefix(prefix) {
+            let rest = f.dropFirst(prefix.count)
+            guard let pidText = rest.split(separator: "-").first, let pid = Int32(pidText), pid > 0 else { continue }
+            if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH { unlink(dir + "/" + f) }
         }
     }
 

@@ -11,6 +11,7 @@ public final class MappedFile: @unchecked Sendable {
     public let size: Int
     public let base: UnsafeRawPointer?
     private let mapping: UnsafeMutableRawPointer?
+    private var owned = false
 
     public init(path: String) throws {
         self.path = path
@@ -40,8 +41,21 @@ public final class MappedFile: @unchecked Sendable {
         base = UnsafeRawPointer(p)
     }
 
+    /// An in-memory copy of `data` with the same interface (fuzzing and tests).
+    public init(data: Data, name: String) {
+        path = name
+        let n = data.count
+        size = n
+        if n == 0 { mapping = nil; base = nil; return }
+        let p = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
+        data.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: n) }
+        mapping = p
+        base = UnsafeRawPointer(p)
+        owned = true
+    }
+
     deinit {
-        if let mapping { munmap(mapping, size) }
+        if let mapping { if owned { mapping.deallocate() } else { munmap(mapping, size) } }
     }
 
     /// Bytes [offset, offset+count) as a buffer; the caller has validated the range.

@@ -14,7 +14,8 @@ public struct ModelOptions: Sendable {
 }
 
 /// A bundle opened for inference: the mapping, the worker pool, the tokenizer and the LFM2 backbone.
-/// Weights are read in place from the mapping. One model serves one session at a time.
+/// Weights are read in place from the mapping. One model serves one session at a time; for concurrent sessions,
+/// open one `LFMModel(bundle:)` per session over the same `ModelBundle`.
 public final class LFMModel: @unchecked Sendable {
     public let bundle: ModelBundle
     public let backbone: LFM2Backbone
@@ -30,8 +31,15 @@ public final class LFMModel: @unchecked Sendable {
     let pool: WorkerPool
     public var config: LFM2AudioConfig { bundle.config }
 
-    public init(path: String, options: ModelOptions = ModelOptions()) throws {
-        bundle = try ModelBundle(path: path)
+    public convenience init(path: String, options: ModelOptions = ModelOptions()) throws {
+        try self.init(bundle: ModelBundle(path: path), options: options)
+    }
+
+    /// A second model over an already mapped bundle: the weights are shared (mapped once), the caches and worker
+    /// pool are its own, so two sessions can run at the same time in one process, one per model.
+    public init(bundle: ModelBundle, options: ModelOptions = ModelOptions()) throws {
+        self.bundle = bundle
+        let path = bundle.gguf.path
         pool = WorkerPool(threads: options.threads)
         let L = TensorLoader(bundle)
         backbone = try LFM2Backbone(L, prefix: "lfm.", config: bundle.config.lfm, contextLimit: options.contextLimit, pool: pool)

@@ -81,7 +81,7 @@ public final class Transcriber: @unchecked Sendable {
         while n - start > maxLen {
             let lo = (start + maxLen / 2) / hop + 1, hi = (start + maxLen) / hop
             var best = hi, bestE = Double.infinity
-            if lo <= hi { for f in lo...hi where smooth[f] < bestE { bestE = smooth[f]; best = f } }
+            if lo <= hi { for f in lo...hi where smooth[f] <= bestE { bestE = smooth[f]; best = f } }   // ties: the later cut
             let cut = min(max(best * hop, start + 1), start + maxLen)
             out.append(start..<cut)
             start = cut

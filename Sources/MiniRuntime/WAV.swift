@@ -104,6 +104,9 @@ public enum WAVReader {
                 out[f] = acc * inv
             }
         }
+        if format == 3, let i = out.firstIndex(where: { !$0.isFinite }) {
+            throw bad("sample frame \(i) is not a finite number (NaN or infinity in float data)")
+        }
         return AudioClip(samples: out, sampleRate: rate, channels: channels)
     }
 }

@@ -26,7 +26,7 @@ struct DecodeCommand: ParsableCommand {
             data = d
         }
         let name = codes == "-" ? "<stdin>" : codes
-        let frames = try Self.parseFrames(data, name: name)
+        let frames = try CodesJSON.parse(data, name: name)
         let (model, _) = try openModel(runtime)
         let decoder = try SpeechDecoder(model: model, kind: audioOut.decoderKind)
         let n = model.config.codebooks
@@ -53,21 +53,6 @@ struct DecodeCommand: ParsableCommand {
             printErr(String(format: "%d frames → %.2f s of audio with %@ in %.3f s (%.2f ms per frame, %.1fx real time)", frames.count, writer.seconds,
                             decoder.kind.rawValue, decoder.decodeSeconds, frames.isEmpty ? 0 : 1000 * decoder.decodeSeconds / Double(frames.count),
                             decoder.decodeSeconds > 0 ? writer.seconds / decoder.decodeSeconds : 0))
-        }
-    }
-
-    /// A JSON list of frames of integers (0…2048), strictly checked.
-    static func parseFrames(_ data: Data, name: String) throws -> [[Int]] {
-        let v: JSONValue
-        do { v = try JSONValue.parse(data: data, file: name, what: "codes JSON") } catch { throw RunError(message: "\(error)") }
-        guard let arr = v.arrayValue else { throw RunError(message: "\(name): expected a JSON list of frames") }
-        guard arr.count <= 1_000_000 else { throw RunError(message: "\(name): \(arr.count) frames is more than the 1000000 allowed") }
-        return try arr.enumerated().map { i, f in
-            guard let codes = f.arrayValue else { throw RunError(message: "\(name): frame \(i) is not a list") }
-            return try codes.enumerated().map { j, c in
-                guard let x = c.intValue, x >= 0, x <= 2048 else { throw RunError(message: "\(name): frame \(i) code \(j) is not an integer in 0…2048") }
-                return x
-            }
         }
     }
 }

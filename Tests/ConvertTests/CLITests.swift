@@ -145,6 +145,7 @@ func runTool(_ name: String, _ args: [String]) throws -> (Int32, String, String)
 
 /// Path of a built executable of this package (beside the test bundle).
 func tool(_ name: String) -> String {
+    if name.hasPrefix("/") { return name }
     var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     for _ in 0..<4 {
         let c = dir.appendingPathComponent(name).path
