@@ -4,11 +4,12 @@ import PackageDescription
 
 let package = Package(
     name: "LFMFuzz",
-    dependencies: [.package(path: "..")],
+    // scripts/fuzz.sh links .deps/lfm-audio to the repository root (a stable package identity whatever the clone is called)
+    dependencies: [.package(path: ".deps/lfm-audio")],
     targets: [
         .executableTarget(
             name: "lfm-fuzz",
-            dependencies: [.product(name: "Formats", package: "main"), .product(name: "MiniRuntime", package: "main")],
+            dependencies: [.product(name: "Formats", package: "lfm-audio"), .product(name: "MiniRuntime", package: "lfm-audio")],
             swiftSettings: [.unsafeFlags(["-parse-as-library", "-sanitize=fuzzer,address"])],
             linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]),
     ]

@@ -7,6 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-30}; shift || true
 TARGETS=${*:-safetensors gguf wav tokenizer config codes}
+mkdir -p Fuzz/.deps && ln -sfn ../.. Fuzz/.deps/lfm-audio
 (cd Fuzz && swift build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library --product lfm-fuzz 2>&1 | grep -E "error|Build" )
 BIN=Fuzz/.build/release/lfm-fuzz
 [ -x $BIN ] || { echo "fuzz build failed"; exit 1; }
