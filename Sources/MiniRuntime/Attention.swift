@@ -126,3 +126,19 @@ struct RoPE {
         }
     }
 }
+
+/// Rotary position embedding, adjacent-pair layout (pairs (2i, 2i+1), complex-multiplication style): the
+/// depthformer (liquid `apply_rotary_emb`) and Mimi's transformer (Kyutai `apply_rope`) use it. The caller gives the
+/// per-pair frequencies as its reference computes them.
+struct PairRoPE {
+    let invFreq: [Float]
+    func apply(_ x: UnsafeMutablePointer<Float>, position p: Int) {
+        for i in 0..<invFreq.count {
+            let a = Float(p) * invFreq[i]
+            let c = Float(cos(Double(a))), s = Float(sin(Double(a)))
+            let x0 = x[2 * i], x1 = x[2 * i + 1]
+            x[2 * i] = x0 * c - x1 * s
+            x[2 * i + 1] = x0 * s + x1 * c
+        }
+    }
+}

@@ -9,7 +9,7 @@ final class DepthformerLayer {
     let qkv: Matrix, out: Matrix, w1: Matrix, w3: Matrix, w2: Matrix
     let opNorm: [Float], ffnNorm: [Float], qNorm: [Float], kNorm: [Float]
     let d: Int, heads: Int, kvHeads: Int, hd: Int, ffn: Int
-    let invFreq: [Float]
+    let rope: PairRoPE
     var keys: [Float], values: [Float]
     var length = 0
     let maxLen: Int
@@ -28,23 +28,13 @@ final class DepthformerLayer {
         kNorm = try L.floats(p + "operator.bounded_attention.k_layernorm.weight", shape: [hd])
         // liquid `precompute_freqs_cis`: 1 / θ^(arange(0, d, 2)[: d/2] / d) in float32
         let headDim = c.headDim
-        invFreq = (0..<(headDim / 2)).map { 1 / powf(1_000_000, Float(2 * $0) / Float(headDim)) }
+        rope = PairRoPE(invFreq: (0..<(headDim / 2)).map { 1 / powf(1_000_000, Float(2 * $0) / Float(headDim)) })
         maxLen = positions
         keys = [Float](repeating: 0, count: positions * kvHeads * hd)
         values = [Float](repeating: 0, count: positions * kvHeads * hd)
     }
 
     func reset() { length = 0 }
-
-    func rope(_ x: UnsafeMutablePointer<Float>, pos: Int) {
-        for i in 0..<(hd / 2) {
-            let a = Float(pos) * invFreq[i]
-            let c = Float(cos(Double(a))), s = Float(sin(Double(a)))
-            let x0 = x[2 * i], x1 = x[2 * i + 1]
-            x[2 * i] = x0 * c - x1 * s
-            x[2 * i + 1] = x0 * s + x1 * c
-        }
-    }
 
     /// One position: x (d floats) updated in place. `s` is scratch.
     func step(_ x: UnsafeMutablePointer<Float>, s: DepthScratch, pool: WorkerPool) {
@@ -54,8 +44,8 @@ final class DepthformerLayer {
         qkv.matvec(s.norm, s.act(qkv), into: s.qkv, pool: pool)
         let pos = length
         qNorm.withUnsafeBufferPointer { qn in kNorm.withUnsafeBufferPointer { kn in
-            for h in 0..<heads { let r = s.qkv + h * hd; Ops.rmsNorm(r, qn.baseAddress!, hd, eps: 1e-5, into: r); rope(r, pos: pos) }
-            for h in 0..<kvHeads { let r = s.qkv + d + h * hd; Ops.rmsNorm(r, kn.baseAddress!, hd, eps: 1e-5, into: r); rope(r, pos: pos) }
+            for h in 0..<heads { let r = s.qkv + h * hd; Ops.rmsNorm(r, qn.baseAddress!, hd, eps: 1e-5, into: r); rope.apply(r, position: pos) }
+            for h in 0..<kvHeads { let r = s.qkv + d + h * hd; Ops.rmsNorm(r, kn.baseAddress!, hd, eps: 1e-5, into: r); rope.apply(r, position: pos) }
         } }
         keys.withUnsafeMutableBufferPointer { K in values.withUnsafeMutableBufferPointer { V in
             (K.baseAddress! + pos * kd).update(from: s.qkv + d, count: kd)

@@ -10,7 +10,7 @@ final class MimiTransformerLayer {
     let inProj: Matrix, outProj: Matrix, linear1: Matrix, linear2: Matrix
     let scale1: [Float], scale2: [Float]
     let d: Int, heads: Int, hd: Int, ff: Int, context: Int
-    let freqs: [Float]
+    let rope: PairRoPE
     var keys: [Float], values: [Float]    // [context][d] ring, slot = position % context
     var written = 0                        // positions written so far
     let act = QuantizedActivations(capacity: 1 << 12)
@@ -28,7 +28,7 @@ final class MimiTransformerLayer {
         // rope.py: exp(arange(D/2) · (−ln(max_period)·2/D)) in float32
         let c32 = Float(-log(Double(c.maxPeriod)) * 2 / Double(c.dModel / c.numHeads))
         let headDim = c.dModel / c.numHeads
-        freqs = (0..<(headDim / 2)).map { expf(Float($0) * c32) }
+        rope = PairRoPE(invFreq: (0..<(headDim / 2)).map { expf(Float($0) * c32) })
         keys = [Float](repeating: 0, count: c.context * c.dModel)
         values = [Float](repeating: 0, count: c.context * c.dModel)
     }
@@ -38,16 +38,6 @@ final class MimiTransformerLayer {
         var a: QuantizedActivations? = nil
         if m.usesQuantizedActivations { act.reserve(T * m.cols); act.set(x, rows: T, cols: m.cols, ld: m.cols); a = act }
         m.matmul(x, ldx: m.cols, a, rows: T, into: y, ldy: m.rows, pool: pool)
-    }
-
-    func rope(_ x: UnsafeMutablePointer<Float>, pos: Int) {
-        for i in 0..<(hd / 2) {
-            let a = Float(pos) * freqs[i]
-            let c = Float(cos(Double(a))), s = Float(sin(Double(a)))
-            let x0 = x[2 * i], x1 = x[2 * i + 1]
-            x[2 * i] = x0 * c - x1 * s
-            x[2 * i + 1] = x0 * s + x1 * c
-        }
     }
 
     /// x: T × d (time-major), updated in place; positions continue from `written`.
@@ -60,8 +50,8 @@ final class MimiTransformerLayer {
         let p0 = written
         qkv.withUnsafeMutableBufferPointer { q in
             for t in 0..<T { for h in 0..<heads {
-                rope(q.baseAddress! + t * 3 * d + h * hd, pos: p0 + t)
-                rope(q.baseAddress! + t * 3 * d + d + h * hd, pos: p0 + t)
+                rope.apply(q.baseAddress! + t * 3 * d + h * hd, position: p0 + t)
+                rope.apply(q.baseAddress! + t * 3 * d + d + h * hd, position: p0 + t)
             } }
         }
         // write every new K/V first (RingKVCache.complete), then attend
