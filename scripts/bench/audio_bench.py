@@ -10,8 +10,12 @@ For each type (bundles made with `lfm-convert --quant T`), 2 threads, medians of
   (WAV read) to the first decoded sample written, with its breakdown;
 - TTS speed with each decoder (`lfm-run bench --speech-frames 50`): audio seconds per wall second and per-frame
   costs of the LM step, the depthformer and the decoder.
-No peer runs here: llama.cpp's mtmd needs an mmproj GGUF of the conformer and the vendored llama.cpp (llama-cpp-python
-0.3.36) has no LFM2-Audio speech decoder tool (see README "Benchmarks").
+Peer (with --mtmd): llama.cpp's `llama-mtmd-cli` on the same random checkpoint — the backbone from
+`lfm-convert export-llama` and the conformer from llama.cpp's own converter (`convert_hf_to_gguf.py --mmproj
+--outtype q8_0`, same checkpoint folder): its "encoding done in N ms" for 4 s and 30 s, and the wall time of an ASR of
+30 s with 100 tokens (`-n 100 --ignore-eos`, process start to exit, so model loading included; ours is given with
+its load time added). The vendored llama.cpp (llama-cpp-python 0.3.36) has no LFM2-Audio speech decoder, so TTS
+and chat have no peer.
 """
 import argparse
 import json
@@ -39,6 +43,11 @@ def main():
     ap.add_argument("-r", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", default="/tmp/lfm-audio-bench")
+    ap.add_argument("--mtmd", action="store_true", help="also run llama.cpp's llama-mtmd-cli (see --llama-bin, --llama-src)")
+    ap.add_argument("--llama-bin", default="/tmp/llamacpp/build/bin")
+    ap.add_argument("--llama-src", default=None, help="llama.cpp source tree (for convert_hf_to_gguf.py); default: "
+                    "the llama-cpp-python sdist under /tmp/llamacpp")
+    ap.add_argument("--python", default="/tmp/refenv/bin/python", help="a Python with torch for llama.cpp's converter")
     a = ap.parse_args()
     w = Path(a.workdir)
     w.mkdir(parents=True, exist_ok=True)
@@ -63,6 +72,8 @@ def main():
         for d in ("detokenizer", "mimi"):
             tts[d] = json.loads(sh([RUN, "bench", "--bundle", b, "--speech-frames", 50, "--decoder", d, "-r", a.r, "--json"] + th))
         rows.append((t, e4, asr, c, tts))
+    if a.mtmd:
+        mtmd_rows = run_mtmd(a, w, rows)
     print(f"\n## Audio benchmark ({a.threads} threads, medians of {a.r})\n")
     print("| type | encoder 4 s | encoder 30 s | ASR 30 s (100 tokens) | chat: first audio (4 s question) | TTS detokenizer | TTS Mimi |")
     print("|---|---|---|---|---|---|---|")
@@ -87,6 +98,51 @@ def main():
     print("\nASR 30 s breakdown: " + "; ".join(
         f"{t}: mel {r[2]['mel_seconds']:.2f} s, encoder {r[2]['encoder_seconds']:.2f} s, prefill {r[2]['prefill_seconds']:.2f} s "
         f"({r[2]['prompt_positions']} positions), decode {r[2]['decode_seconds']:.2f} s" for r in rows for t in [r[0]]))
+
+
+def run_mtmd(a, w, rows):
+    import glob
+    import re
+    import time
+    src = a.llama_src or (glob.glob("/tmp/llamacpp/llama_cpp_python-*/vendor/llama.cpp") or [None])[0]
+    cli = Path(a.llama_bin) / "llama-mtmd-cli"
+    if not src or not cli.exists():
+        sys.exit("--mtmd needs llama-mtmd-cli (cmake --build build --target llama-mtmd-cli) and the llama.cpp sources")
+    mmproj = w / "mmproj-q8_0.gguf"
+    if not mmproj.exists():
+        sh([a.python, Path(src) / "convert_hf_to_gguf.py", a.checkpoint, "--mmproj", "--outfile", mmproj, "--outtype", "q8_0"])
+    out = []
+    for t, *_ in rows:
+        ll = w / f"llama-{t}.gguf"
+        if not ll.exists():
+            sh([CONVERT, "export-llama", a.checkpoint, "-o", ll, "--quant", t, "--force"])
+        enc = {}
+        for s in (4, 30):
+            ms = []
+            for _ in range(a.r):
+                p = subprocess.run([str(cli), "-m", str(ll), "--mmproj", str(mmproj), "--audio", str(w / f"s{s}.wav"), "-p",
+                                    "Perform ASR.", "-n", "1", "-t", str(a.threads), "--temp", "0"], capture_output=True)
+                m = re.search(r"encoding done in (\d+) ms", (p.stdout + p.stderr).decode("utf-8", "replace"))
+                if m:
+                    ms.append(int(m.group(1)))
+            enc[s] = statistics.median(ms) if ms else float("nan")
+        walls = []
+        for _ in range(a.r):
+            t0 = time.perf_counter()
+            subprocess.run([str(cli), "-m", str(ll), "--mmproj", str(mmproj), "--audio", str(w / "s30.wav"), "-p", "Perform ASR.",
+                            "-n", "100", "--ignore-eos", "-t", str(a.threads), "--temp", "0"], capture_output=True)
+            walls.append(time.perf_counter() - t0)
+        out.append((t, enc, statistics.median(walls)))
+    print("\n## Side by side with llama.cpp mtmd (same checkpoint, 2 threads, medians)\n")
+    print("| type | encode 4 s: ours (mel + encoder) | llama.cpp | encode 30 s: ours | llama.cpp | ASR 30 s, 100 tokens, incl. load: ours | llama.cpp |")
+    print("|---|---|---|---|---|---|---|")
+    for (t, e4, asr, c, tts), (_, enc, wall) in zip(rows, out):
+        o4 = 1000 * (e4["mel_seconds"] + e4["encoder_seconds"])
+        o30 = 1000 * (asr["mel_seconds"] + asr["encoder_seconds"])
+        ours = asr["total_seconds"] + c.get("load_seconds", 0)
+        print(f"| {t} | {o4:.0f} ms | {enc[4]:.0f} ms ({enc[4] / o4:.2f}x) | {o30:.0f} ms | {enc[30]:.0f} ms ({enc[30] / o30:.2f}x) | "
+              f"{ours:.2f} s | {wall:.2f} s ({wall / ours:.2f}x) |")
+    return out
 
 
 if __name__ == "__main__":
