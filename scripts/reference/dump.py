@@ -131,10 +131,7 @@ def main() -> None:
 
         if wave is not None:
             put("audio.mel", chat["audio_in"])
-            conf = model.conformer
-            audio_in, lens = chat["audio_in"], chat["audio_in_lens"]
-            padded = torch.nn.utils.rnn.pad_sequence(list(audio_in.mT.split(lens.tolist())), batch_first=True)
-            enc, enc_len = conf(padded.mT.to(torch.float32), lens)
+            enc, enc_len, _ = fx.run_conformer(model, chat)
             put("audio.conformer_out", enc[0].mT[: int(enc_len[0])])
             put("audio.adapter_out", model.audio_adapter(enc[0].mT[: int(enc_len[0])]))
         put("prompt.text_ids", chat["text"][0]); put("prompt.modality_flag", chat["modality_flag"][0])

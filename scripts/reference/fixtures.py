@@ -806,6 +806,26 @@ def build_chat(proc, wave: torch.Tensor):
 # --------------------------------------------------------------------------------------------------------------------
 
 
+@torch.no_grad()
+def run_conformer(model, chat, hooks: bool = False):
+    """The conformer called exactly as LFM2AudioModel._prefill calls it (segments split by audio_in_lens, padded,
+    float32). Returns (enc [B, d, T'], enc_len, captured) where captured holds, with hooks=True, the pre_encode output
+    ("pre") and every layer's output ("l{i}"). Shared by make_tiny.py (goldens) and dump.py (parity dumps)."""
+    conf = model.conformer
+    cap: dict[str, torch.Tensor] = {}
+    hs = []
+    if hooks:
+        hs.append(conf.pre_encode.register_forward_hook(lambda m, i, o: cap.__setitem__("pre", o[0])))
+        for li, layer in enumerate(conf.layers):
+            hs.append(layer.register_forward_hook(lambda m, i, o, li=li: cap.__setitem__(f"l{li}", o)))
+    audio_in, lens = chat["audio_in"], chat["audio_in_lens"]
+    padded = torch.nn.utils.rnn.pad_sequence(list(audio_in.mT.split(lens.tolist())), batch_first=True)
+    enc, enc_len = conf(padded.mT.to(torch.float32), lens)
+    for h in hs:
+        h.remove()
+    return enc, enc_len, cap
+
+
 def top2_margin(logits: torch.Tensor) -> float:
     v = torch.topk(logits.detach().float().reshape(-1), 2).values
     return float(v[0] - v[1])

@@ -185,15 +185,7 @@ def prefill_goldens(model, chat, G: Goldens, rec) -> tuple[dict, list[float]]:
 
     # (b) conformer with hooks, called exactly as _prefill calls it
     conf = model.conformer
-    cap = OrderedDict()
-    hooks = [conf.pre_encode.register_forward_hook(lambda m, i, o: cap.__setitem__("pre", o[0]))]
-    for li, layer in enumerate(conf.layers):
-        hooks.append(layer.register_forward_hook(lambda m, i, o, li=li: cap.__setitem__(f"l{li}", o)))
-    audio_in, lens = chat["audio_in"], chat["audio_in_lens"]
-    padded = torch.nn.utils.rnn.pad_sequence(list(audio_in.mT.split(lens.tolist())), batch_first=True)
-    enc, enc_len = conf(padded.mT.to(torch.float32), lens)
-    for h in hooks:
-        h.remove()
+    enc, enc_len, cap = fx.run_conformer(model, chat, hooks=True)
     G.add("b.conformer_pre_encode", cap["pre"], "[1, T_enc, d_model] output of conformer.pre_encode (dw_striding x8 "
           "+ linear); this is also the input of layer 0 (no xscaling, dropout off)")
     for li in range(len(conf.layers)):
