@@ -169,6 +169,8 @@ public final class GGUFFile: @unchecked Sendable {
     public let tensorIndex: [String: Int]
     public let alignment: Int
     public let dataOffset: Int
+    /// End of the tensor-info table (the header proper; padding to the alignment follows).
+    public let headerEnd: Int
 
     public convenience init(path: String) throws { try self.init(file: MappedFile(path: path)) }
 
@@ -250,6 +252,7 @@ public final class GGUFFile: @unchecked Sendable {
         tensorIndex = index
         alignment = align
         dataOffset = dataOff
+        headerEnd = r.pos
     }
 
     public func tensor(_ name: String) -> GGUFTensorInfo? { tensorIndex[name].map { tensors[$0] } }

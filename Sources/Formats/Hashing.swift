@@ -69,4 +69,54 @@ public enum BundleKeys {
     public static func token(_ name: String) -> String { "lfm2audio.token.\(name)" }
     public static let endOfAudio = "lfm2audio.audio.end_of_audio_code"
     public static let currentFormatVersion: UInt32 = 1
+    /// CRC32 of the whole header (metadata and tensor table) with this value's own 4 bytes taken as zero.
+    public static let headerCRC32 = "lfm2audio.header_crc32"
+}
+
+/// The bundle header checksum (`lfm2audio.header_crc32`): any damage to the metadata or the tensor table is found at
+/// open, as the per-tensor CRC32s find damage to the data.
+public enum HeaderChecksum {
+    /// Byte offset of the key's 4 value bytes in a serialized header, if the key is there.
+    static func valueOffset(_ h: UnsafeRawBufferPointer) -> Int? {
+        let key = Array(BundleKeys.headerCRC32.utf8)
+        var pattern = [UInt8]()
+        var n = UInt64(key.count).littleEndian
+        withUnsafeBytes(of: &n) { pattern += $0 }
+        pattern += key
+        pattern += [4, 0, 0, 0]   // GGUF type UINT32
+        guard h.count >= pattern.count + 4 else { return nil }
+        var i = 0
+        let last = h.count - pattern.count - 4
+        while i <= last {
+            if h[i] == pattern[0] {
+                var j = 1
+                while j < pattern.count && h[i + j] == pattern[j] { j += 1 }
+                if j == pattern.count { return i + pattern.count }
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    static func crc(_ h: UnsafeRawBufferPointer, zeroAt v: Int) -> UInt32 {
+        var c = Hashing.crc32(UnsafeRawBufferPointer(rebasing: h[0..<v]))
+        var zero: UInt32 = 0
+        c = withUnsafeBytes(of: &zero) { Hashing.crc32($0, seed: c) }
+        return Hashing.crc32(UnsafeRawBufferPointer(rebasing: h[(v + 4)...]), seed: c)
+    }
+
+    /// Writes the checksum into a serialized header that holds the key (value placeholder), in place.
+    public static func seal(_ header: inout Data) {
+        guard let v = header.withUnsafeBytes({ valueOffset($0) }) else { return }
+        var c = header.withUnsafeBytes { crc($0, zeroAt: v) }.littleEndian
+        header.replaceSubrange(v..<(v + 4), with: Data(bytes: &c, count: 4))
+    }
+
+    /// nil when the bundle carries no header checksum (bundles written before it existed); else whether it matches.
+    public static func check(_ g: GGUFFile) -> Bool? {
+        guard case .uint32(let stored)? = g.metadata[BundleKeys.headerCRC32] else { return nil }
+        let h = g.file.bytes(at: 0, count: g.headerEnd)
+        guard let v = valueOffset(h) else { return false }
+        return crc(h, zeroAt: v) == stored
+    }
 }

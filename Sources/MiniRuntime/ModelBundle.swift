@@ -10,6 +10,9 @@ public final class ModelBundle: @unchecked Sendable {
 
     public init(path: String) throws {
         gguf = try GGUFFile(path: path)
+        if HeaderChecksum.check(gguf) == false {
+            throw FormatsError.badHeader(file: path, detail: "the header checksum (\(BundleKeys.headerCRC32)) does not match: the metadata or the tensor table is damaged")
+        }
         let m = gguf.metadata
         guard m[BundleKeys.architecture]?.stringValue == BundleKeys.architectureValue else {
             throw FormatsError.badHeader(file: path, detail: "general.architecture is \(m[BundleKeys.architecture]?.description ?? "absent"), expected '\(BundleKeys.architectureValue)'")

@@ -80,6 +80,7 @@ public enum Converter {
         m.append((BundleKeys.sourceBytes, .uint64s(sources.map { UInt64($0.2) })))
         m.append((BundleKeys.dropped, .strings(plan.dropped.map(\.name))))
         m.append((BundleKeys.tensorCRC32, .uint32s(crcs)))
+        m.append((BundleKeys.headerCRC32, .uint32(0)))   // sealed by HeaderChecksum when the header is written
         return m
     }
 
@@ -135,6 +136,7 @@ public enum Converter {
             let srcList = zip(rel, sources).map { ($0, $1.0, $1.1) }
             var header = GGUF.header(metadata: metadata(srcList, crcs), tensors: infos)
             precondition(header.count == placeholder.count, "header size changed between layout and write")
+            HeaderChecksum.seal(&header)
             header.append(Data(count: dataStart - header.count))
             try out.write(header, at: 0)
             if isCancelled() { throw QuantizeError.cancelled }

@@ -25,6 +25,7 @@ struct VerifyCommand: ParsableCommand {
         let ckpt = try against.map { try Checkpoint($0) }
         let checks = try Verifier.verify(b, against: ckpt, threads: threads)
         let bad = checks.filter { !$0.crcOK }
+        let header = HeaderChecksum.check(b)       // nil: a bundle written before the header checksum existed
         var groups: [String: (Int, ErrorStats)] = [:]
         for c in checks { if let s = c.stats { groups["\(c.component) \(c.type.name)", default: (0, ErrorStats())].0 += 1; groups["\(c.component) \(c.type.name)"]!.1.merge(s) } }
         if json {
@@ -32,7 +33,8 @@ struct VerifyCommand: ParsableCommand {
                 ["max_abs": s.maxAbs, "rmse": s.rmse, "snr_db": s.snrDB.isFinite ? s.snrDB : 999.0, "cosine": s.cosine]
             }
             let obj: [String: Any] = [
-                "file": b.path, "tensors": checks.count, "crc_failures": bad.map(\.name), "ok": bad.isEmpty,
+                "file": b.path, "tensors": checks.count, "crc_failures": bad.map(\.name), "ok": bad.isEmpty && header != false,
+                "header_checksum": header.map { $0 ? "ok" : "mismatch" } ?? "absent",
                 "per_tensor": checks.map { c -> [String: Any] in
                     var o: [String: Any] = ["name": c.name, "type": c.type.name, "crc_ok": c.crcOK]
                     if let s = c.stats { o["error"] = statsObj(s) }
@@ -42,7 +44,7 @@ struct VerifyCommand: ParsableCommand {
             ]
             print(jsonString(obj))
         } else {
-            print("\(b.path): \(checks.count) tensors, \(checks.count - bad.count) CRC32 ok, \(bad.count) failed")
+            print("\(b.path): \(checks.count) tensors, \(checks.count - bad.count) CRC32 ok, \(bad.count) failed; header checksum \(header.map { $0 ? "ok" : "MISMATCH" } ?? "absent (older bundle)")")
             for c in bad { print("  CRC32 MISMATCH: \(c.name)") }
             if ckpt != nil {
                 let w = min(max(checks.map(\.name.count).max() ?? 10, 10), 72)
@@ -52,8 +54,9 @@ struct VerifyCommand: ParsableCommand {
                 for (k, v) in groups.sorted(by: { $0.key < $1.key }) { print(row(k, 28, "\(v.0)", v.1)) }
             }
         }
-        if !bad.isEmpty {
-            throw QuantizeError.integrity(file: b.path, problems: bad.map { "tensor '\($0.name)': CRC32 mismatch (data damaged)" })
+        if !bad.isEmpty || header == false {
+            throw QuantizeError.integrity(file: b.path, problems: bad.map { "tensor '\($0.name)': CRC32 mismatch (data damaged)" }
+                                          + (header == false ? ["header checksum mismatch (metadata or tensor table damaged)"] : []))
         }
     }
 

@@ -76,6 +76,29 @@ final class CrashSafetyTests: XCTestCase {
     }
 }
 
+extension CrashSafetyTests {
+    /// Any single bit flipped in the header (metadata or tensor table) is refused at open by `lfm-run` and reported
+    /// by `verify`: the GGUF parser rejects it or the header checksum does not match.
+    func testEveryHeaderBitFlipIsRefusedAtOpen() throws {
+        let dir = tmpDir("hflip"), path = dir + "/b.gguf"
+        XCTAssertEqual(try runTool("lfm-convert", [fixtures + "/tiny-b/model", "-o", path, "--quant", "q8_0"]).0, 0)
+        let clean = try Data(contentsOf: URL(fileURLWithPath: path))
+        let g = try GGUFFile(path: path)
+        XCTAssertEqual(HeaderChecksum.check(g), true)
+        var rng = SeededRandom(seed: 9)
+        for i in 0..<16 {
+            let byte = Int(rng.next() % UInt64(g.headerEnd))
+            var d = clean; d[byte] ^= UInt8(1 << (rng.next() % 8))
+            let p = dir + "/h\(i).gguf"
+            try d.write(to: URL(fileURLWithPath: p))
+            let (rc, _, err) = try runTool("lfm-run", ["text", "--bundle", p, "--prompt", "x", "--max-tokens", "1"])
+            XCTAssertEqual(rc, 1, "flip at header byte \(byte) was not refused: \(err)")
+            XCTAssertTrue(err.contains(p), err)
+            try FileManager.default.removeItem(atPath: p)
+        }
+    }
+}
+
 struct SeededRandom {
     var s: UInt64
     init(seed: UInt64) { s = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }

@@ -121,7 +121,7 @@ final class HostileInputTests: XCTestCase {
         expectError("config metadata", "b5.gguf", open(cfg, "b5.gguf"))
         var name = data
         if let r = name.range(of: Data("lfm.embedding_norm.weight".utf8)) { name.replaceSubrange(r, with: Data("lfm.embedding_norm.weighX".utf8)) }
-        expectError("a tensor renamed", "embedding_norm", open(name, "b6.gguf"))
+        expectError("a tensor renamed (caught by the header checksum)", "header checksum", open(name, "b6.gguf"))
     }
 
     /// Runtime edge cases: empty and very short audio, silence, context overflow with audio.
