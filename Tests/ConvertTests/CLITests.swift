@@ -188,6 +188,26 @@ final class RunCLITests: XCTestCase {
         XCTAssertEqual(s1.split(separator: "\n").dropLast(), s2.split(separator: "\n").dropLast())
     }
 
+    /// Interactive text chat: turns on stdin, the history kept; closing stdin ends the session cleanly.
+    func testInteractiveTurnsAndClosedStdin() throws {
+        let b = try bundle()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool("lfm-run"))
+        p.arguments = ["text", "--bundle", b, "--max-tokens", "5", "--json"]
+        let inp = Pipe(), outp = Pipe()
+        p.standardInput = inp; p.standardOutput = outp; p.standardError = Pipe()
+        try p.run()
+        inp.fileHandleForWriting.write(Data("Hello\n\n/audio \(fixtures)/audio/speech.wav what is this?\nThanks".utf8))
+        try inp.fileHandleForWriting.close()   // the last line has no newline: stdin closes mid-line
+        let out = outp.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        let dones = String(decoding: out, as: UTF8.self).split(separator: "\n")
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter { $0["type"] as? String == "done" }
+        XCTAssertEqual(dones.count, 3)
+        XCTAssertEqual(dones[1]["audio_positions"] as? Int, 16)
+    }
+
     func testErrorsAndExitCodes() throws {
         let b = try bundle()
         XCTAssertEqual(try run(["text", "--bundle", b, "--prompt", "x", "--max-tokens", "0"]).0, 2)
