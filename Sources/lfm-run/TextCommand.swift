@@ -67,13 +67,7 @@ struct TextCommand: ParsableCommand {
 
     func run() throws {
         Interrupt.install()
-        let t0 = Date()
-        let model = try LFMModel(path: runtime.bundle, options: ModelOptions(threads: runtime.threads, contextLimit: runtime.ctx))
-        if runtime.verify {
-            let bad = model.bundle.damagedTensors(threads: runtime.threads)
-            if !bad.isEmpty { throw RunError(message: "\(runtime.bundle): \(bad.count) damaged tensors (CRC32 mismatch): \(bad.prefix(5).joined(separator: ", "))") }
-        }
-        let loadSeconds = Date().timeIntervalSince(t0)
+        let (model, loadSeconds) = try openModel(runtime)
         let session = ChatSession(model: model, system: system)
         if prompt != nil || audio != nil {
             var content: [UserContent] = []

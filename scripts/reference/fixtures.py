@@ -787,15 +787,16 @@ def input_wave_16k() -> torch.Tensor:
 SYSTEM_PROMPT = "Respond with interleaved text and audio."
 
 
-def build_chat(proc, wave: torch.Tensor):
+def build_chat(proc, wave: torch.Tensor, system: str = SYSTEM_PROMPT, rate: int = 16000):
+    """ChatState(float32): system turn, a user turn holding the clip, the assistant prompt (fixtures and ASR goldens)."""
     from liquid_audio import ChatState
 
     chat = ChatState(proc, dtype=torch.float32)
     chat.new_turn("system")
-    chat.add_text(SYSTEM_PROMPT)
+    chat.add_text(system)
     chat.end_turn()
     chat.new_turn("user")
-    chat.add_audio(wave, 16000)
+    chat.add_audio(wave, rate)
     chat.end_turn()
     chat.new_turn("assistant")
     return chat

@@ -72,17 +72,7 @@ def write_wav(path: Path, pcm: np.ndarray) -> None:
 
 
 def asr_chat(proc, wave: torch.Tensor):
-    from liquid_audio import ChatState
-
-    chat = ChatState(proc, dtype=torch.float32)
-    chat.new_turn("system")
-    chat.add_text(SYSTEM)
-    chat.end_turn()
-    chat.new_turn("user")
-    chat.add_audio(wave, RATE)
-    chat.end_turn()
-    chat.new_turn("assistant")
-    return chat
+    return fx.build_chat(proc, wave, system=SYSTEM, rate=RATE)
 
 
 @torch.no_grad()
