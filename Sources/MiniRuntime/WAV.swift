@@ -1,4 +1,5 @@
 import Foundation
+import Formats
 
 /// A decoded audio file: mono samples in [-1, 1] (channels averaged) at the file's sample rate.
 public struct AudioClip: Sendable {
@@ -15,23 +16,21 @@ public enum WAVReader {
     public static let maxChannels = 64
     public static let maxSampleRate = 1_000_000
 
-    /// Reads a file, or standard input for "-".
+    /// Reads a file (mapped, not copied), or standard input for "-".
     public static func read(_ path: String) throws -> AudioClip {
-        let data: Data
-        if path == "-" {
-            data = FileHandle.standardInput.readDataToEndOfFile()
-        } else {
-            guard let d = FileManager.default.contents(atPath: path) else {
-                throw RuntimeError.badInput("\(path): cannot read the file")
-            }
-            data = d
-        }
-        return try parse(data, name: path == "-" ? "<stdin>" : path)
+        if path == "-" { return try parse(FileHandle.standardInput.readDataToEndOfFile(), name: "<stdin>") }
+        let m: MappedFile
+        do { m = try MappedFile(path: path) } catch { throw RuntimeError.badInput("\(path): cannot read the file (\(error))") }
+        return try withExtendedLifetime(m) { try parse(bytes: m.bytes(at: 0, count: m.size), name: path) }
     }
 
     public static func parse(_ data: Data, name: String) throws -> AudioClip {
+        try data.withUnsafeBytes { try parse(bytes: $0, name: name) }
+    }
+
+    /// Parses WAV bytes (the samples come out as one mono float array; nothing else is copied).
+    public static func parse(bytes b: UnsafeRawBufferPointer, name: String) throws -> AudioClip {
         func bad(_ s: String) -> RuntimeError { .badInput("\(name): \(s)") }
-        let b = [UInt8](data)
         func u16(_ o: Int) -> Int { Int(b[o]) | Int(b[o + 1]) << 8 }
         func u32(_ o: Int) -> Int { Int(b[o]) | Int(b[o + 1]) << 8 | Int(b[o + 2]) << 16 | Int(b[o + 3]) << 24 }
         func tag(_ o: Int) -> String { String(decoding: b[o..<(o + 4)], as: UTF8.self) }
@@ -82,8 +81,8 @@ public enum WAVReader {
         let frames = dr.count / blockAlign
         var out = [Float](repeating: 0, count: frames)
         let inv = 1 / Float(channels)
-        b.withUnsafeBytes { raw in
-            let base = raw.baseAddress!
+        do {
+            guard let base = b.baseAddress else { return AudioClip(samples: [], sampleRate: rate, channels: channels) }
             for f in 0..<frames {
                 var acc: Float = 0
                 for c in 0..<channels {
