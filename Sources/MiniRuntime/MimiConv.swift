@@ -101,8 +101,12 @@ final class StreamingConvTranspose1d {
     }
 }
 
-/// ELU (alpha 1): x > 0 ? x : expm1(x).
-func elu(_ x: [Float]) -> [Float] { x.map { $0 > 0 ? $0 : expm1f($0) } }
+/// ELU (alpha 1): x > 0 ? x : expm1(x) (vectorized in CKernels).
+func elu(_ x: [Float]) -> [Float] {
+    var y = [Float](repeating: 0, count: x.count)
+    x.withUnsafeBufferPointer { a in y.withUnsafeMutableBufferPointer { lfm_elu(a.baseAddress!, $0.baseAddress!, x.count) } }
+    return y
+}
 
 /// SEANet residual block (true skip): x + conv_k1(ELU(conv_k3(ELU(x)))).
 final class SEANetResBlock {

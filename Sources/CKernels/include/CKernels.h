@@ -103,6 +103,7 @@ void lfm_silu(float *x, size_t n);                                   // x ← x�
 void lfm_glu(const float *a, const float *g, size_t n, float *y);    // y ← a·σ(g)
 void lfm_gelu_erf(float *x, size_t n);                               // x ← ½x(1 + erf(x/√2))
 void lfm_relu(float *x, size_t n);
+void lfm_elu(const float *x, float *y, size_t n);                     // y ← x > 0 ? x : expm1(x)
 void lfm_layernorm(const float *x, const float *w, const float *b, int n, float eps, float *y);
 void lfm_softmax(float *x, int n);                                   // in place, over n
 /// One query against n keys/values (rows `ld` floats apart): out = softmax(q·Kᵀ·scale)·V; `scores` holds n floats.
