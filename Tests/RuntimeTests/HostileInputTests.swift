@@ -186,3 +186,22 @@ final class ConcurrentSessionTests: XCTestCase {
         XCTAssertGreaterThan(sequential[0].0.count + sequential[0].1.count, 0)
     }
 }
+
+/// A `--keep-all` bundle (tensors inference never reads kept) opens and runs, and gives the same answer.
+final class KeepAllBundleTests: XCTestCase {
+    func testKeepAllBundleRuns() throws {
+        let ckpt = try Checkpoint(folder: try Bundles.materialized("tiny-a"))
+        let plan = try Planner.plan(ckpt, recipe: Recipe(preset: .f32), keepAll: true)
+        XCTAssertTrue(plan.dropped.isEmpty)
+        let out = tmpDir("keepall") + "/k.gguf"
+        _ = try Converter.convert(ckpt, plan: plan, to: out, options: ConvertOptions(threads: 2))
+        func answer(_ path: String) throws -> [Int] {
+            let m = try LFMModel(path: path, options: ModelOptions(threads: 2, contextLimit: 128))
+            XCTAssertNotNil(m.audioEncoder); XCTAssertNotNil(m.audioHead); XCTAssertNotNil(m.mimi); XCTAssertNotNil(m.detokenizer)
+            var ids: [Int] = []
+            _ = try ChatSession(model: m).generate(user: "Hello", maxTokens: 6, sampling: .greedy) { if case .text(let id, _) = $0 { ids.append(id) } }
+            return ids
+        }
+        XCTAssertEqual(try answer(out), try answer(try Bundles.path("tiny-a", .f32)))
+    }
+}
