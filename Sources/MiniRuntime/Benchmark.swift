@@ -64,7 +64,7 @@ public enum Benchmark {
         guard let enc = model.audioEncoder else { throw RuntimeError.badInput("\(model.bundle.gguf.path): no audio encoder") }
         var r = AudioResult()
         r.audioSeconds = clip.seconds
-        let bb = model.backbone, h = bb.hidden, t = model.tokenizer
+        let bb = model.backbone, h = bb.hidden
         var last = [Float](repeating: 0, count: h), logits = [Float](repeating: 0, count: bb.vocab)
         for _ in 0..<repeats {
             let t0 = Date()
@@ -74,17 +74,10 @@ public enum Benchmark {
             let e = enc.adapt(enc.conformer(mel: mel))
             let t2 = Date()
             r.positions = e.count / h
-            let head = ChatFormat.tokenize(ChatFormat.opening(system: ChatFormat.System.asr) + [ChatFormat.turnStart("user")], t)
-            let tail = ChatFormat.tokenize([ChatFormat.turnEnd, ChatFormat.turnStart("assistant")], t)
-            r.promptPositions = head.count + r.positions + tail.count
-            var emb = [Float](repeating: 0, count: r.promptPositions * h)
-            emb.withUnsafeMutableBufferPointer { b in
-                for (i, id) in head.enumerated() { bb.embedding(id, into: b.baseAddress! + i * h) }
-                e.withUnsafeBufferPointer { (b.baseAddress! + head.count * h).update(from: $0.baseAddress!, count: e.count) }
-                for (i, id) in tail.enumerated() { bb.embedding(id, into: b.baseAddress! + (head.count + r.positions + i) * h) }
-            }
-            bb.reset()
-            try emb.withUnsafeBufferPointer { b in try last.withUnsafeMutableBufferPointer { try bb.forward(b.baseAddress!, count: r.promptPositions, last: $0.baseAddress!) } }
+            let session = ChatSession(model: model, system: ChatFormat.System.asr)   // resets the backbone
+            session.appendUserTurn([.audio(clip)], encoded: [AudioEmbeddings(values: e, count: r.positions, hidden: h, stats: AudioEncodeStats())])
+            r.promptPositions = session.unfedCount
+            try session.prefill(last: &last)
             let t3 = Date()
             for _ in 0..<tokens {
                 bb.logits(last, into: &logits)

@@ -53,23 +53,9 @@ final class DepthformerLayer {
             length = pos + 1
             let n = length, group = heads / kvHeads, scale = 1 / Float(hd).squareRoot()
             for h in 0..<heads {
-                let q = s.qkv + h * hd, kvh = h / group
-                var sc = [Float](repeating: 0, count: n)
-                var mx = -Float.infinity
-                for j in 0..<n {
-                    var dot: Float = 0
-                    let kr = K.baseAddress! + j * kd + kvh * hd
-                    for i in 0..<hd { dot += q[i] * kr[i] }
-                    sc[j] = dot * scale; mx = max(mx, sc[j])
-                }
-                var sum: Float = 0
-                for j in 0..<n { sc[j] = expf(sc[j] - mx); sum += sc[j] }
-                let o = s.att + h * hd
-                for i in 0..<hd { o[i] = 0 }
-                for j in 0..<n {
-                    let w = sc[j] / sum, vr = V.baseAddress! + j * kd + kvh * hd
-                    for i in 0..<hd { o[i] += w * vr[i] }
-                }
+                let kvh = h / group
+                lfm_attend(s.qkv + h * hd, Int32(hd), K.baseAddress! + kvh * hd, V.baseAddress! + kvh * hd, Int32(kd), Int32(n), scale,
+                           s.scores, s.att + h * hd)
             }
         } }
         s.setAct(s.att, d, for: out)
@@ -88,14 +74,15 @@ final class DepthformerLayer {
 
 /// Scratch for one depthformer step.
 final class DepthScratch {
-    let norm, qkv, att, tmp, g, u: UnsafeMutablePointer<Float>
+    let norm, qkv, att, tmp, g, u, scores: UnsafeMutablePointer<Float>
     let q = QuantizedActivations(capacity: 1 << 14)
     private var quantized = false
-    init(d: Int, qkv qw: Int, ffn: Int, hidden: Int, vocab: Int) {
+    init(d: Int, qkv qw: Int, ffn: Int, hidden: Int, vocab: Int, positions: Int) {
         norm = .allocate(capacity: max(d, hidden)); qkv = .allocate(capacity: max(qw, vocab)); att = .allocate(capacity: d)
         tmp = .allocate(capacity: max(d, vocab)); g = .allocate(capacity: ffn); u = .allocate(capacity: ffn)
+        scores = .allocate(capacity: max(positions, 1))   // attention over one frame's codebooks
     }
-    deinit { for p in [norm, qkv, att, tmp, g, u] { p.deallocate() } }
+    deinit { for p in [norm, qkv, att, tmp, g, u, scores] { p.deallocate() } }
     func setAct(_ x: UnsafePointer<Float>, _ n: Int, for m: Matrix) {
         quantized = m.usesQuantizedActivations
         if quantized { q.reserve(n); q.set(x, rows: 1, cols: n, ld: n) }
@@ -136,7 +123,7 @@ public final class AudioHead: @unchecked Sendable {
         }
         embedding = e; toLogits = t; embNorm = n
         audioEmbedding = try L.matrix("audio_embedding.embedding.weight", rows: vocab * codebooks, cols: hidden)
-        s = DepthScratch(d: d, qkv: c.depthformer.qkvWidth, ffn: c.depthformer.ffnWidth, hidden: hidden, vocab: vocab)
+        s = DepthScratch(d: d, qkv: c.depthformer.qkvWidth, ffn: c.depthformer.ffnWidth, hidden: hidden, vocab: vocab, positions: c.codebooks)
     }
 
     /// Samples one frame of `codebooks` codes from a final-normed LM hidden state. When codebook 0 is EOA the

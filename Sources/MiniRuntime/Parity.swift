@@ -103,6 +103,7 @@ public enum Parity {
 
         // --- audio in
         var audioEmb: [Float]? = nil
+        var heard: AudioClip? = nil
         if let wave = try f("input.wave"), let rate = try ints("input.sample_rate")?.first {
             guard let enc = model.audioEncoder else { throw RuntimeError.badInput("\(bundlePath): the dump has audio input but the bundle has no audio encoder") }
             let clip = AudioClip(samples: wave, sampleRate: rate, channels: 1)
@@ -115,20 +116,19 @@ public enum Parity {
             let ad = enc.adapt(conf)
             if let w = try f("audio.adapter_out") { compare("audio.adapter_out", ad, w, shape: shape("audio.adapter_out")) }
             audioEmb = ad
+            heard = clip
         }
 
-        // --- prompt assembly, as ChatSession does it
-        let t = model.tokenizer, bb = model.backbone, h = bb.hidden
-        var ids = ChatFormat.tokenize(ChatFormat.opening(system: system), t) + ChatFormat.tokenize([ChatFormat.turnStart("user")], t)
-        var flags = [Int](repeating: 1, count: ids.count)
-        let nAudio = (audioEmb?.count ?? 0) / h
-        let audioAt = ids.count
-        flags += [Int](repeating: 2, count: nAudio)
-        var textAfter: [Int] = []
-        if let p = prompt, mode != "asr" { textAfter += t.encode(p) }
-        textAfter += ChatFormat.tokenize([ChatFormat.turnEnd, ChatFormat.turnStart("assistant")], t)
-        flags += [Int](repeating: 1, count: textAfter.count)
-        ids += textAfter
+        // --- prompt assembly, by the session itself
+        let bb = model.backbone, h = bb.hidden
+        let session = ChatSession(model: model, system: system)
+        var content: [UserContent] = [], encoded: [AudioEmbeddings?] = []
+        if let clip = heard, let ad = audioEmb {
+            content.append(.audio(clip)); encoded.append(AudioEmbeddings(values: ad, count: ad.count / h, hidden: h, stats: AudioEncodeStats()))
+        }
+        if let p = prompt, mode != "asr" { content.append(.text(p)); encoded.append(nil) }
+        session.appendUserTurn(content, encoded: encoded)
+        let ids = session.history.filter { $0 >= 0 }, flags = session.modalities.map(\.rawValue)
         var row = ParityRow(stage: "prompt.ids", shape: [flags.count])
         let refIds = try ints("prompt.text_ids") ?? [], refFlags = try ints("prompt.modality_flag") ?? []
         row.ok = refIds == ids && refFlags == flags
@@ -137,12 +137,7 @@ public enum Parity {
         report.rows.append(row)
         guard row.ok else { return report }
         let L = flags.count
-        var emb = [Float](repeating: 0, count: L * h)
-        emb.withUnsafeMutableBufferPointer { e in
-            for i in 0..<audioAt { bb.embedding(ids[i], into: e.baseAddress! + i * h) }
-            if let a = audioEmb { a.withUnsafeBufferPointer { (e.baseAddress! + audioAt * h).update(from: $0.baseAddress!, count: a.count) } }
-            for (j, id) in textAfter.enumerated() { bb.embedding(id, into: e.baseAddress! + (audioAt + nAudio + j) * h) }
-        }
+        let emb = session.pendingEmbeddings()
         if let w = try f("prompt.in_emb") { compare("prompt.in_emb", emb, w, shape: shape("prompt.in_emb")) }
 
         // --- backbone, every layer
@@ -169,8 +164,6 @@ public enum Parity {
         let depthLogits = try f("gen.depth_logits") ?? []
         let depthMargins = try f("gen.depth_margins") ?? []
         let V = bb.vocab, AV = LFM2AudioConfig.audioVocab
-        var textRow = ParityRow(stage: "gen.text_logits", shape: [tokens.count, V])
-        var depthRow = ParityRow(stage: "gen.depth_logits", shape: [depthLogits.count / max(8 * AV, 1), 8, AV])
         var gotText: [Float] = [], gotDepth: [Float] = []
         var tStep = 0, fStep = 0
         var textRepro = 0, frameRepro = 0, textFirst: Int? = nil, frameFirst: Int? = nil
@@ -230,7 +223,7 @@ public enum Parity {
         if !tokens.isEmpty {
             let before = report.rows.count
             compare("gen.text_logits", gotText, Array(textLogits.prefix(gotText.count)), shape: [tStep, V])
-            textRow = report.rows.remove(at: before)
+            var textRow = report.rows.remove(at: before)
             textRow.steps = tStep; textRow.reproduced = textRepro; textRow.firstDivergence = textFirst
             if textFirst != nil { textRow.marginAtDivergence = textFirstMargin; textRow.nearTie = textTie }
             if cls != "f32" {
@@ -243,7 +236,7 @@ public enum Parity {
         if fStep > 0 {
             let before = report.rows.count
             compare("gen.depth_logits", gotDepth, Array(depthLogits.prefix(gotDepth.count)), shape: [gotDepth.count / (8 * AV), 8, AV])
-            depthRow = report.rows.remove(at: before)
+            var depthRow = report.rows.remove(at: before)
             depthRow.steps = fStep; depthRow.reproduced = frameRepro; depthRow.firstDivergence = frameFirst
             if frameFirst != nil { depthRow.marginAtDivergence = frameFirstMargin; depthRow.nearTie = frameTie }
             if cls == "f32" && frameFirst != nil && !frameTie { depthRow.ok = false }

@@ -99,11 +99,10 @@ public final class ChatSession: @unchecked Sendable {
         unfed.append(.embeddings(e))
     }
 
-    /// Runs every pending position through the backbone; `last` receives the final hidden state.
-    func prefill(last: inout [Float]) throws {
-        let bb = model.backbone, h = bb.hidden, n = unfedCount
-        guard n > 0 else { return }
-        var emb = [Float](repeating: 0, count: n * h)
+    /// The input embeddings of every pending position (text rows, audio rows, frame sums), in order.
+    func pendingEmbeddings() -> [Float] {
+        let bb = model.backbone, h = bb.hidden
+        var emb = [Float](repeating: 0, count: unfedCount * h)
         emb.withUnsafeMutableBufferPointer { e in
             var row = 0
             for p in unfed {
@@ -117,8 +116,32 @@ public final class ChatSession: @unchecked Sendable {
                 }
             }
         }
-        try emb.withUnsafeBufferPointer { e in try last.withUnsafeMutableBufferPointer { try bb.forward(e.baseAddress!, count: n, last: $0.baseAddress!) } }
+        return emb
+    }
+
+    /// Runs every pending position through the backbone; `last` receives the final hidden state.
+    func prefill(last: inout [Float]) throws {
+        let n = unfedCount
+        guard n > 0 else { return }
+        let emb = pendingEmbeddings()
+        try emb.withUnsafeBufferPointer { e in try last.withUnsafeMutableBufferPointer { try model.backbone.forward(e.baseAddress!, count: n, last: $0.baseAddress!) } }
         unfed = []
+    }
+
+    /// Appends a user turn as `ChatState` does (the previous turn's end, "<|im_start|>user\n", each piece on its own,
+    /// "<|im_end|>\n<|im_start|>assistant\n"); `encoded[i]` holds the embeddings of `content[i]` when it is audio.
+    func appendUserTurn(_ content: [UserContent], encoded: [AudioEmbeddings?]) {
+        let t = model.tokenizer
+        if turns > 0 { appendTokens(ChatFormat.tokenize([ChatFormat.turnEnd], t)) }
+        turns += 1
+        appendTokens(ChatFormat.tokenize([ChatFormat.turnStart("user")], t))
+        for (c, e) in zip(content, encoded) {
+            switch c {
+            case .text(let s): appendTokens(t.encode(s))
+            case .audio: appendAudio(e!)
+            }
+        }
+        appendTokens(ChatFormat.tokenize([ChatFormat.turnEnd, ChatFormat.turnStart("assistant")], t))
     }
 
     /// Stops a running generation at the next step.
@@ -178,16 +201,7 @@ public final class ChatSession: @unchecked Sendable {
         if bb.position + unfedCount + stats.audioPositions > bb.contextLimit {
             throw RuntimeError.contextOverflow(limit: bb.contextLimit, needed: bb.position + unfedCount + stats.audioPositions)
         }
-        if turns > 0 { appendTokens(ChatFormat.tokenize([ChatFormat.turnEnd], t)) }
-        turns += 1
-        appendTokens(ChatFormat.tokenize([ChatFormat.turnStart("user")], t))
-        for (c, e) in zip(content, encoded) {
-            switch c {
-            case .text(let s): appendTokens(t.encode(s))
-            case .audio: appendAudio(e!)
-            }
-        }
-        appendTokens(ChatFormat.tokenize([ChatFormat.turnEnd, ChatFormat.turnStart("assistant")], t))
+        appendUserTurn(content, encoded: encoded)
         stats.promptTokens = unfedCount
         let h = bb.hidden
         var hidden = [Float](repeating: 0, count: h)

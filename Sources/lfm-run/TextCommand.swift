@@ -51,6 +51,17 @@ struct RuntimeOptions: ParsableArguments {
     }
 }
 
+/// Opens the bundle for a command (and checks every tensor's CRC32 with --verify); returns the load time too.
+func openModel(_ runtime: RuntimeOptions) throws -> (LFMModel, Double) {
+    let t0 = Date()
+    let model = try LFMModel(path: runtime.bundle, options: ModelOptions(threads: runtime.threads, contextLimit: runtime.ctx))
+    if runtime.verify {
+        let bad = model.bundle.damagedTensors(threads: runtime.threads)
+        if !bad.isEmpty { throw RunError(message: "\(runtime.bundle): \(bad.count) damaged tensors (CRC32 mismatch): \(bad.prefix(5).joined(separator: ", "))") }
+    }
+    return (model, Date().timeIntervalSince(t0))
+}
+
 struct TextCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "text",
