@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# Installs what the project needs on Debian 12 with Swift 6.3: the C libraries (found through pkg-config) and,
-# for the tests, Python's `gguf` package (an independent GGUF reader). Idempotent and quiet when all is there.
+# Installs what the project needs on Debian 12 with Swift 6.3: zlib (found through pkg-config) and, for the tests,
+# Python's `gguf` package (an independent GGUF reader). OpenBLAS and zstd are not used (README, "Kernels").
+# Idempotent and quiet when all is there.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 need=()
 pkg-config --exists zlib 2>/dev/null || need+=(libz-dev)
-pkg-config --exists libzstd 2>/dev/null || need+=(libzstd-dev)
-pkg-config --exists openblas 2>/dev/null || need+=(libopenblas-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"

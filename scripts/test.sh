@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --tests
+# ARM64 kernels (neon, neon-dotprod, neon-i8mm) under qemu: a few seconds
+echo "== ARM64 kernel check (qemu)"
+arm64_rc=0
+bash scripts/arm64_check.sh --install | tail -4 || arm64_rc=$?
 swift build --build-tests
 log=$(mktemp)
 set +e
@@ -16,5 +20,6 @@ total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
 failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
 rm -f "$log"
 if [ -z "$summary" ]; then echo "no XCTest summary found"; exit 1; fi
+if [ "$arm64_rc" -ne 0 ]; then echo "ARM64 kernel check failed ($arm64_rc)"; failed=$((failed + 1)); total=$((total + 1)); rc=1; fi
 echo "tests: $((total - failed)) passed, $failed failed"
 exit "$rc"

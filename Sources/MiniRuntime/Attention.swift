@@ -46,11 +46,10 @@ final class Attention {
     func forward(_ x: UnsafePointer<Float>, T: Int, out: UnsafeMutablePointer<Float>, ws: Workspace, pool: WorkerPool) {
         let qd = heads * headDim, kd = kvHeads * headDim
         let qs = ws.big, ks = ws.big + T * qd, vs = ks + T * kd, att = ws.mid
-        let act = (q.usesQuantizedActivations || k.usesQuantizedActivations) ? ws.act : nil
-        act?.set(x, rows: T, cols: hidden, ld: hidden)
-        q.matmul(x, ldx: hidden, act, rows: T, into: qs, ldy: qd, pool: pool)
-        k.matmul(x, ldx: hidden, act, rows: T, into: ks, ldy: kd, pool: pool)
-        v.matmul(x, ldx: hidden, act, rows: T, into: vs, ldy: kd, pool: pool)
+        ws.act.bind(x, rows: T, cols: hidden)
+        q.matmul(ws.act, into: qs, ldy: qd, pool: pool)
+        k.matmul(ws.act, into: ks, ldy: kd, pool: pool)
+        v.matmul(ws.act, into: vs, ldy: kd, pool: pool)
         let p0 = length
         qNorm.withUnsafeBufferPointer { qn in kNorm.withUnsafeBufferPointer { kn in
             for t in 0..<T {
@@ -100,9 +99,8 @@ final class Attention {
                 job += nth
             }
         }
-        let act2 = o.usesQuantizedActivations ? ws.act : nil
-        act2?.set(att, rows: T, cols: qd, ld: qd)
-        o.matmul(att, ldx: qd, act2, rows: T, into: out, ldy: hidden, pool: pool)
+        ws.act.bind(att, rows: T, cols: qd)
+        o.matmul(ws.act, into: out, ldy: hidden, pool: pool)
     }
 }
 

@@ -14,7 +14,7 @@ final class AudioAdapter {
     }
     var outFeatures: Int { l2.outFeatures }
     /// x: T × d → T × H.
-    func forward(_ x: UnsafePointer<Float>, T: Int, act: QuantizedActivations, pool: WorkerPool) -> [Float] {
+    func forward(_ x: UnsafePointer<Float>, T: Int, act: Activations, pool: WorkerPool) -> [Float] {
         let d = norm.weight.count, h = l1.outFeatures
         let n = UnsafeMutablePointer<Float>.allocate(capacity: T * d), m = UnsafeMutablePointer<Float>.allocate(capacity: T * h)
         defer { n.deallocate(); m.deallocate() }

@@ -32,7 +32,7 @@ public final class AudioEncoder: @unchecked Sendable {
     let layers: [ConformerLayer]
     let adapter: AudioAdapter
     let pool: WorkerPool
-    let act = QuantizedActivations(capacity: 1 << 16)
+    let act = Activations(capacity: 1 << 16)
     private var resamplers: [Int: Resampler] = [:]
     private let lock = NSLock()
 

@@ -23,7 +23,7 @@ final class ConformerConvolution {
     }
 
     /// x: T × d (normed); out: T × d.
-    func forward(_ x: UnsafePointer<Float>, T: Int, out y: UnsafeMutablePointer<Float>, act: QuantizedActivations, pool: WorkerPool) {
+    func forward(_ x: UnsafePointer<Float>, T: Int, out y: UnsafeMutablePointer<Float>, act: Activations, pool: WorkerPool) {
         let d = d, K = kernel, pad = (kernel - 1) / 2
         let h = UnsafeMutablePointer<Float>.allocate(capacity: T * 2 * d), z = UnsafeMutablePointer<Float>.allocate(capacity: T * d)
         let c = UnsafeMutablePointer<Float>.allocate(capacity: T * d)

@@ -9,7 +9,7 @@ final class ConformerFeedForward {
         l1 = try Linear(L, p + "linear1", out: ff, in: d)
         l2 = try Linear(L, p + "linear2", out: d, in: ff)
     }
-    func forward(_ x: UnsafePointer<Float>, T: Int, out y: UnsafeMutablePointer<Float>, act: QuantizedActivations, pool: WorkerPool) {
+    func forward(_ x: UnsafePointer<Float>, T: Int, out y: UnsafeMutablePointer<Float>, act: Activations, pool: WorkerPool) {
         let h = UnsafeMutablePointer<Float>.allocate(capacity: T * l1.outFeatures); defer { h.deallocate() }
         l1(x, rows: T, into: h, act: act, pool: pool)
         lfm_silu(h, T * l1.outFeatures)
@@ -43,7 +43,7 @@ final class ConformerLayer {
     }
 
     /// x: T × d, updated in place. pe: the (2T−1) × d position table.
-    func forward(_ x: UnsafeMutablePointer<Float>, T: Int, pe: UnsafePointer<Float>, act: QuantizedActivations, pool: WorkerPool) {
+    func forward(_ x: UnsafeMutablePointer<Float>, T: Int, pe: UnsafePointer<Float>, act: Activations, pool: WorkerPool) {
         let n = T * d
         let nrm = UnsafeMutablePointer<Float>.allocate(capacity: n), o = UnsafeMutablePointer<Float>.allocate(capacity: n)
         defer { nrm.deallocate(); o.deallocate() }

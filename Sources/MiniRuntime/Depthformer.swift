@@ -40,8 +40,8 @@ final class DepthformerLayer {
     func step(_ x: UnsafeMutablePointer<Float>, s: DepthScratch, pool: WorkerPool) {
         let kd = kvHeads * hd
         opNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, d, eps: 1e-5, into: s.norm) }
-        s.setAct(s.norm, d, for: qkv)
-        qkv.matvec(s.norm, s.act(qkv), into: s.qkv, pool: pool)
+        s.q.bind(s.norm, rows: 1, cols: d)
+        qkv.matvec(s.q, into: s.qkv, pool: pool)
         let pos = length
         qNorm.withUnsafeBufferPointer { qn in kNorm.withUnsafeBufferPointer { kn in
             for h in 0..<heads { let r = s.qkv + h * hd; Ops.rmsNorm(r, qn.baseAddress!, hd, eps: 1e-5, into: r); rope.apply(r, position: pos) }
@@ -58,16 +58,16 @@ final class DepthformerLayer {
                            s.scores, s.att + h * hd)
             }
         } }
-        s.setAct(s.att, d, for: out)
-        out.matvec(s.att, s.act(out), into: s.tmp, pool: pool)
+        s.q.bind(s.att, rows: 1, cols: d)
+        out.matvec(s.q, into: s.tmp, pool: pool)
         Ops.add(x, s.tmp, d)
         ffnNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, d, eps: 1e-5, into: s.norm) }
-        s.setAct(s.norm, d, for: w1)
-        w1.matvec(s.norm, s.act(w1), into: s.g, pool: pool)
-        w3.matvec(s.norm, s.act(w3), into: s.u, pool: pool)
-        Ops.swiglu(s.g, s.u, ffn, into: s.g)
-        s.setAct(s.g, ffn, for: w2)
-        w2.matvec(s.g, s.act(w2), into: s.tmp, pool: pool)
+        s.q.bind(s.norm, rows: 1, cols: d)
+        w1.matvec(s.q, into: s.g, pool: pool)
+        w3.matvec(s.q, into: s.u, pool: pool)
+        Ops.swiglu(s.g, s.u, ffn)
+        s.q.bind(s.g, rows: 1, cols: ffn)
+        w2.matvec(s.q, into: s.tmp, pool: pool)
         Ops.add(x, s.tmp, d)
     }
 }
@@ -75,19 +75,13 @@ final class DepthformerLayer {
 /// Scratch for one depthformer step.
 final class DepthScratch {
     let norm, qkv, att, tmp, g, u, scores: UnsafeMutablePointer<Float>
-    let q = QuantizedActivations(capacity: 1 << 14)
-    private var quantized = false
+    let q = Activations(capacity: 1 << 14)
     init(d: Int, qkv qw: Int, ffn: Int, hidden: Int, vocab: Int, positions: Int) {
         norm = .allocate(capacity: max(d, hidden)); qkv = .allocate(capacity: max(qw, vocab)); att = .allocate(capacity: d)
         tmp = .allocate(capacity: max(d, vocab)); g = .allocate(capacity: ffn); u = .allocate(capacity: ffn)
         scores = .allocate(capacity: max(positions, 1))   // attention over one frame's codebooks
     }
     deinit { for p in [norm, qkv, att, tmp, g, u, scores] { p.deallocate() } }
-    func setAct(_ x: UnsafePointer<Float>, _ n: Int, for m: Matrix) {
-        quantized = m.usesQuantizedActivations
-        if quantized { q.reserve(n); q.set(x, rows: 1, cols: n, ld: n) }
-    }
-    func act(_ m: Matrix) -> QuantizedActivations? { m.usesQuantizedActivations ? q : nil }
 }
 
 /// The audio head (backbone.md §4.6–4.7): `depth_linear` splits the LM hidden state into 8 codebook inputs; the
@@ -106,7 +100,7 @@ public final class AudioHead: @unchecked Sendable {
     let d: Int, hidden: Int
     let s: DepthScratch
     let pool: WorkerPool
-    let act = QuantizedActivations(capacity: 1 << 12)
+    let act = Activations(capacity: 1 << 12)
     /// Called with each codebook's logits (parity tools).
     public var logitsObserver: ((Int, [Float]) -> Void)?
 
@@ -155,8 +149,8 @@ public final class AudioHead: @unchecked Sendable {
                 for l in layers { l.step(xb.baseAddress!, s: s, pool: pool) }
                 embNorm[k].withUnsafeBufferPointer { Ops.rmsNorm(xb.baseAddress!, $0.baseAddress!, d, eps: 1e-5, into: s.norm) }
             }
-            s.setAct(s.norm, d, for: toLogits[k])
-            logits.withUnsafeMutableBufferPointer { toLogits[k].matvec(s.norm, s.act(toLogits[k]), into: $0.baseAddress!, pool: pool) }
+            s.q.bind(s.norm, rows: 1, cols: d)
+            logits.withUnsafeMutableBufferPointer { toLogits[k].matvec(s.q, into: $0.baseAddress!, pool: pool) }
             logitsObserver?(k, logits)
             let c = choose(k, &logits)
             codes.append(c)

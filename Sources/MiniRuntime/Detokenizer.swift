@@ -19,7 +19,7 @@ public final class Detokenizer: @unchecked Sendable {
     let finalNorm: [Float]
     let lin: Linear
     let ws: Workspace
-    let act = QuantizedActivations(capacity: 1 << 14)
+    let act = Activations(capacity: 1 << 14)
     let pool: WorkerPool
     /// The synthesis window (`istft.window`).
     let hann: [Float]
@@ -111,7 +111,7 @@ public final class Detokenizer: @unchecked Sendable {
         }
         var frameOut = [Float](repeating: 0, count: U * N)
         ri.withUnsafeBufferPointer { r in frameOut.withUnsafeMutableBufferPointer { o in
-            idftMatrix.matmul(r.baseAddress!, ldx: 2 * B, nil, rows: U, into: o.baseAddress!, ldy: N, pool: pool)
+            idftMatrix.matmul(r.baseAddress!, ldx: 2 * B, rows: U, into: o.baseAddress!, ldy: N, pool: pool)
         } }
         var out: [Float] = []
         for t in 0..<U {

@@ -12,13 +12,11 @@ final class FeedForward {
     }
     func forward(_ x: UnsafePointer<Float>, T: Int, out: UnsafeMutablePointer<Float>, ws: Workspace, pool: WorkerPool) {
         let g = ws.big, u = ws.big + T * ffn
-        let act = w1.usesQuantizedActivations ? ws.act : nil
-        act?.set(x, rows: T, cols: hidden, ld: hidden)
-        w1.matmul(x, ldx: hidden, act, rows: T, into: g, ldy: ffn, pool: pool)
-        w3.matmul(x, ldx: hidden, act, rows: T, into: u, ldy: ffn, pool: pool)
-        Ops.swiglu(g, u, T * ffn, into: g)
-        let act2 = w2.usesQuantizedActivations ? ws.act : nil
-        act2?.set(g, rows: T, cols: ffn, ld: ffn)
-        w2.matmul(g, ldx: ffn, act2, rows: T, into: out, ldy: hidden, pool: pool)
+        ws.act.bind(x, rows: T, cols: hidden)
+        w1.matmul(ws.act, into: g, ldy: ffn, pool: pool)
+        w3.matmul(ws.act, into: u, ldy: ffn, pool: pool)
+        Ops.swiglu(g, u, T * ffn)
+        ws.act.bind(g, rows: T, cols: ffn)
+        w2.matmul(ws.act, into: out, ldy: hidden, pool: pool)
     }
 }

@@ -51,54 +51,79 @@ struct Matrix: @unchecked Sendable {
     let data: UnsafeRawPointer
     let rows: Int
     let cols: Int
-    var usesQuantizedActivations: Bool { type == .q8_0 || type == .q4_0 }
+    /// Whether the active kernel table reads these weights with q8 block activations (Q8_0/Q4_0) or floats.
+    var usesQuantizedActivations: Bool { lfm_type_wants_q8(Int32(type.rawValue)) != 0 }
 }
 
-/// Activations quantized once per input vector and shared by every matrix that reads them.
-final class QuantizedActivations {
-    var q: UnsafeMutablePointer<Int8>
-    var d: UnsafeMutablePointer<Float>
-    var s: UnsafeMutablePointer<Int32>
-    var capacity: Int
-    init(capacity: Int) {
+/// The input of one or more matrix products: T float rows, `ld` floats apart. Callers only bind the rows; a matrix
+/// whose kernels want q8 block activations quantizes them on first use after a bind, once for every matrix that
+/// reads the same input (q/k/v, w1/w3).
+final class Activations {
+    private(set) var x: UnsafePointer<Float>?
+    private(set) var rows = 0, cols = 0, ld = 0
+    private var quantized = false
+    private var q: UnsafeMutablePointer<Int8>
+    private var d: UnsafeMutablePointer<Float>
+    private var s: UnsafeMutablePointer<Int32>
+    private var capacity: Int
+    init(capacity: Int = 1 << 12) {
         self.capacity = max(capacity, 32)
         q = .allocate(capacity: self.capacity); d = .allocate(capacity: self.capacity / 32 + 1); s = .allocate(capacity: self.capacity / 32 + 1)
     }
     deinit { q.deallocate(); d.deallocate(); s.deallocate() }
-    /// Grows the buffers to hold at least `n` values.
-    func reserve(_ n: Int) {
-        guard n > capacity else { return }
-        q.deallocate(); d.deallocate(); s.deallocate()
-        capacity = n
-        q = .allocate(capacity: n); d = .allocate(capacity: n / 32 + 1); s = .allocate(capacity: n / 32 + 1)
+
+    /// Declares the input rows (no work is done until a matrix reads them).
+    func bind(_ x: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int? = nil) {
+        self.x = x; self.rows = rows; self.cols = cols; self.ld = ld ?? cols
+        quantized = false
     }
-    /// Quantizes T rows of `cols` floats (rows `ld` apart).
-    func set(_ x: UnsafePointer<Float>, rows T: Int, cols: Int, ld: Int) {
-        precondition(T * cols <= capacity)
-        for t in 0..<T { lfm_quantize_act_q8(x + t * ld, Int32(cols), q + t * cols, d + t * cols / 32, s + t * cols / 32) }
+
+    /// The q8 blocks of the bound rows (rows `cols` bytes / `cols/32` blocks apart), made on first request.
+    fileprivate func q8() -> (SendablePtr<Int8>, SendablePtr<Float>, SendablePtr<Int32>) {
+        if !quantized {
+            let n = rows * cols
+            if n > capacity {
+                q.deallocate(); d.deallocate(); s.deallocate()
+                capacity = n
+                q = .allocate(capacity: n); d = .allocate(capacity: n / 32 + 1); s = .allocate(capacity: n / 32 + 1)
+            }
+            for t in 0..<rows { lfm_quantize_act_q8(x! + t * ld, Int32(cols), q + t * cols, d + t * cols / 32, s + t * cols / 32) }
+            quantized = true
+        }
+        return (SendablePtr(q), SendablePtr(d), SendablePtr(s))
     }
 }
 
 extension Matrix {
-    /// y = W x (one vector). `xq` must hold x quantized when the weights are Q8_0/Q4_0.
-    func matvec(_ x: UnsafePointer<Float>, _ xq: QuantizedActivations?, into y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
-        let w = data, t = Int32(type.rawValue), c = Int32(cols)
-        let yp = SendablePtr(y), xp = SendablePtr(UnsafeMutablePointer(mutating: x))
-        let q = xq.map { (SendablePtr($0.q), SendablePtr($0.d), SendablePtr($0.s)) }
+    /// Y[t] = W X[t] for the bound rows of `a` into Y (rows `ldy` floats apart); one row runs as a matrix-vector
+    /// product. The kernel table's choice for this weight type decides whether `a` is quantized.
+    func matmul(_ a: Activations, into Y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
+        precondition(a.cols == cols, "\(name): input has \(a.cols) columns, the matrix \(cols)")
+        let w = data, t = Int32(type.rawValue), c = Int32(cols), T = a.rows, ldx = Int32(a.ld)
+        let yp = SendablePtr(Y), xp = SendablePtr(UnsafeMutablePointer(mutating: a.x!))
+        let q = usesQuantizedActivations ? a.q8() : nil
+        if T == 1 {
+            pool.parallelFor(rows) { b, e in
+                lfm_matvec(t, w, c, Int32(b), Int32(e), xp.p, q?.0.p, q?.1.p, q?.2.p, yp.p)
+            }
+            return
+        }
         pool.parallelFor(rows) { b, e in
-            lfm_matvec(t, w, c, Int32(b), Int32(e), xp.p, q?.0.p, q?.1.p, q?.2.p, yp.p)
+            lfm_matmul(t, w, c, Int32(b), Int32(e), Int32(T), xp.p, ldx, q?.0.p, q?.1.p, q?.2.p, c, yp.p, Int32(ldy))
         }
     }
 
-    /// Y[t] = W X[t] for T rows of X (`ldx` floats apart) into Y (`ldy` apart).
-    func matmul(_ X: UnsafePointer<Float>, ldx: Int, _ xq: QuantizedActivations?, rows T: Int, into Y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
-        if T == 1 { matvec(X, xq, into: Y, pool: pool); return }
-        let w = data, t = Int32(type.rawValue), c = Int32(cols)
-        let yp = SendablePtr(Y), xp = SendablePtr(UnsafeMutablePointer(mutating: X))
-        let q = xq.map { (SendablePtr($0.q), SendablePtr($0.d), SendablePtr($0.s)) }
-        pool.parallelFor(rows) { b, e in
-            lfm_matmul(t, w, c, Int32(b), Int32(e), Int32(T), xp.p, Int32(ldx), q?.0.p, q?.1.p, q?.2.p, c, yp.p, Int32(ldy))
-        }
+    /// y = W x for the one bound row of `a`.
+    func matvec(_ a: Activations, into y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
+        precondition(a.rows == 1)
+        matmul(a, into: y, ldy: rows, pool: pool)
+    }
+
+    /// Y[t] = W X[t] for callers without a shared input (convolutions, the inverse DFT): X rows `ldx` floats apart.
+    func matmul(_ X: UnsafePointer<Float>, ldx: Int, rows T: Int, into Y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
+        let a = Activations(capacity: usesQuantizedActivations ? T * cols : 32)
+        a.bind(X, rows: T, cols: cols, ld: ldx)
+        matmul(a, into: Y, ldy: ldy, pool: pool)
     }
 
     /// One row as floats (embedding lookup).
@@ -107,22 +132,20 @@ extension Matrix {
     }
 }
 
-/// Elementwise helpers (single-threaded; cheap next to the matrix products).
+/// Elementwise helpers over the kernel table (single-threaded; cheap next to the matrix products).
 enum Ops {
     /// RMSNorm with a plain weight: y = w ⊙ x / √(mean(x²) + eps).
     static func rmsNorm(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ n: Int, eps: Float, into y: UnsafeMutablePointer<Float>) {
-        var ss: Float = 0
-        for i in 0..<n { ss += x[i] * x[i] }
-        let r = 1 / (ss / Float(n) + eps).squareRoot()
-        for i in 0..<n { y[i] = w[i] * (x[i] * r) }
+        lfm_rmsnorm(x, w, Int32(n), eps, y)
     }
 
     /// y = silu(g) ⊙ u.
-    static func swiglu(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ n: Int, into y: UnsafeMutablePointer<Float>) {
-        for i in 0..<n { let a = g[i]; y[i] = a / (1 + expf(-a)) * u[i] }
+    static func swiglu(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, _ n: Int) {
+        lfm_silu(g, n)
+        for i in 0..<n { g[i] *= u[i] }
     }
 
     static func add(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) {
-        for i in 0..<n { a[i] += b[i] }
+        lfm_axpy(1, b, a, n)
     }
 }

@@ -49,13 +49,13 @@ final class Workspace {
     let maxT: Int
     let norm: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
     let big: UnsafeMutablePointer<Float>, mid: UnsafeMutablePointer<Float>
-    let act: QuantizedActivations
+    let act: Activations
     init(maxT: Int, hidden: Int, ffn: Int, qdim: Int, kvdim: Int) {
         self.maxT = maxT
         norm = .allocate(capacity: maxT * hidden); out = .allocate(capacity: maxT * hidden)
         big = .allocate(capacity: maxT * max(3 * hidden, 2 * ffn, qdim + 2 * kvdim))
         mid = .allocate(capacity: maxT * max(qdim, hidden))
-        act = QuantizedActivations(capacity: maxT * max(ffn, qdim, hidden))
+        act = Activations(capacity: maxT * max(ffn, qdim, hidden))
     }
     deinit { norm.deallocate(); out.deallocate(); big.deallocate(); mid.deallocate() }
 }

@@ -16,7 +16,7 @@ public final class LFM2Backbone {
     public static let chunk = 256
     let hiddenBuf: UnsafeMutablePointer<Float>
     let logitsBuf: UnsafeMutablePointer<Float>
-    let headAct: QuantizedActivations
+    let headAct: Activations
 
     init(_ L: TensorLoader, prefix: String, config c: LFM2Config, contextLimit: Int, pool: WorkerPool) throws {
         config = c
@@ -30,7 +30,7 @@ public final class LFM2Backbone {
         ws = Workspace(maxT: Self.chunk, hidden: c.hiddenSize, ffn: c.ffnWidth, qdim: qd, kvdim: kvd)
         hiddenBuf = .allocate(capacity: Self.chunk * c.hiddenSize)
         logitsBuf = .allocate(capacity: c.vocabSize)
-        headAct = QuantizedActivations(capacity: c.hiddenSize)
+        headAct = Activations(capacity: c.hiddenSize)
     }
     deinit { hiddenBuf.deallocate(); logitsBuf.deallocate() }
 
@@ -89,8 +89,7 @@ public final class LFM2Backbone {
 
     /// Tied-head text logits of a final-normed hidden state.
     public func logits(_ hiddenState: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
-        let act = embed.usesQuantizedActivations ? headAct : nil
-        act?.set(hiddenState, rows: 1, cols: hidden, ld: hidden)
-        embed.matvec(hiddenState, act, into: out, pool: pool)
+        headAct.bind(hiddenState, rows: 1, cols: hidden)
+        embed.matvec(headAct, into: out, pool: pool)
     }
 }

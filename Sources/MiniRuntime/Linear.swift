@@ -14,18 +14,13 @@ struct Linear {
         bias = hasBias ? try L.floats(prefix + ".bias", shape: [out]) : nil
     }
 
-    /// Y[t] = W X[t] + b for T rows; X rows `ldx` floats apart, Y rows `ldy` apart. `act` is scratch for the
-    /// quantized activations (grown as needed).
+    /// Y[t] = W X[t] + b for T rows; X rows `ldx` floats apart, Y rows `ldy` apart. `act` carries the input to
+    /// the kernels (and its quantized form when the weights want one).
     func callAsFunction(_ X: UnsafePointer<Float>, ldx: Int? = nil, rows T: Int, into Y: UnsafeMutablePointer<Float>, ldy: Int? = nil,
-                        act: QuantizedActivations, pool: WorkerPool) {
+                        act: Activations, pool: WorkerPool) {
         let lx = ldx ?? inFeatures, ly = ldy ?? outFeatures
-        var a: QuantizedActivations? = nil
-        if w.usesQuantizedActivations {
-            act.reserve(T * inFeatures)
-            act.set(X, rows: T, cols: inFeatures, ld: lx)
-            a = act
-        }
-        w.matmul(X, ldx: lx, a, rows: T, into: Y, ldy: ly, pool: pool)
+        act.bind(X, rows: T, cols: inFeatures, ld: lx)
+        w.matmul(act, into: Y, ldy: ly, pool: pool)
         if let bias {
             bias.withUnsafeBufferPointer { b in
                 for t in 0..<T { Ops.add(Y + t * ly, b.baseAddress!, outFeatures) }

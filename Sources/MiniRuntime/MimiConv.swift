@@ -35,7 +35,7 @@ final class StreamingConv1d {
             for t in 0..<T { (c.baseAddress! + t * kc).update(from: f.baseAddress! + t * cin, count: kc) }
         } }
         cols.withUnsafeBufferPointer { c in y.withUnsafeMutableBufferPointer { yb in
-            mat.matmul(c.baseAddress!, ldx: kc, nil, rows: T, into: yb.baseAddress!, ldy: cout, pool: pool)
+            mat.matmul(c.baseAddress!, ldx: kc, rows: T, into: yb.baseAddress!, ldy: cout, pool: pool)
             bias.withUnsafeBufferPointer { b in for t in 0..<T { Ops.add(yb.baseAddress! + t * cout, b.baseAddress!, cout) } }
         } }
         if k > 1 { prev = Array(full.suffix((k - 1) * cin)) }
@@ -85,7 +85,7 @@ final class StreamingConvTranspose1d {
         } else {
             var prod = [Float](repeating: 0, count: T * k * cout)
             x.withUnsafeBufferPointer { xb in prod.withUnsafeMutableBufferPointer { p in
-                mat.matmul(xb.baseAddress!, ldx: cin, nil, rows: T, into: p.baseAddress!, ldy: k * cout, pool: pool)
+                mat.matmul(xb.baseAddress!, ldx: cin, rows: T, into: p.baseAddress!, ldy: k * cout, pool: pool)
             } }
             for t in 0..<T { for j in 0..<k {
                 let zr = (t * stride + j) * cout, pr = (t * k + j) * cout

@@ -13,7 +13,7 @@ final class MimiTransformerLayer {
     let rope: PairRoPE
     var keys: [Float], values: [Float]    // [context][d] ring, slot = position % context
     var written = 0                        // positions written so far
-    let act = QuantizedActivations(capacity: 1 << 12)
+    let act = Activations(capacity: 1 << 12)
 
     init(_ L: TensorLoader, _ p: String, config c: MimiConfig.Transformer) throws {
         d = c.dModel; heads = c.numHeads; hd = c.dModel / c.numHeads; ff = c.dimFeedforward; context = c.context
@@ -35,9 +35,8 @@ final class MimiTransformerLayer {
     func reset() { written = 0 }
 
     func linear(_ m: Matrix, _ x: UnsafePointer<Float>, T: Int, _ y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
-        var a: QuantizedActivations? = nil
-        if m.usesQuantizedActivations { act.reserve(T * m.cols); act.set(x, rows: T, cols: m.cols, ld: m.cols); a = act }
-        m.matmul(x, ldx: m.cols, a, rows: T, into: y, ldy: m.rows, pool: pool)
+        act.bind(x, rows: T, cols: m.cols)
+        m.matmul(act, into: y, ldy: m.rows, pool: pool)
     }
 
     /// x: T × d (time-major), updated in place; positions continue from `written`.
@@ -67,21 +66,16 @@ final class MimiTransformerLayer {
             let lo = max(0, latest - context + 1, p - context + 1)
             let n = p - lo + 1
             var sc = [Float](repeating: 0, count: n)
-            for h in 0..<heads {
-                var mx = -Float.infinity
-                for j in 0..<n {
-                    let slot = (lo + j) % context
-                    var s: Float = 0
-                    for i in 0..<hd { s += qkv[t * 3 * d + h * hd + i] * keys[slot * d + h * hd + i] }
-                    sc[j] = s * scale; mx = max(mx, sc[j])
+            // the ring may wrap, so keys are visited slot by slot: dot, softmax, then a weighted sum of values
+            keys.withUnsafeBufferPointer { K in values.withUnsafeBufferPointer { V in
+            qkv.withUnsafeBufferPointer { Q in att.withUnsafeMutableBufferPointer { A in sc.withUnsafeMutableBufferPointer { S in
+                for h in 0..<heads {
+                    let q = Q.baseAddress! + t * 3 * d + h * hd, a = A.baseAddress! + t * d + h * hd
+                    for j in 0..<n { S[j] = lfm_dot_f32(q, K.baseAddress! + ((lo + j) % context) * d + h * hd, hd) * scale }
+                    lfm_softmax(S.baseAddress!, Int32(n))
+                    for j in 0..<n { lfm_axpy(S[j], V.baseAddress! + ((lo + j) % context) * d + h * hd, a, hd) }
                 }
-                var sum: Float = 0
-                for j in 0..<n { sc[j] = expf(sc[j] - mx); sum += sc[j] }
-                for j in 0..<n {
-                    let w = sc[j] / sum, slot = (lo + j) % context
-                    for i in 0..<hd { att[t * d + h * hd + i] += w * values[slot * d + h * hd + i] }
-                }
-            }
+            } } } } }
         }
         att.withUnsafeBufferPointer { a in o.withUnsafeMutableBufferPointer { linear(outProj, a.baseAddress!, T: T, $0.baseAddress!, pool: pool) } }
         for t in 0..<T { for i in 0..<d { x[t * d + i] += scale1[i] * o[t * d + i] } }

@@ -38,6 +38,7 @@ public final class LFMModel: @unchecked Sendable {
     /// A second model over an already mapped bundle: the weights are shared (mapped once), the caches and worker
     /// pool are its own, so two sessions can run at the same time in one process, one per model.
     public init(bundle: ModelBundle, options: ModelOptions = ModelOptions()) throws {
+        try KernelTier.checkEnvironment()
         self.bundle = bundle
         let path = bundle.gguf.path
         pool = WorkerPool(threads: options.threads)

@@ -40,7 +40,7 @@ final class RelPositionAttention {
 
     /// x: T × d (normed), pe: (2T−1) × d; out: T × d.
     func forward(_ x: UnsafePointer<Float>, T: Int, pe: UnsafePointer<Float>, out y: UnsafeMutablePointer<Float>,
-                 act: QuantizedActivations, pool: WorkerPool) {
+                 act: Activations, pool: WorkerPool) {
         let P = 2 * T - 1
         let qs = UnsafeMutablePointer<Float>.allocate(capacity: T * d), ks = UnsafeMutablePointer<Float>.allocate(capacity: T * d)
         let vs = UnsafeMutablePointer<Float>.allocate(capacity: T * d), ps = UnsafeMutablePointer<Float>.allocate(capacity: P * d)

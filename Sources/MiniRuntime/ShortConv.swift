@@ -26,9 +26,8 @@ final class ShortConv {
     /// x: T × H (normed input), out: T × H. `ws` provides scratch of ≥ T × 3H floats.
     func forward(_ x: UnsafePointer<Float>, T: Int, out: UnsafeMutablePointer<Float>, ws: Workspace, pool: WorkerPool) {
         let bcx = ws.big
-        let q = inProj.usesQuantizedActivations ? ws.act : nil
-        q?.set(x, rows: T, cols: h, ld: h)
-        inProj.matmul(x, ldx: h, q, rows: T, into: bcx, ldy: 3 * h, pool: pool)
+        ws.act.bind(x, rows: T, cols: h)
+        inProj.matmul(ws.act, into: bcx, ldy: 3 * h, pool: pool)
         if let b = inBias { for t in 0..<T { for i in 0..<3 * h { bcx[t * 3 * h + i] += b[i] } } }
         // u = B ⊙ x, stored over the B slot; then v (into the x slot) = conv over [state; u]
         let k = self.k, h = self.h
@@ -59,9 +58,8 @@ final class ShortConv {
             }
         }
         let cv = bcx + 2 * h
-        let q2 = outProj.usesQuantizedActivations ? ws.act : nil
-        q2?.set(cv, rows: T, cols: h, ld: 3 * h)
-        outProj.matmul(cv, ldx: 3 * h, q2, rows: T, into: out, ldy: h, pool: pool)
+        ws.act.bind(cv, rows: T, cols: h, ld: 3 * h)
+        outProj.matmul(ws.act, into: out, ldy: h, pool: pool)
         if let b = outBias { for t in 0..<T { for i in 0..<h { out[t * h + i] += b[i] } } }
     }
 }

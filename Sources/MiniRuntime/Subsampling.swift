@@ -73,7 +73,7 @@ final class Subsampling {
     func outputLength(_ frames: Int) -> Int { var t = frames; for _ in 0..<stages { t = Self.half(t) }; return t }
 
     /// mel: [featIn][L] feature-major. Returns [T'][d_model].
-    func forward(mel: [[Float]], act: QuantizedActivations, pool: WorkerPool) -> [Float] {
+    func forward(mel: [[Float]], act: Activations, pool: WorkerPool) -> [Float] {
         let C = channels, L = mel.first?.count ?? 0
         var T = Self.half(L), F = Self.half(featIn)
         // Stage 0: conv 1→C, stride 2, pad 1 (the mel image has one channel), ReLU.

@@ -46,7 +46,7 @@ struct ASRCommand: ParsableCommand {
         let peak = peakRSSBytes()
         let stop = st.stopReasons.last ?? "none"
         if runtime.json {
-            out(jsonLine(["type": "done", "stop_reason": stop, "windows": st.windows, "audio_seconds": st.audioSeconds,
+            out(jsonLine(["type": "done", "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas, "stop_reason": stop, "windows": st.windows, "audio_seconds": st.audioSeconds,
                           "audio_positions": st.audioPositions, "generated_tokens": st.generatedTokens,
                           "load_seconds": loadSeconds, "mel_seconds": st.melSeconds, "encoder_seconds": st.encoderSeconds,
                           "prefill_seconds": st.prefillSeconds, "decode_seconds": st.decodeSeconds,
@@ -54,7 +54,7 @@ struct ASRCommand: ParsableCommand {
                           "real_time_factor": st.realTimeFactor, "peak_rss_bytes": peak]) + "\n")
         }
         if runtime.stats {
-            printErr(String(format: "load %.3f s | audio %.2f s in %d window(s), %d positions | mel %.3f s | encoder %.3f s | prefill %.3f s | first token %.3f s | decode %d tokens %.3f s | %.2fx real time | peak RSS %.1f MB | stop: %@",
+            printErr("kernels " + KernelTier.report().tier + " | " + String(format: "load %.3f s | audio %.2f s in %d window(s), %d positions | mel %.3f s | encoder %.3f s | prefill %.3f s | first token %.3f s | decode %d tokens %.3f s | %.2fx real time | peak RSS %.1f MB | stop: %@",
                             loadSeconds, st.audioSeconds, st.windows, st.audioPositions, st.melSeconds, st.encoderSeconds,
                             st.prefillSeconds, st.firstTokenSeconds, st.generatedTokens, st.decodeSeconds, st.realTimeFactor,
                             Double(peak) / 1048576, stop))

@@ -38,11 +38,12 @@ struct BenchCommand: ParsableCommand {
         let pp = median(res.prefillTokensPerSecond), tg = median(res.decodeTokensPerSecond)
         let bound = bw > 0 ? bw / Double(res.weightBytesPerToken) : 0
         if json {
-            print(jsonLine(["bundle": bundle, "threads": threads, "pp": p, "tg": n, "pp_tokens_per_second": pp, "tg_tokens_per_second": tg,
+            print(jsonLine(["bundle": bundle, "threads": threads, "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas, "pp": p, "tg": n, "pp_tokens_per_second": pp, "tg_tokens_per_second": tg,
                             "pp_runs": res.prefillTokensPerSecond, "tg_runs": res.decodeTokensPerSecond,
                             "weight_bytes_per_token": res.weightBytesPerToken, "read_bandwidth_bytes_per_second": bw,
                             "bandwidth_bound_tokens_per_second": bound, "peak_rss_bytes": peakRSSBytes()]))
         } else {
+            print("kernels \(KernelTier.report().tier) (best here: \(KernelTier.report().best)), BLAS \(KernelTier.report().blas)")
             print(String(format: "pp%d %.2f tok/s | tg%d %.2f tok/s | backbone %.0f MB/token", p, pp, n, tg, Double(res.weightBytesPerToken) / 1e6))
             if bw > 0 { print(String(format: "read bandwidth %.1f GB/s → bound %.1f tok/s; tg reaches %.0f%%", bw / 1e9, bound, 100 * tg / bound)) }
         }
@@ -55,7 +56,7 @@ struct BenchCommand: ParsableCommand {
         func median(_ a: [Double]) -> Double { a.isEmpty ? 0 : a.sorted()[a.count / 2] }
         let total = median(res.totalSeconds)
         if json {
-            print(jsonLine(["bundle": bundle, "threads": threads, "audio": path, "audio_seconds": res.audioSeconds,
+            print(jsonLine(["bundle": bundle, "threads": threads, "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas, "audio": path, "audio_seconds": res.audioSeconds,
                             "audio_positions": res.positions, "prompt_positions": res.promptPositions, "decode_tokens": n,
                             "mel_seconds": median(res.melSeconds), "encoder_seconds": median(res.encoderSeconds),
                             "prefill_seconds": median(res.prefillSeconds), "decode_seconds": median(res.decodeSeconds),
@@ -77,7 +78,7 @@ struct BenchCommand: ParsableCommand {
         let total = median(res.totalSeconds)
         let per = { (a: [Double]) in 1000 * median(a) / Double(frames) }
         if json {
-            print(jsonLine(["bundle": bundle, "threads": threads, "frames": frames, "decoder": kind?.rawValue ?? "default",
+            print(jsonLine(["bundle": bundle, "threads": threads, "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas, "frames": frames, "decoder": kind?.rawValue ?? "default",
                             "audio_seconds": res.audioSeconds, "total_seconds": total, "real_time_factor": res.audioSeconds / total,
                             "lm_ms_per_frame": per(res.lmSeconds), "depthformer_ms_per_frame": per(res.headSeconds),
                             "decoder_ms_per_frame": per(res.decoderSeconds), "total_runs": res.totalSeconds, "peak_rss_bytes": peakRSSBytes()]))

@@ -45,7 +45,7 @@ struct DecodeCommand: ParsableCommand {
         } catch { writer.abandon(); throw error }
         let wall = Date().timeIntervalSince(t0)
         if runtime.json {
-            out(jsonLine(["type": "done", "frames": frames.count, "decoder": decoder.kind.rawValue, "audio_seconds": writer.seconds,
+            out(jsonLine(["type": "done", "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas, "frames": frames.count, "decoder": decoder.kind.rawValue, "audio_seconds": writer.seconds,
                           "decoder_seconds": decoder.decodeSeconds, "ms_per_frame": frames.isEmpty ? 0 : 1000 * decoder.decodeSeconds / Double(frames.count),
                           "wall_seconds": wall]) + "\n")
         }

@@ -78,7 +78,7 @@ final class SpeechTurn {
         let decodeSec = (decoder?.decodeSeconds ?? 0) - decode0
         let wall = Date().timeIntervalSince(turnStart)
         if runtime.json && !textToStderr {
-            out(jsonLine(["type": "done", "stop_reason": stats.stopReason, "prompt_tokens": stats.promptTokens,
+            out(jsonLine(["type": "done", "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas, "stop_reason": stats.stopReason, "prompt_tokens": stats.promptTokens,
                           "generated_tokens": stats.generatedTokens, "audio_frames": stats.audioFrames, "load_seconds": loadSeconds,
                           "audio_in_positions": stats.audioPositions, "mel_seconds": stats.melSeconds, "encoder_seconds": stats.encoderSeconds,
                           "prefill_seconds": stats.prefillSeconds, "text_steps_before_audio": stats.textStepsBeforeAudio,
@@ -91,7 +91,7 @@ final class SpeechTurn {
             text("\n")
         }
         if runtime.stats {
-            printErr(String(format: "load %.3f s | read+mel %.3f s | encoder %.3f s (%d positions) | prefill %.3f s (%d positions) | %d text steps before audio | first frame at %.3f s (depthformer %.3f s) | first decode %.3f s | first audio %.3f s | %d frames, %.2f s of audio in %.2f s = %.2fx real time | depthformer %.3f s, decoder (%@) %.3f s | peak RSS %.1f MB | stop: %@",
+            printErr("kernels " + KernelTier.report().tier + " | " + String(format: "load %.3f s | read+mel %.3f s | encoder %.3f s (%d positions) | prefill %.3f s (%d positions) | %d text steps before audio | first frame at %.3f s (depthformer %.3f s) | first decode %.3f s | first audio %.3f s | %d frames, %.2f s of audio in %.2f s = %.2fx real time | depthformer %.3f s, decoder (%@) %.3f s | peak RSS %.1f MB | stop: %@",
                             loadSeconds, stats.melSeconds, stats.encoderSeconds, stats.audioPositions, stats.prefillSeconds, stats.promptTokens,
                             stats.textStepsBeforeAudio, stats.timeToFirstFrame, stats.firstFrameHeadSeconds, firstDecode, firstAudible,
                             stats.audioFrames, spoken, wall, wall > 0 ? spoken / wall : 0, stats.audioHeadSeconds,

@@ -113,7 +113,7 @@ struct TextCommand: ParsableCommand {
         }
         let peak = peakRSSBytes()
         if runtime.json {
-            out(jsonLine(["type": "done", "stop_reason": stats.stopReason, "prompt_tokens": stats.promptTokens,
+            out(jsonLine(["type": "done", "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas, "stop_reason": stats.stopReason, "prompt_tokens": stats.promptTokens,
                           "generated_tokens": stats.generatedTokens, "load_seconds": loadSeconds,
                           "prefill_seconds": stats.prefillSeconds, "prefill_tokens_per_second": stats.prefillTokensPerSecond,
                           "time_to_first_token": stats.timeToFirstToken, "decode_tokens_per_second": stats.decodeTokensPerSecond,
@@ -123,7 +123,7 @@ struct TextCommand: ParsableCommand {
             out("\n")
         }
         if runtime.stats {
-            printErr(String(format: "load %.3f s | prompt %d tokens, prefill %.1f tok/s | first token %.3f s | decode %d tokens, %.2f tok/s | peak RSS %.1f MB | stop: %@",
+            printErr("kernels " + KernelTier.report().tier + " | " + String(format: "load %.3f s | prompt %d tokens, prefill %.1f tok/s | first token %.3f s | decode %d tokens, %.2f tok/s | peak RSS %.1f MB | stop: %@",
                             loadSeconds, stats.promptTokens, stats.prefillTokensPerSecond, stats.timeToFirstToken,
                             stats.generatedTokens, stats.decodeTokensPerSecond, Double(peak) / 1048576, stats.stopReason))
         }

@@ -16,38 +16,60 @@ final class KernelTests: XCTestCase {
         return (bytes, deq)
     }
 
-    /// Prefill (T ≥ 8) of Q8_0/Q4_0/BF16 weights runs on bf16 dot products where the CPU has AVX512_BF16: within
-    /// bf16 rounding of float math on the dequantized weights.
-    func testBF16PrefillPath() throws {
+    /// Every tier below the scalar reference that this CPU can run (x86: avx2, avx2-vnni, avx512; ARM64: neon,
+    /// neon-dotprod, neon-i8mm).
+    static var vectorTiers: [Int32] {
+        (1..<Int32(LFM_TIER_COUNT)).filter { lfm_tier_supported($0) != 0 }
+    }
+
+    /// Runs `body` with each tier active, restoring the previous one.
+    func forEachTier(_ tiers: [Int32], _ body: (Int32) throws -> Void) rethrows {
+        let saved = lfm_tier()
+        defer { _ = lfm_set_tier(saved) }
+        for t in tiers { XCTAssertEqual(lfm_set_tier(t), 0); try body(t) }
+    }
+
+    func product(_ m: Matrix, _ X: [Float], T: Int, pool: WorkerPool) -> [Float] {
+        var Y = [Float](repeating: .nan, count: T * m.rows)
+        let act = Activations()
+        X.withUnsafeBufferPointer { x in
+            act.bind(x.baseAddress!, rows: T, cols: m.cols)
+            Y.withUnsafeMutableBufferPointer { m.matmul(act, into: $0.baseAddress!, ldy: m.rows, pool: pool) }
+        }
+        return Y
+    }
+
+    /// Prefill (T ≥ 8) of Q8_0/Q4_0/BF16 weights runs on bf16 dot products where the CPU has AVX512_BF16, int8 or
+    /// float tiles elsewhere: on every tier within bf16 rounding of float math on the dequantized weights.
+    func testPrefillPathsAgainstFloatMath() throws {
         var rng = SeededRandom(seed: 11)
         let pool = WorkerPool(threads: 2)
-        for type in [GGMLType.q8_0, .q4_0, .bf16] {
-            for (rows, cols) in [(36, 2048), (8, 64)] {
-                let (bytes, deq) = makeMatrix(type, rows: rows, cols: cols, rng: &rng)
-                let T = 21
-                let X = (0..<(T * cols)).map { _ in Float(rng.unit() * 2 - 1) }
-                var Y = [Float](repeating: .nan, count: T * rows)
-                try bytes.withUnsafeBytes { wb in
-                    let m = Matrix(name: "w", type: type, data: wb.baseAddress!, rows: rows, cols: cols)
-                    let act = m.usesQuantizedActivations ? QuantizedActivations(capacity: T * cols) : nil
-                    X.withUnsafeBufferPointer { x in
-                        act?.set(x.baseAddress!, rows: T, cols: cols, ld: cols)
-                        Y.withUnsafeMutableBufferPointer { m.matmul(x.baseAddress!, ldx: cols, act, rows: T, into: $0.baseAddress!, ldy: rows, pool: pool) }
+        try forEachTier([Int32(LFM_TIER_SCALAR)] + Self.vectorTiers) { tier in
+            for type in [GGMLType.q8_0, .q4_0, .bf16] {
+                for (rows, cols) in [(36, 2048), (8, 64)] {
+                    let (bytes, deq) = makeMatrix(type, rows: rows, cols: cols, rng: &rng)
+                    let T = 21
+                    let X = (0..<(T * cols)).map { _ in Float(rng.unit() * 2 - 1) }
+                    let Y = bytes.withUnsafeBytes { wb in
+                        product(Matrix(name: "w", type: type, data: wb.baseAddress!, rows: rows, cols: cols), X, T: T, pool: pool)
                     }
+                    var worst = 0.0
+                    for t in 0..<T { for r in 0..<rows {
+                        var s = 0.0
+                        for c in 0..<cols { s += Double(deq[r * cols + c]) * Double(X[t * cols + c]) }
+                        worst = max(worst, abs(Double(Y[t * rows + r]) - s) / Double(cols).squareRoot())
+                    } }
+                    XCTAssertLessThan(worst, 0.01, "\(String(cString: lfm_tier_name(tier))) \(type) \(rows)x\(cols)")
+                    XCTAssertFalse(Y.contains { $0.isNaN })
                 }
-                var worst = 0.0
-                for t in 0..<T { for r in 0..<rows {
-                    var s = 0.0
-                    for c in 0..<cols { s += Double(deq[r * cols + c]) * Double(X[t * cols + c]) }
-                    worst = max(worst, abs(Double(Y[t * rows + r]) - s) / Double(cols).squareRoot())
-                } }
-                XCTAssertLessThan(worst, 0.01, "\(type) \(rows)x\(cols)")
-                XCTAssertFalse(Y.contains { $0.isNaN })
             }
         }
     }
 
-    func testFastKernelsMatchReference() throws {
+    /// Each vector tier against the scalar tier (the reference path), through the Swift dispatch: matrix products
+    /// (prefill and decode) for every weight type, and the row/elementwise kernels.
+    func testEveryTierMatchesTheReference() throws {
+        XCTAssertFalse(Self.vectorTiers.isEmpty, "this CPU runs no vector tier: every mode would be on scalar code")
         var rng = SeededRandom(seed: 7)
         let pool = WorkerPool(threads: 2)
         for type in [GGMLType.f32, .f16, .bf16, .q8_0, .q4_0] {
@@ -57,26 +79,18 @@ final class KernelTests: XCTestCase {
                 let X = (0..<(T * cols)).map { _ in Float(rng.unit() * 2 - 1) }
                 try bytes.withUnsafeBytes { wb in
                     let m = Matrix(name: "w", type: type, data: wb.baseAddress!, rows: rows, cols: cols)
-                    let act = m.usesQuantizedActivations ? QuantizedActivations(capacity: T * cols) : nil
-                    var fast = [Float](repeating: .nan, count: T * rows), ref = fast
-                    X.withUnsafeBufferPointer { x in
-                        act?.set(x.baseAddress!, rows: T, cols: cols, ld: cols)
-                        lfm_set_reference_kernels(0)
-                        fast.withUnsafeMutableBufferPointer { m.matmul(x.baseAddress!, ldx: cols, act, rows: T, into: $0.baseAddress!, ldy: rows, pool: pool) }
-                        lfm_set_reference_kernels(1)
-                        ref.withUnsafeMutableBufferPointer { m.matmul(x.baseAddress!, ldx: cols, act, rows: T, into: $0.baseAddress!, ldy: rows, pool: pool) }
-                        lfm_set_reference_kernels(0)
-                    }
-                    // single-vector path too
-                    var mv = [Float](repeating: .nan, count: rows)
-                    X.withUnsafeBufferPointer { x in
-                        act?.set(x.baseAddress!, rows: 1, cols: cols, ld: cols)
-                        mv.withUnsafeMutableBufferPointer { m.matvec(x.baseAddress!, act, into: $0.baseAddress!, pool: pool) }
-                    }
+                    lfm_set_reference_kernels(1)
+                    let ref = product(m, X, T: T, pool: pool), ref1 = product(m, X, T: 1, pool: pool)
+                    lfm_set_reference_kernels(0)
                     let scale = ref.map(abs).max()! + 1e-6
-                    for i in 0..<(T * rows) { XCTAssertEqual(fast[i], ref[i], accuracy: 2e-5 * scale, "\(type) \(rows)x\(cols) [\(i)]") }
-                    for r in 0..<rows { XCTAssertEqual(mv[r], ref[r], accuracy: 2e-5 * scale) }
-                    // against float math on the dequantized weights (activation quantization error only)
+                    try forEachTier(Self.vectorTiers) { tier in
+                        let name = String(cString: lfm_tier_name(tier))
+                        let bf16Prefill = tier == LFM_TIER_AVX512 && lfm_cpu_has_avx512bf16() != 0 && T >= 8
+                        let fast = product(m, X, T: T, pool: pool), mv = product(m, X, T: 1, pool: pool)
+                        for i in 0..<(T * rows) { XCTAssertEqual(fast[i], ref[i], accuracy: (bf16Prefill ? 1e-2 : 2e-6) * scale, "\(name) \(type) \(rows)x\(cols) [\(i)]") }
+                        for r in 0..<rows { XCTAssertEqual(mv[r], ref1[r], accuracy: 2e-6 * scale, "\(name) \(type) matvec") }
+                    }
+                    // the reference against float math on the dequantized weights (activation quantization error only)
                     for t in 0..<T {
                         for r in 0..<rows {
                             var s: Double = 0
@@ -85,11 +99,82 @@ final class KernelTests: XCTestCase {
                             XCTAssertEqual(Double(ref[t * rows + r]), s, accuracy: tol, "\(type) \(rows)x\(cols)")
                         }
                     }
-                    _ = try XCTUnwrap(Optional(m))
                 }
             }
         }
-        XCTAssertEqual(lfm_cpu_has_vnni(), lfm_cpu_has_vnni())
+        // elementwise kernels
+        let n = 1003
+        let x = (0..<n).map { _ in Float(rng.unit() * 12 - 6) }, g = (0..<n).map { _ in Float(rng.unit() * 12 - 6) }
+        let w = (0..<n).map { _ in Float(rng.unit() * 2 - 1) }, b = (0..<n).map { _ in Float(rng.unit() * 2 - 1) }
+        func run() -> [[Float]] {
+            var outs: [[Float]] = []
+            var y = x; lfm_silu(&y, n); outs.append(y)
+            y = x; lfm_gelu_erf(&y, n); outs.append(y)
+            y = x; lfm_elu(x, &y, n); outs.append(y)
+            y = x; lfm_glu(x, g, n, &y); outs.append(y)
+            y = x; lfm_softmax(&y, Int32(n)); outs.append(y)
+            y = x; lfm_layernorm(x, w, b, Int32(n), 1e-5, &y); outs.append(y)
+            y = x; lfm_rmsnorm(x, w, Int32(n), 1e-5, &y); outs.append(y)
+            var kv = [Float](repeating: 0, count: 64 * 40), sc = [Float](repeating: 0, count: 40), o = [Float](repeating: 0, count: 64)
+            for i in kv.indices { kv[i] = x[i % n] / 6 }
+            lfm_attend(g, 64, kv, kv, 64, 40, 0.125, &sc, &o); outs.append(o)
+            return outs
+        }
+        lfm_set_reference_kernels(1)
+        let ref = run()
+        lfm_set_reference_kernels(0)
+        let names = ["silu", "gelu", "elu", "glu", "softmax", "layernorm", "rmsnorm", "attend"]
+        forEachTier(Self.vectorTiers) { tier in
+            let got = run()
+            for (k, name) in names.enumerated() {
+                let err = zip(got[k], ref[k]).map { Double(abs($0 - $1)) / max(1, Double(abs($1))) }.max()!
+                XCTAssertLessThan(err, 1e-6, "\(String(cString: lfm_tier_name(tier))) \(name)")
+            }
+        }
+    }
+
+    /// Tier selection: names round-trip, an unsupported tier is refused, and no kernel of the best tier is left on
+    /// scalar code.
+    func testTierTable() {
+        for t in 0..<Int32(LFM_TIER_COUNT) { XCTAssertEqual(lfm_tier_from_name(lfm_tier_name(t)), t) }
+        XCTAssertEqual(lfm_tier_from_name("AVX2"), Int32(LFM_TIER_AVX2))
+        XCTAssertEqual(lfm_tier_from_name("sse9"), -1)
+        #if arch(x86_64)
+        XCTAssertEqual(lfm_tier_supported(Int32(LFM_TIER_NEON)), 0)
+        XCTAssertEqual(lfm_set_tier(Int32(LFM_TIER_NEON)), -1)
+        #else
+        XCTAssertEqual(lfm_set_tier(Int32(LFM_TIER_AVX2)), -1)
+        #endif
+        let saved = lfm_tier()
+        defer { _ = lfm_set_tier(saved) }
+        XCTAssertEqual(lfm_set_tier(lfm_best_tier()), 0)
+        let left = (0..<lfm_kernel_count()).filter { lfm_kernel_tier($0) == LFM_TIER_SCALAR }.map { String(cString: lfm_kernel_name($0)) }
+        XCTAssertEqual(left, [], "kernels still on scalar code at the best tier")
+        XCTAssertEqual(KernelTier.report().tier, String(cString: lfm_tier_name(lfm_best_tier())))
+    }
+
+    /// The C driver (Tests/KernelCheck) compiled and run natively: every kernel of every tier here.
+    func testCKernelDriver() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/cc") else { throw XCTSkip("no C compiler at /usr/bin/cc") }
+        let exe = FileManager.default.temporaryDirectory.appendingPathComponent("lfm-kernel-check-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: exe) }
+        let sources = try FileManager.default.contentsOfDirectory(atPath: root.path + "/Sources/CKernels").filter { $0.hasSuffix(".c") }
+            .map { root.path + "/Sources/CKernels/" + $0 }
+        let cc = Process()
+        cc.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
+        cc.arguments = ["-O2", "-I", root.path + "/Sources/CKernels/include"] + sources
+            + [root.path + "/Tests/KernelCheck/kernel_check.c", "-lm", "-lpthread", "-o", exe.path]
+        try cc.run(); cc.waitUntilExit()
+        XCTAssertEqual(cc.terminationStatus, 0, "kernel_check.c did not compile")
+        let run = Process(), pipe = Pipe()
+        run.executableURL = exe
+        run.standardOutput = pipe
+        try run.run()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        run.waitUntilExit()
+        XCTAssertEqual(run.terminationStatus, 0, out)
+        XCTAssertTrue(out.contains("0 failure(s)"), out)
     }
 
     func testPoolRunsEveryThreadOnce() {

@@ -18,6 +18,7 @@ its load time added). The vendored llama.cpp (llama-cpp-python 0.3.36) has no LF
 and chat have no peer.
 """
 import argparse
+import os
 import json
 import statistics
 import subprocess
@@ -29,8 +30,11 @@ RUN = ROOT / ".build/release/lfm-run"
 CONVERT = ROOT / ".build/release/lfm-convert"
 
 
+ENV = dict(os.environ)
+
+
 def sh(cmd):
-    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=ENV)
     if p.returncode != 0:
         sys.exit(f"failed ({p.returncode}): {' '.join(map(str, cmd))}\n{p.stderr[-2000:]}")
     return p.stdout
@@ -43,12 +47,16 @@ def main():
     ap.add_argument("-r", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", default="/tmp/lfm-audio-bench")
+    ap.add_argument("--tier", default=None, help="force lfm-run's kernel tier (LFM_CPU), e.g. avx2 on an AVX-512 machine")
     ap.add_argument("--mtmd", action="store_true", help="also run llama.cpp's llama-mtmd-cli (see --llama-bin, --llama-src)")
     ap.add_argument("--llama-bin", default="/tmp/llamacpp/build/bin")
     ap.add_argument("--llama-src", default=None, help="llama.cpp source tree (for convert_hf_to_gguf.py); default: "
                     "the llama-cpp-python sdist under /tmp/llamacpp")
     ap.add_argument("--python", default="/tmp/refenv/bin/python", help="a Python with torch for llama.cpp's converter")
     a = ap.parse_args()
+    if a.tier:
+        ENV["LFM_CPU"] = a.tier
+    print(f"lfm-run kernel tier: {a.tier or 'best for this CPU'} (LFM_CPU)")
     w = Path(a.workdir)
     w.mkdir(parents=True, exist_ok=True)
     for s in (4, 30):

@@ -21,9 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+ENV = dict(os.environ)
+
+
 def peak_rss_run(cmd):
     """Runs cmd, returns (stdout, peak VmHWM bytes)."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     hwm = 0
     while p.poll() is None:
         try:
@@ -49,7 +52,11 @@ def main():
     ap.add_argument("-r", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", default="/tmp/lfm-text-bench")
+    ap.add_argument("--tier", default=None, help="force lfm-run's kernel tier (LFM_CPU), e.g. avx2 on an AVX-512 machine; "
+                    "pair it with --llama-bin of a llama.cpp built for the same ISA (README, Benchmarks)")
     a = ap.parse_args()
+    if a.tier:
+        ENV["LFM_CPU"] = a.tier
     conv, run = ROOT / ".build/release/lfm-convert", ROOT / ".build/release/lfm-run"
     if not conv.exists() or not run.exists():
         sys.exit("build first: swift build -c release")
@@ -83,11 +90,12 @@ def main():
         out, _ = peak_rss_run([run, "text", "--bundle", bundle, "--prompt", "Hi!", "--max-tokens", "1", "--json", "--threads", str(a.threads)])
         wall = time.perf_counter() - t0
         done = [json.loads(l) for l in out.splitlines() if '"done"' in l][0]
-        rows.append(dict(type=t, pp=ours["pp_tokens_per_second"], tg=ours["tg_tokens_per_second"],
+        rows.append(dict(type=t, tier=ours.get("kernel_tier"), blas=ours.get("blas"), pp=ours["pp_tokens_per_second"], tg=ours["tg_tokens_per_second"],
                          pp_llama=llama.get("pp"), tg_llama=llama.get("tg"), bw=ours["read_bandwidth_bytes_per_second"],
                          bytes_per_token=ours["weight_bytes_per_token"], bound=ours["bandwidth_bound_tokens_per_second"],
                          rss=ours_rss, rss_llama=llama_rss, bundle_bytes=bundle.stat().st_size,
                          first_token=done["load_seconds"] + done["time_to_first_token"], first_token_wall=wall))
+    print(f"lfm-run kernel tier {rows[0]['tier'] if rows else '?'}, BLAS {rows[0]['blas'] if rows else '?'}; llama.cpp from {a.llama_bin}")
     print(f"threads {a.threads}, pp{a.p}, tg{a.n}, medians of {a.r}")
     print(f"{'type':6} {'pp ours':>9} {'pp llama':>9} {'ratio':>6} {'tg ours':>8} {'tg llama':>9} {'ratio':>6} "
           f"{'GB/s':>6} {'bound':>6} {'% bound':>7} {'RSS ours':>9} {'RSS llama':>10} {'bundle':>8} {'1st tok':>8}")

@@ -49,9 +49,41 @@ extern "C" {
 /// ggml type ids handled by the matrix kernels.
 enum { LFM_T_F32 = 0, LFM_T_F16 = 1, LFM_T_Q4_0 = 2, LFM_T_Q8_0 = 8, LFM_T_BF16 = 30 };
 
-/// 1 when the CPU has AVX-512 with VNNI (used for the integer dot products).
+/// Kernel tiers: one table of kernels per instruction-set level, chosen once at start (LFM_CPU or the best the CPU
+/// has). Each tier falls back per function to the best lower tier of its family.
+enum {
+    LFM_TIER_SCALAR = 0,      // portable C, the reference
+    LFM_TIER_AVX2 = 1,        // AVX2 + FMA + F16C
+    LFM_TIER_AVX2_VNNI = 2,   // plus VEX AVX-VNNI
+    LFM_TIER_AVX512 = 3,      // AVX-512 F/BW/VL/DQ + VNNI (+ BF16 where present)
+    LFM_TIER_NEON = 4,        // ARMv8 Advanced SIMD
+    LFM_TIER_NEON_DOTPROD = 5,// plus SDOT/UDOT
+    LFM_TIER_NEON_I8MM = 6,   // plus SMMLA/USMMLA
+    LFM_TIER_COUNT = 7
+};
+const char *lfm_tier_name(int tier);
+/// The tier named `name` (case-insensitive), or -1.
+int lfm_tier_from_name(const char *name);
+/// 1 when this CPU can run `tier`.
+int lfm_tier_supported(int tier);
+int lfm_best_tier(void);
+/// The active tier.
+int lfm_tier(void);
+/// Switches the active tier (tests, benchmarks); -1 when the CPU cannot run it.
+int lfm_set_tier(int tier);
+/// A message when LFM_CPU names an unknown tier or one this CPU lacks (the best tier is used meanwhile), else NULL.
+const char *lfm_tier_env_error(void);
+/// The kernels of the active table, by index: name and the tier that serves it.
+int lfm_kernel_count(void);
+const char *lfm_kernel_name(int i);
+int lfm_kernel_tier(int i);
+/// 1 when weights of this ggml type take q8 block activations (`lfm_quantize_act_q8`), 0 for float activations.
+int lfm_type_wants_q8(int type);
+
+/// 1 when the CPU has the AVX-512 tier (legacy query).
 int lfm_cpu_has_vnni(void);
-/// Forces the portable code paths (tests compare them with the fast ones).
+int lfm_cpu_has_avx512bf16(void);
+/// 1 forces the scalar tier (tests compare it with the fast ones); 0 restores the previous tier.
 void lfm_set_reference_kernels(int on);
 
 /// Activations quantized to 8 bits in blocks of 32 (for Q8_0 / Q4_0 weights): `q[n]`, per block scale `d[n/32]`
@@ -98,7 +130,7 @@ float lfm_sum_f32(const float *x, size_t n);
 #ifdef __cplusplus
 extern "C" {
 #endif
-/// Row and elementwise kernels (vector.c). AVX-512 paths unless reference kernels are forced.
+/// Row and elementwise kernels, dispatched through the active tier.
 void lfm_silu(float *x, size_t n);                                   // x ← x·σ(x)
 void lfm_glu(const float *a, const float *g, size_t n, float *y);    // y ← a·σ(g)
 void lfm_gelu_erf(float *x, size_t n);                               // x ← ½x(1 + erf(x/√2))
@@ -106,6 +138,9 @@ void lfm_relu(float *x, size_t n);
 void lfm_elu(const float *x, float *y, size_t n);                     // y ← x > 0 ? x : expm1(x)
 void lfm_layernorm(const float *x, const float *w, const float *b, int n, float eps, float *y);
 void lfm_softmax(float *x, int n);                                   // in place, over n
+void lfm_rmsnorm(const float *x, const float *w, int n, float eps, float *y);   // y = w ⊙ x / √(mean(x²) + eps)
+void lfm_axpy(float a, const float *x, float *y, size_t n);          // y ← y + a·x
+float lfm_dot_f32(const float *a, const float *b, size_t n);
 /// One query against n keys/values (rows `ld` floats apart): out = softmax(q·Kᵀ·scale)·V; `scores` holds n floats.
 void lfm_attend(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *scores, float *out);
 #ifdef __cplusplus

@@ -1,103 +1,13 @@
-// Matrix kernels over ggml block layouts, read in place from the mapped bundle, and a worker pool.
-// Every fast path has a portable reference path (lfm_set_reference_kernels) that the tests compare with.
-#include "CKernels.h"
+// The avx512 tier (AVX-512 F/BW/VL/DQ + VNNI; bf16 dot products for prefill where AVX512_BF16 is present).
+// Integer dots use VNNI; up to 4 rows per pass share the activation loads.
+#include "internal.h"
 #include <math.h>
-#include <string.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
-#include <sched.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
-#include <cpuid.h>
-#endif
 
-// Flags read from every worker thread: relaxed atomics (the lazily computed CPU checks race benignly otherwise).
-static int g_reference = 0;
-void lfm_set_reference_kernels(int on) { __atomic_store_n(&g_reference, on, __ATOMIC_RELAXED); }
+int lfm_cpu_has_avx512bf16(void);
 
-static int g_vnni = -1;
-int lfm_cpu_has_vnni(void) {
-#if defined(__x86_64__)
-    int v = __atomic_load_n(&g_vnni, __ATOMIC_RELAXED);
-    if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
-        __atomic_store_n(&g_vnni, v, __ATOMIC_RELAXED);
-    }
-    return v;
-#else
-    return 0;
-#endif
-}
-static inline int use_fast(void) { return !__atomic_load_n(&g_reference, __ATOMIC_RELAXED) && lfm_cpu_has_vnni(); }
-int lfm_vector_fast(void) { return use_fast(); }
-
-static inline float h2f(uint16_t h) { return lfm_f16_to_f32(h); }
-static inline float b2f(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
-
-// ---------------------------------------------------------------------------------------------
-// Activation quantization (symmetric int8 per 32 block, like ggml's q8_0 for activations).
-
-#if defined(__x86_64__)
-static void quantize_act_q8_avx512(const float *x, int n, int8_t *q, float *d, int32_t *s);
-#endif
-void lfm_quantize_act_q8(const float *x, int n, int8_t *q, float *d, int32_t *s) {
-#if defined(__x86_64__)
-    if (use_fast()) { quantize_act_q8_avx512(x, n, q, d, s); return; }
-#endif
-    int nb = n / 32;
-    for (int b = 0; b < nb; b++) {
-        const float *xb = x + b * 32;
-        float amax = 0.f;
-        for (int j = 0; j < 32; j++) { float a = fabsf(xb[j]); amax = a > amax ? a : amax; }
-        float db = amax / 127.f, id = db != 0.f ? 1.f / db : 0.f;
-        int32_t sum = 0;
-        for (int j = 0; j < 32; j++) {
-            float v = xb[j] * id;
-            int qi = (int)lrintf(v);
-            q[b * 32 + j] = (int8_t)qi;
-            sum += qi;
-        }
-        d[b] = db;
-        s[b] = sum;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reference (portable) dot products.
-
-static float ref_dot_f32(const float *w, const float *x, int n) { double a = 0; for (int i = 0; i < n; i++) a += (double)w[i] * x[i]; return (float)a; }
-static float ref_dot_f16(const uint16_t *w, const float *x, int n) { double a = 0; for (int i = 0; i < n; i++) a += (double)h2f(w[i]) * x[i]; return (float)a; }
-static float ref_dot_bf16(const uint16_t *w, const float *x, int n) { double a = 0; for (int i = 0; i < n; i++) a += (double)b2f(w[i]) * x[i]; return (float)a; }
-static float ref_dot_q8_0(const uint8_t *w, const int8_t *xq, const float *xd, int nb) {
-    float acc = 0.f;
-    for (int b = 0; b < nb; b++) {
-        const uint8_t *blk = w + b * 34; uint16_t dh; memcpy(&dh, blk, 2);
-        const int8_t *wq = (const int8_t *)(blk + 2);
-        int32_t sum = 0;
-        for (int j = 0; j < 32; j++) sum += (int32_t)wq[j] * xq[b * 32 + j];
-        acc += (float)sum * h2f(dh) * xd[b];
-    }
-    return acc;
-}
-static float ref_dot_q4_0(const uint8_t *w, const int8_t *xq, const float *xd, const int32_t *xs, int nb) {
-    float acc = 0.f;
-    for (int b = 0; b < nb; b++) {
-        const uint8_t *blk = w + b * 18; uint16_t dh; memcpy(&dh, blk, 2);
-        const uint8_t *qs = blk + 2;
-        int32_t sum = 0;
-        for (int j = 0; j < 16; j++) sum += (int32_t)(qs[j] & 0xf) * xq[b * 32 + j] + (int32_t)(qs[j] >> 4) * xq[b * 32 + j + 16];
-        acc += (float)(sum - 8 * xs[b]) * h2f(dh) * xd[b];
-    }
-    return acc;
-}
-
-// ---------------------------------------------------------------------------------------------
-// AVX-512 (VNNI for integer dots). Up to 4 rows per pass share the activation loads.
-
-#if defined(__x86_64__)
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
 
 AVX512 static inline float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
@@ -144,7 +54,7 @@ AVX512 static void dot_f16_rows(const uint16_t *w, size_t ld, int nr, const floa
     }
     for (int r = 0; r < nr; r++) {
         float s = hsum512(acc[r]);
-        for (int j = i; j < n; j++) s += h2f(w[r * ld + j]) * x[j];
+        for (int j = i; j < n; j++) s += lfm_f16_to_f32(w[r * ld + j]) * x[j];
         out[r] = s;
     }
 }
@@ -162,7 +72,7 @@ AVX512 static void dot_bf16_rows(const uint16_t *w, size_t ld, int nr, const flo
     }
     for (int r = 0; r < nr; r++) {
         float s = hsum512(acc[r]);
-        for (int j = i; j < n; j++) s += b2f(w[r * ld + j]) * x[j];
+        for (int j = i; j < n; j++) s += lfm_b2f(w[r * ld + j]) * x[j];
         out[r] = s;
     }
 }
@@ -333,7 +243,7 @@ AVX512 static float dot_f16_row(const uint16_t *w, const float *x, int n) {
         a3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 48))), _mm512_loadu_ps(x + i + 48), a3);
     }
     float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-    for (; i < n; i++) s += h2f(w[i]) * x[i];
+    for (; i < n; i++) s += lfm_f16_to_f32(w[i]) * x[i];
     return s;
 }
 AVX512 static inline __m512 bf16x16(const uint16_t *p) {
@@ -349,7 +259,7 @@ AVX512 static float dot_bf16_row(const uint16_t *w, const float *x, int n) {
         a3 = _mm512_fmadd_ps(bf16x16(w + i + 48), _mm512_loadu_ps(x + i + 48), a3);
     }
     float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-    for (; i < n; i++) s += b2f(w[i]) * x[i];
+    for (; i < n; i++) s += lfm_b2f(w[i]) * x[i];
     return s;
 }
 
@@ -455,10 +365,10 @@ AVX512 static void NAME(const WT *w, size_t ldw, int n, const float *X, int ldx,
 }
 AVX512 static inline __m512 load_f16x16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
 AVX512 static inline __m512 load_f32x16(const float *p) { return _mm512_loadu_ps(p); }
-#define WIDEN(v) h2f(v)
+#define WIDEN(v) lfm_f16_to_f32(v)
 FLOAT_GEMM_TILE(gemm_f16_tile, uint16_t, load_f16x16)
 #undef WIDEN
-#define WIDEN(v) b2f(v)
+#define WIDEN(v) lfm_b2f(v)
 FLOAT_GEMM_TILE(gemm_bf16_tile, uint16_t, bf16x16)
 #undef WIDEN
 #define WIDEN(v) (v)
@@ -568,9 +478,6 @@ AVX512 static int gemm_pairs(int type, const uint8_t *base, size_t ld, int cols,
     free(dxE); free(xp); free(xe); free(dwE); free(cw);
     return 1;
 }
-#endif
-
-#if defined(__x86_64__)
 // Prefill for Q4_0 weights on CPUs with AVX512_BF16: each 4-row panel is dequantized once per call to bf16
 // ((q − 8)·d, exact in float, rounded to nearest even in bf16: a relative error ≤ 2⁻⁹, far below Q4_0's own), the
 // activations are rounded to bf16 once, and the products run as pure vdpbf16ps (32 MACs per instruction, no
@@ -580,10 +487,8 @@ static int cpu_has_bf16(void) {
     static int cached = -1;
     int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (v < 0) {
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        int ok = __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1);
         const char *e = getenv("LFM_Q4_PREFILL");
-        v = ok && !(e && strcmp(e, "int8") == 0);
+        v = lfm_cpu_has_avx512bf16() && !(e && strcmp(e, "int8") == 0);
         __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
     }
     return v;
@@ -680,131 +585,223 @@ AVX512BF16 static int gemm_q_bf16(int type, const uint8_t *base, size_t ld, int 
     free(xb); free(wb);
     return 1;
 }
-#endif
 
-static size_t row_bytes(int type, int cols) {
-    switch (type) {
-    case LFM_T_F32: return (size_t)cols * 4;
-    case LFM_T_F16: case LFM_T_BF16: return (size_t)cols * 2;
-    case LFM_T_Q8_0: return (size_t)cols / 32 * 34;
-    case LFM_T_Q4_0: return (size_t)cols / 32 * 18;
-    }
-    return 0;
+#define VAVX512 __attribute__((target("avx512f,avx512dq,fma")))
+VAVX512 static inline __m512 exp512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.33654f)), _mm512_set1_ps(88.72283f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
 }
 
-// dot of rows [r, r+nr) into out[0..nr)
-static void dot_rows(int type, const uint8_t *w, size_t ld, int nr, int cols,
-                     const float *xf, const int8_t *xq, const float *xd, const int32_t *xs, float *out) {
-#if defined(__x86_64__)
-    if (use_fast()) {
-        switch (type) {
-        case LFM_T_F32: dot_f32_rows((const float *)w, ld / 4, nr, xf, cols, out); return;
-        case LFM_T_F16: dot_f16_rows((const uint16_t *)w, ld / 2, nr, xf, cols, out); return;
-        case LFM_T_BF16: dot_bf16_rows((const uint16_t *)w, ld / 2, nr, xf, cols, out); return;
-        case LFM_T_Q8_0: dot_q8_0_rows(w, ld, nr, xq, xd, cols / 32, out); return;
-        case LFM_T_Q4_0: dot_q4_0_rows(w, ld, nr, xq, xd, xs, cols / 32, out); return;
-        }
+VAVX512 static void silu512(float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), v));
+        _mm512_storeu_ps(x + i, _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e)));
     }
-#endif
-    for (int r = 0; r < nr; r++) {
-        const uint8_t *row = w + r * ld;
-        switch (type) {
-        case LFM_T_F32: out[r] = ref_dot_f32((const float *)row, xf, cols); break;
-        case LFM_T_F16: out[r] = ref_dot_f16((const uint16_t *)row, xf, cols); break;
-        case LFM_T_BF16: out[r] = ref_dot_bf16((const uint16_t *)row, xf, cols); break;
-        case LFM_T_Q8_0: out[r] = ref_dot_q8_0(row, xq, xd, cols / 32); break;
-        case LFM_T_Q4_0: out[r] = ref_dot_q4_0(row, xq, xd, xs, cols / 32); break;
-        default: out[r] = NAN;
-        }
+    for (; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
+VAVX512 static void glu512(const float *a, const float *g, size_t n, float *y) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_loadu_ps(g + i)));
+        _mm512_storeu_ps(y + i, _mm512_div_ps(_mm512_loadu_ps(a + i), _mm512_add_ps(_mm512_set1_ps(1.0f), e)));
+    }
+    for (; i < n; i++) y[i] = a[i] / (1.0f + expf(-g[i]));
+}
+
+VAVX512 static void layernorm512(const float *x, const float *w, const float *b, int n, float eps, float *y) {
+    __m512 s = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) s = _mm512_add_ps(s, _mm512_loadu_ps(x + i));
+    float sum = _mm512_reduce_add_ps(s);
+    for (; i < n; i++) sum += x[i];
+    float mean = sum / (float)n;
+    __m512 m = _mm512_set1_ps(mean), v = _mm512_setzero_ps();
+    for (i = 0; i + 16 <= n; i += 16) { __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + i), m); v = _mm512_fmadd_ps(d, d, v); }
+    float var = _mm512_reduce_add_ps(v);
+    for (; i < n; i++) { float d = x[i] - mean; var += d * d; }
+    float r = 1.0f / sqrtf(var / (float)n + eps);
+    __m512 rv = _mm512_set1_ps(r);
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), m), rv);
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(d, _mm512_loadu_ps(w + i), _mm512_loadu_ps(b + i)));
+    }
+    for (; i < n; i++) y[i] = (x[i] - mean) * r * w[i] + b[i];
+}
+
+VAVX512 static void softmax512(float *x, int n) {
+    __m512 mv = _mm512_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
+    float mx = _mm512_reduce_max_ps(mv);
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    __m512 m = _mm512_set1_ps(mx), s = _mm512_setzero_ps();
+    for (i = 0; i + 16 <= n; i += 16) { __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), m)); _mm512_storeu_ps(x + i, e); s = _mm512_add_ps(s, e); }
+    float sum = _mm512_reduce_add_ps(s);
+    for (; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
+    __m512 inv = _mm512_set1_ps(1.0f / sum);
+    for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
+    for (; i < n; i++) x[i] *= 1.0f / sum;
+}
+
+VAVX512 static void attend512(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *sc, float *out) {
+    float mx = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        const float *k = K + (size_t)j * ld;
+        __m512 a = _mm512_setzero_ps();
+        for (int i = 0; i < hd; i += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(k + i), a);
+        float s = _mm512_reduce_add_ps(a) * scale;
+        sc[j] = s; mx = s > mx ? s : mx;
+    }
+    __m512 m = _mm512_set1_ps(mx), sum = _mm512_setzero_ps();
+    int j = 0;
+    for (; j + 16 <= n; j += 16) { __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(sc + j), m)); _mm512_storeu_ps(sc + j, e); sum = _mm512_add_ps(sum, e); }
+    float total = _mm512_reduce_add_ps(sum);
+    for (; j < n; j++) { sc[j] = expf(sc[j] - mx); total += sc[j]; }
+    float inv = 1.0f / total;
+    __m512 acc[8];
+    int nv = hd / 16;
+    for (int i = 0; i < nv && i < 8; i++) acc[i] = _mm512_setzero_ps();
+    for (j = 0; j < n; j++) {
+        __m512 w = _mm512_set1_ps(sc[j] * inv);
+        const float *v = V + (size_t)j * ld;
+        for (int i = 0; i < nv; i++) acc[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 16 * i), acc[i]);
+    }
+    for (int i = 0; i < nv; i++) _mm512_storeu_ps(out + 16 * i, acc[i]);
+}
+VAVX512 static void elu512(const float *x, float *y, size_t n) {
+    size_t i = 0;
+    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), small = _mm512_set1_ps(-0.25f);
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 p = _mm512_set1_ps(1.0f / 5040);
+        p = _mm512_fmadd_ps(p, v, _mm512_set1_ps(1.0f / 720));
+        p = _mm512_fmadd_ps(p, v, _mm512_set1_ps(1.0f / 120));
+        p = _mm512_fmadd_ps(p, v, _mm512_set1_ps(1.0f / 24));
+        p = _mm512_fmadd_ps(p, v, _mm512_set1_ps(1.0f / 6));
+        p = _mm512_fmadd_ps(p, v, _mm512_set1_ps(0.5f));
+        p = _mm512_fmadd_ps(p, _mm512_mul_ps(v, v), v);
+        __m512 e = _mm512_sub_ps(exp512(v), one);
+        __mmask16 near = _mm512_cmp_ps_mask(v, small, _CMP_GE_OQ);
+        __m512 neg = _mm512_mask_blend_ps(near, e, p);
+        __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
+        _mm512_storeu_ps(y + i, _mm512_mask_blend_ps(pos, neg, v));
+    }
+    for (; i < n; i++) y[i] = x[i] > 0 ? x[i] : expm1f(x[i]);
+}
+
+// attend512 keeps hd/16 accumulators in registers (hd ≤ 128); other sizes take the lower tier's kernel.
+static void (*g_attend_lower)(const float *, int, const float *, const float *, int, int, float, float *, float *);
+static void attend_any(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *sc, float *out) {
+    if (hd % 16 == 0 && hd <= 128) attend512(q, hd, K, V, ld, n, scale, sc, out);
+    else g_attend_lower(q, hd, K, V, ld, n, scale, sc, out);
+}
+
+static void dot_rows512(int ti, const uint8_t *w, size_t ld, int nr, int cols,
+                        const float *xf, const int8_t *xq, const float *xd, const int32_t *xs, float *out) {
+    switch (ti) {
+    case LFM_TYPE_F32: dot_f32_rows((const float *)w, ld / 4, nr, xf, cols, out); return;
+    case LFM_TYPE_F16: dot_f16_rows((const uint16_t *)w, ld / 2, nr, xf, cols, out); return;
+    case LFM_TYPE_BF16: dot_bf16_rows((const uint16_t *)w, ld / 2, nr, xf, cols, out); return;
+    case LFM_TYPE_Q8_0: dot_q8_0_rows(w, ld, nr, xq, xd, cols / 32, out); return;
+    case LFM_TYPE_Q4_0: dot_q4_0_rows(w, ld, nr, xq, xd, xs, cols / 32, out); return;
     }
 }
 
-void lfm_matvec(int type, const void *w, int cols, int r0, int r1,
-                const float *xf, const int8_t *xq, const float *xd, const int32_t *xs, float *y) {
-    size_t ld = row_bytes(type, cols);
-    const uint8_t *base = (const uint8_t *)w;
-#if defined(__x86_64__)
-    if (use_fast() && type == LFM_T_Q8_0) { for (int r = r0; r < r1; r++) y[r] = dot_q8_0_row(base + (size_t)r * ld, xq, xd, cols / 32); return; }
-    if (use_fast() && type == LFM_T_Q4_0) {
-        int nb = cols / 32;
-        int32_t *init = aligned_alloc(32, (size_t)nb * 32);
-        memset(init, 0, (size_t)nb * 32);
-        for (int b = 0; b < nb; b++) init[b * 8] = -8 * xs[b];
-        if (nb % 2 == 0) {
-            int8_t *xp = aligned_alloc(64, (size_t)nb * 32 + 64);
-            int32_t *init2 = aligned_alloc(64, (size_t)nb * 32 + 64);
-            memset(init2, 0, (size_t)nb * 32);
-            for (int b = 0; b < nb; b += 2) {
-                memcpy(xp + b * 32, xq + b * 32, 16); memcpy(xp + b * 32 + 16, xq + (b + 1) * 32, 16);
-                memcpy(xp + b * 32 + 32, xq + b * 32 + 16, 16); memcpy(xp + b * 32 + 48, xq + (b + 1) * 32 + 16, 16);
-                init2[b * 8] = -8 * xs[b]; init2[b * 8 + 4] = -8 * xs[b + 1];
-            }
-            for (int r = r0; r < r1; r++) y[r] = dot_q4_0_row2(base + (size_t)r * ld, xp, init2, xd, nb);
-            free(xp); free(init2); free(init);
-            return;
+static void mv_f32(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                   const float *xd, const int32_t *xs, float *y) {
+    for (int r = r0; r < r1; r += 4) dot_f32_rows((const float *)(w + (size_t)r * ld), ld / 4, r1 - r < 4 ? r1 - r : 4, xf, cols, y + r);
+}
+static void mv_f16(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                   const float *xd, const int32_t *xs, float *y) {
+    for (int r = r0; r < r1; r++) y[r] = dot_f16_row((const uint16_t *)(w + (size_t)r * ld), xf, cols);
+}
+static void mv_bf16(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                    const float *xd, const int32_t *xs, float *y) {
+    for (int r = r0; r < r1; r++) y[r] = dot_bf16_row((const uint16_t *)(w + (size_t)r * ld), xf, cols);
+}
+static void mv_q8_0(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                    const float *xd, const int32_t *xs, float *y) {
+    for (int r = r0; r < r1; r++) y[r] = dot_q8_0_row(w + (size_t)r * ld, xq, xd, cols / 32);
+}
+static void mv_q4_0(const uint8_t *base, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                    const float *xd, const int32_t *xs, float *y) {
+    int nb = cols / 32;
+    if (nb % 2 == 0) {
+        int8_t *xp = aligned_alloc(64, (size_t)nb * 32 + 64);
+        int32_t *init2 = aligned_alloc(64, (size_t)nb * 32 + 64);
+        memset(init2, 0, (size_t)nb * 32);
+        for (int b = 0; b < nb; b += 2) {
+            memcpy(xp + b * 32, xq + b * 32, 16); memcpy(xp + b * 32 + 16, xq + (b + 1) * 32, 16);
+            memcpy(xp + b * 32 + 32, xq + b * 32 + 16, 16); memcpy(xp + b * 32 + 48, xq + (b + 1) * 32 + 16, 16);
+            init2[b * 8] = -8 * xs[b]; init2[b * 8 + 4] = -8 * xs[b + 1];
         }
-        for (int r = r0; r < r1; r++) y[r] = dot_q4_0_row(base + (size_t)r * ld, xq, xd, init, nb);
-        free(init);
+        for (int r = r0; r < r1; r++) y[r] = dot_q4_0_row2(base + (size_t)r * ld, xp, init2, xd, nb);
+        free(xp); free(init2);
         return;
     }
-    if (use_fast() && type == LFM_T_F16) { for (int r = r0; r < r1; r++) y[r] = dot_f16_row((const uint16_t *)(base + (size_t)r * ld), xf, cols); return; }
-    if (use_fast() && type == LFM_T_BF16) { for (int r = r0; r < r1; r++) y[r] = dot_bf16_row((const uint16_t *)(base + (size_t)r * ld), xf, cols); return; }
-#endif
-    for (int r = r0; r < r1; r += 4) {
-        int nr = r1 - r < 4 ? r1 - r : 4;
-        dot_rows(type, base + (size_t)r * ld, ld, nr, cols, xf, xq, xd, xs, y + r);
-    }
+    int32_t *init = aligned_alloc(32, (size_t)nb * 32 + 32);
+    memset(init, 0, (size_t)nb * 32);
+    for (int b = 0; b < nb; b++) init[b * 8] = -8 * xs[b];
+    for (int r = r0; r < r1; r++) y[r] = dot_q4_0_row(base + (size_t)r * ld, xq, xd, init, nb);
+    free(init);
 }
 
-void lfm_matmul(int type, const void *w, int cols, int r0, int r1, int T,
-                const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
-                float *Y, int ldy) {
-    size_t ld = row_bytes(type, cols);
-    const uint8_t *base = (const uint8_t *)w;
+static void gemm512(int ti, const uint8_t *base, size_t ld, int cols, int r0, int r1, int T,
+                    const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
+                    float *Y, int ldy) {
     int qb = ldq / 32;
     float tmp[4];
-#if defined(__x86_64__)
-    if (use_fast() && (type == LFM_T_F16 || type == LFM_T_BF16 || type == LFM_T_F32) && T >= 4 && r1 - r0 >= 4) {
+    if ((ti == LFM_TYPE_F16 || ti == LFM_TYPE_BF16 || ti == LFM_TYPE_F32) && T >= 4 && r1 - r0 >= 4) {
         int T4 = T / 4 * 4, R4 = r0 + (r1 - r0) / 4 * 4;
         for (int r = r0; r < R4; r += 4) {
             for (int t = 0; t < T4; t += 4) {
                 float *yt = Y + (size_t)t * ldy + r;
                 const float *xt = X + (size_t)t * ldx;
-                if (type == LFM_T_F16) gemm_f16_tile((const uint16_t *)(base + (size_t)r * ld), ld / 2, cols, xt, ldx, yt, ldy);
-                else if (type == LFM_T_BF16) gemm_bf16_tile((const uint16_t *)(base + (size_t)r * ld), ld / 2, cols, xt, ldx, yt, ldy);
+                if (ti == LFM_TYPE_F16) gemm_f16_tile((const uint16_t *)(base + (size_t)r * ld), ld / 2, cols, xt, ldx, yt, ldy);
+                else if (ti == LFM_TYPE_BF16) gemm_bf16_tile((const uint16_t *)(base + (size_t)r * ld), ld / 2, cols, xt, ldx, yt, ldy);
                 else gemm_f32_tile((const float *)(base + (size_t)r * ld), ld / 4, cols, xt, ldx, yt, ldy);
             }
             for (int t = T4; t < T; t++) {
-                dot_rows(type, base + (size_t)r * ld, ld, 4, cols, X + (size_t)t * ldx, NULL, NULL, NULL, tmp);
+                dot_rows512(ti, base + (size_t)r * ld, ld, 4, cols, X + (size_t)t * ldx, NULL, NULL, NULL, tmp);
                 for (int k = 0; k < 4; k++) Y[(size_t)t * ldy + r + k] = tmp[k];
             }
         }
         r0 = R4;
     }
-#if defined(__x86_64__)
-    if (use_fast() && (type == LFM_T_Q4_0 || type == LFM_T_Q8_0 || type == LFM_T_BF16) && T >= 8 && r1 - r0 >= 4 && cols % 32 == 0 && cpu_has_bf16() && X) {
+    int type = ti == LFM_TYPE_Q4_0 ? LFM_T_Q4_0 : ti == LFM_TYPE_Q8_0 ? LFM_T_Q8_0 : ti == LFM_TYPE_BF16 ? LFM_T_BF16 : -1;
+    if ((ti == LFM_TYPE_Q4_0 || ti == LFM_TYPE_Q8_0 || ti == LFM_TYPE_BF16) && T >= 8 && r1 - r0 >= 4 && cols % 32 == 0 && cpu_has_bf16() && X) {
         int R4 = r0 + (r1 - r0) / 4 * 4;
         if (gemm_q_bf16(type, base, ld, cols, r0, R4, T, X, ldx, Y, ldy)) { r0 = R4; goto tail; }
     }
-#endif
-    if (use_fast() && (type == LFM_T_Q8_0 || type == LFM_T_Q4_0) && T >= 4 && r1 - r0 >= 4) {
+    if ((ti == LFM_TYPE_Q8_0 || ti == LFM_TYPE_Q4_0) && T >= 4 && r1 - r0 >= 4) {
         int nb = cols / 32;
         float *dw = malloc(sizeof(float) * 4 * nb), *cw = malloc(sizeof(float) * 4 * nb);
         float *xe = NULL;
         int T4 = T / 4 * 4, R4 = r0 + (r1 - r0) / 4 * 4;
-        // Q4_0 gains from the 512-bit pair kernel (fewer unpack ops, measured +10 %); Q8_0 measured the same
-        // either way on this machine, so it keeps the 256-bit tile.
-        if (type == LFM_T_Q4_0 && nb % 2 == 0 && gemm_pairs(type, base, ld, cols, r0, R4, T4, XQ, XD, XS, ldq, Y, ldy)) {
+        if (ti == LFM_TYPE_Q4_0 && nb % 2 == 0 && gemm_pairs(type, base, ld, cols, r0, R4, T4, XQ, XD, XS, ldq, Y, ldy)) {
             for (int r = r0; r < R4; r += 4)
                 for (int t = T4; t < T; t++) {
-                    dot_rows(type, base + (size_t)r * ld, ld, 4, cols, NULL, XQ + (size_t)t * ldq, XD + (size_t)t * qb, XS + (size_t)t * qb, tmp);
+                    dot_rows512(ti, base + (size_t)r * ld, ld, 4, cols, NULL, XQ + (size_t)t * ldq, XD + (size_t)t * qb, XS + (size_t)t * qb, tmp);
                     for (int k = 0; k < 4; k++) Y[(size_t)t * ldy + r + k] = tmp[k];
                 }
             free(dw); free(cw);
             r0 = R4;
             goto tail;
         }
-        if (type == LFM_T_Q4_0) {
+        if (ti == LFM_TYPE_Q4_0) {
             xe = malloc(sizeof(float) * (size_t)T * qb);
             for (int t = 0; t < T; t++) for (int b = 0; b < nb; b++) xe[t * qb + b] = -8.f * XD[t * qb + b] * (float)XS[t * qb + b];
         }
@@ -812,22 +809,22 @@ void lfm_matmul(int type, const void *w, int cols, int r0, int r1, int T,
             const uint8_t *rows = base + (size_t)r * ld;
             for (int i = 0; i < 4; i++)
                 for (int b = 0; b < nb; b++) {
-                    const uint8_t *blk = rows + i * ld + (size_t)b * (type == LFM_T_Q8_0 ? 34 : 18);
+                    const uint8_t *blk = rows + i * ld + (size_t)b * (ti == LFM_TYPE_Q8_0 ? 34 : 18);
                     dw[i * nb + b] = fp16(blk);
-                    if (type == LFM_T_Q8_0) {
+                    if (ti == LFM_TYPE_Q8_0) {
                         int sw = 0; const int8_t *q = (const int8_t *)(blk + 2);
                         for (int k = 0; k < 32; k++) sw += q[k];
                         cw[i * nb + b] = -128.f * dw[i * nb + b] * (float)sw;
                     }
                 }
             for (int t = 0; t < T4; t += 4) {
-                if (type == LFM_T_Q8_0)
+                if (ti == LFM_TYPE_Q8_0)
                     gemm_q8_0_tile(rows, ld, nb, XQ + (size_t)t * ldq, XD + (size_t)t * qb, ldq, dw, cw, Y + (size_t)t * ldy + r, ldy);
                 else
                     gemm_q4_0_tile(rows, ld, nb, XQ + (size_t)t * ldq, xe + (size_t)t * qb, ldq, XD + (size_t)t * qb, dw, Y + (size_t)t * ldy + r, ldy);
             }
             for (int t = T4; t < T; t++) {
-                dot_rows(type, rows, ld, 4, cols, NULL, XQ + (size_t)t * ldq, XD + (size_t)t * qb, XS + (size_t)t * qb, tmp);
+                dot_rows512(ti, rows, ld, 4, cols, NULL, XQ + (size_t)t * ldq, XD + (size_t)t * qb, XS + (size_t)t * qb, tmp);
                 for (int k = 0; k < 4; k++) Y[(size_t)t * ldy + r + k] = tmp[k];
             }
         }
@@ -835,133 +832,45 @@ void lfm_matmul(int type, const void *w, int cols, int r0, int r1, int T,
         r0 = R4;
     }
 tail:
-#endif
     for (int r = r0; r < r1; r += 4) {
         int nr = r1 - r < 4 ? r1 - r : 4;
         const uint8_t *rows = base + (size_t)r * ld;
         for (int t = 0; t < T; t++) {
-            dot_rows(type, rows, ld, nr, cols, X ? X + (size_t)t * ldx : NULL,
-                     XQ ? XQ + (size_t)t * ldq : NULL, XD ? XD + (size_t)t * qb : NULL, XS ? XS + (size_t)t * qb : NULL, tmp);
+            dot_rows512(ti, rows, ld, nr, cols, X ? X + (size_t)t * ldx : NULL,
+                        XQ ? XQ + (size_t)t * ldq : NULL, XD ? XD + (size_t)t * qb : NULL, XS ? XS + (size_t)t * qb : NULL, tmp);
             for (int k = 0; k < nr; k++) Y[(size_t)t * ldy + r + k] = tmp[k];
         }
     }
 }
 
-void lfm_row_to_f32(int type, const void *w, int cols, int row, float *out) {
-    const uint8_t *p = (const uint8_t *)w + (size_t)row * row_bytes(type, cols);
-    switch (type) {
-    case LFM_T_F32: memcpy(out, p, (size_t)cols * 4); break;
-    case LFM_T_F16: lfm_convert_f16_to_f32((const uint16_t *)p, out, cols); break;
-    case LFM_T_BF16: lfm_convert_bf16_to_f32((const uint16_t *)p, out, cols); break;
-    case LFM_T_Q8_0: lfm_dequantize_q8_0(p, out, cols); break;
-    case LFM_T_Q4_0: lfm_dequantize_q4_0(p, out, cols); break;
+#define GEMM512(NAME, TI)                                                                                    \
+    static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx, \
+                     const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {    \
+        gemm512(TI, w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);                               \
     }
+GEMM512(mm_f32, LFM_TYPE_F32)
+GEMM512(mm_f16, LFM_TYPE_F16)
+GEMM512(mm_bf16, LFM_TYPE_BF16)
+GEMM512(mm_q8_0, LFM_TYPE_Q8_0)
+GEMM512(mm_q4_0, LFM_TYPE_Q4_0)
+
+void lfm_register_avx512(lfm_table *t) {
+    const int T = LFM_TIER_AVX512;
+    t->quantize_act = quantize_act_q8_avx512; LFM_MARK(t, LFM_FN_QUANT_ACT, T);
+    lfm_matvec_fn mv[] = {mv_f32, mv_f16, mv_bf16, mv_q8_0, mv_q4_0};
+    lfm_gemm_fn mm[] = {mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0};
+    for (int i = 0; i < LFM_TYPE_COUNT; i++) {
+        t->matvec[i] = mv[i]; LFM_MARK(t, LFM_FN_MATVEC + i, T);
+        t->gemm[i] = mm[i]; LFM_MARK(t, LFM_FN_GEMM + i, T);
+    }
+    t->silu = silu512; LFM_MARK(t, LFM_FN_SILU, T);
+    t->glu = glu512; LFM_MARK(t, LFM_FN_GLU, T);
+    t->layernorm = layernorm512; LFM_MARK(t, LFM_FN_LAYERNORM, T);
+    t->softmax = softmax512; LFM_MARK(t, LFM_FN_SOFTMAX, T);
+    t->elu = elu512; LFM_MARK(t, LFM_FN_ELU, T);
+    g_attend_lower = t->attend;
+    t->attend = attend_any; LFM_MARK(t, LFM_FN_ATTEND, T);
 }
-
-// ---------------------------------------------------------------------------------------------
-// Worker pool: fork/join with a generation counter; workers spin briefly, then sleep on a condvar.
-
-struct lfm_pool {
-    int n;
-    pthread_t *threads;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    atomic_int generation;
-    atomic_int pending;
-    atomic_int stop;
-    void (*fn)(void *, int, int);
-    void *ctx;
-};
-
-struct worker_arg { lfm_pool *p; int ith; };
-
-static void *worker_main(void *arg) {
-    struct worker_arg *wa = (struct worker_arg *)arg;
-    lfm_pool *p = wa->p;
-    int ith = wa->ith;
-    free(wa);
-    int seen = 0;
-    for (;;) {
-        int spins = 0;
-        while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen && !atomic_load(&p->stop)) {
-            ++spins;
-            if (spins < 4000) {
-#if defined(__x86_64__)
-                _mm_pause();
+#else
+void lfm_register_avx512(lfm_table *t) { (void)t; }
 #endif
-                continue;
-            }
-            if (spins < 24000) { sched_yield(); continue; }   // let a descheduled peer run on a busy machine
-            pthread_mutex_lock(&p->mu);
-            while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen && !atomic_load(&p->stop))
-                pthread_cond_wait(&p->cv, &p->mu);
-            pthread_mutex_unlock(&p->mu);
-        }
-        if (atomic_load(&p->stop)) return NULL;
-        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
-        p->fn(p->ctx, ith, p->n);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
-    }
-}
-
-lfm_pool *lfm_pool_create(int nthreads) {
-    if (nthreads < 1) nthreads = 1;
-    lfm_pool *p = calloc(1, sizeof(lfm_pool));
-    p->n = nthreads;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-    atomic_init(&p->generation, 0);
-    atomic_init(&p->pending, 0);
-    atomic_init(&p->stop, 0);
-    p->threads = calloc((size_t)nthreads, sizeof(pthread_t));
-    for (int i = 1; i < nthreads; i++) {
-        struct worker_arg *wa = malloc(sizeof *wa);
-        wa->p = p; wa->ith = i;
-        pthread_create(&p->threads[i], NULL, worker_main, wa);
-    }
-    return p;
-}
-
-int lfm_pool_size(const lfm_pool *p) { return p->n; }
-
-void lfm_pool_run(lfm_pool *p, void (*fn)(void *, int, int), void *ctx) {
-    if (p->n == 1) { fn(ctx, 0, 1); return; }
-    p->fn = fn; p->ctx = ctx;
-    atomic_store_explicit(&p->pending, p->n - 1, memory_order_release);
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_acq_rel);
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    fn(ctx, 0, p->n);
-    int spins = 0;
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
-        if (++spins < 4000) {
-#if defined(__x86_64__)
-            _mm_pause();
-#endif
-        } else {
-            sched_yield();
-        }
-    }
-}
-
-void lfm_pool_destroy(lfm_pool *p) {
-    if (!p) return;
-    pthread_mutex_lock(&p->mu);
-    atomic_store(&p->stop, 1);
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
-    free(p->threads);
-    free(p);
-}
-
-__attribute__((target("avx512f"))) float lfm_sum_f32(const float *x, size_t n) {
-    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) { a0 += x[i]; a1 += x[i + 1]; a2 += x[i + 2]; a3 += x[i + 3]; a4 += x[i + 4]; a5 += x[i + 5]; a6 += x[i + 6]; a7 += x[i + 7]; }
-    for (; i < n; i++) a0 += x[i];
-    return a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
-}

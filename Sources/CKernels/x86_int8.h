@@ -1,0 +1,154 @@
+// (No include guard: included twice, once per integer flavour.)
+// Integer (Q8_0 / Q4_0 × q8 activation) kernels in 256-bit registers, included twice by kern_avx2.c: once with
+// AVX2's maddubs + madd (u8 × s8 pairs to s16, then pairs to s32), once with AVX-VNNI's vpdpbusd.
+// Requires: TGT (target attribute), SFX(name) (suffix), DOT(u8, s8) → s32 × 8 (four adjacent products summed).
+// Q4_0 nibbles are unsigned (0..15) and enter as the u8 operand; the −8 offset is removed with Σx per block.
+// Q8_0 uses |w| and sign(x, w) (both within ±127, so maddubs cannot saturate).
+
+TGT static inline __m256i SFX(q4_unpack)(const uint8_t *blk, __m256i m4) {
+    __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+}
+
+// Decode: one row at a time, four blocks per iteration into four accumulators (one sequential stream per thread).
+TGT static void SFX(mv_q8_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                             const float *xd, const int32_t *xs, float *y) {
+    (void)xf; (void)xs;
+    int nb = cols / 32;
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = w + (size_t)r * ld;
+        __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        int b = 0;
+#define Q8_ONE(k)                                                                                          \
+        {                                                                                                  \
+            const uint8_t *blk = row + (size_t)(b + k) * 34;                                               \
+            __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));                                   \
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                         \
+            __m256i d = DOT(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));                           \
+            a[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(fp16s(blk) * xd[b + k]), a[k]);   \
+        }
+        for (; b + 4 <= nb; b += 4) { Q8_ONE(0) Q8_ONE(1) Q8_ONE(2) Q8_ONE(3) }
+        for (; b < nb; b++) Q8_ONE(0)
+#undef Q8_ONE
+        y[r] = hsum256(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+    }
+}
+
+TGT static void SFX(mv_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                             const float *xd, const int32_t *xs, float *y) {
+    (void)xf;
+    int nb = cols / 32;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    // −8·Σx per block, as the first lane of an s32 vector added to the block's integer dot
+    int32_t *init = aligned_alloc(32, (size_t)nb * 32 + 32);
+    memset(init, 0, (size_t)nb * 32);
+    for (int b = 0; b < nb; b++) init[b * 8] = -8 * xs[b];
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = w + (size_t)r * ld;
+        __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        int b = 0;
+#define Q4_ONE(k)                                                                                          \
+        {                                                                                                  \
+            const uint8_t *blk = row + (size_t)(b + k) * 18;                                               \
+            __m256i wv = SFX(q4_unpack)(blk, m4);                                                          \
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                         \
+            __m256i d = _mm256_add_epi32(DOT(wv, xv), _mm256_load_si256((const __m256i *)(init + (b + k) * 8))); \
+            a[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(fp16s(blk) * xd[b + k]), a[k]);   \
+        }
+        for (; b + 4 <= nb; b += 4) { Q4_ONE(0) Q4_ONE(1) Q4_ONE(2) Q4_ONE(3) }
+        for (; b < nb; b++) Q4_ONE(0)
+#undef Q4_ONE
+        y[r] = hsum256(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+    }
+    free(init);
+}
+
+// Prefill: 2 rows × 4 tokens per tile, eight named accumulators (kept in registers); per (row, token, block): dot,
+// cvt, mul (row scale), fma (token scale). Token blocks keep the quantized activations L2-resident while every row
+// pair passes over them. Results go to out[row][token].
+#define TILE_BODY(WLOAD0, WLOAD1, XOP0, XOP1)                                                               \
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00; \
+    for (int b = 0; b < nb; b++) {                                                                          \
+        WLOAD0; WLOAD1;                                                                                     \
+        const __m256 s0 = _mm256_broadcast_ss(dw0 + b), s1 = _mm256_broadcast_ss(dw1 + b);                  \
+        const int8_t *xb = XQ + b * 32;                                                                     \
+        const float *db = XD + b;                                                                           \
+        __m256i x; __m256 dx;                                                                               \
+        x = _mm256_loadu_si256((const __m256i *)xb); dx = _mm256_broadcast_ss(db);                          \
+        c00 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP0), s0), dx, c00);                        \
+        c10 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP1), s1), dx, c10);                        \
+        x = _mm256_loadu_si256((const __m256i *)(xb + ldq)); dx = _mm256_broadcast_ss(db + qb);             \
+        c01 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP0), s0), dx, c01);                        \
+        c11 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP1), s1), dx, c11);                        \
+        x = _mm256_loadu_si256((const __m256i *)(xb + 2 * ldq)); dx = _mm256_broadcast_ss(db + 2 * qb);     \
+        c02 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP0), s0), dx, c02);                        \
+        c12 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP1), s1), dx, c12);                        \
+        x = _mm256_loadu_si256((const __m256i *)(xb + 3 * ldq)); dx = _mm256_broadcast_ss(db + 3 * qb);     \
+        c03 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP0), s0), dx, c03);                        \
+        c13 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP1), s1), dx, c13);                        \
+    }                                                                                                       \
+    out[0] = hsum256(c00); out[1] = hsum256(c01); out[2] = hsum256(c02); out[3] = hsum256(c03);             \
+    out[4] = hsum256(c10); out[5] = hsum256(c11); out[6] = hsum256(c12); out[7] = hsum256(c13);
+
+TGT static void SFX(tile_q4)(const uint8_t *r0p, const uint8_t *r1p, int nb, const int8_t *XQ, int ldq,
+                             const float *XD, int qb, const float *dw0, const float *dw1, float *out) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256i w0, w1;
+    TILE_BODY(w0 = SFX(q4_unpack)(r0p + (size_t)b * 18, m4), w1 = SFX(q4_unpack)(r1p + (size_t)b * 18, m4),
+              DOT(w0, x), DOT(w1, x))
+}
+
+TGT static void SFX(tile_q8)(const uint8_t *r0p, const uint8_t *r1p, int nb, const int8_t *XQ, int ldq,
+                             const float *XD, int qb, const float *dw0, const float *dw1, float *out) {
+    __m256i w0, w1, a0, a1;
+    TILE_BODY((w0 = _mm256_loadu_si256((const __m256i *)(r0p + (size_t)b * 34 + 2)), a0 = _mm256_sign_epi8(w0, w0)),
+              (w1 = _mm256_loadu_si256((const __m256i *)(r1p + (size_t)b * 34 + 2)), a1 = _mm256_sign_epi8(w1, w1)),
+              DOT(a0, _mm256_sign_epi8(x, w0)), DOT(a1, _mm256_sign_epi8(x, w1)))
+}
+#undef TILE_BODY
+
+TGT static void SFX(gemm_q)(int q4, const uint8_t *w, size_t ld, int cols, int r0, int r1, int T,
+                            const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
+                            float *Y, int ldy) {
+    int nb = cols / 32, qb = ldq / 32;
+    int T4 = T / 4 * 4, R2 = r0 + (r1 - r0) / 2 * 2;
+    size_t bs = q4 ? 18 : 34;
+    float *dw = malloc(sizeof(float) * 2 * (size_t)nb);
+    float *xe = q4 ? malloc(sizeof(float) * (size_t)T * qb) : NULL;   // −8·dx·Σx per (token, block)
+    if (q4) for (int t = 0; t < T; t++) for (int b = 0; b < nb; b++) xe[(size_t)t * qb + b] = -8.f * XD[(size_t)t * qb + b] * (float)XS[(size_t)t * qb + b];
+    int tb = (int)((256 * 1024) / (size_t)(cols > 0 ? cols : 1)) / 4 * 4;
+    if (tb < 4) tb = 4;
+    for (int t0 = 0; t0 < T4; t0 += tb) {
+        int t1 = t0 + tb < T4 ? t0 + tb : T4;
+        for (int r = r0; r < R2; r += 2) {
+            const uint8_t *p0 = w + (size_t)r * ld, *p1 = p0 + ld;
+            for (int b = 0; b < nb; b++) { dw[b] = fp16s(p0 + b * bs); dw[nb + b] = fp16s(p1 + b * bs); }
+            for (int t = t0; t < t1; t += 4) {
+                float acc[8];
+                if (q4) SFX(tile_q4)(p0, p1, nb, XQ + (size_t)t * ldq, ldq, XD + (size_t)t * qb, qb, dw, dw + nb, acc);
+                else SFX(tile_q8)(p0, p1, nb, XQ + (size_t)t * ldq, ldq, XD + (size_t)t * qb, qb, dw, dw + nb, acc);
+                for (int i = 0; i < 2; i++)
+                    for (int j = 0; j < 4; j++) {
+                        float v = acc[i * 4 + j];
+                        if (q4) v += dot8(dw + i * nb, xe + (size_t)(t + j) * qb, nb);
+                        Y[(size_t)(t + j) * ldy + r + i] = v;
+                    }
+            }
+        }
+    }
+    free(dw); free(xe);
+    lfm_matvec_fn mv = q4 ? SFX(mv_q4_0) : SFX(mv_q8_0);
+    // leftover tokens (all rows) and the odd last row (tokens of the tiles)
+    if (T4 < T) lfm_scalar_gemm_generic(mv, w, ld, cols, r0, r1, T - T4, X ? X + (size_t)T4 * ldx : NULL, ldx,
+                                        XQ + (size_t)T4 * ldq, XD + (size_t)T4 * qb, XS + (size_t)T4 * qb, ldq, Y + (size_t)T4 * ldy, ldy);
+    if (R2 < r1 && T4 > 0) lfm_scalar_gemm_generic(mv, w, ld, cols, R2, r1, T4, X, ldx, XQ, XD, XS, ldq, Y, ldy);
+}
+
+TGT static void SFX(mm_q8_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
+                             const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
+    SFX(gemm_q)(0, w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);
+}
+TGT static void SFX(mm_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
+                             const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
+    SFX(gemm_q)(1, w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);
+}
