@@ -5,9 +5,11 @@
 // Q4_0 nibbles are unsigned (0..15) and enter as the u8 operand; the −8 offset is removed with Σx per block.
 // Q8_0 uses |w| and sign(x, w) (both within ±127, so maddubs cannot saturate).
 
+// The 16 nibble bytes broadcast to both 128-bit halves (a load), the upper half shifted right by 4 (a variable
+// 64-bit shift), then masked: [low nibbles = elements 0..15 | high nibbles = 16..31].
 TGT static inline __m256i SFX(q4_unpack)(const uint8_t *blk, __m256i m4) {
-    __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+    __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2)));
+    return _mm256_and_si256(_mm256_srlv_epi64(q, _mm256_setr_epi64x(0, 0, 4, 4)), m4);
 }
 
 // Decode: one row at a time, four blocks per iteration into four accumulators (one sequential stream per thread).
@@ -63,35 +65,36 @@ TGT static void SFX(mv_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int 
     free(init);
 }
 
-// Prefill: 2 rows × 4 tokens per tile, eight named accumulators (kept in registers); per (row, token, block): dot,
-// cvt, mul (row scale), fma (token scale). Token blocks keep the quantized activations L2-resident while every row
-// pair passes over them. Results go to out[row][token].
+// Prefill: 2 rows × 4 tokens per tile, eight named accumulators (kept in registers). The eight scale products of
+// a block, dw[row]·dx[token], come from one vector multiply (the caller lays dw out as [d0 ×4 | d1 ×4] per block and
+// the tile's token scales as [dx0..dx3 | dx0..dx3]); each (row, token) then costs dot, cvt and one fma.
+// Token blocks keep the quantized activations L2-resident while every row pair passes over them.
 #define TILE_BODY(WLOAD0, WLOAD1, XOP0, XOP1)                                                               \
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00; \
+    float sc[8] __attribute__((aligned(32)));                                                               \
     for (int b = 0; b < nb; b++) {                                                                          \
         WLOAD0; WLOAD1;                                                                                     \
-        const __m256 s0 = _mm256_broadcast_ss(dw0 + b), s1 = _mm256_broadcast_ss(dw1 + b);                  \
+        _mm256_store_ps(sc, _mm256_mul_ps(_mm256_load_ps(dwv + 8 * b), _mm256_load_ps(dxv + 8 * b)));      \
         const int8_t *xb = XQ + b * 32;                                                                     \
-        const float *db = XD + b;                                                                           \
-        __m256i x; __m256 dx;                                                                               \
-        x = _mm256_loadu_si256((const __m256i *)xb); dx = _mm256_broadcast_ss(db);                          \
-        c00 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP0), s0), dx, c00);                        \
-        c10 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP1), s1), dx, c10);                        \
-        x = _mm256_loadu_si256((const __m256i *)(xb + ldq)); dx = _mm256_broadcast_ss(db + qb);             \
-        c01 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP0), s0), dx, c01);                        \
-        c11 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP1), s1), dx, c11);                        \
-        x = _mm256_loadu_si256((const __m256i *)(xb + 2 * ldq)); dx = _mm256_broadcast_ss(db + 2 * qb);     \
-        c02 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP0), s0), dx, c02);                        \
-        c12 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP1), s1), dx, c12);                        \
-        x = _mm256_loadu_si256((const __m256i *)(xb + 3 * ldq)); dx = _mm256_broadcast_ss(db + 3 * qb);     \
-        c03 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP0), s0), dx, c03);                        \
-        c13 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(XOP1), s1), dx, c13);                        \
+        __m256i x;                                                                                          \
+        x = _mm256_loadu_si256((const __m256i *)xb);                                                        \
+        c00 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP0), _mm256_broadcast_ss(sc + 0), c00);                  \
+        c10 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP1), _mm256_broadcast_ss(sc + 4), c10);                  \
+        x = _mm256_loadu_si256((const __m256i *)(xb + ldq));                                                \
+        c01 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP0), _mm256_broadcast_ss(sc + 1), c01);                  \
+        c11 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP1), _mm256_broadcast_ss(sc + 5), c11);                  \
+        x = _mm256_loadu_si256((const __m256i *)(xb + 2 * ldq));                                            \
+        c02 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP0), _mm256_broadcast_ss(sc + 2), c02);                  \
+        c12 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP1), _mm256_broadcast_ss(sc + 6), c12);                  \
+        x = _mm256_loadu_si256((const __m256i *)(xb + 3 * ldq));                                            \
+        c03 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP0), _mm256_broadcast_ss(sc + 3), c03);                  \
+        c13 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP1), _mm256_broadcast_ss(sc + 7), c13);                  \
     }                                                                                                       \
     out[0] = hsum256(c00); out[1] = hsum256(c01); out[2] = hsum256(c02); out[3] = hsum256(c03);             \
     out[4] = hsum256(c10); out[5] = hsum256(c11); out[6] = hsum256(c12); out[7] = hsum256(c13);
 
 TGT static void SFX(tile_q4)(const uint8_t *r0p, const uint8_t *r1p, int nb, const int8_t *XQ, int ldq,
-                             const float *XD, int qb, const float *dw0, const float *dw1, float *out) {
+                             const float *dwv, const float *dxv, float *out) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256i w0, w1;
     TILE_BODY(w0 = SFX(q4_unpack)(r0p + (size_t)b * 18, m4), w1 = SFX(q4_unpack)(r1p + (size_t)b * 18, m4),
@@ -99,7 +102,7 @@ TGT static void SFX(tile_q4)(const uint8_t *r0p, const uint8_t *r1p, int nb, con
 }
 
 TGT static void SFX(tile_q8)(const uint8_t *r0p, const uint8_t *r1p, int nb, const int8_t *XQ, int ldq,
-                             const float *XD, int qb, const float *dw0, const float *dw1, float *out) {
+                             const float *dwv, const float *dxv, float *out) {
     __m256i w0, w1, a0, a1;
     TILE_BODY((w0 = _mm256_loadu_si256((const __m256i *)(r0p + (size_t)b * 34 + 2)), a0 = _mm256_sign_epi8(w0, w0)),
               (w1 = _mm256_loadu_si256((const __m256i *)(r1p + (size_t)b * 34 + 2)), a1 = _mm256_sign_epi8(w1, w1)),
@@ -114,6 +117,12 @@ TGT static void SFX(gemm_q)(int q4, const uint8_t *w, size_t ld, int cols, int r
     int T4 = T / 4 * 4, R2 = r0 + (r1 - r0) / 2 * 2;
     size_t bs = q4 ? 18 : 34;
     float *dw = malloc(sizeof(float) * 2 * (size_t)nb);
+    float *dwv = aligned_alloc(32, sizeof(float) * 8 * (size_t)nb + 32);   // [d0 ×4 | d1 ×4] per block
+    // [dx0..dx3 | dx0..dx3] per block, for every tile of 4 tokens
+    float *dxv = aligned_alloc(32, sizeof(float) * 2 * (size_t)nb * (size_t)(T4 > 0 ? T4 : 1) + 32);
+    for (int t = 0; t < T4; t += 4)
+        for (int b = 0; b < nb; b++)
+            for (int k = 0; k < 4; k++) dxv[(size_t)t * 2 * nb + 8 * b + k] = dxv[(size_t)t * 2 * nb + 8 * b + 4 + k] = XD[(size_t)(t + k) * qb + b];
     float *xe = q4 ? malloc(sizeof(float) * (size_t)T * qb) : NULL;   // −8·dx·Σx per (token, block)
     if (q4) for (int t = 0; t < T; t++) for (int b = 0; b < nb; b++) xe[(size_t)t * qb + b] = -8.f * XD[(size_t)t * qb + b] * (float)XS[(size_t)t * qb + b];
     int tb = (int)((256 * 1024) / (size_t)(cols > 0 ? cols : 1)) / 4 * 4;
@@ -122,11 +131,14 @@ TGT static void SFX(gemm_q)(int q4, const uint8_t *w, size_t ld, int cols, int r
         int t1 = t0 + tb < T4 ? t0 + tb : T4;
         for (int r = r0; r < R2; r += 2) {
             const uint8_t *p0 = w + (size_t)r * ld, *p1 = p0 + ld;
-            for (int b = 0; b < nb; b++) { dw[b] = fp16s(p0 + b * bs); dw[nb + b] = fp16s(p1 + b * bs); }
+            for (int b = 0; b < nb; b++) {
+                dw[b] = fp16s(p0 + b * bs); dw[nb + b] = fp16s(p1 + b * bs);
+                for (int k = 0; k < 4; k++) { dwv[8 * b + k] = dw[b]; dwv[8 * b + 4 + k] = dw[nb + b]; }
+            }
             for (int t = t0; t < t1; t += 4) {
                 float acc[8];
-                if (q4) SFX(tile_q4)(p0, p1, nb, XQ + (size_t)t * ldq, ldq, XD + (size_t)t * qb, qb, dw, dw + nb, acc);
-                else SFX(tile_q8)(p0, p1, nb, XQ + (size_t)t * ldq, ldq, XD + (size_t)t * qb, qb, dw, dw + nb, acc);
+                if (q4) SFX(tile_q4)(p0, p1, nb, XQ + (size_t)t * ldq, ldq, dwv, dxv + (size_t)t * 2 * nb, acc);
+                else SFX(tile_q8)(p0, p1, nb, XQ + (size_t)t * ldq, ldq, dwv, dxv + (size_t)t * 2 * nb, acc);
                 for (int i = 0; i < 2; i++)
                     for (int j = 0; j < 4; j++) {
                         float v = acc[i * 4 + j];
@@ -136,6 +148,7 @@ TGT static void SFX(gemm_q)(int q4, const uint8_t *w, size_t ld, int cols, int r
             }
         }
     }
+    free(dwv); free(dxv);
     free(dw); free(xe);
     lfm_matvec_fn mv = q4 ? SFX(mv_q4_0) : SFX(mv_q8_0);
     // leftover tokens (all rows) and the odd last row (tokens of the tiles)
