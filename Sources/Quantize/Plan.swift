@@ -158,7 +158,7 @@ public enum Planner {
     /// and the bundle's tie table points the derived name at it). Both present and equal (element-wise, as float
     /// values): fine. Only the derived one present: its entry is read as the stored member. Both present and
     /// different: an error naming the pair — the reference's loader (accelerate `load_checkpoint_in_model`, from
-    /// `LFM2AudioModel.from_pretrained`, liquid_audio/model/lfm2_audio.py) would silently keep one of the two.
+    /// `LFM2AudioModel.from_pretrained`, liquid_audio/model/lfm2_audio.py) silently keeps the value loaded last (probed with liquid-audio 1.3.0: the Parameter stays shared and ends up holding `to_logits.weight`).
     static func applyTies(_ set: TensorSet, ties: [TensorTie], file: String) throws -> (TensorSet, [ResolvedTie]) {
         var out = set
         var resolved: [ResolvedTie] = []

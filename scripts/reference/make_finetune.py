@@ -21,6 +21,7 @@ Then the goldens: dump.py on each fine-tune + base pair (--base), four modes eac
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import subprocess
@@ -71,6 +72,46 @@ def change_(model, seed: int, scale: float) -> int:
     return n
 
 
+TTS_SYSTEM, TTS_PROMPT = "Perform TTS. Use the US female voice.", "Speak now."
+AUDIO_START = 128
+
+
+@torch.no_grad()
+def greedy_tts(model, proc, steps: int = 16) -> list[int]:
+    """The TTS stream exactly as dump.py --mode tts runs it (float32 copy of the model), text tokens only."""
+    from liquid_audio import ChatState
+    m = copy.deepcopy(model).float().eval()
+    chat = ChatState(proc, dtype=torch.float32)
+    chat.new_turn("system"); chat.add_text(TTS_SYSTEM); chat.end_turn()
+    chat.new_turn("user"); chat.add_text(TTS_PROMPT); chat.end_turn()
+    chat.new_turn("assistant")
+    prompt = [int(v) for v in chat["text"][0]]
+    out = []
+    for y in m.generate_sequential(**chat, max_new_tokens=steps):
+        y = y.reshape(-1)
+        if y.numel() != 1:
+            break
+        out.append(int(y[0]))
+        if out[-1] == AUDIO_START:
+            break
+    return prompt, out
+
+
+@torch.no_grad()
+def steer_tts_(model, proc) -> dict:
+    """Part of the deterministic change: swap rows t <-> <|audio_start|> of the tied `lfm.embed_tokens`, with t the
+    first TTS token at a step >= 2 that appears neither in the prompt nor earlier, so that the TTS stream speaks."""
+    prompt, toks = greedy_tts(model, proc)
+    for i, t in enumerate(toks):
+        if i >= 2 and t != AUDIO_START and t not in prompt and t not in toks[:i] and AUDIO_START not in toks[:i]:
+            w = model.lfm.embed_tokens.weight
+            tmp = w[t].clone(); w[t] = w[AUDIO_START]; w[AUDIO_START] = tmp
+            _, after = greedy_tts(model, proc)
+            assert after[i] == AUDIO_START, (toks, after)
+            return dict(swapped=[t, AUDIO_START], step=i, before=toks, after=after)
+    raise SystemExit(f"no token to steer in {toks}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "Tests/Fixtures/finetune")
@@ -79,7 +120,7 @@ def main() -> None:
     a = ap.parse_args()
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
-    from liquid_audio import LFM2AudioModel
+    from liquid_audio import LFM2AudioModel, LFM2AudioProcessor
 
     shutil.rmtree(a.work, ignore_errors=True)
     base = a.work / "base"
@@ -100,9 +141,12 @@ def main() -> None:
     opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
     sched = torch.optim.lr_scheduler.LinearLR(optimizer=opt, start_factor=1e-8, end_factor=1.0, total_iters=10)
     m, opt, sched = acc.prepare(m, opt, sched)
+    proc = LFM2AudioProcessor.from_pretrained(base, device="cpu").eval()
     n1 = change_(acc.unwrap_model(m), SEED + 1, 0.5)
+    steer1 = steer_tts_(acc.unwrap_model(m), proc)
     acc.save_state()                                            # checkpoints/checkpoint_0
     n2 = change_(acc.unwrap_model(m), SEED + 2, 0.5)
+    steer2 = steer_tts_(acc.unwrap_model(m), proc)
     acc.save_model(acc.unwrap_model(m), f"{run}/final", max_shard_size="2MB", safe_serialization=True)
 
     out = a.out
@@ -137,7 +181,7 @@ def main() -> None:
             j.write_text(j.read_text().replace(str(base), "Tests/Fixtures/finetune/base (+ tiny-a's tokenizer, Mimi, detokenizer)")
                          .replace(str(out) + "/", "Tests/Fixtures/finetune/").replace(str(ROOT) + "/", ""))
     manifest = OrderedDict(generator="scripts/reference/make_finetune.py", versions=fx.versions(), seed=SEED,
-                           changed_parameters=[n1, n2], files=written,
+                           changed_parameters=[n1, n2], tts_steering=dict(checkpoint_0=steer1, final=steer2), files=written,
                            base="Tests/Fixtures/finetune/base/config.json + " + ", ".join(f"tiny-a/model/{n}" for n in BORROWED))
     fx.write_json(out / "manifest.json", manifest)
 
