@@ -38,7 +38,6 @@ public struct DroppedTensor: Sendable {
     public var bytes: Int
 }
 
-/// Everything the converter will write, decided before a byte is written.
 /// A tie of the schema as this checkpoint resolved it: `derived` is read from `stored` (one copy in the bundle).
 public struct ResolvedTie: Sendable, Equatable {
     public var derived: String
@@ -48,6 +47,7 @@ public struct ResolvedTie: Sendable, Equatable {
     public var held: String
 }
 
+/// Everything the converter will write, decided before a byte is written.
 public struct ConversionPlan: Sendable {
     public var tensors: [PlannedTensor]
     public var dropped: [DroppedTensor]
@@ -158,7 +158,8 @@ public enum Planner {
     /// and the bundle's tie table points the derived name at it). Both present and equal (element-wise, as float
     /// values): fine. Only the derived one present: its entry is read as the stored member. Both present and
     /// different: an error naming the pair — the reference's loader (accelerate `load_checkpoint_in_model`, from
-    /// `LFM2AudioModel.from_pretrained`, liquid_audio/model/lfm2_audio.py) silently keeps the value loaded last (probed with liquid-audio 1.3.0: the Parameter stays shared and ends up holding `to_logits.weight`).
+    /// `LFM2AudioModel.from_pretrained`, liquid_audio/model/lfm2_audio.py) silently keeps the value loaded last
+    /// (probed with liquid-audio 1.3.0: the Parameter stays shared and ends up holding `to_logits.weight`).
     static func applyTies(_ set: TensorSet, ties: [TensorTie], file: String) throws -> (TensorSet, [ResolvedTie]) {
         var out = set
         var resolved: [ResolvedTie] = []
@@ -189,10 +190,12 @@ public enum Planner {
     }
 
     /// The first element index where two same-shape tensors differ as float values (nil: equal).
+    /// Non-float members are compared byte for byte only (the dtype itself is reported by `match`).
     static func firstDifference(_ a: SafetensorsTensor, _ b: SafetensorsTensor) -> Int? {
         if a.dtype == b.dtype {
-            if memcmp(a.bytes.baseAddress!, b.bytes.baseAddress!, a.byteCount) == 0 { return nil }
+            if a.byteCount == 0 || memcmp(a.bytes.baseAddress!, b.bytes.baseAddress!, a.byteCount) == 0 { return nil }
         }
+        guard a.dtype.isFloat, b.dtype.isFloat else { return a.dtype == b.dtype ? 0 : nil }
         let n = a.elementCount, step = 1 << 16
         let x = UnsafeMutablePointer<Float>.allocate(capacity: step), y = UnsafeMutablePointer<Float>.allocate(capacity: step)
         defer { x.deallocate(); y.deallocate() }
