@@ -21,6 +21,26 @@ public enum CheckpointFiles {
     public static let mimi = "tokenizer-e351c8d8-checkpoint125.safetensors"
     public static let mimiConfig = "mimi_config.json"
     public static let detokenizerDir = "audio_detokenizer"
+    /// PyTorch pickle weights (`safe_serialization=False`), which this tool does not read.
+    public static let pickleWeights = ["pytorch_model.bin", "pytorch_model.bin.index.json"]
+
+    /// Files that accelerate's `Accelerator.save_state` writes beside the weights (liquid_audio/trainer.py
+    /// `Trainer.train` calls it every `save_interval` steps into `checkpoints/checkpoint_N/`): optimizer, scheduler,
+    /// sampler, grad-scaler and RNG state. They are training state, not model weights, and are ignored.
+    public static func isTrainerState(_ name: String) -> Bool {
+        let n = name.lowercased()
+        if n.hasPrefix("random_states") && n.hasSuffix(".pkl") { return true }
+        if n.hasPrefix("custom_checkpoint_") && n.hasSuffix(".pkl") { return true }
+        for stem in ["optimizer", "scheduler", "sampler", "scaler", "dl_state_dict"] where n.hasPrefix(stem) {
+            if n.hasSuffix(".bin") || n.hasSuffix(".pt") || n.hasSuffix(".pth") || n.hasSuffix(".safetensors") { return true }
+        }
+        return false
+    }
+}
+
+/// Where a checkpoint file was read from: the checkpoint folder itself, or the `--base` model.
+public enum FileOrigin: String, Sendable, Codable {
+    case checkpoint, base
 }
 
 /// Token ids the reference hard-codes; asserted against tokenizer.json at conversion.
@@ -47,6 +67,8 @@ public final class Checkpoint: @unchecked Sendable {
         public let config: MimiConfig
         /// The mimi_config.json bytes, or nil when the reference defaults apply.
         public let configData: Data?
+        /// The mimi_config.json path, when there is one.
+        public let configFile: String?
         public let tensors: TensorSet
     }
     public let mimi: Mimi?
@@ -60,86 +82,150 @@ public final class Checkpoint: @unchecked Sendable {
     public let detokenizer: Detokenizer?
     /// Non-fatal findings (e.g. an audio_detokenizer folder without weights).
     public let warnings: [String]
+    /// The base model (`--base`) that supplied the files this folder lacks; nil without one.
+    public let baseRoot: String?
+    /// Training-state files found beside the weights (optimizer, scheduler, RNG state) and ignored.
+    public let ignoredFiles: [String]
+    /// Paths of the non-weight files as read (config, tokenizer files, chat template, Mimi config), either in
+    /// `root` or in `baseRoot`.
+    let configPath: String, tokenizerPath: String, tokenizerConfigPath: String?, chatTemplatePath: String?
 
     /// Every source file read, for the bundle's provenance record.
     public var sourceFiles: [String] {
-        var f = [root + "/" + CheckpointFiles.config] + model.files + [root + "/" + CheckpointFiles.tokenizer]
-        if let mimi { f.append(mimi.file); if mimi.configData != nil { f.append(root + "/" + CheckpointFiles.mimiConfig) } }
+        var f = [configPath] + model.files + [tokenizerPath]
+        if let tokenizerConfigPath { f.append(tokenizerConfigPath) }
+        if let chatTemplatePath { f.append(chatTemplatePath) }
+        if let mimi { f.append(mimi.file); if let c = mimi.configFile { f.append(c) } }
         if let detokenizer { f.append(detokenizer.configFile); f += detokenizer.tensors.files }
         return f
     }
 
-    /// Opens a checkpoint given as a folder, a hub-cache snapshot folder, a hub-cache repo folder
-    /// (`models--ORG--NAME`) or a repo id (`ORG/NAME`) resolved in the local hub cache.
-    public convenience init(_ spec: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
-        try self.init(folder: try Checkpoint.resolve(spec, environment: environment))
+    /// Whether a source file came from the checkpoint folder or from the base model.
+    public func origin(of file: String) -> FileOrigin {
+        if let baseRoot, file.hasPrefix(baseRoot.hasSuffix("/") ? baseRoot : baseRoot + "/") { return .base }
+        return .checkpoint
     }
 
-    public init(folder: String) throws {
+    /// A source file's name relative to the folder it came from (checkpoint or base).
+    public func relativeName(of file: String) -> String {
+        let r = origin(of: file) == .base ? baseRoot! : root
+        let prefix = r.hasSuffix("/") ? r : r + "/"
+        return file.hasPrefix(prefix) ? String(file.dropFirst(prefix.count)) : file
+    }
+
+    /// Opens a checkpoint given as a folder, a hub-cache snapshot folder, a hub-cache repo folder
+    /// (`models--ORG--NAME`) or a repo id (`ORG/NAME`) resolved in the local hub cache.
+    /// `base` (same forms as `spec`) supplies every non-weight file the checkpoint folder lacks: a fine-tune saved
+    /// by liquid-audio's trainer holds only `model.safetensors` (docs/format.md §Fine-tuned checkpoints).
+    public convenience init(_ spec: String, base: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        try self.init(folder: try Checkpoint.resolve(spec, environment: environment),
+                      base: try base.map { try Checkpoint.resolve($0, environment: environment) })
+    }
+
+    public init(folder: String, base: String? = nil) throws {
         root = folder
+        baseRoot = base
         let fm = FileManager.default
-        func path(_ n: String) -> String { folder + "/" + n }
-        func read(_ n: String) throws -> Data {
-            let p = path(n)
-            guard fm.fileExists(atPath: p) else { throw FormatsError.notFound(path: p, detail: "missing from the checkpoint") }
+        var warnings: [String] = []
+
+        // Training state beside the weights (accelerate save_state) is ignored and named in the report.
+        let listing = ((try? fm.contentsOfDirectory(atPath: folder)) ?? []).sorted()
+        ignoredFiles = listing.filter(CheckpointFiles.isTrainerState)
+        let hasWeights = fm.fileExists(atPath: folder + "/" + CheckpointFiles.model) || fm.fileExists(atPath: folder + "/" + CheckpointFiles.modelIndex)
+        if !hasWeights {
+            if let pk = CheckpointFiles.pickleWeights.first(where: { listing.contains($0) }) {
+                throw FormatsError.unsupported(file: folder + "/" + pk, detail: "PyTorch pickle weights are not read; save with safe_serialization=True (model.safetensors)")
+            }
+            if !ignoredFiles.isEmpty {
+                throw FormatsError.notFound(path: folder, detail: "holds only training state (\(ignoredFiles.joined(separator: ", "))) and no \(CheckpointFiles.model): there are no model weights to convert (accelerate's save_state writes them beside the optimizer state as \(CheckpointFiles.model))")
+            }
+        }
+
+        /// A non-weight file: from the checkpoint folder, else from the base.
+        func locate(_ n: String) -> String? {
+            if fm.fileExists(atPath: folder + "/" + n) { return folder + "/" + n }
+            if let base, fm.fileExists(atPath: base + "/" + n) { return base + "/" + n }
+            return nil
+        }
+        func read(_ p: String) throws -> Data {
             guard let d = fm.contents(atPath: p) else { throw FormatsError.io(file: p, message: "cannot read") }
             return d
         }
-        var warnings: [String] = []
+        func required(_ n: String) throws -> String {
+            if let p = locate(n) { return p }
+            if let base {
+                throw FormatsError.notFound(path: folder + "/" + n, detail: "missing from the checkpoint and from the base \(base)")
+            }
+            if n == CheckpointFiles.config && hasWeights {
+                throw FormatsError.notFound(path: folder + "/" + n, detail: "missing from the checkpoint; a fine-tune saved by a trainer (final/, checkpoints/checkpoint_N/) holds only weights: give the model it was fine-tuned from with --base BASE (a folder, hub snapshot or repo id)")
+            }
+            throw FormatsError.notFound(path: folder + "/" + n, detail: "missing from the checkpoint")
+        }
 
-        configData = try read(CheckpointFiles.config)
-        config = try decodeConfig(LFM2AudioConfig.self, from: configData, file: path(CheckpointFiles.config))
-        try config.validate(file: path(CheckpointFiles.config))
+        configPath = try required(CheckpointFiles.config)
+        configData = try read(configPath)
+        config = try decodeConfig(LFM2AudioConfig.self, from: configData, file: configPath)
+        try config.validate(file: configPath)
 
         model = try Checkpoint.openTensors(folder: folder, single: CheckpointFiles.model, index: CheckpointFiles.modelIndex)
 
-        tokenizerData = try read(CheckpointFiles.tokenizer)
-        let tok = try JSONValue.parse(data: tokenizerData, file: path(CheckpointFiles.tokenizer), what: "tokenizer.json")
+        tokenizerPath = try required(CheckpointFiles.tokenizer)
+        tokenizerData = try read(tokenizerPath)
+        let tok = try JSONValue.parse(data: tokenizerData, file: tokenizerPath, what: "tokenizer.json")
         var ids: [String: Int] = [:]
         for t in tok["added_tokens"]?.arrayValue ?? [] {
             if let c = t["content"]?.stringValue, let id = t["id"]?.intValue { ids[c] = id }
         }
         for (name, id) in SpecialTokens.required {
             guard let got = ids[name] else {
-                throw FormatsError.badConfig(file: path(CheckpointFiles.tokenizer), key: "added_tokens", detail: "special token \(name) is missing (the reference expects id \(id))")
+                throw FormatsError.badConfig(file: tokenizerPath, key: "added_tokens", detail: "special token \(name) is missing (the reference expects id \(id))")
             }
             guard got == id else {
-                throw FormatsError.badConfig(file: path(CheckpointFiles.tokenizer), key: "added_tokens", detail: "special token \(name) has id \(got), the reference hard-codes \(id)")
+                throw FormatsError.badConfig(file: tokenizerPath, key: "added_tokens", detail: "special token \(name) has id \(got), the reference hard-codes \(id)")
             }
         }
         specialTokenIds = ids
-        tokenizerConfigData = fm.fileExists(atPath: path(CheckpointFiles.tokenizerConfig)) ? try read(CheckpointFiles.tokenizerConfig) : nil
-        if fm.fileExists(atPath: path(CheckpointFiles.chatTemplate)) {
-            chatTemplate = String(decoding: try read(CheckpointFiles.chatTemplate), as: UTF8.self)
-        } else if let tc = tokenizerConfigData,
-                  let v = try? JSONValue.parse(data: tc, file: path(CheckpointFiles.tokenizerConfig)), let s = v["chat_template"]?.stringValue {
+        tokenizerConfigPath = locate(CheckpointFiles.tokenizerConfig)
+        tokenizerConfigData = try tokenizerConfigPath.map(read)
+        if let p = locate(CheckpointFiles.chatTemplate) {
+            chatTemplatePath = p
+            chatTemplate = String(decoding: try read(p), as: UTF8.self)
+        } else if let tc = tokenizerConfigData, let tcp = tokenizerConfigPath,
+                  let v = try? JSONValue.parse(data: tc, file: tcp), let s = v["chat_template"]?.stringValue {
+            chatTemplatePath = nil
             chatTemplate = s
         } else {
+            chatTemplatePath = nil
             chatTemplate = nil
         }
 
-        // Mimi codec (both released models ship it).
-        if fm.fileExists(atPath: path(CheckpointFiles.mimi)) {
+        // Mimi codec (both released models ship it). Its config comes from the same folder as the file.
+        if let mimiPath = locate(CheckpointFiles.mimi) {
+            let dir = (mimiPath as NSString).deletingLastPathComponent
             var mc = MimiConfig()
-            var mcData: Data? = nil
-            if fm.fileExists(atPath: path(CheckpointFiles.mimiConfig)) {
-                let d = try read(CheckpointFiles.mimiConfig)
-                mc = try decodeConfig(MimiConfig.self, from: d, file: path(CheckpointFiles.mimiConfig))
-                mcData = d
+            var mcData: Data? = nil, mcPath: String? = nil
+            if fm.fileExists(atPath: dir + "/" + CheckpointFiles.mimiConfig) {
+                let p = dir + "/" + CheckpointFiles.mimiConfig
+                let d = try read(p)
+                mc = try decodeConfig(MimiConfig.self, from: d, file: p)
+                mcData = d; mcPath = p
             }
-            try mc.validate(file: mcData == nil ? path(CheckpointFiles.mimi) : path(CheckpointFiles.mimiConfig))
-            let f = try SafetensorsFile(path: path(CheckpointFiles.mimi))
+            try mc.validate(file: mcPath ?? mimiPath)
+            let f = try SafetensorsFile(path: mimiPath)
             var ts = TensorSet()
             ts.tensors = f.tensors
             ts.files = [f.path]
-            mimi = Mimi(file: f.path, config: mc, configData: mcData, tensors: ts)
+            mimi = Mimi(file: f.path, config: mc, configData: mcData, configFile: mcPath, tensors: ts)
         } else {
             mimi = nil
         }
 
-        // LFM2 detokenizer (LFM2.5-Audio).
-        let detokDir = path(CheckpointFiles.detokenizerDir)
+        // LFM2 detokenizer (LFM2.5-Audio): the fine-tune's own folder, else the base's, as a whole.
         var isDir: ObjCBool = false
+        var detokDir = folder + "/" + CheckpointFiles.detokenizerDir
+        if !(fm.fileExists(atPath: detokDir, isDirectory: &isDir) && isDir.boolValue), let base {
+            detokDir = base + "/" + CheckpointFiles.detokenizerDir
+        }
         if fm.fileExists(atPath: detokDir, isDirectory: &isDir), isDir.boolValue {
             let cfgPath = detokDir + "/" + CheckpointFiles.config
             guard let d = fm.contents(atPath: cfgPath) else {

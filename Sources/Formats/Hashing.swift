@@ -59,6 +59,14 @@ public enum BundleKeys {
     public static let sourceSHA256 = "lfm2audio.source.sha256"
     public static let sourceBytes = "lfm2audio.source.bytes"
     public static let dropped = "lfm2audio.dropped_tensors"
+    /// Tie table (docs/format.md §Tied tensors): `tied_names[i]` is read as the stored tensor `tied_targets[i]`.
+    public static let tiedNames = "lfm2audio.tied_names"
+    public static let tiedTargets = "lfm2audio.tied_targets"
+    /// Provenance of each `source.files` entry: `checkpoint` or `base` (`--base`), and the base folder.
+    public static let sourceOrigins = "lfm2audio.source.origins"
+    public static let sourceBase = "lfm2audio.source.base"
+    /// Training-state files found beside the weights and ignored (optimizer, scheduler, RNG state).
+    public static let ignoredFiles = "lfm2audio.source.ignored_files"
     public static let tensorCRC32 = "lfm2audio.tensor_crc32"
     public static let hfTokenizer = "tokenizer.huggingface.json"
     public static let hfTokenizerConfig = "lfm2audio.tokenizer_config_json"

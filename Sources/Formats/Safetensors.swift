@@ -30,6 +30,10 @@ public struct SafetensorsTensor: Sendable {
 
     public var elementCount: Int { shape.reduce(1, *) }
     public var bytes: UnsafeRawBufferPointer { file.bytes(at: offset, count: byteCount) }
+    /// The same bytes under another name (a tie's stored member read from its derived member's entry).
+    public func renamed(_ n: String) -> SafetensorsTensor {
+        SafetensorsTensor(name: n, dtype: dtype, shape: shape, offset: offset, byteCount: byteCount, file: file)
+    }
 }
 
 /// A safetensors file mapped read-only and validated strictly: header length bound, JSON, known dtypes,

@@ -34,8 +34,43 @@ public struct ExpectedTensor: Sendable, Equatable {
     }
 }
 
+/// Two checkpoint tensors that the reference's modules tie to one Parameter: `stored` is the member the bundle keeps,
+/// `derived` is read through the bundle's tie table (docs/format.md §Tied tensors). A checkpoint may hold both
+/// (equal: stored once), only `stored`, or only `derived` (trainers that save with accelerate keep the first name
+/// of a shared storage and remove the rest, so it is normally `stored`).
+public struct TensorTie: Sendable, Equatable, Codable {
+    public var stored: String
+    public var derived: String
+    /// The config key that declares the tie, for reports.
+    public var key: String
+    public init(stored: String, derived: String, key: String) { self.stored = stored; self.derived = derived; self.key = key }
+}
+
 /// Checkpoint tensor names and shapes, in one place per component. The runtime reads the same names.
 public enum Schema {
+    // MARK: Ties
+
+    /// Every tie of an LFM2-Audio `model.safetensors`, as the reference declares them:
+    /// - `depthformer.tie`: `SharedEmbedding.__init__` (liquid_audio/model/transformer.py) sets
+    ///   `to_logits.weight = embedding.weight` for each `depth_embeddings.{k}` (`LFM2AudioModel.__init__`,
+    ///   liquid_audio/model/lfm2_audio.py, passes `tie_embedding=conf.depthformer.tie`).
+    /// - `tie_audio_embeddings`: the same `SharedEmbedding` tie for `audio_embedding`.
+    /// - `lfm.tie_word_embeddings` declares no pair: the backbone is transformers' `Lfm2Model`, which has no
+    ///   `lm_head`; the reference computes text logits from `lfm.embed_tokens.weight` (`generate_sequential`), and so
+    ///   does the runtime. The detokenizer's `Lfm2Model` likewise has none, and Mimi (moshi) ties nothing.
+    public static func ties(_ c: LFM2AudioConfig) -> [TensorTie] {
+        var t: [TensorTie] = []
+        if c.depthformer.tie {
+            for k in 0..<c.codebooks {
+                t.append(.init(stored: "depth_embeddings.\(k).embedding.weight", derived: "depth_embeddings.\(k).to_logits.weight", key: "depthformer.tie"))
+            }
+        }
+        if c.tieAudioEmbeddings {
+            t.append(.init(stored: "audio_embedding.embedding.weight", derived: "audio_embedding.to_logits.weight", key: "tie_audio_embeddings"))
+        }
+        return t
+    }
+
     // MARK: LFM2 (backbone `lfm.`, and the detokenizer's `lfm.`)
 
     public static func lfm2(_ c: LFM2Config, prefix: String, component: Component, dropEmbedding: String? = nil) -> [ExpectedTensor] {

@@ -7,6 +7,8 @@ public final class ModelBundle: @unchecked Sendable {
     public let gguf: GGUFFile
     public let config: LFM2AudioConfig
     public let components: [String]
+    /// The tie table (docs/format.md §Tied tensors): a derived tensor name → the stored tensor it is read as.
+    public let ties: [String: String]
 
     public init(path: String) throws {
         gguf = try GGUFFile(path: path)
@@ -25,14 +27,25 @@ public final class ModelBundle: @unchecked Sendable {
         }
         config = try decodeConfig(LFM2AudioConfig.self, from: Data(cfg.utf8), file: path + " (" + BundleKeys.config + ")")
         components = m[BundleKeys.components]?.stringArray ?? []
+        let names = m[BundleKeys.tiedNames]?.stringArray ?? [], targets = m[BundleKeys.tiedTargets]?.stringArray ?? []
+        guard names.count == targets.count else {
+            throw FormatsError.badHeader(file: path, detail: "\(BundleKeys.tiedNames) has \(names.count) entries, \(BundleKeys.tiedTargets) \(targets.count)")
+        }
+        var ties: [String: String] = [:]
+        for (n, t) in zip(names, targets) {
+            guard gguf.tensor(t) != nil else { throw FormatsError.badHeader(file: path, detail: "tie '\(n)' → '\(t)': the stored tensor is not in the bundle") }
+            guard gguf.tensor(n) == nil, ties[n] == nil else { throw FormatsError.badHeader(file: path, detail: "tie '\(n)': the name is also a stored tensor or tied twice") }
+            ties[n] = t
+        }
+        self.ties = ties
         guard let crc = m[BundleKeys.tensorCRC32]?.arrayValue, crc.count == gguf.tensors.count else {
             throw FormatsError.badHeader(file: path, detail: "\(BundleKeys.tensorCRC32) is missing or does not list every tensor")
         }
     }
 
-    /// Raw bytes of a tensor by name.
+    /// Raw bytes of a tensor by name; a tied name resolves to the tensor it is stored as.
     public func tensor(_ name: String) -> (info: GGUFTensorInfo, bytes: UnsafeRawBufferPointer)? {
-        guard let t = gguf.tensor(name) else { return nil }
+        guard let t = gguf.tensor(name) ?? ties[name].flatMap({ gguf.tensor($0) }) else { return nil }
         return (t, gguf.bytes(of: t))
     }
 

@@ -78,7 +78,16 @@ public enum Converter {
         m.append((BundleKeys.sourceFiles, .strings(sources.map(\.0))))
         m.append((BundleKeys.sourceSHA256, .strings(sources.map(\.1))))
         m.append((BundleKeys.sourceBytes, .uint64s(sources.map { UInt64($0.2) })))
+        if let base = ckpt.baseRoot {
+            m.append((BundleKeys.sourceOrigins, .strings(ckpt.sourceFiles.map { ckpt.origin(of: $0).rawValue })))
+            m.append((BundleKeys.sourceBase, .string(checkpointName(base))))
+        }
+        if !ckpt.ignoredFiles.isEmpty { m.append((BundleKeys.ignoredFiles, .strings(ckpt.ignoredFiles))) }
         m.append((BundleKeys.dropped, .strings(plan.dropped.map(\.name))))
+        if !plan.ties.isEmpty {
+            m.append((BundleKeys.tiedNames, .strings(plan.ties.map(\.derived))))
+            m.append((BundleKeys.tiedTargets, .strings(plan.ties.map(\.stored))))
+        }
         m.append((BundleKeys.tensorCRC32, .uint32s(crcs)))
         m.append((BundleKeys.headerCRC32, .uint32(0)))   // sealed by HeaderChecksum when the header is written
         return m
@@ -96,7 +105,7 @@ public enum Converter {
     public static func convert(_ ckpt: Checkpoint, plan: ConversionPlan, to destination: String, options: ConvertOptions,
                                progress: (@Sendable (ConvertProgress) -> Void)? = nil,
                                isCancelled: @escaping @Sendable () -> Bool = { false }) throws -> ConvertResult {
-        try write(plan.tensors, to: destination, sourceFiles: ckpt.sourceFiles, root: ckpt.root, options: options,
+        try write(plan.tensors, to: destination, sourceFiles: ckpt.sourceFiles, names: ckpt.sourceFiles.map(ckpt.relativeName), root: ckpt.root, options: options,
                   metadata: { sources, crcs in metadata(for: plan, checkpoint: ckpt, options: options, sources: sources, crcs: crcs) },
                   progress: progress, isCancelled: isCancelled)
     }
@@ -104,7 +113,7 @@ public enum Converter {
     /// Writes tensors and metadata as one GGUF file. `metadata` receives the source files' (name, sha256,
     /// bytes) and the tensors' CRC32s; it is called once with placeholders of the same size to lay out
     /// the header, so the data can be written before the checksums are known.
-    public static func write(_ tensors: [PlannedTensor], to destination: String, sourceFiles files: [String], root: String,
+    public static func write(_ tensors: [PlannedTensor], to destination: String, sourceFiles files: [String], names: [String]? = nil, root: String,
                              options: ConvertOptions, alignment: Int = GGUF.defaultAlignment,
                              metadata: ([(String, String, Int)], [UInt32]) -> [(String, GGUFValue)],
                              progress: (@Sendable (ConvertProgress) -> Void)? = nil,
@@ -113,7 +122,7 @@ public enum Converter {
         var infos = tensors.map { GGUFTensorInfo(name: $0.name, dims: $0.shape.reversed(), type: $0.type) }
         let dataSize = GGUF.layout(&infos, alignment: alignment)
         let rootPrefix = root.hasSuffix("/") ? root : root + "/"
-        let rel = files.map { $0.hasPrefix(rootPrefix) ? String($0.dropFirst(rootPrefix.count)) : $0 }
+        let rel = names ?? files.map { $0.hasPrefix(rootPrefix) ? String($0.dropFirst(rootPrefix.count)) : $0 }
         let placeholderSources = rel.map { ($0, String(repeating: "0", count: 64), 0) }
         let placeholder = GGUF.header(metadata: metadata(placeholderSources, Array(repeating: 0, count: infos.count)), tensors: infos)
         let dataStart = (placeholder.count + alignment - 1) / alignment * alignment

@@ -38,10 +38,21 @@ public struct DroppedTensor: Sendable {
     public var bytes: Int
 }
 
+/// A tie of the schema as this checkpoint resolved it: `derived` is read from `stored` (one copy in the bundle).
+public struct ResolvedTie: Sendable, Equatable {
+    public var derived: String
+    public var stored: String
+    public var key: String
+    /// How the checkpoint held it: "both (equal)", "stored only", "derived only".
+    public var held: String
+}
+
 /// Everything the converter will write, decided before a byte is written.
 public struct ConversionPlan: Sendable {
     public var tensors: [PlannedTensor]
     public var dropped: [DroppedTensor]
+    /// Ties written to the bundle's tie table.
+    public var ties: [ResolvedTie] = []
     public var recipe: Recipe
     public var keepAll: Bool
     public var components: [Component] {
@@ -66,8 +77,10 @@ public enum Planner {
 
         // model.safetensors
         let modelFile = ckpt.model.files.count == 1 ? ckpt.model.files[0] : ckpt.root + "/" + CheckpointFiles.modelIndex
-        let expected = Schema.model(ckpt.config)
-        let matched = try match(ckpt.model, expected: expected, file: modelFile, extraDrop: { _ in nil })
+        let (modelSet, resolved) = try applyTies(ckpt.model, ties: Schema.ties(ckpt.config), file: modelFile)
+        let derivedNames = Set(resolved.map(\.derived))
+        let expected = Schema.model(ckpt.config).filter { !derivedNames.contains($0.name) }
+        let matched = try match(modelSet, expected: expected, file: modelFile, extraDrop: { _ in nil })
         try emit(matched, prefix: "", recipe: recipe, keepAll: keepAll, into: &out, dropped: &dropped)
         // Batch norm folded into the depthwise conv (conformer conv module).
         let enc = ckpt.config.encoder
@@ -76,7 +89,7 @@ public enum Planner {
         for i in 0..<enc.nLayers {
             let p = "conformer.layers.\(i).conv."
             let names = ["depthwise_conv.weight", "depthwise_conv.bias", "batch_norm.weight", "batch_norm.bias", "batch_norm.running_mean", "batch_norm.running_var"].map { p + $0 }
-            let ts = names.map { ckpt.model[$0]! }
+            let ts = names.map { modelSet[$0]! }
             let d = enc.dModel, k = enc.convKernelSize
             let scale: @Sendable () -> [Double] = {
                 let g = floats(ts[2]), v = floats(ts[5])
@@ -133,7 +146,68 @@ public enum Planner {
             let m = try match(det.tensors, expected: exp, file: file, extraDrop: { _ in nil })
             try emit(m, prefix: detokenizerPrefix, recipe: recipe, keepAll: keepAll, into: &out, dropped: &dropped)
         }
-        return ConversionPlan(tensors: out, dropped: dropped, recipe: recipe, keepAll: keepAll)
+        var plan = ConversionPlan(tensors: out, dropped: dropped, recipe: recipe, keepAll: keepAll)
+        let kept = Set(out.map(\.name))
+        // A derived member that inference never reads (audio_embedding.to_logits) needs no entry unless --keep-all.
+        let dropReasons = Dictionary(Schema.model(ckpt.config).map { ($0.name, $0.dropReason) }, uniquingKeysWith: { a, _ in a })
+        plan.ties = resolved.filter { kept.contains($0.stored) && (keepAll || dropReasons[$0.derived] ?? nil == nil) }
+        return plan
+    }
+
+    /// Applies the schema's ties to a tensor set: each derived member is removed (its stored member is written once
+    /// and the bundle's tie table points the derived name at it). Both present and equal (element-wise, as float
+    /// values): fine. Only the derived one present: its entry is read as the stored member. Both present and
+    /// different: an error naming the pair — the reference's loader (accelerate `load_checkpoint_in_model`, from
+    /// `LFM2AudioModel.from_pretrained`, liquid_audio/model/lfm2_audio.py) silently keeps the value loaded last
+    /// (probed with liquid-audio 1.3.0: the Parameter stays shared and ends up holding `to_logits.weight`).
+    static func applyTies(_ set: TensorSet, ties: [TensorTie], file: String) throws -> (TensorSet, [ResolvedTie]) {
+        var out = set
+        var resolved: [ResolvedTie] = []
+        var problems: [String] = []
+        for tie in ties {
+            let a = set[tie.stored], b = set[tie.derived]
+            switch (a, b) {
+            case let (a?, b?):
+                if a.shape != b.shape {
+                    problems.append("tied tensors '\(tie.stored)' \(a.shape) and '\(tie.derived)' \(b.shape) have different shapes (\(tie.key) is true in config.json)")
+                } else if let i = firstDifference(a, b) {
+                    problems.append("tied tensors '\(tie.stored)' and '\(tie.derived)' differ (first at element \(i)), but \(tie.key) is true in config.json, so the model uses one Parameter for both; re-save the checkpoint, or set \(tie.key) to false if they were trained untied")
+                }
+                out.tensors[tie.derived] = nil
+                resolved.append(ResolvedTie(derived: tie.derived, stored: tie.stored, key: tie.key, held: "both (equal)"))
+            case (_?, nil):
+                resolved.append(ResolvedTie(derived: tie.derived, stored: tie.stored, key: tie.key, held: "stored only"))
+            case let (nil, b?):
+                out.tensors[tie.derived] = nil
+                out.tensors[tie.stored] = b.renamed(tie.stored)
+                resolved.append(ResolvedTie(derived: tie.derived, stored: tie.stored, key: tie.key, held: "derived only"))
+            case (nil, nil):
+                break   // reported as the stored member missing
+            }
+        }
+        if !problems.isEmpty { throw FormatsError.validation(file: file, problems: problems) }
+        return (out, resolved)
+    }
+
+    /// The first element index where two same-shape tensors differ as float values (nil: equal).
+    /// Non-float members are compared byte for byte only (the dtype itself is reported by `match`).
+    static func firstDifference(_ a: SafetensorsTensor, _ b: SafetensorsTensor) -> Int? {
+        if a.dtype == b.dtype {
+            if a.byteCount == 0 || memcmp(a.bytes.baseAddress!, b.bytes.baseAddress!, a.byteCount) == 0 { return nil }
+        }
+        guard a.dtype.isFloat, b.dtype.isFloat else { return a.dtype == b.dtype ? 0 : nil }
+        let n = a.elementCount, step = 1 << 16
+        let x = UnsafeMutablePointer<Float>.allocate(capacity: step), y = UnsafeMutablePointer<Float>.allocate(capacity: step)
+        defer { x.deallocate(); y.deallocate() }
+        var s = 0
+        while s < n {
+            let c = min(step, n - s)
+            Codec.readFloats(a, start: s, count: c, into: x)
+            Codec.readFloats(b, start: s, count: c, into: y)
+            for i in 0..<c where x[i] != y[i] && !(x[i].isNaN && y[i].isNaN) { return s + i }
+            s += c
+        }
+        return nil
     }
 
     struct Match { var expected: ExpectedTensor?; var tensor: SafetensorsTensor; var extraDrop: String? }

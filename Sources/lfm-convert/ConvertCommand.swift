@@ -11,6 +11,9 @@ struct ConvertCommand: ParsableCommand {
     @Argument(help: "Checkpoint folder, hub-cache snapshot folder, or repo id (e.g. LiquidAI/LFM2-Audio-1.5B) in the local hub cache.")
     var checkpoint: String
 
+    @Option(name: .customLong("base"), help: "The model a fine-tune was trained from (folder, hub snapshot or repo id): supplies the files the checkpoint folder lacks (config.json, tokenizer, chat template, Mimi, audio_detokenizer/).")
+    var base: String?
+
     @OptionGroup var target: OutputOptions
 
     @Option(name: .customLong("quant"), help: "Preset: f32, f16, bf16, q8_0, q4_0.")
@@ -41,7 +44,7 @@ struct ConvertCommand: ParsableCommand {
         let recipe = Recipe(preset: Preset(rawValue: quant)!, overrides: try overrides.map(TypeOverride.init(parsing:)))
         let threads = target.threads
         let out = try target.destination()
-        let ckpt = try Checkpoint(checkpoint)
+        let ckpt = try Checkpoint(checkpoint, base: base)
         let inputs = Set(ckpt.sourceFiles.map { URL(fileURLWithPath: $0).resolvingSymlinksInPath().path })
         if inputs.contains(URL(fileURLWithPath: out).resolvingSymlinksInPath().path) {
             throw CLIError(message: "\(out): is one of the input files; the input is never modified", code: 2)
@@ -71,6 +74,9 @@ struct ConvertCommand: ParsableCommand {
                 "bytes": result.bytes, "tensors": plan.tensors.count, "dropped": plan.dropped.map { ["name": $0.name, "reason": $0.reason] },
                 "components": rows, "seconds": seconds, "plan_seconds": tPlan.timeIntervalSince(t0),
                 "write_seconds": result.seconds, "phases": result.phases, "peak_anon_bytes": peak, "threads": threads, "warnings": ckpt.warnings,
+                "ignored_files": ckpt.ignoredFiles,
+                "ties": plan.ties.map { ["name": $0.derived, "stored_as": $0.stored, "config_key": $0.key, "checkpoint_held": $0.held] },
+                "sources": ckpt.sourceFiles.map { ["file": ckpt.relativeName(of: $0), "origin": ckpt.origin(of: $0).rawValue] },
             ]
             print(jsonString(summary))
             return
@@ -80,6 +86,20 @@ struct ConvertCommand: ParsableCommand {
         for r in rows {
             print(pad(r["component"] as! String, 16) + lpad("\(r["tensors"] as! Int)", 8) + lpad("\(r["dropped"] as! Int)", 8)
                   + lpad(fmtBytes(r["source_bytes"] as! Int), 12) + lpad(fmtBytes(r["bundle_bytes"] as! Int), 12))
+        }
+        if !ckpt.ignoredFiles.isEmpty {
+            print("ignored training state (not model weights): \(ckpt.ignoredFiles.joined(separator: ", "))")
+        }
+        if let b = ckpt.baseRoot {
+            let fromBase = ckpt.sourceFiles.filter { ckpt.origin(of: $0) == .base }.map(ckpt.relativeName)
+            print("from the base \(b): \(fromBase.isEmpty ? "nothing" : fromBase.joined(separator: ", "))")
+        }
+        if !plan.ties.isEmpty {
+            let byKey = Dictionary(grouping: plan.ties, by: \.key)
+            for (k, ts) in byKey.sorted(by: { $0.key < $1.key }) {
+                let held = Set(ts.map(\.held)).sorted().joined(separator: ", ")
+                print("tied (\(k)): \(ts.count) × stored once, checkpoint held \(held): " + ts.map { "\($0.derived) = \($0.stored)" }.prefix(3).joined(separator: "; ") + (ts.count > 3 ? "; …" : ""))
+            }
         }
         if !plan.dropped.isEmpty {
             let byReason = Dictionary(grouping: plan.dropped, by: \.reason)

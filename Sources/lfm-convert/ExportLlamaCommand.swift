@@ -13,6 +13,9 @@ struct ExportLlamaCommand: ParsableCommand {
 
     @OptionGroup var target: OutputOptions
 
+    @Option(name: .customLong("base"), help: "The model a fine-tune was trained from: supplies the files the checkpoint folder lacks (as for convert).")
+    var base: String?
+
     @Option(name: .customLong("quant"), help: "f32, f16, bf16, q8_0, q4_0.")
     var quant: String = "bf16"
 
@@ -22,7 +25,7 @@ struct ExportLlamaCommand: ParsableCommand {
 
     func run() throws {
         let dest = try target.destination()
-        let ckpt = try Checkpoint(checkpoint)
+        let ckpt = try Checkpoint(checkpoint, base: base)
         let bar = ProgressBar(enabled: stderrIsTerminal, label: "exporting")
         let r = try LlamaExport.export(ckpt, preset: Preset(rawValue: quant)!, to: dest, options: ConvertOptions(threads: target.threads, overwrite: target.force),
                                        progress: { bar.update($0) }, isCancelled: { Interrupt.requested })

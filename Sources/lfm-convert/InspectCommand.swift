@@ -27,6 +27,8 @@ struct InspectCommand: ParsableCommand {
         }
         let files = m[BundleKeys.sourceFiles]?.stringArray ?? []
         let shas = m[BundleKeys.sourceSHA256]?.stringArray ?? []
+        let origins = m[BundleKeys.sourceOrigins]?.stringArray ?? []
+        let tied = zip(m[BundleKeys.tiedNames]?.stringArray ?? [], m[BundleKeys.tiedTargets]?.stringArray ?? []).map { ($0, $1) }
         if json {
             var meta: [String: Any] = [:]
             for k in b.metadataKeys {
@@ -40,6 +42,10 @@ struct InspectCommand: ParsableCommand {
             let obj: [String: Any] = [
                 "file": b.path, "gguf_version": b.version, "alignment": b.alignment, "data_offset": b.dataOffset, "bytes": b.file.size,
                 "metadata": meta,
+                "ties": tied.map { ["name": $0.0, "stored_as": $0.1] },
+                "sources": files.indices.map { i -> [String: Any] in
+                    ["file": files[i], "sha256": i < shas.count ? shas[i] : "", "origin": i < origins.count ? origins[i] : "checkpoint"]
+                },
                 "tensors": tensors.map { ["name": $0.name, "type": $0.type.name, "shape": $0.shape, "bytes": $0.byteCount] as [String: Any] },
                 "components": perComponent.map { ["component": $0.key, "tensors": $0.value.0, "bytes": $0.value.1] as [String: Any] },
                 "types": perType.map { ["type": $0.key, "tensors": $0.value.0, "bytes": $0.value.1] as [String: Any] },
@@ -55,7 +61,16 @@ struct InspectCommand: ParsableCommand {
         if let o = m[BundleKeys.overrides]?.stringArray, !o.isEmpty { print("  overrides: \(o.joined(separator: " "))") }
         let tokens = b.metadataKeys.filter { $0.hasPrefix("lfm2audio.token.") }.map { "\($0.dropFirst("lfm2audio.token.".count))=\(m[$0]!.intValue ?? -1)" }
         print("  special tokens: \(tokens.joined(separator: " "))")
-        for (i, f) in files.enumerated() { print("  source \(f) sha256 \(i < shas.count ? shas[i] : "?")") }
+        if let base = m[BundleKeys.sourceBase]?.stringValue { print("  base model: \(base)") }
+        for (i, f) in files.enumerated() {
+            let from = i < origins.count ? " (from \(origins[i]))" : ""
+            print("  source \(f) sha256 \(i < shas.count ? shas[i] : "?")\(from)")
+        }
+        if let ig = m[BundleKeys.ignoredFiles]?.stringArray, !ig.isEmpty { print("  ignored training state: \(ig.joined(separator: ", "))") }
+        if !tied.isEmpty {
+            print("  tied tensors (stored once, read through the tie table): \(tied.count)")
+            for (n, t) in tied { print("    \(n) = \(t)") }
+        }
         for k in [BundleKeys.config, BundleKeys.hfTokenizer, BundleKeys.chatTemplate, BundleKeys.mimiConfig, BundleKeys.detokenizerConfig] {
             if let s = m[k]?.stringValue { print("  \(k): \(fmtBytes(s.utf8.count))") }
         }

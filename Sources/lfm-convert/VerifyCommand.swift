@@ -14,6 +14,9 @@ struct VerifyCommand: ParsableCommand {
     @Option(name: .customLong("against"), help: "The checkpoint the bundle was converted from.")
     var against: String?
 
+    @Option(name: .customLong("base"), help: "With --against a fine-tune folder: the base model that supplied its other files (as for convert).")
+    var base: String?
+
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
@@ -22,7 +25,8 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         let b = try GGUFFile(path: bundle)
-        let ckpt = try against.map { try Checkpoint($0) }
+        if base != nil && against == nil { throw CLIError(message: "--base needs --against", code: 2) }
+        let ckpt = try against.map { try Checkpoint($0, base: base) }
         let checks = try Verifier.verify(b, against: ckpt, threads: threads)
         let bad = checks.filter { !$0.crcOK }
         let header = HeaderChecksum.check(b)       // nil: a bundle written before the header checksum existed

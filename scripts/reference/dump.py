@@ -3,6 +3,12 @@ intermediate the runtime can be compared against.
 
     /tmp/refenv/bin/python scripts/reference/dump.py CHECKPOINT --mode chat --audio question.wav --out dump.safetensors
     /tmp/refenv/bin/python scripts/reference/dump.py CHECKPOINT --mode text --prompt "Hello!" --out dump.safetensors
+    /tmp/refenv/bin/python scripts/reference/dump.py FINETUNE --base BASE --mode asr --audio q.wav --out dump.safetensors
+
+A fine-tune saved by liquid-audio's trainer (`final/`, `checkpoints/checkpoint_N/`) holds only the weights: with
+--base, the reference loads a folder made of BASE's files with the fine-tune's files over them (a file in both comes
+from the fine-tune), which is what `lfm-convert FINETUNE --base BASE` converts. --lean leaves out audio.resampled,
+audio.mel, lfm.hidden_states and decode.* (for small committed goldens; the streams and their logits stay).
 
 Set-up: `bash ../shared/reference/refenv.sh` (or any Python with liquid-audio 1.3.0 + torch). Runs in float32 on the
 CPU with one thread and deterministic algorithms (or `--device cuda` when a GPU is present; TF32 is disabled), greedy
@@ -81,7 +87,24 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--base", type=Path, help="the model a fine-tune folder was trained from (supplies the files it lacks)")
+    ap.add_argument("--lean", action="store_true", help="leave out the large intermediate tensors")
     a = ap.parse_args()
+    finetune = a.checkpoint
+    if a.base is not None:
+        import tempfile
+        merged = Path(tempfile.mkdtemp(prefix="dump-finetune-"))
+        for src in (a.base, a.checkpoint):            # the fine-tune's files win
+            for p in src.iterdir():
+                dst = merged / p.name
+                if dst.is_symlink() or dst.exists():
+                    dst.unlink()
+                dst.symlink_to(p.resolve())
+        if not (a.checkpoint / "model.safetensors.index.json").exists():
+            (merged / "model.safetensors.index.json").unlink(missing_ok=True)
+        if not (a.checkpoint / "model.safetensors").exists():
+            (merged / "model.safetensors").unlink(missing_ok=True)
+        a.checkpoint = merged
 
     fx.setup_numerics()
     import torch
@@ -203,12 +226,15 @@ def main() -> None:
                 detok.load_state_dict(load_file(str(detok_w)), strict=True)
                 put("decode.detok_wave", detok(codes[None])[0])
 
+    if a.lean:
+        for k in [k for k in T if k in ("audio.resampled", "audio.mel", "lfm.hidden_states") or k.startswith("decode.")]:
+            del T[k]
     a.out.parent.mkdir(parents=True, exist_ok=True)
     save_file(T, str(a.out), metadata={"format": "pt", "generator": "scripts/reference/dump.py"})
     manifest = OrderedDict(
         generator="scripts/reference/dump.py", command=" ".join(sys.argv), versions=fx.versions(),
         numerics=OrderedDict(dtype="float32", device=a.device, threads=1, decoding="greedy (text and every codebook)"),
-        checkpoint=str(a.checkpoint), mode=a.mode, system=system, prompt=a.prompt,
+        checkpoint=str(finetune), base=str(a.base) if a.base else None, mode=a.mode, system=system, prompt=a.prompt,
         audio=OrderedDict(file=a.audio, sample_rate=int(T["input.sample_rate"][0]) if "input.sample_rate" in T else None),
         max_new_tokens=a.steps, seed=a.seed,
         stream=OrderedDict(text_tokens=text_tokens, frames=frames, step_modality=steps),
