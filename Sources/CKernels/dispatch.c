@@ -138,6 +138,7 @@ static void build(int tier) {
     case LFM_TIER_NEON: lfm_register_neon(t); break;
     default: break;
     }
+    lfm_register_blas(t, tier);
     g_built[tier] = 1;
 }
 

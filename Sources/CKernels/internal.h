@@ -57,6 +57,8 @@ void lfm_register_avx512(lfm_table *t);
 void lfm_register_neon(lfm_table *t);
 void lfm_register_neon_dotprod(lfm_table *t);
 void lfm_register_neon_i8mm(lfm_table *t);
+/// OpenBLAS for large F32 GEMMs on top of a vector tier, when the library can be loaded (blas.c).
+void lfm_register_blas(lfm_table *t, int tier);
 
 static inline int lfm_type_index(int ggml_type) {
     switch (ggml_type) {
@@ -90,5 +92,13 @@ void lfm_scalar_gemm_generic(lfm_matvec_fn mv, const uint8_t *w, size_t ld, int 
 const lfm_table *lfm_active(void);
 
 #define LFM_MARK(t, fn, tier) ((t)->from[(fn)] = (signed char)(tier))
+
+/// Installs a tier's matvec and GEMM for every weight type (in LFM_TYPE_* order).
+static inline void lfm_set_products(lfm_table *t, const lfm_matvec_fn *mv, const lfm_gemm_fn *mm, int tier) {
+    for (int i = 0; i < LFM_TYPE_COUNT; i++) {
+        t->matvec[i] = mv[i]; LFM_MARK(t, LFM_FN_MATVEC + i, tier);
+        t->gemm[i] = mm[i]; LFM_MARK(t, LFM_FN_GEMM + i, tier);
+    }
+}
 
 #endif

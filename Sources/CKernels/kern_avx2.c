@@ -139,18 +139,27 @@ FLOAT_GEMM(mm_bf16, uint16_t, ld_bf16, lfm_b2f, mv_bf16)
 #define TGT AVX2
 #define SFX(n) n##_avx2
 #define DOT(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
+#define DOT4(u0, s0, u1, s1, u2, s2, u3, s3)                                                                   \
+    _mm256_madd_epi16(_mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16((u0), (s0)), _mm256_maddubs_epi16((u1), (s1))), \
+                                       _mm256_add_epi16(_mm256_maddubs_epi16((u2), (s2)), _mm256_maddubs_epi16((u3), (s3)))), \
+                      _mm256_set1_epi16(1))
 #include "x86_int8.h"
 #undef TGT
 #undef SFX
 #undef DOT
+#undef DOT4
 // AVX-VNNI flavour.
 #define TGT AVX2VNNI
 #define SFX(n) n##_vnni
 #define DOT(u, s) _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), (u), (s))
+#define DOT4(u0, s0, u1, s1, u2, s2, u3, s3)                                                                   \
+    _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(              \
+        _mm256_setzero_si256(), (u0), (s0)), (u1), (s1)), (u2), (s2)), (u3), (s3))
 #include "x86_int8.h"
 #undef TGT
 #undef SFX
 #undef DOT
+#undef DOT4
 
 AVX2 static void row_f16(const uint8_t *p, int cols, float *out) {
     const uint16_t *h = (const uint16_t *)p;
@@ -391,10 +400,7 @@ void lfm_register_avx2(lfm_table *t) {
     t->quantize_act = quantize_act_q8; LFM_MARK(t, LFM_FN_QUANT_ACT, T);
     lfm_matvec_fn mv[] = {mv_f32, mv_f16, mv_bf16, mv_q8_0_avx2, mv_q4_0_avx2};
     lfm_gemm_fn mm[] = {mm_f32, mm_f16, mm_bf16, mm_q8_0_avx2, mm_q4_0_avx2};
-    for (int i = 0; i < LFM_TYPE_COUNT; i++) {
-        t->matvec[i] = mv[i]; LFM_MARK(t, LFM_FN_MATVEC + i, T);
-        t->gemm[i] = mm[i]; LFM_MARK(t, LFM_FN_GEMM + i, T);
-    }
+    lfm_set_products(t, mv, mm, T);
     t->row[LFM_TYPE_F16] = row_f16; t->row[LFM_TYPE_BF16] = row_bf16;   // F32 rows are a memcpy on every tier
     t->row[LFM_TYPE_Q8_0] = row_q8_0; t->row[LFM_TYPE_Q4_0] = row_q4_0;
     for (int i = 0; i < LFM_TYPE_COUNT; i++) LFM_MARK(t, LFM_FN_ROW + i, T);

@@ -859,10 +859,7 @@ void lfm_register_avx512(lfm_table *t) {
     t->quantize_act = quantize_act_q8_avx512; LFM_MARK(t, LFM_FN_QUANT_ACT, T);
     lfm_matvec_fn mv[] = {mv_f32, mv_f16, mv_bf16, mv_q8_0, mv_q4_0};
     lfm_gemm_fn mm[] = {mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0};
-    for (int i = 0; i < LFM_TYPE_COUNT; i++) {
-        t->matvec[i] = mv[i]; LFM_MARK(t, LFM_FN_MATVEC + i, T);
-        t->gemm[i] = mm[i]; LFM_MARK(t, LFM_FN_GEMM + i, T);
-    }
+    lfm_set_products(t, mv, mm, T);
     t->silu = silu512; LFM_MARK(t, LFM_FN_SILU, T);
     t->glu = glu512; LFM_MARK(t, LFM_FN_GLU, T);
     t->layernorm = layernorm512; LFM_MARK(t, LFM_FN_LAYERNORM, T);

@@ -435,10 +435,7 @@ void lfm_register_neon(lfm_table *t) {
     t->quantize_act = quantize_act_q8; LFM_MARK(t, LFM_FN_QUANT_ACT, T);
     lfm_matvec_fn mv[] = {mv_f32, mv_f16, mv_bf16, mv_q8_0_neon, mv_q4_0_neon};
     lfm_gemm_fn mm[] = {mm_f32, mm_f16, mm_bf16, mm_q8_0_neon, mm_q4_0_neon};
-    for (int i = 0; i < LFM_TYPE_COUNT; i++) {
-        t->matvec[i] = mv[i]; LFM_MARK(t, LFM_FN_MATVEC + i, T);
-        t->gemm[i] = mm[i]; LFM_MARK(t, LFM_FN_GEMM + i, T);
-    }
+    lfm_set_products(t, mv, mm, T);
     t->row[LFM_TYPE_F16] = row_f16; t->row[LFM_TYPE_BF16] = row_bf16;   // F32 rows are a memcpy on every tier
     t->row[LFM_TYPE_Q8_0] = row_q8_0; t->row[LFM_TYPE_Q4_0] = row_q4_0;
     for (int i = 0; i < LFM_TYPE_COUNT; i++) LFM_MARK(t, LFM_FN_ROW + i, T);

@@ -1,7 +1,8 @@
 // (No include guard: included twice, once per integer flavour.)
 // Integer (Q8_0 / Q4_0 × q8 activation) kernels in 256-bit registers, included twice by kern_avx2.c: once with
 // AVX2's maddubs + madd (u8 × s8 pairs to s16, then pairs to s32), once with AVX-VNNI's vpdpbusd.
-// Requires: TGT (target attribute), SFX(name) (suffix), DOT(u8, s8) → s32 × 8 (four adjacent products summed).
+// Requires: TGT (target attribute), SFX(name) (suffix), DOT(u8, s8) → s32 × 8 (four adjacent products summed),
+// DOT4(u0, s0, u1, s1, u2, s2, u3, s3) → s32 × 8 (the four DOTs summed; the u operands are nibbles ≤ 15).
 // Q4_0 nibbles are unsigned (0..15) and enter as the u8 operand; the −8 offset is removed with Σx per block.
 // Q8_0 uses |w| and sign(x, w) (both within ±127, so maddubs cannot saturate).
 
@@ -67,14 +68,16 @@ TGT static void SFX(mv_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int 
 
 // Prefill: 2 rows × 4 tokens per tile, eight named accumulators (kept in registers). The eight scale products of
 // a block, dw[row]·dx[token], come from one vector multiply (the caller lays dw out as [d0 ×4 | d1 ×4] per block and
-// the tile's token scales as [dx0..dx3 | dx0..dx3]); each (row, token) then costs dot, cvt and one fma.
+// the tile's token scales as [dx0..dx3 | dx0..dx3]) in a first pass into `scv`, so the main loop reads each as a
+// broadcast load (no shuffle uops); each (row, token) then costs dot, cvt and one fma.
 // Token blocks keep the quantized activations L2-resident while every row pair passes over them.
 #define TILE_BODY(WLOAD0, WLOAD1, XOP0, XOP1)                                                               \
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00; \
-    float sc[8] __attribute__((aligned(32)));                                                               \
+    for (int b = 0; b < nb; b++)                                                                            \
+        _mm256_store_ps(scv + 8 * b, _mm256_mul_ps(_mm256_load_ps(dwv + 8 * b), _mm256_load_ps(dxv + 8 * b))); \
     for (int b = 0; b < nb; b++) {                                                                          \
         WLOAD0; WLOAD1;                                                                                     \
-        _mm256_store_ps(sc, _mm256_mul_ps(_mm256_load_ps(dwv + 8 * b), _mm256_load_ps(dxv + 8 * b)));      \
+        const float *sc = scv + 8 * b;                                                                      \
         const int8_t *xb = XQ + b * 32;                                                                     \
         __m256i x;                                                                                          \
         x = _mm256_loadu_si256((const __m256i *)xb);                                                        \
@@ -93,16 +96,16 @@ TGT static void SFX(mv_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int 
     out[0] = hsum256(c00); out[1] = hsum256(c01); out[2] = hsum256(c02); out[3] = hsum256(c03);             \
     out[4] = hsum256(c10); out[5] = hsum256(c11); out[6] = hsum256(c12); out[7] = hsum256(c13);
 
-TGT static void SFX(tile_q4)(const uint8_t *r0p, const uint8_t *r1p, int nb, const int8_t *XQ, int ldq,
-                             const float *dwv, const float *dxv, float *out) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
+// Q4_0 rows arrive unpacked (one unsigned nibble per byte, 32 per block), done once per row pair and token block.
+TGT static void SFX(tile_q4)(const uint8_t *u0, const uint8_t *u1, int nb, const int8_t *XQ, int ldq,
+                             const float *dwv, const float *dxv, float *scv, float *out) {
     __m256i w0, w1;
-    TILE_BODY(w0 = SFX(q4_unpack)(r0p + (size_t)b * 18, m4), w1 = SFX(q4_unpack)(r1p + (size_t)b * 18, m4),
-              DOT(w0, x), DOT(w1, x))
+    TILE_BODY(w0 = _mm256_loadu_si256((const __m256i *)(u0 + (size_t)b * 32)),
+              w1 = _mm256_loadu_si256((const __m256i *)(u1 + (size_t)b * 32)), DOT(w0, x), DOT(w1, x))
 }
 
 TGT static void SFX(tile_q8)(const uint8_t *r0p, const uint8_t *r1p, int nb, const int8_t *XQ, int ldq,
-                             const float *dwv, const float *dxv, float *out) {
+                             const float *dwv, const float *dxv, float *scv, float *out) {
     __m256i w0, w1, a0, a1;
     TILE_BODY((w0 = _mm256_loadu_si256((const __m256i *)(r0p + (size_t)b * 34 + 2)), a0 = _mm256_sign_epi8(w0, w0)),
               (w1 = _mm256_loadu_si256((const __m256i *)(r1p + (size_t)b * 34 + 2)), a1 = _mm256_sign_epi8(w1, w1)),
@@ -117,6 +120,9 @@ TGT static void SFX(gemm_q)(int q4, const uint8_t *w, size_t ld, int cols, int r
     int T4 = T / 4 * 4, R2 = r0 + (r1 - r0) / 2 * 2;
     size_t bs = q4 ? 18 : 34;
     float *dw = malloc(sizeof(float) * 2 * (size_t)nb);
+    float *scv = aligned_alloc(32, sizeof(float) * 8 * (size_t)nb + 32);   // a tile's scale products
+    uint8_t *un = q4 ? aligned_alloc(32, (size_t)64 * nb + 32) : NULL;   // the row pair's nibbles, unpacked
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
     float *dwv = aligned_alloc(32, sizeof(float) * 8 * (size_t)nb + 32);   // [d0 ×4 | d1 ×4] per block
     // [dx0..dx3 | dx0..dx3] per block, for every tile of 4 tokens
     float *dxv = aligned_alloc(32, sizeof(float) * 2 * (size_t)nb * (size_t)(T4 > 0 ? T4 : 1) + 32);
@@ -125,7 +131,7 @@ TGT static void SFX(gemm_q)(int q4, const uint8_t *w, size_t ld, int cols, int r
             for (int k = 0; k < 4; k++) dxv[(size_t)t * 2 * nb + 8 * b + k] = dxv[(size_t)t * 2 * nb + 8 * b + 4 + k] = XD[(size_t)(t + k) * qb + b];
     float *xe = q4 ? malloc(sizeof(float) * (size_t)T * qb) : NULL;   // −8·dx·Σx per (token, block)
     if (q4) for (int t = 0; t < T; t++) for (int b = 0; b < nb; b++) xe[(size_t)t * qb + b] = -8.f * XD[(size_t)t * qb + b] * (float)XS[(size_t)t * qb + b];
-    int tb = (int)((256 * 1024) / (size_t)(cols > 0 ? cols : 1)) / 4 * 4;
+    int tb = (int)((128 * 1024) / (size_t)(cols > 0 ? cols : 1)) / 4 * 4;
     if (tb < 4) tb = 4;
     for (int t0 = 0; t0 < T4; t0 += tb) {
         int t1 = t0 + tb < T4 ? t0 + tb : T4;
@@ -134,11 +140,15 @@ TGT static void SFX(gemm_q)(int q4, const uint8_t *w, size_t ld, int cols, int r
             for (int b = 0; b < nb; b++) {
                 dw[b] = fp16s(p0 + b * bs); dw[nb + b] = fp16s(p1 + b * bs);
                 for (int k = 0; k < 4; k++) { dwv[8 * b + k] = dw[b]; dwv[8 * b + 4 + k] = dw[nb + b]; }
+                if (q4) {
+                    _mm256_store_si256((__m256i *)(un + (size_t)b * 32), SFX(q4_unpack)(p0 + (size_t)b * 18, m4));
+                    _mm256_store_si256((__m256i *)(un + (size_t)(nb + b) * 32), SFX(q4_unpack)(p1 + (size_t)b * 18, m4));
+                }
             }
             for (int t = t0; t < t1; t += 4) {
                 float acc[8];
-                if (q4) SFX(tile_q4)(p0, p1, nb, XQ + (size_t)t * ldq, ldq, dwv, dxv + (size_t)t * 2 * nb, acc);
-                else SFX(tile_q8)(p0, p1, nb, XQ + (size_t)t * ldq, ldq, dwv, dxv + (size_t)t * 2 * nb, acc);
+                if (q4) SFX(tile_q4)(un, un + (size_t)nb * 32, nb, XQ + (size_t)t * ldq, ldq, dwv, dxv + (size_t)t * 2 * nb, scv, acc);
+                else SFX(tile_q8)(p0, p1, nb, XQ + (size_t)t * ldq, ldq, dwv, dxv + (size_t)t * 2 * nb, scv, acc);
                 for (int i = 0; i < 2; i++)
                     for (int j = 0; j < 4; j++) {
                         float v = acc[i * 4 + j];
@@ -148,7 +158,7 @@ TGT static void SFX(gemm_q)(int q4, const uint8_t *w, size_t ld, int cols, int r
             }
         }
     }
-    free(dwv); free(dxv);
+    free(dwv); free(dxv); free(un); free(scv);
     free(dw); free(xe);
     lfm_matvec_fn mv = q4 ? SFX(mv_q4_0) : SFX(mv_q8_0);
     // leftover tokens (all rows) and the odd last row (tokens of the tiles)
@@ -157,11 +167,97 @@ TGT static void SFX(gemm_q)(int q4, const uint8_t *w, size_t ld, int cols, int r
     if (R2 < r1 && T4 > 0) lfm_scalar_gemm_generic(mv, w, ld, cols, R2, r1, T4, X, ldx, XQ, XD, XS, ldq, Y, ldy);
 }
 
+// Q4_0 prefill, 4 rows × 4 tokens per tile. The activations of each 4-token group are interleaved once per call in
+// 8-byte chunks, [t0 x[8k..8k+8) | t1 | t2 | t3] for k = 0..3, and each row's unpacked nibbles [8k..8k+8) are
+// broadcast to the four 64-bit lanes (a load). One u8×s8 product per chunk then serves four tokens at once; the four
+// chunks' s16 sums are added before a single widening step (|sum| ≤ 8·15·127 < 2^15, so nothing saturates), and the
+// s32 lanes (2 per token) take the block's four scale products in one fma. Per 32 weights × 4 tokens: 4 products,
+// 3 adds, 1 widening, 1 cvt, 1 fma, instead of 4 of each (the integer-multiply pipe is the bottleneck on Zen).
+TGT static void SFX(tile_q4x4)(const uint8_t *un, size_t ustride, int nb, const int8_t *xi, const float *scv, float *out) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int b = 0; b < nb; b++) {
+        const int8_t *xb = xi + (size_t)b * 128;
+        const __m256i x0 = _mm256_loadu_si256((const __m256i *)xb), x1 = _mm256_loadu_si256((const __m256i *)(xb + 32));
+        const __m256i x2 = _mm256_loadu_si256((const __m256i *)(xb + 64)), x3 = _mm256_loadu_si256((const __m256i *)(xb + 96));
+        const float *sc = scv + (size_t)b * 32;
+#define Q4X4_ROW(acc, i)                                                                                     \
+        {                                                                                                    \
+            const uint8_t *u = un + (i) * ustride + (size_t)b * 32;                                          \
+            int64_t c0, c1, c2, c3;                                                                          \
+            memcpy(&c0, u, 8); memcpy(&c1, u + 8, 8); memcpy(&c2, u + 16, 8); memcpy(&c3, u + 24, 8);        \
+            __m256i d = DOT4(_mm256_set1_epi64x(c0), x0, _mm256_set1_epi64x(c1), x1,                         \
+                             _mm256_set1_epi64x(c2), x2, _mm256_set1_epi64x(c3), x3);                        \
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_load_ps(sc + 8 * (i)), acc);                 \
+        }
+        Q4X4_ROW(a0, 0) Q4X4_ROW(a1, 1) Q4X4_ROW(a2, 2) Q4X4_ROW(a3, 3)
+#undef Q4X4_ROW
+    }
+    float v[8] __attribute__((aligned(32)));
+    __m256 acc[4] = {a0, a1, a2, a3};
+    for (int i = 0; i < 4; i++) {
+        _mm256_store_ps(v, acc[i]);
+        for (int t = 0; t < 4; t++) out[i * 4 + t] = v[2 * t] + v[2 * t + 1];
+    }
+}
+
+TGT static void SFX(gemm_q4)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T,
+                             const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
+                             float *Y, int ldy) {
+    int nb = cols / 32, qb = ldq / 32;
+    int T4 = T / 4 * 4, R4 = r0 + (r1 - r0) / 4 * 4;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    int8_t *xi = aligned_alloc(32, (size_t)(T4 > 0 ? T4 : 1) * cols + 32);           // interleaved activations
+    float *dxq = aligned_alloc(32, sizeof(float) * 2 * (size_t)nb * (T4 > 0 ? T4 : 1) + 32);  // [dx0 dx0 dx1 dx1 ..]
+    float *xe = malloc(sizeof(float) * (size_t)(T > 0 ? T : 1) * qb);                   // −8·dx·Σx per (token, block)
+    float *dw = malloc(sizeof(float) * 4 * (size_t)nb);
+    float *scv = aligned_alloc(32, sizeof(float) * 32 * (size_t)nb + 32);
+    uint8_t *un = aligned_alloc(32, (size_t)128 * nb + 32);
+    for (int t = 0; t < T; t++) for (int b = 0; b < nb; b++) xe[(size_t)t * qb + b] = -8.f * XD[(size_t)t * qb + b] * (float)XS[(size_t)t * qb + b];
+    for (int t = 0; t < T4; t += 4)
+        for (int b = 0; b < nb; b++) {
+            int8_t *o = xi + (size_t)t * cols + (size_t)b * 128;
+            for (int k = 0; k < 4; k++)
+                for (int j = 0; j < 4; j++) memcpy(o + k * 32 + j * 8, XQ + (size_t)(t + j) * ldq + b * 32 + k * 8, 8);
+            float *d = dxq + (size_t)t * 2 * nb + (size_t)b * 8;
+            for (int j = 0; j < 4; j++) d[2 * j] = d[2 * j + 1] = XD[(size_t)(t + j) * qb + b];
+        }
+    int tb = (int)((128 * 1024) / (size_t)(cols > 0 ? cols : 1)) / 4 * 4;
+    if (tb < 4) tb = 4;
+    for (int t0 = 0; t0 < T4; t0 += tb) {
+        int t1 = t0 + tb < T4 ? t0 + tb : T4;
+        for (int r = r0; r < R4; r += 4) {
+            for (int i = 0; i < 4; i++) {
+                const uint8_t *p = w + (size_t)(r + i) * ld;
+                for (int b = 0; b < nb; b++) {
+                    dw[i * nb + b] = fp16s(p + (size_t)b * 18);
+                    _mm256_store_si256((__m256i *)(un + (size_t)i * nb * 32 + (size_t)b * 32), SFX(q4_unpack)(p + (size_t)b * 18, m4));
+                }
+            }
+            for (int t = t0; t < t1; t += 4) {
+                const float *dq = dxq + (size_t)t * 2 * nb;
+                for (int b = 0; b < nb; b++) {
+                    __m256 dx = _mm256_load_ps(dq + (size_t)b * 8);
+                    for (int i = 0; i < 4; i++) _mm256_store_ps(scv + (size_t)b * 32 + i * 8, _mm256_mul_ps(_mm256_set1_ps(dw[i * nb + b]), dx));
+                }
+                float out[16];
+                SFX(tile_q4x4)(un, (size_t)nb * 32, nb, xi + (size_t)t * cols, scv, out);
+                for (int i = 0; i < 4; i++)
+                    for (int j = 0; j < 4; j++)
+                        Y[(size_t)(t + j) * ldy + r + i] = out[i * 4 + j] + dot8(dw + i * nb, xe + (size_t)(t + j) * qb, nb);
+            }
+        }
+    }
+    free(xi); free(dxq); free(xe); free(dw); free(scv); free(un);
+    if (T4 < T) lfm_scalar_gemm_generic(SFX(mv_q4_0), w, ld, cols, r0, r1, T - T4, X ? X + (size_t)T4 * ldx : NULL, ldx,
+                                        XQ + (size_t)T4 * ldq, XD + (size_t)T4 * qb, XS + (size_t)T4 * qb, ldq, Y + (size_t)T4 * ldy, ldy);
+    if (R4 < r1 && T4 > 0) lfm_scalar_gemm_generic(SFX(mv_q4_0), w, ld, cols, R4, r1, T4, X, ldx, XQ, XD, XS, ldq, Y, ldy);
+}
+
 TGT static void SFX(mm_q8_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
                              const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
     SFX(gemm_q)(0, w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);
 }
 TGT static void SFX(mm_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
                              const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
-    SFX(gemm_q)(1, w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);
+    SFX(gemm_q4)(w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);
 }

@@ -12,7 +12,7 @@ public enum KernelTier {
         public let best: String
         /// Kernels of the active table that run on the scalar reference code (empty on a vector tier).
         public let scalarKernels: [String]
-        /// The BLAS library serving float GEMMs: none (every product runs on the tier's own kernels).
+        /// The BLAS serving large F32 GEMMs (≥ 16 tokens): "OpenBLAS (core)" when libopenblas loads, else "none".
         public let blas: String
     }
 
@@ -21,7 +21,7 @@ public enum KernelTier {
         let scalar = active == LFM_TIER_SCALAR ? [] : (0..<lfm_kernel_count()).filter { lfm_kernel_tier($0) == LFM_TIER_SCALAR }
             .map { String(cString: lfm_kernel_name($0)) }
         return Report(tier: String(cString: lfm_tier_name(active)), best: String(cString: lfm_tier_name(lfm_best_tier())),
-                      scalarKernels: scalar, blas: "none")
+                      scalarKernels: scalar, blas: String(cString: lfm_blas_name()))
     }
 
     /// Throws when `LFM_CPU` names an unknown tier or one this CPU cannot run.

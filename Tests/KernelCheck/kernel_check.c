@@ -81,7 +81,7 @@ static void check_tier(int tier) {
         free(x);
     }
     int types[] = {LFM_T_F32, LFM_T_F16, LFM_T_BF16, LFM_T_Q8_0, LFM_T_Q4_0};
-    int shapes[][3] = {{7, 64, 1}, {33, 2048, 1}, {9, 96, 1}, {16, 512, 5}, {37, 2048, 13}, {6, 64, 4}, {3, 32, 8}, {10, 8192, 9}};
+    int shapes[][3] = {{7, 64, 1}, {33, 2048, 1}, {9, 96, 1}, {16, 512, 5}, {37, 2048, 13}, {6, 64, 4}, {3, 32, 8}, {10, 8192, 9}, {40, 256, 17}};
     for (int ti = 0; ti < 5; ti++) {
         int type = types[ti];
         double worst_mv = 0, worst_mm = 0;
@@ -172,7 +172,7 @@ static void check_tier(int tier) {
 
 int main(void) {
     int best = lfm_best_tier();
-    printf("best tier: %s\n", lfm_tier_name(best));
+    printf("best tier: %s; BLAS for large F32 GEMMs: %s\n", lfm_tier_name(best), lfm_blas_name());
     int ran = 0;
     for (int t = 1; t < LFM_TIER_COUNT; t++) if (lfm_tier_supported(t)) { check_tier(t); ran++; }
     if (lfm_set_tier(LFM_TIER_COUNT) != -1 || lfm_tier_from_name("nonsense") != -1) { printf("tier API accepted a bad tier\n"); failures++; }

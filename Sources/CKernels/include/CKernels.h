@@ -80,6 +80,9 @@ int lfm_kernel_tier(int i);
 /// 1 when weights of this ggml type take q8 block activations (`lfm_quantize_act_q8`), 0 for float activations.
 int lfm_type_wants_q8(int type);
 
+/// The BLAS serving large F32 GEMMs: "OpenBLAS (core)" when libopenblas could be loaded, else "none".
+const char *lfm_blas_name(void);
+
 /// 1 when the CPU has the AVX-512 tier (legacy query).
 int lfm_cpu_has_vnni(void);
 int lfm_cpu_has_avx512bf16(void);
