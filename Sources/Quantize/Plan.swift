@@ -249,7 +249,9 @@ public enum Planner {
                      into out: inout [PlannedTensor], dropped: inout [DroppedTensor]) throws {
         for m in matches {
             let t = m.tensor
-            let name = prefix + t.name
+            // a tensor found under one of the schema's aliases is written under its canonical name: the one the
+            // runtime, the verifier and the llama export read
+            let name = prefix + (m.expected?.name ?? t.name)
             let role = m.expected?.role ?? (t.dtype.isFloat ? (t.shape.count >= 2 ? .matrix : .vector) : .buffer)
             let component = m.expected?.component ?? .mimi
             if let why = m.expected?.dropReason ?? m.extraDrop, !keepAll {

@@ -411,3 +411,47 @@ enum WAVReaderProxy {
         return (c.sampleRate, c.samples)
     }
 }
+
+/// Every spelling the converter accepts for a tensor must run: a Mimi file saved from the reference's module state
+/// dict names its attention projections `self_attn.in_projs.0.weight` / `out_projs.0.weight` (or `in_proj.weight`).
+/// The bundle stores the canonical name, so `tts` with the Mimi decoder gives the same waveform as the canonical file.
+final class AliasCLITests: XCTestCase {
+    func testMimiAliasSpellingsConvertAndSpeak() throws {
+        let dir = tmpDir("alias")
+        let base = dir + "/canonical"
+        try FileManager.default.copyItem(atPath: fixtures + "/tiny-a/model", toPath: base)
+        _ = try DetokenizerRecipe.materialize(checkpoint: base)
+        let mimi = "tokenizer-e351c8d8-checkpoint125.safetensors"
+        func speak(_ model: String, _ tag: String) throws -> [Float] {
+            let out = dir + "/\(tag).gguf", wav = dir + "/\(tag).wav"
+            let (rc, _, err) = try runTool("lfm-convert", [model, "-o", out, "--quant", "f32"])
+            XCTAssertEqual(rc, 0, "\(tag): \(err)")
+            let (rc2, _, err2) = try runTool("lfm-run", ["tts", "--bundle", out, "--text", "Speak now.", "--voice", "us-female", "--decoder", "mimi", "--seed", "7",
+                                                         "--max-tokens", "60", "-o", wav])
+            XCTAssertEqual(rc2, 0, "\(tag): \(err2)")
+            return try WAVReaderProxy.read(wav).samples
+        }
+        let reference = try speak(base, "canonical")
+        XCTAssertGreaterThan(reference.count, 0)
+        let spellings: [(String, String)] = [("self_attn.in_projs.0.weight", "self_attn.out_projs.0.weight"),
+                                             ("self_attn.in_proj.weight", "self_attn.out_projs.0.weight")]
+        for (k, (inName, outName)) in spellings.enumerated() {
+            let m = dir + "/alias\(k)"
+            try FileManager.default.copyItem(atPath: base, toPath: m)
+            var renamed = 0
+            try rewrite(m + "/" + mimi) { entries in
+                entries.map { e in
+                    var e = e
+                    if e.name.hasSuffix("self_attn.in_proj_weight") {
+                        e.name = String(e.name.dropLast("self_attn.in_proj_weight".count)) + inName; renamed += 1
+                    } else if e.name.hasSuffix("self_attn.out_proj.weight") {
+                        e.name = String(e.name.dropLast("self_attn.out_proj.weight".count)) + outName; renamed += 1
+                    }
+                    return e
+                }
+            }
+            XCTAssertGreaterThan(renamed, 0, "the fixture's Mimi file has attention projections to rename")
+            XCTAssertEqual(try speak(m, "alias\(k)"), reference, "\(inName): same waveform as the canonical spelling")
+        }
+    }
+}
