@@ -6,7 +6,8 @@ import Foundation
 // dims, SEANet channels) are computed here, in one place.
 
 /// The LFM2 language-model config (`lfm` block of config.json; also the detokenizer's config.json).
-/// Accepts the key-spelling variants of backbone.md §1.3.
+/// Accepts the key-spelling variants released configs use (liquid_audio/model/lfm2_audio.py, `LFM2AudioConfig` and
+/// `LFM2_HFConfig`; docs/format.md).
 public struct LFM2Config: Codable, Sendable, Equatable {
     public var vocabSize: Int = 65536
     public var hiddenSize: Int = 2560

@@ -21,7 +21,7 @@ public struct AudioEmbeddings: Sendable {
     public var stats: AudioEncodeStats
 }
 
-/// The whole audio input path (audio-in.md): mono samples → 16 kHz (torchaudio-exact resampler) → log-mel →
+/// The whole audio input path (liquid_audio/processor.py `ChatState.add_audio`, liquid_audio/model/conformer/encoder.py `ConformerEncoder`): mono samples → 16 kHz (torchaudio-exact resampler) → log-mel →
 /// FastConformer (dw_striding subsampling + rel-pos Conformer layers) → audio adapter. Each call encodes one
 /// segment offline, as the reference's `_prefill` does; ceil(mel_frames / 8) positions come out.
 public final class AudioEncoder: @unchecked Sendable {

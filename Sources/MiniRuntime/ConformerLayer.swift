@@ -17,7 +17,7 @@ final class ConformerFeedForward {
     }
 }
 
-/// One pre-LN macaron Conformer layer (audio-in.md §4.2):
+/// One pre-LN macaron Conformer layer (liquid_audio/model/conformer/modules.py, `ConformerLayer`):
 /// r = x + ½FF1(LN(x)); r += MHSA(LN(r)); r += Conv(LN(r)); r += ½FF2(LN(r)); x' = LN_out(r).
 /// Checkpoint names `conformer.layers.{i}.*`.
 final class ConformerLayer {

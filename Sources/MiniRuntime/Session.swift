@@ -45,7 +45,7 @@ public enum UserContent: Sendable {
 /// Modality of each position (the reference's `LFMModality`).
 public enum Modality: Int, Sendable { case text = 1, audioIn = 2, audioOut = 3 }
 
-/// How the assistant answers (backbone.md §5.4–5.5).
+/// How the assistant answers (liquid_audio/model/lfm2_audio.py, `generate_sequential` and `generate_interleaved`).
 public enum GenerationMode: String, Sendable {
     /// Text only: an <|audio_start|> ends the turn (what `lfm-run text` and ASR use).
     case text

@@ -2,6 +2,11 @@ import Foundation
 import Formats
 #if canImport(Glibc)
 import Glibc
+/// write(2), named apart from the writer's own `write` methods.
+private let sysWrite = Glibc.write
+#elseif canImport(Darwin)
+import Darwin
+private let sysWrite = Darwin.write
 #endif
 
 /// Streams a mono WAV file while audio is produced: 16-bit PCM (clamped to [−1, 1], ×32767, rounded) or 32-bit
@@ -39,7 +44,7 @@ public final class WAVWriter: @unchecked Sendable {
         try d.withUnsafeBytes { b in
             var off = 0
             while off < b.count {
-                let n = Glibc.write(1, b.baseAddress! + off, b.count - off)
+                let n = sysWrite(1, b.baseAddress! + off, b.count - off)
                 if n < 0 { if errno == EINTR { continue }; throw RuntimeError.badInput("<stdout>: write failed: \(String(cString: strerror(errno)))") }
                 off += n
             }

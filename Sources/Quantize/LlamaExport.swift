@@ -2,7 +2,7 @@ import Foundation
 import Formats
 
 /// Exports the LFM2 backbone of a checkpoint as a llama.cpp `lfm2` GGUF (names and keys of llama.cpp's
-/// own converter, backbone.md §7.2), so llama.cpp tools run the same weights side by side with ours.
+/// own converter, convert_hf_to_gguf.py `LFM2Model`), so llama.cpp tools run the same weights side by side with ours.
 public enum LlamaExport {
     /// Checkpoint name (after `lfm.`) → llama.cpp tensor name.
     public static func llamaName(_ name: String) -> String? {

@@ -208,6 +208,43 @@ final class RunCLITests: XCTestCase {
         XCTAssertEqual(dones[1]["audio_positions"] as? Int, 16)
     }
 
+    /// The kernel tier is named in the done event and on --stats; LFM_CPU forces one, and a tier that is unknown or
+    /// that this CPU lacks is a clear error (exit 1).
+    func testKernelTierReportedAndForced() throws {
+        let b = try bundle()
+        func runEnv(_ env: [String: String], _ args: [String]) throws -> (Int32, String, String) {
+            let p = Process(), o = Pipe(), e = Pipe()
+            p.executableURL = URL(fileURLWithPath: tool("lfm-run"))
+            p.arguments = args
+            p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+            p.standardOutput = o; p.standardError = e
+            try p.run()
+            let out = String(decoding: o.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let err = String(decoding: e.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (p.terminationStatus, out, err)
+        }
+        let args = ["text", "--bundle", b, "--prompt", "Hello", "--max-tokens", "3", "--json", "--stats"]
+        let best = KernelTier.report().best
+        for (env, tier) in [([String: String](), best), (["LFM_CPU": "scalar"], "scalar"), (["LFM_CPU": best.uppercased()], best)] {
+            let (rc, out, err) = try runEnv(env, args)
+            XCTAssertEqual(rc, 0, err)
+            let done = try XCTUnwrap(out.split(separator: "\n").last.flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
+            XCTAssertEqual(done["kernel_tier"] as? String, tier)
+            XCTAssertNotNil(done["blas"] as? String)
+            XCTAssertTrue(err.contains("kernels \(tier)"), err)
+        }
+        let (rc1, _, err1) = try runEnv(["LFM_CPU": "sse9"], args)
+        XCTAssertEqual(rc1, 1); XCTAssertTrue(err1.contains("LFM_CPU='sse9' is not a kernel tier"), err1)
+        #if arch(x86_64)
+        let lacking = "neon"
+        #else
+        let lacking = "avx2"
+        #endif
+        let (rc2, _, err2) = try runEnv(["LFM_CPU": lacking], args)
+        XCTAssertEqual(rc2, 1); XCTAssertTrue(err2.contains("this CPU cannot run that tier"), err2)
+    }
+
     func testErrorsAndExitCodes() throws {
         let b = try bundle()
         XCTAssertEqual(try run(["text", "--bundle", b, "--prompt", "x", "--max-tokens", "0"]).0, 2)

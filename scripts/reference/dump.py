@@ -10,7 +10,7 @@ A fine-tune saved by liquid-audio's trainer (`final/`, `checkpoints/checkpoint_N
 from the fine-tune), which is what `lfm-convert FINETUNE --base BASE` converts. --lean leaves out audio.resampled,
 audio.mel, lfm.hidden_states and decode.* (for small committed goldens; the streams and their logits stay).
 
-Set-up: `bash ../shared/reference/refenv.sh` (or any Python with liquid-audio 1.3.0 + torch). Runs in float32 on the
+Set-up: any Python with liquid-audio 1.3.0 + torch (scripts/reference/README.md). Runs in float32 on the
 CPU with one thread and deterministic algorithms (or `--device cuda` when a GPU is present; TF32 is disabled), greedy
 for text and audio. Modes (the runtime's commands):
 

@@ -1,8 +1,7 @@
 """Shared library for the LFM2-Audio reference fixture generators.
 
-Everything here runs the *reference implementation* (PyPI ``liquid-audio`` 1.3.0 on transformers 5.24, built by
-``/work/shared/reference/refenv.sh``) on CPU in float32. See ``README.md`` next to this file and
-``/work/shared/reference/README.md`` section 3 for the specification this code implements.
+Everything here runs the *reference implementation* (PyPI ``liquid-audio`` 1.3.0 on transformers 5.24) on CPU in
+float32. See ``README.md`` next to this file for what each generator builds and checks.
 
 Contents:
 - numerics setup (1 thread, deterministic algorithms);

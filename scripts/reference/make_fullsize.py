@@ -3,7 +3,7 @@ load-time and shape tests only; never commit the output).
 
     /tmp/refenv/bin/python scripts/reference/make_fullsize.py --out /tmp/fullsize [--check]
 
-Writes, in the hub layout (see /work/shared/reference/README.md section 4 and the specs):
+Writes, in the hub layout of the released checkpoints:
 - config.json (reconstructed LFM2-Audio-1.5B config), model.safetensors (bf16, 931 tensors, ~2.94 GB);
 - tokenizer.json (byte-level BPE with the LFM2 structure, trained on a synthetic corpus to exactly 65536 ids),
   tokenizer_config.json, special_tokens_map.json, chat_template.jinja;
@@ -86,7 +86,7 @@ def fullsize_config() -> dict:
 
 
 def detok_config() -> dict:
-    """audio-out.md section 4.2 / backbone.md section 1.2 (third-party verbatim copy of the LFM2.5 file)."""
+    """The released LFM2.5-Audio detokenizer config (third-party verbatim copy of the LFM2.5 file)."""
     return OrderedDict(
         architectures=["Lfm25AudioTokenizer"],
         model_type="lfm2",
@@ -214,7 +214,7 @@ def build(out: Path, seed: int) -> dict:
         command="python scripts/reference/make_fullsize.py --out DIR" + (f" --seed {seed}" if seed != 0 else ""),
         seed=seed,
         versions=fx.versions(),
-        config="reconstructed LFM2-Audio-1.5B (backbone.md section 1.3): LFM2-1.2B backbone, conformer 17x512, "
+        config="reconstructed LFM2-Audio-1.5B (scripts/reference/README.md, "Full-size checkpoint"): LFM2-1.2B backbone, conformer 17x512, "
                "depthformer 6x1024 tied, tie_audio_embeddings false",
         init=OrderedDict(
             model="built in bf16 (torch default dtype bf16); >=2-D N(0, 1/fan_in); 1-D *weight/*scale "
