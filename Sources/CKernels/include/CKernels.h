@@ -40,7 +40,8 @@ void lfm_dequantize_q4_0(const uint8_t *src, float *dst, size_t n);
 #endif
 
 // ---------------------------------------------------------------------------------------------
-// Runtime kernels (kernels.c). Weight rows are read straight from the bundle's ggml layouts.
+// Runtime kernels, dispatched through the active tier (dispatch.c). Weight rows are read straight from the bundle's
+// ggml layouts.
 
 #ifdef __cplusplus
 extern "C" {
