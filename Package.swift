@@ -35,7 +35,7 @@ let package = Package(
             name: "lfm-run",
             dependencies: ["Formats", "MiniRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimized),
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Formats"], path: "Tests/TestSupport"),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Quantize", "TestSupport"]),
         .testTarget(name: "QuantizeTests", dependencies: ["Formats", "Quantize", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "CKernels", "TestSupport"]),

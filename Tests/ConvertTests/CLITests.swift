@@ -319,11 +319,8 @@ final class SpeechCLITests: XCTestCase {
     func run(_ args: [String]) throws -> (Int32, String, String) { try runTool("lfm-run", args) }
 
     static let bundlePath: String = {
-        let dir = tmpDir("speechcli")
-        try! FileManager.default.copyItem(atPath: fixtures + "/tiny-a/model", toPath: dir + "/m")
-        _ = try! DetokenizerRecipe.materialize(checkpoint: dir + "/m")
-        let out = dir + "/b.gguf"
-        let (rc, _, err) = try! runTool("lfm-convert", [dir + "/m", "-o", out, "--quant", "q8_0"])
+        let out = tmpDir("speechcli") + "/b.gguf"
+        let (rc, _, err) = try! runTool("lfm-convert", [try! materializedFixture("tiny-a"), "-o", out, "--quant", "q8_0"])
         precondition(rc == 0, err)
         return out
     }()
@@ -455,9 +452,7 @@ enum WAVReaderProxy {
 final class AliasCLITests: XCTestCase {
     func testMimiAliasSpellingsConvertAndSpeak() throws {
         let dir = tmpDir("alias")
-        let base = dir + "/canonical"
-        try FileManager.default.copyItem(atPath: fixtures + "/tiny-a/model", toPath: base)
-        _ = try DetokenizerRecipe.materialize(checkpoint: base)
+        let base = try materializedFixture("tiny-a")
         let mimi = "tokenizer-e351c8d8-checkpoint125.safetensors"
         func speak(_ model: String, _ tag: String) throws -> [Float] {
             let out = dir + "/\(tag).gguf", wav = dir + "/\(tag).wav"

@@ -190,7 +190,7 @@ final class FinetuneTests: XCTestCase {
     /// tensors; the derived member is read through the tie table; only-derived works too.
     func testTiedCheckpointBundleSizeEqualsBothMembers() throws {
         let both = tmpDir("tie-both") + "/m"
-        try FileManager.default.copyItem(atPath: try FixtureFolders.materialized("tiny-a"), toPath: both)
+        try FileManager.default.copyItem(atPath: try materializedFixture("tiny-a"), toPath: both)
         let stored = tmpDir("tie-stored") + "/m", derived = tmpDir("tie-derived") + "/m"
         try FileManager.default.copyItem(atPath: both, toPath: stored)
         try FileManager.default.copyItem(atPath: both, toPath: derived)
@@ -225,15 +225,3 @@ final class FinetuneTests: XCTestCase {
     }
 }
 
-/// The fixture checkpoint with detokenizer weights from the recipe, copied once per process.
-enum FixtureFolders {
-    nonisolated(unsafe) static var folders: [String: String] = [:]
-    static func materialized(_ fixture: String) throws -> String {
-        if let f = folders[fixture] { return f }
-        let d = tmpDir("ckpt") + "/\(fixture)"
-        try FileManager.default.copyItem(atPath: fixtures + "/\(fixture)/model", toPath: d)
-        _ = try DetokenizerRecipe.materialize(checkpoint: d)
-        folders[fixture] = d
-        return d
-    }
-}

@@ -23,15 +23,7 @@ enum Bundles {
     }
 
     /// A copy of the fixture checkpoint with its detokenizer weights regenerated from the recipe.
-    nonisolated(unsafe) static var folders: [String: String] = [:]
-    static func materialized(_ fixture: String) throws -> String {
-        if let f = folders[fixture] { return f }
-        let d = tmpDir("ckpt") + "/\(fixture)"
-        try FileManager.default.copyItem(atPath: fixtures + "/\(fixture)/model", toPath: d)
-        _ = try DetokenizerRecipe.materialize(checkpoint: d)
-        folders[fixture] = d
-        return d
-    }
+    static func materialized(_ fixture: String) throws -> String { try materializedFixture(fixture) }
 }
 
 /// Golden tensors as float arrays.

@@ -1,4 +1,5 @@
 import Foundation
+import Formats
 
 /// The committed fixtures folder (Tests/Fixtures).
 public let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures").path
@@ -21,4 +22,19 @@ public func tmpDir(_ name: String = "t") -> String {
     try! FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
     createdLock.lock(); created.append(p); createdLock.unlock()
     return p
+}
+
+nonisolated(unsafe) private var materializedFolders: [String: String] = [:]
+private let materializedLock = NSLock()
+
+/// A copy of a fixture checkpoint (`Tests/Fixtures/<fixture>/model`) with its detokenizer weights regenerated from
+/// the committed recipe, made once per process. Callers that modify it copy it first.
+public func materializedFixture(_ fixture: String) throws -> String {
+    materializedLock.lock(); defer { materializedLock.unlock() }
+    if let f = materializedFolders[fixture] { return f }
+    let d = tmpDir("ckpt") + "/\(fixture)"
+    try FileManager.default.copyItem(atPath: fixtures + "/\(fixture)/model", toPath: d)
+    _ = try DetokenizerRecipe.materialize(checkpoint: d)
+    materializedFolders[fixture] = d
+    return d
 }
