@@ -117,7 +117,7 @@ public enum Benchmark {
         for rep in 0..<repeats {
             bb.reset(); dec.reset()
             try bb.forward(tokens: prompt, last: &last)
-            var sampler = Sampler(SamplingParams(temperature: 0.8, topK: 64, seed: UInt64(rep)))
+            var sampler = Sampler(TaskPreset.tts(.ukFemale).audioSampling(seed: UInt64(rep)))
             var lm = 0.0, hd = 0.0, dc = 0.0, samples = 0
             let t0 = Date()
             for _ in 0..<frames {

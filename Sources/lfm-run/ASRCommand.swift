@@ -13,7 +13,7 @@ struct ASRCommand: ParsableCommand {
     @Option(help: "The recording: a WAV file (PCM 8/16/24/32-bit or float 32/64, any rate, channels averaged); - reads stdin.")
     var audio: String
     @Option(help: "System prompt.")
-    var system: String = ChatFormat.System.asr
+    var system: String = TaskPreset.asr.system
     @Option(help: "Longest window transcribed at once, in seconds (longer recordings are split at quiet points).")
     var window: Double = 30
     @OptionGroup var generation: GenerationOptions

@@ -14,7 +14,7 @@ struct ChatCommand: ParsableCommand {
     @Option(help: "A text question (after the audio when both are given).")
     var prompt: String?
     @Option(help: "System prompt.")
-    var system: String = ChatFormat.System.interleaved
+    var system: String = TaskPreset.chat.system
     @OptionGroup var audioOut: AudioOutputOptions
     @OptionGroup var generation: GenerationOptions
 
@@ -23,12 +23,12 @@ struct ChatCommand: ParsableCommand {
         let (model, loadSeconds) = try openModel(runtime)
         let decoder = audioOut.output != nil ? try SpeechDecoder(model: model, kind: audioOut.decoderKind) : nil
         let session = ChatSession(model: model, system: system)
-        let sampling = audioOut.sampling(defaultTemperature: 1.0, defaultTopK: 4, seed: generation.seed, greedy: generation.greedy)
+        let sampling = audioOut.sampling(for: .chat, seed: generation.seed, greedy: generation.greedy)
         func speak(_ content: [UserContent], output: String?, start: Date) throws {
             let writer = try output.map { try WAVWriter(path: $0, sampleRate: SpeechDecoder.sampleRate, format: audioOut.format) }
             let turn = SpeechTurn(runtime: runtime, session: session, decoder: decoder, writer: writer)
             do {
-                try turn.run(content, mode: .interleaved, generation: generation, audioSampling: sampling, turnStart: start, loadSeconds: loadSeconds)
+                try turn.run(content, mode: TaskPreset.chat.mode, generation: generation, audioSampling: sampling, turnStart: start, loadSeconds: loadSeconds)
                 try writer?.finish()
             } catch { writer?.abandon(); throw error }
         }

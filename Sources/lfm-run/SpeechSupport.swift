@@ -24,8 +24,9 @@ struct AudioOutputOptions: ParsableArguments {
     }
     var decoderKind: DecoderKind? { decoder.flatMap { DecoderKind(rawValue: $0) } }
     var format: WAVWriter.Format { WAVWriter.Format(rawValue: wavFormat) ?? .pcm16 }
-    func sampling(defaultTemperature: Float, defaultTopK: Int, seed: UInt64, greedy: Bool) -> SamplingParams {
-        greedy ? SamplingParams(seed: seed &+ 1) : SamplingParams(temperature: audioTemperature ?? defaultTemperature, topK: audioTopK ?? defaultTopK, seed: seed &+ 1)
+    /// The task's audio sampling (the reference's defaults, from the library) with this command's overrides.
+    func sampling(for task: TaskPreset, seed: UInt64, greedy: Bool) -> SamplingParams {
+        task.audioSampling(temperature: audioTemperature, topK: audioTopK, seed: seed &+ 1, greedy: greedy)
     }
 }
 

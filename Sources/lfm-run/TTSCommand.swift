@@ -15,10 +15,10 @@ struct TTSCommand: ParsableCommand {
     @OptionGroup var audioOut: AudioOutputOptions
     @OptionGroup var generation: GenerationOptions
 
-    static let voices = ["us-male": "US male", "us-female": "US female", "uk-male": "UK male", "uk-female": "UK female"]
-
     func validate() throws {
-        guard Self.voices[voice] != nil else { throw ValidationError("--voice must be one of us-male, us-female, uk-male, uk-female") }
+        guard Voice(rawValue: voice) != nil else {
+            throw ValidationError("--voice must be one of \(Voice.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         guard audioOut.output != nil else { throw ValidationError("-o/--output is required (a WAV path, or - for stdout)") }
     }
 
@@ -27,11 +27,12 @@ struct TTSCommand: ParsableCommand {
         let (model, loadSeconds) = try openModel(runtime)
         let decoder = try SpeechDecoder(model: model, kind: audioOut.decoderKind)
         let writer = try WAVWriter(path: audioOut.output!, sampleRate: SpeechDecoder.sampleRate, format: audioOut.format)
-        let session = ChatSession(model: model, system: ChatFormat.System.tts(voice: Self.voices[voice]!))
+        let task = TaskPreset.tts(Voice(rawValue: voice)!)
+        let session = ChatSession(model: model, system: task.system)
         let turn = SpeechTurn(runtime: runtime, session: session, decoder: decoder, writer: writer)
         do {
-            try turn.run([.text(text)], mode: .sequential, generation: generation,
-                         audioSampling: audioOut.sampling(defaultTemperature: 0.8, defaultTopK: 64, seed: generation.seed, greedy: generation.greedy),
+            try turn.run([.text(text)], mode: task.mode, generation: generation,
+                         audioSampling: audioOut.sampling(for: task, seed: generation.seed, greedy: generation.greedy),
                          turnStart: Date(), loadSeconds: loadSeconds)
             try writer.finish()
         } catch { writer.abandon(); throw error }

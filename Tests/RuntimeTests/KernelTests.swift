@@ -238,3 +238,19 @@ final class SamplerTests: XCTestCase {
         for _ in 0..<200 { var m: [Float] = [2, 0, 0]; XCTAssertEqual(m.withUnsafeMutableBufferPointer { p.sample($0) }, 0) }
     }
 }
+
+/// The task presets carry the reference's prompts and audio sampling defaults.
+final class TaskPresetTests: XCTestCase {
+    func testReferenceDefaults() {
+        XCTAssertEqual(TaskPreset.tts(.usFemale).system, "Perform TTS. Use the US female voice.")
+        XCTAssertEqual(TaskPreset.tts(.ukMale).mode, .sequential)
+        XCTAssertEqual(TaskPreset.chat.system, "Respond with interleaved text and audio.")
+        XCTAssertEqual(TaskPreset.chat.mode, .interleaved)
+        XCTAssertEqual(TaskPreset.asr.system, "Perform ASR.")
+        XCTAssertEqual(TaskPreset.tts(.usMale).audioSampling(seed: 3), SamplingParams(temperature: 0.8, topK: 64, seed: 3))
+        XCTAssertEqual(TaskPreset.chat.audioSampling(seed: 3), SamplingParams(temperature: 1.0, topK: 4, seed: 3))
+        XCTAssertEqual(TaskPreset.chat.audioSampling(temperature: 0.5, seed: 3), SamplingParams(temperature: 0.5, topK: 4, seed: 3))
+        XCTAssertEqual(TaskPreset.tts(.ukFemale).audioSampling(seed: 9, greedy: true), SamplingParams(seed: 9))
+        XCTAssertEqual(Voice.allCases.map(\.rawValue), ["us-male", "us-female", "uk-male", "uk-female"])
+    }
+}
