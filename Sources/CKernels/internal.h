@@ -88,6 +88,13 @@ static inline uint16_t lfm_rd16(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2)
 void lfm_scalar_gemm_generic(lfm_matvec_fn mv, const uint8_t *w, size_t ld, int cols, int r0, int r1, int T,
                              const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
                              float *Y, int ldy);
+/// A GEMM that runs one matvec per token (the scalar tier's, and where a vector tier has no tile of its own).
+#define LFM_GEMM_FROM_MATVEC(NAME, MV)                                                                       \
+    static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx, \
+                     const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {    \
+        lfm_scalar_gemm_generic(MV, w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);               \
+    }
+
 /// The active table (set once at start from LFM_CPU or the CPU; tests switch it with lfm_set_tier).
 const lfm_table *lfm_active(void);
 

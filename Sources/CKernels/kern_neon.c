@@ -165,18 +165,13 @@ ATTR static void mv_q4_0_##SFX(const uint8_t *w, size_t ld, int cols, int r0, in
 }
 INT_MATVECS(neon, , dot16_neon)
 
-#define GEMM_FROM_MV(NAME, MV)                                                                               \
-static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,     \
-                 const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {         \
-    lfm_scalar_gemm_generic(MV, w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);                   \
-}
-GEMM_FROM_MV(mm_q8_0_neon, mv_q8_0_neon)
-GEMM_FROM_MV(mm_q4_0_neon, mv_q4_0_neon)
+LFM_GEMM_FROM_MATVEC(mm_q8_0_neon, mv_q8_0_neon)
+LFM_GEMM_FROM_MATVEC(mm_q4_0_neon, mv_q4_0_neon)
 
 DOTPROD static inline int32x4_t dot16_sdot(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
 INT_MATVECS(dotprod, DOTPROD, dot16_sdot)
-GEMM_FROM_MV(mm_q8_0_dotprod, mv_q8_0_dotprod)
-GEMM_FROM_MV(mm_q4_0_dotprod, mv_q4_0_dotprod)
+LFM_GEMM_FROM_MATVEC(mm_q8_0_dotprod, mv_q8_0_dotprod)
+LFM_GEMM_FROM_MATVEC(mm_q4_0_dotprod, mv_q4_0_dotprod)
 
 // i8mm prefill: 2 rows × 2 tokens per SMMLA (a 2×8 by 8×2 product into a 2×2 s32 tile), four per 32-element block.
 // Lanes of the tile: (r0,t0) (r0,t1) (r1,t0) (r1,t1); the block's four scales multiply them in one vector op.

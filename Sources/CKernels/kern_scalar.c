@@ -65,19 +65,14 @@ void lfm_scalar_gemm_generic(lfm_matvec_fn mv, const uint8_t *w, size_t ld, int 
     int qb = ldq / 32;
     for (int t = 0; t < T; t++)
         mv(w, ld, cols, r0, r1, X ? X + (size_t)t * ldx : NULL, XQ ? XQ + (size_t)t * ldq : NULL,
-           XD ? XD + (size_t)t * qb : NULL, XS ? XS + (size_t)t * qb : NULL, Y + (size_t)t * ldy - 0);
+           XD ? XD + (size_t)t * qb : NULL, XS ? XS + (size_t)t * qb : NULL, Y + (size_t)t * ldy);
 }
 
-#define GEMM(NAME, MV)                                                                                      \
-    static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx, \
-                     const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {    \
-        lfm_scalar_gemm_generic(MV, w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);               \
-    }
-GEMM(mm_f32, mv_f32)
-GEMM(mm_f16, mv_f16)
-GEMM(mm_bf16, mv_bf16)
-GEMM(mm_q8_0, mv_q8_0)
-GEMM(mm_q4_0, mv_q4_0)
+LFM_GEMM_FROM_MATVEC(mm_f32, mv_f32)
+LFM_GEMM_FROM_MATVEC(mm_f16, mv_f16)
+LFM_GEMM_FROM_MATVEC(mm_bf16, mv_bf16)
+LFM_GEMM_FROM_MATVEC(mm_q8_0, mv_q8_0)
+LFM_GEMM_FROM_MATVEC(mm_q4_0, mv_q4_0)
 
 static void row_f32(const uint8_t *p, int cols, float *out) { memcpy(out, p, (size_t)cols * 4); }
 static void row_f16(const uint8_t *p, int cols, float *out) { lfm_convert_f16_to_f32((const uint16_t *)p, out, cols); }
