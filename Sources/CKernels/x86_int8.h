@@ -66,71 +66,48 @@ TGT static void SFX(mv_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int 
     free(init);
 }
 
-// Prefill: 2 rows × 4 tokens per tile, eight named accumulators (kept in registers). The eight scale products of
-// a block, dw[row]·dx[token], come from one vector multiply (the caller lays dw out as [d0 ×4 | d1 ×4] per block and
-// the tile's token scales as [dx0..dx3 | dx0..dx3]) in a first pass into `scv`, so the main loop reads each as a
-// broadcast load (no shuffle uops); each (row, token) then costs dot, cvt and one fma.
-// Token blocks keep the quantized activations L2-resident while every row pair passes over them.
-#define TILE_BODY(WLOAD0, WLOAD1, XOP0, XOP1)                                                               \
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00; \
-    for (int b = 0; b < nb; b++)                                                                            \
-        _mm256_store_ps(scv + 8 * b, _mm256_mul_ps(_mm256_load_ps(dwv + 8 * b), _mm256_load_ps(dxv + 8 * b))); \
-    for (int b = 0; b < nb; b++) {                                                                          \
-        WLOAD0; WLOAD1;                                                                                     \
-        const float *sc = scv + 8 * b;                                                                      \
-        const int8_t *xb = XQ + b * 32;                                                                     \
-        __m256i x;                                                                                          \
-        x = _mm256_loadu_si256((const __m256i *)xb);                                                        \
-        c00 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP0), _mm256_broadcast_ss(sc + 0), c00);                  \
-        c10 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP1), _mm256_broadcast_ss(sc + 4), c10);                  \
-        x = _mm256_loadu_si256((const __m256i *)(xb + ldq));                                                \
-        c01 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP0), _mm256_broadcast_ss(sc + 1), c01);                  \
-        c11 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP1), _mm256_broadcast_ss(sc + 5), c11);                  \
-        x = _mm256_loadu_si256((const __m256i *)(xb + 2 * ldq));                                            \
-        c02 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP0), _mm256_broadcast_ss(sc + 2), c02);                  \
-        c12 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP1), _mm256_broadcast_ss(sc + 6), c12);                  \
-        x = _mm256_loadu_si256((const __m256i *)(xb + 3 * ldq));                                            \
-        c03 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP0), _mm256_broadcast_ss(sc + 3), c03);                  \
-        c13 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(XOP1), _mm256_broadcast_ss(sc + 7), c13);                  \
-    }                                                                                                       \
-    out[0] = hsum256(c00); out[1] = hsum256(c01); out[2] = hsum256(c02); out[3] = hsum256(c03);             \
-    out[4] = hsum256(c10); out[5] = hsum256(c11); out[6] = hsum256(c12); out[7] = hsum256(c13);
-
-// Q4_0 rows arrive unpacked (one unsigned nibble per byte, 32 per block), done once per row pair and token block.
-TGT static void SFX(tile_q4)(const uint8_t *u0, const uint8_t *u1, int nb, const int8_t *XQ, int ldq,
-                             const float *dwv, const float *dxv, float *scv, float *out) {
-    __m256i w0, w1;
-    TILE_BODY(w0 = _mm256_loadu_si256((const __m256i *)(u0 + (size_t)b * 32)),
-              w1 = _mm256_loadu_si256((const __m256i *)(u1 + (size_t)b * 32)), DOT(w0, x), DOT(w1, x))
-}
-
+// Q8_0 prefill: 2 rows × 4 tokens per tile, eight named accumulators (kept in registers). The eight scale products
+// of a block, dw[row]·dx[token], come from one vector multiply ([d0 ×4 | d1 ×4] times [dx0..dx3 | dx0..dx3]) in a
+// first pass into `scv`, so the main loop reads each as a broadcast load (no shuffle uops); each (row, token) then
+// costs sign, dot, cvt and one fma. Token blocks keep the quantized activations L2-resident while every row pair
+// passes over them.
 TGT static void SFX(tile_q8)(const uint8_t *r0p, const uint8_t *r1p, int nb, const int8_t *XQ, int ldq,
                              const float *dwv, const float *dxv, float *scv, float *out) {
-    __m256i w0, w1, a0, a1;
-    TILE_BODY((w0 = _mm256_loadu_si256((const __m256i *)(r0p + (size_t)b * 34 + 2)), a0 = _mm256_sign_epi8(w0, w0)),
-              (w1 = _mm256_loadu_si256((const __m256i *)(r1p + (size_t)b * 34 + 2)), a1 = _mm256_sign_epi8(w1, w1)),
-              DOT(a0, _mm256_sign_epi8(x, w0)), DOT(a1, _mm256_sign_epi8(x, w1)))
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    for (int b = 0; b < nb; b++)
+        _mm256_store_ps(scv + 8 * b, _mm256_mul_ps(_mm256_load_ps(dwv + 8 * b), _mm256_load_ps(dxv + 8 * b)));
+    for (int b = 0; b < nb; b++) {
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)(r0p + (size_t)b * 34 + 2));
+        const __m256i w1 = _mm256_loadu_si256((const __m256i *)(r1p + (size_t)b * 34 + 2));
+        const __m256i a0 = _mm256_sign_epi8(w0, w0), a1 = _mm256_sign_epi8(w1, w1);
+        const float *sc = scv + 8 * b;
+        const int8_t *xb = XQ + b * 32;
+#define Q8_TOKEN(j, c0, c1)                                                                                  \
+        {                                                                                                    \
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(xb + (j) * ldq));                         \
+            c0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(a0, _mm256_sign_epi8(x, w0))), _mm256_broadcast_ss(sc + (j)), c0); \
+            c1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(a1, _mm256_sign_epi8(x, w1))), _mm256_broadcast_ss(sc + 4 + (j)), c1); \
+        }
+        Q8_TOKEN(0, c00, c10) Q8_TOKEN(1, c01, c11) Q8_TOKEN(2, c02, c12) Q8_TOKEN(3, c03, c13)
+#undef Q8_TOKEN
+    }
+    out[0] = hsum256(c00); out[1] = hsum256(c01); out[2] = hsum256(c02); out[3] = hsum256(c03);
+    out[4] = hsum256(c10); out[5] = hsum256(c11); out[6] = hsum256(c12); out[7] = hsum256(c13);
 }
-#undef TILE_BODY
 
-TGT static void SFX(gemm_q)(int q4, const uint8_t *w, size_t ld, int cols, int r0, int r1, int T,
-                            const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
-                            float *Y, int ldy) {
+TGT static void SFX(gemm_q8)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T,
+                             const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
+                             float *Y, int ldy) {
     int nb = cols / 32, qb = ldq / 32;
     int T4 = T / 4 * 4, R2 = r0 + (r1 - r0) / 2 * 2;
-    size_t bs = q4 ? 18 : 34;
-    float *dw = malloc(sizeof(float) * 2 * (size_t)nb);
     float *scv = aligned_alloc(32, sizeof(float) * 8 * (size_t)nb + 32);   // a tile's scale products
-    uint8_t *un = q4 ? aligned_alloc(32, (size_t)64 * nb + 32) : NULL;   // the row pair's nibbles, unpacked
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
     float *dwv = aligned_alloc(32, sizeof(float) * 8 * (size_t)nb + 32);   // [d0 ×4 | d1 ×4] per block
     // [dx0..dx3 | dx0..dx3] per block, for every tile of 4 tokens
     float *dxv = aligned_alloc(32, sizeof(float) * 2 * (size_t)nb * (size_t)(T4 > 0 ? T4 : 1) + 32);
     for (int t = 0; t < T4; t += 4)
         for (int b = 0; b < nb; b++)
-            for (int k = 0; k < 4; k++) dxv[(size_t)t * 2 * nb + 8 * b + k] = dxv[(size_t)t * 2 * nb + 8 * b + 4 + k] = XD[(size_t)(t + k) * qb + b];
-    float *xe = q4 ? malloc(sizeof(float) * (size_t)T * qb) : NULL;   // −8·dx·Σx per (token, block)
-    if (q4) for (int t = 0; t < T; t++) for (int b = 0; b < nb; b++) xe[(size_t)t * qb + b] = -8.f * XD[(size_t)t * qb + b] * (float)XS[(size_t)t * qb + b];
+            for (int k = 0; k < 4; k++)
+                dxv[(size_t)t * 2 * nb + 8 * b + k] = dxv[(size_t)t * 2 * nb + 8 * b + 4 + k] = XD[(size_t)(t + k) * qb + b];
     int tb = (int)((128 * 1024) / (size_t)(cols > 0 ? cols : 1)) / 4 * 4;
     if (tb < 4) tb = 4;
     for (int t0 = 0; t0 < T4; t0 += tb) {
@@ -138,33 +115,23 @@ TGT static void SFX(gemm_q)(int q4, const uint8_t *w, size_t ld, int cols, int r
         for (int r = r0; r < R2; r += 2) {
             const uint8_t *p0 = w + (size_t)r * ld, *p1 = p0 + ld;
             for (int b = 0; b < nb; b++) {
-                dw[b] = fp16s(p0 + b * bs); dw[nb + b] = fp16s(p1 + b * bs);
-                for (int k = 0; k < 4; k++) { dwv[8 * b + k] = dw[b]; dwv[8 * b + 4 + k] = dw[nb + b]; }
-                if (q4) {
-                    _mm256_store_si256((__m256i *)(un + (size_t)b * 32), SFX(q4_unpack)(p0 + (size_t)b * 18, m4));
-                    _mm256_store_si256((__m256i *)(un + (size_t)(nb + b) * 32), SFX(q4_unpack)(p1 + (size_t)b * 18, m4));
-                }
+                float d0 = fp16s(p0 + b * 34), d1 = fp16s(p1 + b * 34);
+                for (int k = 0; k < 4; k++) { dwv[8 * b + k] = d0; dwv[8 * b + 4 + k] = d1; }
             }
             for (int t = t0; t < t1; t += 4) {
                 float acc[8];
-                if (q4) SFX(tile_q4)(un, un + (size_t)nb * 32, nb, XQ + (size_t)t * ldq, ldq, dwv, dxv + (size_t)t * 2 * nb, scv, acc);
-                else SFX(tile_q8)(p0, p1, nb, XQ + (size_t)t * ldq, ldq, dwv, dxv + (size_t)t * 2 * nb, scv, acc);
+                SFX(tile_q8)(p0, p1, nb, XQ + (size_t)t * ldq, ldq, dwv, dxv + (size_t)t * 2 * nb, scv, acc);
                 for (int i = 0; i < 2; i++)
-                    for (int j = 0; j < 4; j++) {
-                        float v = acc[i * 4 + j];
-                        if (q4) v += dot8(dw + i * nb, xe + (size_t)(t + j) * qb, nb);
-                        Y[(size_t)(t + j) * ldy + r + i] = v;
-                    }
+                    for (int j = 0; j < 4; j++) Y[(size_t)(t + j) * ldy + r + i] = acc[i * 4 + j];
             }
         }
     }
-    free(dwv); free(dxv); free(un); free(scv);
-    free(dw); free(xe);
-    lfm_matvec_fn mv = q4 ? SFX(mv_q4_0) : SFX(mv_q8_0);
+    free(dwv); free(dxv); free(scv);
     // leftover tokens (all rows) and the odd last row (tokens of the tiles)
-    if (T4 < T) lfm_scalar_gemm_generic(mv, w, ld, cols, r0, r1, T - T4, X ? X + (size_t)T4 * ldx : NULL, ldx,
-                                        XQ + (size_t)T4 * ldq, XD + (size_t)T4 * qb, XS + (size_t)T4 * qb, ldq, Y + (size_t)T4 * ldy, ldy);
-    if (R2 < r1 && T4 > 0) lfm_scalar_gemm_generic(mv, w, ld, cols, R2, r1, T4, X, ldx, XQ, XD, XS, ldq, Y, ldy);
+    if (T4 < T) lfm_scalar_gemm_generic(SFX(mv_q8_0), w, ld, cols, r0, r1, T - T4, X ? X + (size_t)T4 * ldx : NULL, ldx,
+                                        XQ + (size_t)T4 * ldq, XD + (size_t)T4 * qb, XS + (size_t)T4 * qb, ldq,
+                                        Y + (size_t)T4 * ldy, ldy);
+    if (R2 < r1 && T4 > 0) lfm_scalar_gemm_generic(SFX(mv_q8_0), w, ld, cols, R2, r1, T4, X, ldx, XQ, XD, XS, ldq, Y, ldy);
 }
 
 // Q4_0 prefill, 4 rows × 4 tokens per tile. The activations of each 4-token group are interleaved once per call in
@@ -255,7 +222,7 @@ TGT static void SFX(gemm_q4)(const uint8_t *w, size_t ld, int cols, int r0, int 
 
 TGT static void SFX(mm_q8_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
                              const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
-    SFX(gemm_q)(0, w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);
+    SFX(gemm_q8)(w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);
 }
 TGT static void SFX(mm_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
                              const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
