@@ -33,12 +33,17 @@ let package = Package(
             dependencies: ["Formats", "Quantize", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "lfm-run",
-            dependencies: ["Formats", "MiniRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "Formats", "MiniRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: optimized),
         .target(name: "TestSupport", dependencies: ["Formats"], path: "Tests/TestSupport"),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Quantize", "TestSupport"]),
         .testTarget(name: "QuantizeTests", dependencies: ["Formats", "Quantize", "TestSupport"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "CKernels", "TestSupport"]),
-        .testTarget(name: "ConvertTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "lfm-convert", "lfm-run", "TestSupport"]),
+        .testTarget(
+            name: "RuntimeTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "CKernels", "TestSupport"]),
+        .testTarget(
+            name: "ConvertTests",
+            dependencies: ["Formats", "Quantize", "MiniRuntime", "lfm-convert", "lfm-run", "TestSupport"]),
     ]
 )

@@ -8,6 +8,8 @@ echo "== ARM64 kernel check (qemu)"
 arm64_rc=0
 bash scripts/arm64_check.sh --install | tail -4 || arm64_rc=$?
 swift build --build-tests
+# formatting (.swift-format, .clang-format: 120 columns); findings are reported, not fatal
+echo "format lint: $(swift format lint -r Sources Tests Package.swift 2>&1 | grep -c "warning:") swift-format findings"
 log=$(mktemp)
 set +e
 swift test --skip-build 2>&1 | tee "$log"

@@ -40,26 +40,33 @@ static void load(void) {
 #endif
 }
 
-const char *lfm_blas_name(void) { pthread_once(&g_once, load); return g_name; }
+const char *lfm_blas_name(void) {
+    pthread_once(&g_once, load);
+    return g_name;
+}
 
 static lfm_gemm_fn g_lower[LFM_TIER_COUNT];
 
 // Row-major X (T × cols) times Wᵀ (rows r0..r1) into Y (T × ldy), through cblas_sgemm (101 = RowMajor, 111 = NoTrans,
 // 112 = Trans); smaller products take the tier's own kernel.
-#define BLAS_GEMM(TIER)                                                                                          \
-    static void mm_f32_blas_##TIER(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx, \
-                                   const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) { \
-        if (T >= 16 && r1 - r0 >= 16 && g_sgemm) {                                                                \
-            g_sgemm(101, 111, 112, T, r1 - r0, cols, 1.f, X, ldx, (const float *)(w + (size_t)r0 * ld), (int)(ld / 4), 0.f, Y + r0, ldy); \
-            return;                                                                                               \
-        }                                                                                                         \
-        g_lower[TIER](w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);                                  \
+#define BLAS_GEMM(TIER)                                                                                                \
+    static void mm_f32_blas_##TIER(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X,       \
+                                   int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y,   \
+                                   int ldy) {                                                                          \
+        if (T >= 16 && r1 - r0 >= 16 && g_sgemm) {                                                                     \
+            g_sgemm(101, 111, 112, T, r1 - r0, cols, 1.f, X, ldx, (const float *)(w + (size_t)r0 * ld), (int)(ld / 4), \
+                    0.f, Y + r0, ldy);                                                                                 \
+            return;                                                                                                    \
+        }                                                                                                              \
+        g_lower[TIER](w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);                                        \
     }
-BLAS_GEMM(1) BLAS_GEMM(2) BLAS_GEMM(3) BLAS_GEMM(4) BLAS_GEMM(5) BLAS_GEMM(6)
+BLAS_GEMM(1)
+BLAS_GEMM(2) BLAS_GEMM(3) BLAS_GEMM(4) BLAS_GEMM(5) BLAS_GEMM(6)
 
-void lfm_register_blas(lfm_table *t, int tier) {
-    static const lfm_gemm_fn fns[LFM_TIER_COUNT] = {NULL, mm_f32_blas_1, mm_f32_blas_2, mm_f32_blas_3, mm_f32_blas_4, mm_f32_blas_5, mm_f32_blas_6};
-    if (tier <= LFM_TIER_SCALAR || tier >= LFM_TIER_COUNT) return;   // the reference stays pure C
+    void lfm_register_blas(lfm_table *t, int tier) {
+    static const lfm_gemm_fn fns[LFM_TIER_COUNT] = {NULL,          mm_f32_blas_1, mm_f32_blas_2, mm_f32_blas_3,
+                                                    mm_f32_blas_4, mm_f32_blas_5, mm_f32_blas_6};
+    if (tier <= LFM_TIER_SCALAR || tier >= LFM_TIER_COUNT) return; // the reference stays pure C
     lfm_blas_name();
     if (!g_sgemm) return;
     g_lower[tier] = t->gemm[LFM_TYPE_F32];

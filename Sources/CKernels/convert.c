@@ -18,8 +18,16 @@
 #define LFM_CLONES
 #endif
 
-static inline uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static inline float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static inline float bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
 
 uint16_t lfm_f32_to_f16(float x) {
     uint32_t u = f32_bits(x);
@@ -30,11 +38,11 @@ uint16_t lfm_f32_to_f16(float x) {
         return sign | 0x7c00u;
     }
     if (absu >= 0x477ff000u) return sign | 0x7c00u; // rounds to >= 65520 -> inf
-    if (absu < 0x38800000u) { // result is subnormal or zero in half precision
-        if (absu < 0x33000000u) return sign; // < 2^-25 rounds to 0 (ties to even: exactly 2^-25 -> 0)
-        uint32_t exp = absu >> 23;          // 102..112
+    if (absu < 0x38800000u) {                       // result is subnormal or zero in half precision
+        if (absu < 0x33000000u) return sign;        // < 2^-25 rounds to 0 (ties to even: exactly 2^-25 -> 0)
+        uint32_t exp = absu >> 23;                  // 102..112
         uint32_t mant = (absu & 0x7fffffu) | 0x800000u;
-        uint32_t shift = 126u - exp;        // 14..24
+        uint32_t shift = 126u - exp; // 14..24
         uint32_t halfm = mant >> shift;
         uint32_t rem = mant & ((1u << shift) - 1u);
         uint32_t halfway = 1u << (shift - 1u);
@@ -98,7 +106,6 @@ static inline float round_half_away(float v) {
     return t;
 }
 
-
 LFM_CLONES
 void lfm_quantize_q8_0(const float *src, uint8_t *dst, size_t n) {
     size_t nb = n / LFM_QK8_0;
@@ -106,7 +113,10 @@ void lfm_quantize_q8_0(const float *src, uint8_t *dst, size_t n) {
         const float *x = src + b * LFM_QK8_0;
         uint8_t *y = dst + b * LFM_Q8_0_BYTES;
         float amax = 0.0f;
-        for (int j = 0; j < LFM_QK8_0; j++) { float v = fabsf(x[j]); amax = v > amax ? v : amax; }
+        for (int j = 0; j < LFM_QK8_0; j++) {
+            float v = fabsf(x[j]);
+            amax = v > amax ? v : amax;
+        }
         const float d = amax / 127.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         uint16_t dh = lfm_f32_to_f16(d);
@@ -127,7 +137,10 @@ void lfm_quantize_q4_0(const float *src, uint8_t *dst, size_t n) {
         float amax = 0.0f, max = 0.0f;
         for (int j = 0; j < LFM_QK4_0; j++) {
             float v = x[j];
-            if (amax < fabsf(v)) { amax = fabsf(v); max = v; }
+            if (amax < fabsf(v)) {
+                amax = fabsf(v);
+                max = v;
+            }
         }
         const float d = max / -8.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
@@ -139,8 +152,10 @@ void lfm_quantize_q4_0(const float *src, uint8_t *dst, size_t n) {
             float x1 = x[j + LFM_QK4_0 / 2] * id;
             float t0 = x0 + 8.5f, t1 = x1 + 8.5f;
             int q0 = (int)t0, q1 = (int)t1;
-            if (q0 > 15) q0 = 15; if (q0 < 0) q0 = 0;
-            if (q1 > 15) q1 = 15; if (q1 < 0) q1 = 0;
+            if (q0 > 15) q0 = 15;
+            if (q0 < 0) q0 = 0;
+            if (q1 > 15) q1 = 15;
+            if (q1 < 0) q1 = 0;
             qs[j] = (uint8_t)(q0 | (q1 << 4));
         }
     }
@@ -150,7 +165,8 @@ void lfm_dequantize_q8_0(const uint8_t *src, float *dst, size_t n) {
     size_t nb = n / LFM_QK8_0;
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *y = src + b * LFM_Q8_0_BYTES;
-        uint16_t dh; memcpy(&dh, y, 2);
+        uint16_t dh;
+        memcpy(&dh, y, 2);
         float d = lfm_f16_to_f32(dh);
         const int8_t *qs = (const int8_t *)(y + 2);
         for (int j = 0; j < LFM_QK8_0; j++) dst[b * LFM_QK8_0 + j] = (float)qs[j] * d;
@@ -161,7 +177,8 @@ void lfm_dequantize_q4_0(const uint8_t *src, float *dst, size_t n) {
     size_t nb = n / LFM_QK4_0;
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *y = src + b * LFM_Q4_0_BYTES;
-        uint16_t dh; memcpy(&dh, y, 2);
+        uint16_t dh;
+        memcpy(&dh, y, 2);
         float d = lfm_f16_to_f32(dh);
         const uint8_t *qs = y + 2;
         for (int j = 0; j < LFM_QK4_0 / 2; j++) {

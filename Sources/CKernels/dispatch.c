@@ -18,20 +18,31 @@
 #include <sys/sysctl.h>
 #endif
 
-static const char *const TIER_NAMES[LFM_TIER_COUNT] = {"scalar", "avx2", "avx2-vnni", "avx512", "neon", "neon-dotprod", "neon-i8mm"};
+static const char *const TIER_NAMES[LFM_TIER_COUNT] = {"scalar", "avx2",         "avx2-vnni", "avx512",
+                                                       "neon",   "neon-dotprod", "neon-i8mm"};
 
 const char *lfm_tier_name(int tier) { return tier >= 0 && tier < LFM_TIER_COUNT ? TIER_NAMES[tier] : "unknown"; }
 
 int lfm_tier_from_name(const char *name) {
     if (!name) return -1;
-    for (int i = 0; i < LFM_TIER_COUNT; i++) if (strcasecmp(name, TIER_NAMES[i]) == 0) return i;
+    for (int i = 0; i < LFM_TIER_COUNT; i++)
+        if (strcasecmp(name, TIER_NAMES[i]) == 0) return i;
     return -1;
 }
 
 // ---------------------------------------------------------------------------------------------
 // What the CPU has (computed once; relaxed atomics keep ThreadSanitizer quiet about the lazy init).
 
-enum { F_AVX2 = 1, F_AVXVNNI = 2, F_AVX512 = 4, F_AVX512BF16 = 8, F_NEON = 16, F_DOTPROD = 32, F_I8MM = 64, F_DONE = 1 << 30 };
+enum {
+    F_AVX2 = 1,
+    F_AVXVNNI = 2,
+    F_AVX512 = 4,
+    F_AVX512BF16 = 8,
+    F_NEON = 16,
+    F_DOTPROD = 32,
+    F_I8MM = 64,
+    F_DONE = 1 << 30
+};
 static int g_features = 0;
 
 #if defined(__x86_64__)
@@ -51,13 +62,17 @@ static int detect(void) {
         unsigned long long xcr = osxsave ? xgetbv0() : 0;
         int ymm = (xcr & 0x6) == 0x6, zmm = (xcr & 0xe6) == 0xe6;
         unsigned b7 = 0, c7 = 0, a71 = 0;
-        if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) { b7 = b; c7 = c; }
+        if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+            b7 = b;
+            c7 = c;
+        }
         if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) a71 = a;
         int avx2 = (b7 >> 5) & 1;
         if (avx && ymm && avx2 && fma && f16c) {
             f |= F_AVX2;
             if ((a71 >> 4) & 1) f |= F_AVXVNNI;
-            int avx512 = ((b7 >> 16) & 1) && ((b7 >> 17) & 1) && ((b7 >> 30) & 1) && ((b7 >> 31) & 1) && ((c7 >> 11) & 1);
+            int avx512 =
+                ((b7 >> 16) & 1) && ((b7 >> 17) & 1) && ((b7 >> 30) & 1) && ((b7 >> 31) & 1) && ((c7 >> 11) & 1);
             if (avx512 && zmm) {
                 f |= F_AVX512;
                 if ((a71 >> 5) & 1) f |= F_AVX512BF16;
@@ -65,15 +80,17 @@ static int detect(void) {
         }
     }
 #elif defined(__aarch64__)
-    f |= F_NEON;   // Advanced SIMD (and its f16 <-> f32 conversions) is part of every ARMv8-A core
+    f |= F_NEON; // Advanced SIMD (and its f16 <-> f32 conversions) is part of every ARMv8-A core
 #if defined(__linux__)
     unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
-    if (hw & (1UL << 20)) f |= F_DOTPROD;    // HWCAP_ASIMDDP
-    if (hw2 & (1UL << 13)) f |= F_I8MM;      // HWCAP2_I8MM
+    if (hw & (1UL << 20)) f |= F_DOTPROD; // HWCAP_ASIMDDP
+    if (hw2 & (1UL << 13)) f |= F_I8MM;   // HWCAP2_I8MM
 #elif defined(__APPLE__)
-    int v = 0; size_t len = sizeof v;
+    int v = 0;
+    size_t len = sizeof v;
     if (sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &len, NULL, 0) == 0 && v) f |= F_DOTPROD;
-    v = 0; len = sizeof v;
+    v = 0;
+    len = sizeof v;
     if (sysctlbyname("hw.optional.arm.FEAT_I8MM", &v, &len, NULL, 0) == 0 && v) f |= F_I8MM;
 #endif
     if (!(f & F_DOTPROD)) f &= ~F_I8MM;
@@ -83,7 +100,10 @@ static int detect(void) {
 
 static int features(void) {
     int f = __atomic_load_n(&g_features, __ATOMIC_RELAXED);
-    if (!(f & F_DONE)) { f = detect() | F_DONE; __atomic_store_n(&g_features, f, __ATOMIC_RELAXED); }
+    if (!(f & F_DONE)) {
+        f = detect() | F_DONE;
+        __atomic_store_n(&g_features, f, __ATOMIC_RELAXED);
+    }
     return f;
 }
 
@@ -92,20 +112,29 @@ int lfm_cpu_has_avx512bf16(void) { return (features() & F_AVX512BF16) != 0; }
 int lfm_tier_supported(int tier) {
     int f = features();
     switch (tier) {
-    case LFM_TIER_SCALAR: return 1;
-    case LFM_TIER_AVX2: return (f & F_AVX2) != 0;
-    case LFM_TIER_AVX2_VNNI: return (f & F_AVXVNNI) != 0;
-    case LFM_TIER_AVX512: return (f & F_AVX512) != 0;
-    case LFM_TIER_NEON: return (f & F_NEON) != 0;
-    case LFM_TIER_NEON_DOTPROD: return (f & F_DOTPROD) != 0;
-    case LFM_TIER_NEON_I8MM: return (f & F_I8MM) != 0;
+    case LFM_TIER_SCALAR:
+        return 1;
+    case LFM_TIER_AVX2:
+        return (f & F_AVX2) != 0;
+    case LFM_TIER_AVX2_VNNI:
+        return (f & F_AVXVNNI) != 0;
+    case LFM_TIER_AVX512:
+        return (f & F_AVX512) != 0;
+    case LFM_TIER_NEON:
+        return (f & F_NEON) != 0;
+    case LFM_TIER_NEON_DOTPROD:
+        return (f & F_DOTPROD) != 0;
+    case LFM_TIER_NEON_I8MM:
+        return (f & F_I8MM) != 0;
     }
     return 0;
 }
 
 int lfm_best_tier(void) {
-    static const int order[] = {LFM_TIER_AVX512, LFM_TIER_AVX2_VNNI, LFM_TIER_AVX2, LFM_TIER_NEON_I8MM, LFM_TIER_NEON_DOTPROD, LFM_TIER_NEON};
-    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) if (lfm_tier_supported(order[i])) return order[i];
+    static const int order[] = {LFM_TIER_AVX512,    LFM_TIER_AVX2_VNNI,    LFM_TIER_AVX2,
+                                LFM_TIER_NEON_I8MM, LFM_TIER_NEON_DOTPROD, LFM_TIER_NEON};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        if (lfm_tier_supported(order[i])) return order[i];
     return LFM_TIER_SCALAR;
 }
 
@@ -119,7 +148,7 @@ static lfm_table g_tables[LFM_TIER_COUNT];
 static int g_built[LFM_TIER_COUNT];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_active = -1;
-static int g_env_error = 0;        // 1 unknown name, 2 unsupported tier
+static int g_env_error = 0; // 1 unknown name, 2 unsupported tier
 static char g_env_value[64];
 
 static void build(int tier) {
@@ -131,38 +160,63 @@ static void build(int tier) {
         if (lfm_tier_supported(LFM_TIER_AVX2_VNNI)) lfm_register_avx2_vnni(t);
         lfm_register_avx512(t);
         break;
-    case LFM_TIER_AVX2_VNNI: lfm_register_avx2(t); lfm_register_avx2_vnni(t); break;
-    case LFM_TIER_AVX2: lfm_register_avx2(t); break;
-    case LFM_TIER_NEON_I8MM: lfm_register_neon(t); lfm_register_neon_dotprod(t); lfm_register_neon_i8mm(t); break;
-    case LFM_TIER_NEON_DOTPROD: lfm_register_neon(t); lfm_register_neon_dotprod(t); break;
-    case LFM_TIER_NEON: lfm_register_neon(t); break;
-    default: break;
+    case LFM_TIER_AVX2_VNNI:
+        lfm_register_avx2(t);
+        lfm_register_avx2_vnni(t);
+        break;
+    case LFM_TIER_AVX2:
+        lfm_register_avx2(t);
+        break;
+    case LFM_TIER_NEON_I8MM:
+        lfm_register_neon(t);
+        lfm_register_neon_dotprod(t);
+        lfm_register_neon_i8mm(t);
+        break;
+    case LFM_TIER_NEON_DOTPROD:
+        lfm_register_neon(t);
+        lfm_register_neon_dotprod(t);
+        break;
+    case LFM_TIER_NEON:
+        lfm_register_neon(t);
+        break;
+    default:
+        break;
     }
     lfm_register_blas(t, tier);
     g_built[tier] = 1;
 }
 
 static void init_once(void) {
-    for (int i = 0; i < LFM_TIER_COUNT; i++) if (lfm_tier_supported(i)) build(i);
+    for (int i = 0; i < LFM_TIER_COUNT; i++)
+        if (lfm_tier_supported(i)) build(i);
     int tier = lfm_best_tier();
     const char *e = getenv("LFM_CPU");
     if (e && *e) {
         snprintf(g_env_value, sizeof g_env_value, "%s", e);
         int want = lfm_tier_from_name(e);
-        if (want < 0) g_env_error = 1;
-        else if (!lfm_tier_supported(want)) g_env_error = 2;
-        else tier = want;
+        if (want < 0)
+            g_env_error = 1;
+        else if (!lfm_tier_supported(want))
+            g_env_error = 2;
+        else
+            tier = want;
     }
     __atomic_store_n(&g_active, tier, __ATOMIC_RELEASE);
 }
 
 const lfm_table *lfm_active(void) {
     int a = __atomic_load_n(&g_active, __ATOMIC_ACQUIRE);
-    if (a < 0) { pthread_once(&g_once, init_once); a = __atomic_load_n(&g_active, __ATOMIC_ACQUIRE); }
+    if (a < 0) {
+        pthread_once(&g_once, init_once);
+        a = __atomic_load_n(&g_active, __ATOMIC_ACQUIRE);
+    }
     return &g_tables[a];
 }
 
-int lfm_tier(void) { lfm_active(); return __atomic_load_n(&g_active, __ATOMIC_ACQUIRE); }
+int lfm_tier(void) {
+    lfm_active();
+    return __atomic_load_n(&g_active, __ATOMIC_ACQUIRE);
+}
 
 int lfm_set_tier(int tier) {
     lfm_active();
@@ -175,11 +229,14 @@ const char *lfm_tier_env_error(void) {
     lfm_active();
     static char msg[256];
     if (g_env_error == 1) {
-        snprintf(msg, sizeof msg, "LFM_CPU='%s' is not a kernel tier (scalar, avx2, avx2-vnni, avx512, neon, neon-dotprod, neon-i8mm)", g_env_value);
+        snprintf(msg, sizeof msg,
+                 "LFM_CPU='%s' is not a kernel tier (scalar, avx2, avx2-vnni, avx512, neon, neon-dotprod, neon-i8mm)",
+                 g_env_value);
         return msg;
     }
     if (g_env_error == 2) {
-        snprintf(msg, sizeof msg, "LFM_CPU='%s': this CPU cannot run that tier (best here: %s)", g_env_value, lfm_tier_name(lfm_best_tier()));
+        snprintf(msg, sizeof msg, "LFM_CPU='%s': this CPU cannot run that tier (best here: %s)", g_env_value,
+                 lfm_tier_name(lfm_best_tier()));
         return msg;
     }
     return NULL;
@@ -188,15 +245,20 @@ const char *lfm_tier_env_error(void) {
 // Legacy switch: 1 forces the scalar tier, 0 restores the best (or LFM_CPU's) tier.
 void lfm_set_reference_kernels(int on) {
     static int saved = -1;
-    if (on) { if (saved < 0) saved = lfm_tier(); lfm_set_tier(LFM_TIER_SCALAR); }
-    else { lfm_set_tier(saved >= 0 ? saved : lfm_best_tier()); saved = -1; }
+    if (on) {
+        if (saved < 0) saved = lfm_tier();
+        lfm_set_tier(LFM_TIER_SCALAR);
+    } else {
+        lfm_set_tier(saved >= 0 ? saved : lfm_best_tier());
+        saved = -1;
+    }
 }
 
 static const char *const FN_NAMES[LFM_FN_COUNT] = {
-    "quantize_act", "matvec_f32", "matvec_f16", "matvec_bf16", "matvec_q8_0", "matvec_q4_0",
-    "gemm_f32", "gemm_f16", "gemm_bf16", "gemm_q8_0", "gemm_q4_0",
-    "row_f32", "row_f16", "row_bf16", "row_q8_0", "row_q4_0",
-    "silu", "glu", "gelu", "relu", "elu", "layernorm", "rmsnorm", "softmax", "attend", "axpy", "dot"};
+    "quantize_act", "matvec_f32", "matvec_f16", "matvec_bf16", "matvec_q8_0", "matvec_q4_0", "gemm_f32",
+    "gemm_f16",     "gemm_bf16",  "gemm_q8_0",  "gemm_q4_0",   "row_f32",     "row_f16",     "row_bf16",
+    "row_q8_0",     "row_q4_0",   "silu",       "glu",         "gelu",        "relu",        "elu",
+    "layernorm",    "rmsnorm",    "softmax",    "attend",      "axpy",        "dot"};
 
 int lfm_kernel_count(void) { return LFM_FN_COUNT; }
 const char *lfm_kernel_name(int i) { return i >= 0 && i < LFM_FN_COUNT ? FN_NAMES[i] : NULL; }
@@ -205,25 +267,36 @@ int lfm_kernel_tier(int i) { return i >= 0 && i < LFM_FN_COUNT ? lfm_active()->f
 // ---------------------------------------------------------------------------------------------
 // Public entry points.
 
-void lfm_quantize_act_q8(const float *x, int n, int8_t *q, float *d, int32_t *s) { lfm_active()->quantize_act(x, n, q, d, s); }
+void lfm_quantize_act_q8(const float *x, int n, int8_t *q, float *d, int32_t *s) {
+    lfm_active()->quantize_act(x, n, q, d, s);
+}
 
 int lfm_type_wants_q8(int type) { return type == LFM_T_Q8_0 || type == LFM_T_Q4_0; }
 
-void lfm_matvec(int type, const void *w, int cols, int r0, int r1,
-                const float *xf, const int8_t *xq, const float *xd, const int32_t *xs, float *y) {
+void lfm_matvec(int type, const void *w, int cols, int r0, int r1, const float *xf, const int8_t *xq, const float *xd,
+                const int32_t *xs, float *y) {
     int ti = lfm_type_index(type);
-    if (ti < 0) { for (int r = r0; r < r1; r++) y[r] = NAN; return; }
+    if (ti < 0) {
+        for (int r = r0; r < r1; r++) y[r] = NAN;
+        return;
+    }
     lfm_active()->matvec[ti]((const uint8_t *)w, lfm_row_bytes(ti, cols), cols, r0, r1, xf, xq, xd, xs, y);
 }
 
-void lfm_matmul(int type, const void *w, int cols, int r0, int r1, int T,
-                const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
-                float *Y, int ldy) {
+void lfm_matmul(int type, const void *w, int cols, int r0, int r1, int T, const float *X, int ldx, const int8_t *XQ,
+                const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
     int ti = lfm_type_index(type);
-    if (ti < 0) { for (int t = 0; t < T; t++) for (int r = r0; r < r1; r++) Y[(size_t)t * ldy + r] = NAN; return; }
+    if (ti < 0) {
+        for (int t = 0; t < T; t++)
+            for (int r = r0; r < r1; r++) Y[(size_t)t * ldy + r] = NAN;
+        return;
+    }
     const lfm_table *k = lfm_active();
     size_t ld = lfm_row_bytes(ti, cols);
-    if (T == 1) { k->matvec[ti]((const uint8_t *)w, ld, cols, r0, r1, X, XQ, XD, XS, Y); return; }
+    if (T == 1) {
+        k->matvec[ti]((const uint8_t *)w, ld, cols, r0, r1, X, XQ, XD, XS, Y);
+        return;
+    }
     k->gemm[ti]((const uint8_t *)w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);
 }
 
@@ -238,10 +311,13 @@ void lfm_glu(const float *a, const float *g, size_t n, float *y) { lfm_active()-
 void lfm_gelu_erf(float *x, size_t n) { lfm_active()->gelu(x, n); }
 void lfm_relu(float *x, size_t n) { lfm_active()->relu(x, n); }
 void lfm_elu(const float *x, float *y, size_t n) { lfm_active()->elu(x, y, n); }
-void lfm_layernorm(const float *x, const float *w, const float *b, int n, float eps, float *y) { lfm_active()->layernorm(x, w, b, n, eps, y); }
+void lfm_layernorm(const float *x, const float *w, const float *b, int n, float eps, float *y) {
+    lfm_active()->layernorm(x, w, b, n, eps, y);
+}
 void lfm_rmsnorm(const float *x, const float *w, int n, float eps, float *y) { lfm_active()->rmsnorm(x, w, n, eps, y); }
 void lfm_softmax(float *x, int n) { lfm_active()->softmax(x, n); }
-void lfm_attend(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *scores, float *out) {
+void lfm_attend(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *scores,
+                float *out) {
     lfm_active()->attend(q, hd, K, V, ld, n, scale, scores, out);
 }
 void lfm_axpy(float a, const float *x, float *y, size_t n) { lfm_active()->axpy(a, x, y, n); }

@@ -8,12 +8,11 @@
 #include <string.h>
 
 /// Matrix-vector for rows [r0, r1): y[r] = dot(row r, x). `xf` float activations, or (xq, xd, xs) q8 blocks.
-typedef void (*lfm_matvec_fn)(const uint8_t *w, size_t ld, int cols, int r0, int r1,
-                              const float *xf, const int8_t *xq, const float *xd, const int32_t *xs, float *y);
+typedef void (*lfm_matvec_fn)(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                              const float *xd, const int32_t *xs, float *y);
 /// Matrix-matrix for rows [r0, r1) × tokens [0, T); X rows `ldx` floats apart, quantized rows `ldq` apart.
-typedef void (*lfm_gemm_fn)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T,
-                            const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
-                            float *Y, int ldy);
+typedef void (*lfm_gemm_fn)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
+                            const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy);
 typedef void (*lfm_row_fn)(const uint8_t *row, int cols, float *out);
 
 enum { LFM_TYPE_F32, LFM_TYPE_F16, LFM_TYPE_BF16, LFM_TYPE_Q8_0, LFM_TYPE_Q4_0, LFM_TYPE_COUNT };
@@ -25,8 +24,17 @@ enum {
     LFM_FN_GEMM = LFM_FN_MATVEC + LFM_TYPE_COUNT,
     LFM_FN_ROW = LFM_FN_GEMM + LFM_TYPE_COUNT,
     LFM_FN_SILU = LFM_FN_ROW + LFM_TYPE_COUNT,
-    LFM_FN_GLU, LFM_FN_GELU, LFM_FN_RELU, LFM_FN_ELU, LFM_FN_LAYERNORM, LFM_FN_RMSNORM, LFM_FN_SOFTMAX,
-    LFM_FN_ATTEND, LFM_FN_AXPY, LFM_FN_DOT, LFM_FN_COUNT
+    LFM_FN_GLU,
+    LFM_FN_GELU,
+    LFM_FN_RELU,
+    LFM_FN_ELU,
+    LFM_FN_LAYERNORM,
+    LFM_FN_RMSNORM,
+    LFM_FN_SOFTMAX,
+    LFM_FN_ATTEND,
+    LFM_FN_AXPY,
+    LFM_FN_DOT,
+    LFM_FN_COUNT
 };
 
 typedef struct lfm_table {
@@ -42,7 +50,8 @@ typedef struct lfm_table {
     void (*layernorm)(const float *x, const float *w, const float *b, int n, float eps, float *y);
     void (*rmsnorm)(const float *x, const float *w, int n, float eps, float *y);
     void (*softmax)(float *x, int n);
-    void (*attend)(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *sc, float *out);
+    void (*attend)(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *sc,
+                   float *out);
     void (*axpy)(float a, const float *x, float *y, size_t n);
     float (*dot)(const float *a, const float *b, size_t n);
     /// Tier that provided each function (LFM_FN_*), for `lfm_kernel_report`.
@@ -62,37 +71,56 @@ void lfm_register_blas(lfm_table *t, int tier);
 
 static inline int lfm_type_index(int ggml_type) {
     switch (ggml_type) {
-    case LFM_T_F32: return LFM_TYPE_F32;
-    case LFM_T_F16: return LFM_TYPE_F16;
-    case LFM_T_BF16: return LFM_TYPE_BF16;
-    case LFM_T_Q8_0: return LFM_TYPE_Q8_0;
-    case LFM_T_Q4_0: return LFM_TYPE_Q4_0;
+    case LFM_T_F32:
+        return LFM_TYPE_F32;
+    case LFM_T_F16:
+        return LFM_TYPE_F16;
+    case LFM_T_BF16:
+        return LFM_TYPE_BF16;
+    case LFM_T_Q8_0:
+        return LFM_TYPE_Q8_0;
+    case LFM_T_Q4_0:
+        return LFM_TYPE_Q4_0;
     }
     return -1;
 }
 
 static inline size_t lfm_row_bytes(int type_index, int cols) {
     switch (type_index) {
-    case LFM_TYPE_F32: return (size_t)cols * 4;
-    case LFM_TYPE_F16: case LFM_TYPE_BF16: return (size_t)cols * 2;
-    case LFM_TYPE_Q8_0: return (size_t)cols / 32 * 34;
-    case LFM_TYPE_Q4_0: return (size_t)cols / 32 * 18;
+    case LFM_TYPE_F32:
+        return (size_t)cols * 4;
+    case LFM_TYPE_F16:
+    case LFM_TYPE_BF16:
+        return (size_t)cols * 2;
+    case LFM_TYPE_Q8_0:
+        return (size_t)cols / 32 * 34;
+    case LFM_TYPE_Q4_0:
+        return (size_t)cols / 32 * 18;
     }
     return 0;
 }
 
-static inline float lfm_b2f(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
-static inline uint16_t lfm_rd16(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return h; }
+static inline float lfm_b2f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static inline uint16_t lfm_rd16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return h;
+}
 
 /// Scalar reference pieces that vector tiers reuse for tails and odd shapes.
 void lfm_scalar_gemm_generic(lfm_matvec_fn mv, const uint8_t *w, size_t ld, int cols, int r0, int r1, int T,
                              const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
                              float *Y, int ldy);
 /// A GEMM that runs one matvec per token (the scalar tier's, and where a vector tier has no tile of its own).
-#define LFM_GEMM_FROM_MATVEC(NAME, MV)                                                                       \
-    static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx, \
-                     const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {    \
-        lfm_scalar_gemm_generic(MV, w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);               \
+#define LFM_GEMM_FROM_MATVEC(NAME, MV)                                                                                 \
+    static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,            \
+                     const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {               \
+        lfm_scalar_gemm_generic(MV, w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);                          \
     }
 
 /// The active table (set once at start from LFM_CPU or the CPU; tests switch it with lfm_set_tier).
@@ -103,8 +131,10 @@ const lfm_table *lfm_active(void);
 /// Installs a tier's matvec and GEMM for every weight type (in LFM_TYPE_* order).
 static inline void lfm_set_products(lfm_table *t, const lfm_matvec_fn *mv, const lfm_gemm_fn *mm, int tier) {
     for (int i = 0; i < LFM_TYPE_COUNT; i++) {
-        t->matvec[i] = mv[i]; LFM_MARK(t, LFM_FN_MATVEC + i, tier);
-        t->gemm[i] = mm[i]; LFM_MARK(t, LFM_FN_GEMM + i, tier);
+        t->matvec[i] = mv[i];
+        LFM_MARK(t, LFM_FN_MATVEC + i, tier);
+        t->gemm[i] = mm[i];
+        LFM_MARK(t, LFM_FN_GEMM + i, tier);
     }
 }
 

@@ -21,7 +21,11 @@ AVX2 static inline float hmax256(__m256 a) {
     v = _mm_max_ss(v, _mm_movehdup_ps(v));
     return _mm_cvtss_f32(v);
 }
-AVX2 static inline float fp16s(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return _cvtsh_ss(h); }
+AVX2 static inline float fp16s(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
 AVX2 static inline __m256 ld_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 AVX2 static inline __m256 ld_bf16(const uint16_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
@@ -44,7 +48,8 @@ AVX2 static void quantize_act_q8(const float *x, int n, int8_t *q, float *d, int
     int nb = n / 32;
     for (int b = 0; b < nb; b++) {
         const float *xb = x + b * 32;
-        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8), v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8), v2 = _mm256_loadu_ps(xb + 16),
+               v3 = _mm256_loadu_ps(xb + 24);
         __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
                                  _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
         float amax = hmax256(m);
@@ -64,26 +69,29 @@ AVX2 static void quantize_act_q8(const float *x, int n, int8_t *q, float *d, int
 }
 
 // Float weights, decode: one row at a time, 32 elements per iteration into four accumulators.
-#define FLOAT_MATVEC(NAME, WT, LOADW, WIDEN)                                                                 \
-AVX2 static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq, \
-                      const float *xd, const int32_t *xs, float *y) {                                        \
-    (void)xq; (void)xd; (void)xs;                                                                            \
-    for (int r = r0; r < r1; r++) {                                                                          \
-        const WT *p = (const WT *)(w + (size_t)r * ld);                                                      \
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(); \
-        int i = 0;                                                                                           \
-        for (; i + 32 <= cols; i += 32) {                                                                    \
-            a0 = _mm256_fmadd_ps(LOADW(p + i), _mm256_loadu_ps(xf + i), a0);                                 \
-            a1 = _mm256_fmadd_ps(LOADW(p + i + 8), _mm256_loadu_ps(xf + i + 8), a1);                         \
-            a2 = _mm256_fmadd_ps(LOADW(p + i + 16), _mm256_loadu_ps(xf + i + 16), a2);                       \
-            a3 = _mm256_fmadd_ps(LOADW(p + i + 24), _mm256_loadu_ps(xf + i + 24), a3);                       \
-        }                                                                                                    \
-        for (; i + 8 <= cols; i += 8) a0 = _mm256_fmadd_ps(LOADW(p + i), _mm256_loadu_ps(xf + i), a0);       \
-        float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));                      \
-        for (; i < cols; i++) s += WIDEN(p[i]) * xf[i];                                                      \
-        y[r] = s;                                                                                            \
-    }                                                                                                        \
-}
+#define FLOAT_MATVEC(NAME, WT, LOADW, WIDEN)                                                                           \
+    AVX2 static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,    \
+                          const float *xd, const int32_t *xs, float *y) {                                              \
+        (void)xq;                                                                                                      \
+        (void)xd;                                                                                                      \
+        (void)xs;                                                                                                      \
+        for (int r = r0; r < r1; r++) {                                                                                \
+            const WT *p = (const WT *)(w + (size_t)r * ld);                                                            \
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),                       \
+                   a3 = _mm256_setzero_ps();                                                                           \
+            int i = 0;                                                                                                 \
+            for (; i + 32 <= cols; i += 32) {                                                                          \
+                a0 = _mm256_fmadd_ps(LOADW(p + i), _mm256_loadu_ps(xf + i), a0);                                       \
+                a1 = _mm256_fmadd_ps(LOADW(p + i + 8), _mm256_loadu_ps(xf + i + 8), a1);                               \
+                a2 = _mm256_fmadd_ps(LOADW(p + i + 16), _mm256_loadu_ps(xf + i + 16), a2);                             \
+                a3 = _mm256_fmadd_ps(LOADW(p + i + 24), _mm256_loadu_ps(xf + i + 24), a3);                             \
+            }                                                                                                          \
+            for (; i + 8 <= cols; i += 8) a0 = _mm256_fmadd_ps(LOADW(p + i), _mm256_loadu_ps(xf + i), a0);             \
+            float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));                            \
+            for (; i < cols; i++) s += WIDEN(p[i]) * xf[i];                                                            \
+            y[r] = s;                                                                                                  \
+        }                                                                                                              \
+    }
 #define ID(v) (v)
 FLOAT_MATVEC(mv_f32, float, ld_f32, ID)
 FLOAT_MATVEC(mv_f16, uint16_t, ld_f16, _cvtsh_ss)
@@ -91,46 +99,55 @@ FLOAT_MATVEC(mv_bf16, uint16_t, ld_bf16, lfm_b2f)
 
 // Float weights, prefill: 2 rows × 4 tokens per tile; each 8-element chunk of a row is widened once and used by
 // four FMAs. Token blocks keep the activations in L2 while the row pairs pass over them.
-#define FLOAT_GEMM(NAME, WT, LOADW, WIDEN, MV)                                                               \
-AVX2 static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx, \
-                      const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {    \
-    int T4 = T / 4 * 4, R2 = r0 + (r1 - r0) / 2 * 2, K8 = cols / 8 * 8;                                      \
-    int tb = (int)((512 * 1024) / ((size_t)(cols > 0 ? cols : 1) * 4)) / 4 * 4;                              \
-    if (tb < 4) tb = 4;                                                                                      \
-    for (int t0 = 0; t0 < T4; t0 += tb) {                                                                    \
-        int t1 = t0 + tb < T4 ? t0 + tb : T4;                                                                \
-        for (int r = r0; r < R2; r += 2) {                                                                   \
-            const WT *p0 = (const WT *)(w + (size_t)r * ld), *p1 = (const WT *)(w + (size_t)(r + 1) * ld);   \
-            for (int t = t0; t < t1; t += 4) {                                                               \
-                const float *x0 = X + (size_t)t * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;       \
-                __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;                           \
-                __m256 c10 = c00, c11 = c00, c12 = c00, c13 = c00;                                           \
-                for (int k = 0; k < K8; k += 8) {                                                            \
-                    __m256 w0 = LOADW(p0 + k), w1 = LOADW(p1 + k);                                           \
-                    __m256 v = _mm256_loadu_ps(x0 + k);                                                      \
-                    c00 = _mm256_fmadd_ps(w0, v, c00); c10 = _mm256_fmadd_ps(w1, v, c10);                    \
-                    v = _mm256_loadu_ps(x1 + k);                                                             \
-                    c01 = _mm256_fmadd_ps(w0, v, c01); c11 = _mm256_fmadd_ps(w1, v, c11);                    \
-                    v = _mm256_loadu_ps(x2 + k);                                                             \
-                    c02 = _mm256_fmadd_ps(w0, v, c02); c12 = _mm256_fmadd_ps(w1, v, c12);                    \
-                    v = _mm256_loadu_ps(x3 + k);                                                             \
-                    c03 = _mm256_fmadd_ps(w0, v, c03); c13 = _mm256_fmadd_ps(w1, v, c13);                    \
-                }                                                                                            \
-                float s[2][4] = {{hsum256(c00), hsum256(c01), hsum256(c02), hsum256(c03)},                   \
-                                 {hsum256(c10), hsum256(c11), hsum256(c12), hsum256(c13)}};                  \
-                for (int k = K8; k < cols; k++)                                                              \
-                    for (int j = 0; j < 4; j++) {                                                            \
-                        s[0][j] += WIDEN(p0[k]) * X[(size_t)(t + j) * ldx + k];                              \
-                        s[1][j] += WIDEN(p1[k]) * X[(size_t)(t + j) * ldx + k];                              \
-                    }                                                                                        \
-                for (int j = 0; j < 4; j++) { Y[(size_t)(t + j) * ldy + r] = s[0][j]; Y[(size_t)(t + j) * ldy + r + 1] = s[1][j]; } \
-            }                                                                                                \
-        }                                                                                                    \
-    }                                                                                                        \
-    if (T4 < T) lfm_scalar_gemm_generic(MV, w, ld, cols, r0, r1, T - T4, X + (size_t)T4 * ldx, ldx, NULL, NULL, NULL, ldq, \
-                                        Y + (size_t)T4 * ldy, ldy);                                          \
-    if (R2 < r1 && T4 > 0) lfm_scalar_gemm_generic(MV, w, ld, cols, R2, r1, T4, X, ldx, NULL, NULL, NULL, ldq, Y, ldy); \
-}
+#define FLOAT_GEMM(NAME, WT, LOADW, WIDEN, MV)                                                                         \
+    AVX2 static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,       \
+                          const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {          \
+        int T4 = T / 4 * 4, R2 = r0 + (r1 - r0) / 2 * 2, K8 = cols / 8 * 8;                                            \
+        int tb = (int)((512 * 1024) / ((size_t)(cols > 0 ? cols : 1) * 4)) / 4 * 4;                                    \
+        if (tb < 4) tb = 4;                                                                                            \
+        for (int t0 = 0; t0 < T4; t0 += tb) {                                                                          \
+            int t1 = t0 + tb < T4 ? t0 + tb : T4;                                                                      \
+            for (int r = r0; r < R2; r += 2) {                                                                         \
+                const WT *p0 = (const WT *)(w + (size_t)r * ld), *p1 = (const WT *)(w + (size_t)(r + 1) * ld);         \
+                for (int t = t0; t < t1; t += 4) {                                                                     \
+                    const float *x0 = X + (size_t)t * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;             \
+                    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;                                 \
+                    __m256 c10 = c00, c11 = c00, c12 = c00, c13 = c00;                                                 \
+                    for (int k = 0; k < K8; k += 8) {                                                                  \
+                        __m256 w0 = LOADW(p0 + k), w1 = LOADW(p1 + k);                                                 \
+                        __m256 v = _mm256_loadu_ps(x0 + k);                                                            \
+                        c00 = _mm256_fmadd_ps(w0, v, c00);                                                             \
+                        c10 = _mm256_fmadd_ps(w1, v, c10);                                                             \
+                        v = _mm256_loadu_ps(x1 + k);                                                                   \
+                        c01 = _mm256_fmadd_ps(w0, v, c01);                                                             \
+                        c11 = _mm256_fmadd_ps(w1, v, c11);                                                             \
+                        v = _mm256_loadu_ps(x2 + k);                                                                   \
+                        c02 = _mm256_fmadd_ps(w0, v, c02);                                                             \
+                        c12 = _mm256_fmadd_ps(w1, v, c12);                                                             \
+                        v = _mm256_loadu_ps(x3 + k);                                                                   \
+                        c03 = _mm256_fmadd_ps(w0, v, c03);                                                             \
+                        c13 = _mm256_fmadd_ps(w1, v, c13);                                                             \
+                    }                                                                                                  \
+                    float s[2][4] = {{hsum256(c00), hsum256(c01), hsum256(c02), hsum256(c03)},                         \
+                                     {hsum256(c10), hsum256(c11), hsum256(c12), hsum256(c13)}};                        \
+                    for (int k = K8; k < cols; k++)                                                                    \
+                        for (int j = 0; j < 4; j++) {                                                                  \
+                            s[0][j] += WIDEN(p0[k]) * X[(size_t)(t + j) * ldx + k];                                    \
+                            s[1][j] += WIDEN(p1[k]) * X[(size_t)(t + j) * ldx + k];                                    \
+                        }                                                                                              \
+                    for (int j = 0; j < 4; j++) {                                                                      \
+                        Y[(size_t)(t + j) * ldy + r] = s[0][j];                                                        \
+                        Y[(size_t)(t + j) * ldy + r + 1] = s[1][j];                                                    \
+                    }                                                                                                  \
+                }                                                                                                      \
+            }                                                                                                          \
+        }                                                                                                              \
+        if (T4 < T)                                                                                                    \
+            lfm_scalar_gemm_generic(MV, w, ld, cols, r0, r1, T - T4, X + (size_t)T4 * ldx, ldx, NULL, NULL, NULL, ldq, \
+                                    Y + (size_t)T4 * ldy, ldy);                                                        \
+        if (R2 < r1 && T4 > 0)                                                                                         \
+            lfm_scalar_gemm_generic(MV, w, ld, cols, R2, r1, T4, X, ldx, NULL, NULL, NULL, ldq, Y, ldy);               \
+    }
 FLOAT_GEMM(mm_f32, float, ld_f32, ID, mv_f32)
 FLOAT_GEMM(mm_f16, uint16_t, ld_f16, _cvtsh_ss, mv_f16)
 FLOAT_GEMM(mm_bf16, uint16_t, ld_bf16, lfm_b2f, mv_bf16)
@@ -139,10 +156,11 @@ FLOAT_GEMM(mm_bf16, uint16_t, ld_bf16, lfm_b2f, mv_bf16)
 #define TGT AVX2
 #define SFX(n) n##_avx2
 #define DOT(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
-#define DOT4(u0, s0, u1, s1, u2, s2, u3, s3)                                                                   \
-    _mm256_madd_epi16(_mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16((u0), (s0)), _mm256_maddubs_epi16((u1), (s1))), \
-                                       _mm256_add_epi16(_mm256_maddubs_epi16((u2), (s2)), _mm256_maddubs_epi16((u3), (s3)))), \
-                      _mm256_set1_epi16(1))
+#define DOT4(u0, s0, u1, s1, u2, s2, u3, s3)                                                                           \
+    _mm256_madd_epi16(                                                                                                 \
+        _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16((u0), (s0)), _mm256_maddubs_epi16((u1), (s1))),         \
+                         _mm256_add_epi16(_mm256_maddubs_epi16((u2), (s2)), _mm256_maddubs_epi16((u3), (s3)))),        \
+        _mm256_set1_epi16(1))
 #include "x86_int8.h"
 #undef TGT
 #undef SFX
@@ -152,9 +170,12 @@ FLOAT_GEMM(mm_bf16, uint16_t, ld_bf16, lfm_b2f, mv_bf16)
 #define TGT AVX2VNNI
 #define SFX(n) n##_vnni
 #define DOT(u, s) _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), (u), (s))
-#define DOT4(u0, s0, u1, s1, u2, s2, u3, s3)                                                                   \
-    _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(              \
-        _mm256_setzero_si256(), (u0), (s0)), (u1), (s1)), (u2), (s2)), (u3), (s3))
+#define DOT4(u0, s0, u1, s1, u2, s2, u3, s3)                                                                           \
+    _mm256_dpbusd_avx_epi32(                                                                                           \
+        _mm256_dpbusd_avx_epi32(                                                                                       \
+            _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), (u0), (s0)), (u1), (s1)), (u2),    \
+            (s2)),                                                                                                     \
+        (u3), (s3))
 #include "x86_int8.h"
 #undef TGT
 #undef SFX
@@ -178,8 +199,10 @@ AVX2 static void row_q8_0(const uint8_t *p, int cols, float *out) {
         const uint8_t *blk = p + (size_t)b * 34;
         __m256 d = _mm256_set1_ps(fp16s(blk));
         for (int k = 0; k < 4; k++)
-            _mm256_storeu_ps(out + b * 32 + k * 8,
-                             _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 2 + k * 8)))), d));
+            _mm256_storeu_ps(
+                out + b * 32 + k * 8,
+                _mm256_mul_ps(
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 2 + k * 8)))), d));
     }
 }
 AVX2 static void row_q4_0(const uint8_t *p, int cols, float *out) {
@@ -205,7 +228,8 @@ AVX2 static void row_q4_0(const uint8_t *p, int cols, float *out) {
 
 AVX2 static inline __m256 exp256(__m256 x) {
     x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33654f)), _mm256_set1_ps(88.3762626647949f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
     __m256 p = _mm256_set1_ps(1.9875691500e-4f);
@@ -304,9 +328,15 @@ AVX2 static void layernorm(const float *x, const float *w, const float *b, int n
     for (; i < n; i++) sum += x[i];
     float mean = sum / (float)n;
     __m256 m = _mm256_set1_ps(mean), v = _mm256_setzero_ps();
-    for (i = 0; i + 8 <= n; i += 8) { __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), m); v = _mm256_fmadd_ps(d, d, v); }
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), m);
+        v = _mm256_fmadd_ps(d, d, v);
+    }
     float var = hsum256(v);
-    for (; i < n; i++) { float d = x[i] - mean; var += d * d; }
+    for (; i < n; i++) {
+        float d = x[i] - mean;
+        var += d * d;
+    }
     float r = 1.0f / sqrtf(var / (float)n + eps);
     __m256 rv = _mm256_set1_ps(r);
     for (i = 0; i + 8 <= n; i += 8) {
@@ -319,12 +349,16 @@ AVX2 static void layernorm(const float *x, const float *w, const float *b, int n
 AVX2 static void rmsnorm(const float *x, const float *w, int n, float eps, float *y) {
     __m256 s = _mm256_setzero_ps();
     int i = 0;
-    for (; i + 8 <= n; i += 8) { __m256 v = _mm256_loadu_ps(x + i); s = _mm256_fmadd_ps(v, v, s); }
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        s = _mm256_fmadd_ps(v, v, s);
+    }
     float ss = hsum256(s);
     for (; i < n; i++) ss += x[i] * x[i];
     float r = 1 / sqrtf(ss / (float)n + eps);
     __m256 rv = _mm256_set1_ps(r);
-    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), rv)));
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), rv)));
     for (; i < n; i++) y[i] = w[i] * (x[i] * r);
 }
 
@@ -335,9 +369,16 @@ AVX2 static void softmax(float *x, int n) {
     float mx = hmax256(mv);
     for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
     __m256 m = _mm256_set1_ps(mx), s = _mm256_setzero_ps();
-    for (i = 0; i + 8 <= n; i += 8) { __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), m)); _mm256_storeu_ps(x + i, e); s = _mm256_add_ps(s, e); }
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+        _mm256_storeu_ps(x + i, e);
+        s = _mm256_add_ps(s, e);
+    }
     float sum = hsum256(s);
-    for (; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
     __m256 inv = _mm256_set1_ps(1.0f / sum);
     for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
     for (; i < n; i++) x[i] *= 1.0f / sum;
@@ -345,17 +386,26 @@ AVX2 static void softmax(float *x, int n) {
 
 // One query against n keys/values: scores, softmax, then the weighted sum of values in chunks of 64 columns
 // (8 accumulators in registers).
-AVX2 static void attend(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *sc, float *out) {
+AVX2 static void attend(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *sc,
+                        float *out) {
     float mx = -INFINITY;
     for (int j = 0; j < n; j++) {
         float s = dot8(q, K + (size_t)j * ld, hd) * scale;
-        sc[j] = s; mx = s > mx ? s : mx;
+        sc[j] = s;
+        mx = s > mx ? s : mx;
     }
     __m256 m = _mm256_set1_ps(mx), sum = _mm256_setzero_ps();
     int j = 0;
-    for (; j + 8 <= n; j += 8) { __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(sc + j), m)); _mm256_storeu_ps(sc + j, e); sum = _mm256_add_ps(sum, e); }
+    for (; j + 8 <= n; j += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(sc + j), m));
+        _mm256_storeu_ps(sc + j, e);
+        sum = _mm256_add_ps(sum, e);
+    }
     float total = hsum256(sum);
-    for (; j < n; j++) { sc[j] = expf(sc[j] - mx); total += sc[j]; }
+    for (; j < n; j++) {
+        sc[j] = expf(sc[j] - mx);
+        total += sc[j];
+    }
     float inv = 1.0f / total;
     int H8 = hd / 8 * 8;
     for (int c0 = 0; c0 < H8; c0 += 64) {
@@ -379,7 +429,8 @@ AVX2 static void attend(const float *q, int hd, const float *K, const float *V, 
 AVX2 static void axpy(float a, const float *x, float *y, size_t n) {
     __m256 av = _mm256_set1_ps(a);
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
     for (; i < n; i++) y[i] += a * x[i];
 }
 AVX2 static float dot(const float *a, const float *b, size_t n) {
@@ -397,25 +448,40 @@ AVX2 static float dot(const float *a, const float *b, size_t n) {
 
 void lfm_register_avx2(lfm_table *t) {
     const int T = LFM_TIER_AVX2;
-    t->quantize_act = quantize_act_q8; LFM_MARK(t, LFM_FN_QUANT_ACT, T);
+    t->quantize_act = quantize_act_q8;
+    LFM_MARK(t, LFM_FN_QUANT_ACT, T);
     lfm_matvec_fn mv[] = {mv_f32, mv_f16, mv_bf16, mv_q8_0_avx2, mv_q4_0_avx2};
     lfm_gemm_fn mm[] = {mm_f32, mm_f16, mm_bf16, mm_q8_0_avx2, mm_q4_0_avx2};
     lfm_set_products(t, mv, mm, T);
-    t->row[LFM_TYPE_F16] = row_f16; t->row[LFM_TYPE_BF16] = row_bf16;   // F32 rows are a memcpy on every tier
-    t->row[LFM_TYPE_Q8_0] = row_q8_0; t->row[LFM_TYPE_Q4_0] = row_q4_0;
+    t->row[LFM_TYPE_F16] = row_f16;
+    t->row[LFM_TYPE_BF16] = row_bf16; // F32 rows are a memcpy on every tier
+    t->row[LFM_TYPE_Q8_0] = row_q8_0;
+    t->row[LFM_TYPE_Q4_0] = row_q4_0;
     for (int i = 0; i < LFM_TYPE_COUNT; i++) LFM_MARK(t, LFM_FN_ROW + i, T);
-    t->silu = silu; t->glu = glu; t->gelu = gelu; t->relu = relu; t->elu = elu;
-    t->layernorm = layernorm; t->rmsnorm = rmsnorm; t->softmax = softmax; t->attend = attend;
-    t->axpy = axpy; t->dot = dot;
+    t->silu = silu;
+    t->glu = glu;
+    t->gelu = gelu;
+    t->relu = relu;
+    t->elu = elu;
+    t->layernorm = layernorm;
+    t->rmsnorm = rmsnorm;
+    t->softmax = softmax;
+    t->attend = attend;
+    t->axpy = axpy;
+    t->dot = dot;
     for (int f = LFM_FN_SILU; f < LFM_FN_COUNT; f++) LFM_MARK(t, f, T);
 }
 
 void lfm_register_avx2_vnni(lfm_table *t) {
     const int T = LFM_TIER_AVX2_VNNI;
-    t->matvec[LFM_TYPE_Q8_0] = mv_q8_0_vnni; t->matvec[LFM_TYPE_Q4_0] = mv_q4_0_vnni;
-    t->gemm[LFM_TYPE_Q8_0] = mm_q8_0_vnni; t->gemm[LFM_TYPE_Q4_0] = mm_q4_0_vnni;
-    LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q8_0, T); LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q4_0, T);
-    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q8_0, T); LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_0, T);
+    t->matvec[LFM_TYPE_Q8_0] = mv_q8_0_vnni;
+    t->matvec[LFM_TYPE_Q4_0] = mv_q4_0_vnni;
+    t->gemm[LFM_TYPE_Q8_0] = mm_q8_0_vnni;
+    t->gemm[LFM_TYPE_Q4_0] = mm_q4_0_vnni;
+    LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q8_0, T);
+    LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q4_0, T);
+    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q8_0, T);
+    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_0, T);
 }
 #else
 void lfm_register_avx2(lfm_table *t) { (void)t; }

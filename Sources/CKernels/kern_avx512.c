@@ -77,7 +77,11 @@ AVX512 static void dot_bf16_rows(const uint16_t *w, size_t ld, int nr, const flo
     }
 }
 
-AVX512 static inline float fp16(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return _cvtsh_ss(h); }
+AVX512 static inline float fp16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
 
 AVX512 static inline float hsum256(__m256 a) {
     __m128 v = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
@@ -89,15 +93,16 @@ AVX512 static inline float hsum256(__m256 a) {
 // One 32-element block per step in 256-bit registers: |w| · sign(x, w) with VNNI (u8 × s8 → s32), one
 // float FMA per block with the block's two scales. Four rows per pass share the activation loads; the
 // accumulators are separate variables so they stay in registers.
-#define Q8_STEP(acc, r)                                                                                   \
-    {                                                                                                     \
-        const uint8_t *blk = w + (r) * ld + (size_t)b * 34;                                               \
-        __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));                                      \
-        __m256i dot = _mm256_dpbusd_epi32(zero, _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));      \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(blk) * dx), acc);              \
+#define Q8_STEP(acc, r)                                                                                                \
+    {                                                                                                                  \
+        const uint8_t *blk = w + (r) * ld + (size_t)b * 34;                                                            \
+        __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));                                                   \
+        __m256i dot = _mm256_dpbusd_epi32(zero, _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));                   \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(blk) * dx), acc);                           \
     }
 
-AVX512 static void dot_q8_0_rows(const uint8_t *w, size_t ld, int nr, const int8_t *xq, const float *xd, int nb, float *out) {
+AVX512 static void dot_q8_0_rows(const uint8_t *w, size_t ld, int nr, const int8_t *xq, const float *xd, int nb,
+                                 float *out) {
     const __m256i zero = _mm256_setzero_si256();
     if (nr == 4) {
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
@@ -106,7 +111,10 @@ AVX512 static void dot_q8_0_rows(const uint8_t *w, size_t ld, int nr, const int8
             float dx = xd[b];
             Q8_STEP(a0, 0) Q8_STEP(a1, 1) Q8_STEP(a2, 2) Q8_STEP(a3, 3)
         }
-        out[0] = hsum256(a0); out[1] = hsum256(a1); out[2] = hsum256(a2); out[3] = hsum256(a3);
+        out[0] = hsum256(a0);
+        out[1] = hsum256(a1);
+        out[2] = hsum256(a2);
+        out[3] = hsum256(a3);
         return;
     }
     for (int r = 0; r < nr; r++) {
@@ -116,27 +124,34 @@ AVX512 static void dot_q8_0_rows(const uint8_t *w, size_t ld, int nr, const int8
             __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
             float dx = xd[b];
             Q8_STEP(a0, r)
-            b++; xv = _mm256_loadu_si256((const __m256i *)(xq + b * 32)); dx = xd[b];
+            b++;
+            xv = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
+            dx = xd[b];
             Q8_STEP(a1, r)
             b--;
         }
-        for (; b < nb; b++) { __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + b * 32)); float dx = xd[b]; Q8_STEP(a0, r) }
+        for (; b < nb; b++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
+            float dx = xd[b];
+            Q8_STEP(a0, r)
+        }
         out[r] = hsum256(_mm256_add_ps(a0, a1));
     }
 }
 
-#define Q4_STEP(acc, corr, r)                                                                             \
-    {                                                                                                     \
-        const uint8_t *blk = w + (r) * ld + (size_t)b * 18;                                               \
-        __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));                                          \
-        __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));    \
-        __m256i dot = _mm256_dpbusd_epi32(zero, wv, xv);                                                  \
-        float sc = fp16(blk) * dx;                                                                        \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(sc), acc);                          \
-        corr += sc * sx;                                                                                  \
+#define Q4_STEP(acc, corr, r)                                                                                          \
+    {                                                                                                                  \
+        const uint8_t *blk = w + (r) * ld + (size_t)b * 18;                                                            \
+        __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));                                                       \
+        __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));                  \
+        __m256i dot = _mm256_dpbusd_epi32(zero, wv, xv);                                                               \
+        float sc = fp16(blk) * dx;                                                                                     \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(sc), acc);                                       \
+        corr += sc * sx;                                                                                               \
     }
 
-AVX512 static void dot_q4_0_rows(const uint8_t *w, size_t ld, int nr, const int8_t *xq, const float *xd, const int32_t *xs, int nb, float *out) {
+AVX512 static void dot_q4_0_rows(const uint8_t *w, size_t ld, int nr, const int8_t *xq, const float *xd,
+                                 const int32_t *xs, int nb, float *out) {
     const __m256i zero = _mm256_setzero_si256();
     const __m128i m4 = _mm_set1_epi8(0x0f);
     if (nr == 4) {
@@ -147,7 +162,10 @@ AVX512 static void dot_q4_0_rows(const uint8_t *w, size_t ld, int nr, const int8
             float dx = xd[b], sx = 8.f * (float)xs[b];
             Q4_STEP(a0, c0, 0) Q4_STEP(a1, c1, 1) Q4_STEP(a2, c2, 2) Q4_STEP(a3, c3, 3)
         }
-        out[0] = hsum256(a0) - c0; out[1] = hsum256(a1) - c1; out[2] = hsum256(a2) - c2; out[3] = hsum256(a3) - c3;
+        out[0] = hsum256(a0) - c0;
+        out[1] = hsum256(a1) - c1;
+        out[2] = hsum256(a2) - c2;
+        out[3] = hsum256(a3) - c3;
         return;
     }
     for (int r = 0; r < nr; r++) {
@@ -165,13 +183,13 @@ AVX512 static void dot_q4_0_rows(const uint8_t *w, size_t ld, int nr, const int8
 // Decode (matrix-vector): one row at a time, four blocks per iteration into four accumulators. Streaming a
 // single row keeps the hardware prefetcher on one sequential stream (measured 1.2–2x faster than four
 // interleaved rows when the weights come from DRAM).
-#define Q8_ONE(acc, k)                                                                                    \
-    {                                                                                                     \
-        const uint8_t *blk = w + (size_t)(b + k) * 34;                                                    \
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                            \
-        __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));                                      \
-        __m256i dot = _mm256_dpbusd_epi32(zero, _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));      \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(blk) * xd[b + k]), acc);       \
+#define Q8_ONE(acc, k)                                                                                                 \
+    {                                                                                                                  \
+        const uint8_t *blk = w + (size_t)(b + k) * 34;                                                                 \
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                                         \
+        __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));                                                   \
+        __m256i dot = _mm256_dpbusd_epi32(zero, _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));                   \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(blk) * xd[b + k]), acc);                    \
     }
 
 AVX512 static float dot_q8_0_row(const uint8_t *w, const int8_t *xq, const float *xd, int nb) {
@@ -185,14 +203,14 @@ AVX512 static float dot_q8_0_row(const uint8_t *w, const int8_t *xq, const float
 
 // Q4_0: the nibbles are unsigned (0..15), so VNNI takes them as they are; the −8 offset is folded into the
 // integer accumulator, which starts at (−8·Σx, 0, …, 0) for each block (vectors prepared once per activation).
-#define Q4_ONE(acc, k)                                                                                    \
-    {                                                                                                     \
-        const uint8_t *blk = w + (size_t)(b + k) * 18;                                                    \
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                            \
-        __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));                                          \
-        __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));    \
-        __m256i dot = _mm256_dpbusd_epi32(_mm256_load_si256((const __m256i *)(init + (b + k) * 8)), wv, xv); \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(blk) * xd[b + k]), acc);       \
+#define Q4_ONE(acc, k)                                                                                                 \
+    {                                                                                                                  \
+        const uint8_t *blk = w + (size_t)(b + k) * 18;                                                                 \
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                                         \
+        __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));                                                       \
+        __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));                  \
+        __m256i dot = _mm256_dpbusd_epi32(_mm256_load_si256((const __m256i *)(init + (b + k) * 8)), wv, xv);           \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(blk) * xd[b + k]), acc);                    \
     }
 
 AVX512 static float dot_q4_0_row(const uint8_t *w, const int8_t *xq, const float *xd, const int32_t *init, int nb) {
@@ -204,7 +222,6 @@ AVX512 static float dot_q4_0_row(const uint8_t *w, const int8_t *xq, const float
     return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
-
 // Q4_0, two blocks per 512-bit step. The activation is laid out once per call as
 // [x_b[0:16] | x_b+1[0:16] | x_b[16:32] | x_b+1[16:32]] to match the unpacked nibbles [lo_b | lo_b+1 | hi_b | hi_b+1];
 // the integer accumulator starts at −8·Σx of each block (lanes 0 and 4); one permute spreads the two scales.
@@ -214,19 +231,19 @@ AVX512 static float dot_q4_0_row2(const uint8_t *w, const int8_t *xp, const int3
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
     int b = 0;
     for (; b + 4 <= nb; b += 4) {
-#define Q4_PAIR(acc, k)                                                                                       \
-        {                                                                                                     \
-            const uint8_t *blk = w + (size_t)(b + k) * 18;                                                    \
-            __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2))), \
-                                                _mm_loadu_si128((const __m128i *)(blk + 20)), 1);             \
-            __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(y, m4)),                 \
-                                           _mm256_and_si256(_mm256_srli_epi16(y, 4), m4), 1);                 \
-            __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)(init2 + (b + k) * 8)), z,      \
-                                              _mm512_loadu_si512((const void *)(xp + (b + k) * 32)));         \
-            __m128i hh = _mm_insert_epi16(_mm_cvtsi32_si128(*(const uint16_t *)blk), *(const uint16_t *)(blk + 18), 1); \
-            __m128 sc = _mm_mul_ps(_mm_cvtph_ps(hh), _mm_castpd_ps(_mm_load_sd((const double *)(xd + b + k)))); \
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(sc)), acc); \
-        }
+#define Q4_PAIR(acc, k)                                                                                                \
+    {                                                                                                                  \
+        const uint8_t *blk = w + (size_t)(b + k) * 18;                                                                 \
+        __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2))),       \
+                                            _mm_loadu_si128((const __m128i *)(blk + 20)), 1);                          \
+        __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(y, m4)),                                \
+                                       _mm256_and_si256(_mm256_srli_epi16(y, 4), m4), 1);                              \
+        __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)(init2 + (b + k) * 8)), z,                   \
+                                          _mm512_loadu_si512((const void *)(xp + (b + k) * 32)));                      \
+        __m128i hh = _mm_insert_epi16(_mm_cvtsi32_si128(*(const uint16_t *)blk), *(const uint16_t *)(blk + 18), 1);    \
+        __m128 sc = _mm_mul_ps(_mm_cvtph_ps(hh), _mm_castpd_ps(_mm_load_sd((const double *)(xd + b + k))));            \
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(sc)), acc);   \
+    }
         Q4_PAIR(a0, 0) Q4_PAIR(a1, 2)
     }
     for (; b + 2 <= nb; b += 2) Q4_PAIR(a0, 0)
@@ -238,9 +255,12 @@ AVX512 static float dot_f16_row(const uint16_t *w, const float *x, int n) {
     int i = 0;
     for (; i + 64 <= n; i += 64) {
         a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i))), _mm512_loadu_ps(x + i), a0);
-        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 16))), _mm512_loadu_ps(x + i + 16), a1);
-        a2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 32))), _mm512_loadu_ps(x + i + 32), a2);
-        a3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 48))), _mm512_loadu_ps(x + i + 48), a3);
+        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 16))),
+                             _mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 32))),
+                             _mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 48))),
+                             _mm512_loadu_ps(x + i + 48), a3);
     }
     float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
     for (; i < n; i++) s += lfm_f16_to_f32(w[i]) * x[i];
@@ -282,7 +302,8 @@ AVX512 static void gemm_q8_0_tile(const uint8_t *w, size_t ld, int nb, const int
     const __m256i flip = _mm256_set1_epi8((char)0x80);
     const __m256i zero = _mm256_setzero_si256();
     __m256 acc[4][4];
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = _mm256_setzero_ps();
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm256_setzero_ps();
     const int qb = ldq / 32;
     for (int b = 0; b < nb; b++) {
         __m256i xu0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(XQ + 0 * ldq + b * 32)), flip);
@@ -295,10 +316,14 @@ AVX512 static void gemm_q8_0_tile(const uint8_t *w, size_t ld, int nb, const int
         for (int i = 0; i < 4; i++) {
             __m256i wv = _mm256_loadu_si256((const __m256i *)(w + i * ld + (size_t)b * 34 + 2));
             __m256 s = _mm256_set1_ps(dw[i * nb + b]);
-            acc[i][0] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, xu0, wv)), s), dx0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, xu1, wv)), s), dx1, acc[i][1]);
-            acc[i][2] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, xu2, wv)), s), dx2, acc[i][2]);
-            acc[i][3] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, xu3, wv)), s), dx3, acc[i][3]);
+            acc[i][0] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, xu0, wv)), s), dx0,
+                                        acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, xu1, wv)), s), dx1,
+                                        acc[i][1]);
+            acc[i][2] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, xu2, wv)), s), dx2,
+                                        acc[i][2]);
+            acc[i][3] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, xu3, wv)), s), dx3,
+                                        acc[i][3]);
         }
     }
     for (int i = 0; i < 4; i++)
@@ -313,7 +338,8 @@ AVX512 static void gemm_q4_0_tile(const uint8_t *w, size_t ld, int nb, const int
     const __m256i zero = _mm256_setzero_si256();
     const __m128i m4 = _mm_set1_epi8(0x0f);
     __m256 acc[4][4];
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = _mm256_setzero_ps();
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm256_setzero_ps();
     const int qb = ldq / 32;
     for (int b = 0; b < nb; b++) {
         __m256i x0 = _mm256_loadu_si256((const __m256i *)(XQ + 0 * ldq + b * 32));
@@ -327,10 +353,14 @@ AVX512 static void gemm_q4_0_tile(const uint8_t *w, size_t ld, int nb, const int
             __m128i q = _mm_loadu_si128((const __m128i *)(w + i * ld + (size_t)b * 18 + 2));
             __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
             __m256 s = _mm256_set1_ps(dw[i * nb + b]);
-            acc[i][0] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, wv, x0)), s), dx0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, wv, x1)), s), dx1, acc[i][1]);
-            acc[i][2] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, wv, x2)), s), dx2, acc[i][2]);
-            acc[i][3] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, wv, x3)), s), dx3, acc[i][3]);
+            acc[i][0] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, wv, x0)), s), dx0,
+                                        acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, wv, x1)), s), dx1,
+                                        acc[i][1]);
+            acc[i][2] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, wv, x2)), s), dx2,
+                                        acc[i][2]);
+            acc[i][3] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, wv, x3)), s), dx3,
+                                        acc[i][3]);
         }
     }
     for (int i = 0; i < 4; i++)
@@ -342,28 +372,33 @@ AVX512 static void gemm_q4_0_tile(const uint8_t *w, size_t ld, int nb, const int
 
 // Float weights, prefill: 4 rows × 4 tokens per tile; each 16-element chunk of the 4 rows is widened once and
 // multiplied with the 4 tokens (16 FMAs per 4 conversions).
-#define FLOAT_GEMM_TILE(NAME, WT, LOADW)                                                                     \
-AVX512 static void NAME(const WT *w, size_t ldw, int n, const float *X, int ldx, float *Y, int ldy) {       \
-    __m512 acc[4][4];                                                                                       \
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();                \
-    int k = 0;                                                                                              \
-    for (; k + 16 <= n; k += 16) {                                                                          \
-        __m512 x0 = _mm512_loadu_ps(X + k), x1 = _mm512_loadu_ps(X + ldx + k);                              \
-        __m512 x2 = _mm512_loadu_ps(X + 2 * ldx + k), x3 = _mm512_loadu_ps(X + 3 * ldx + k);                \
-        _Pragma("unroll") for (int i = 0; i < 4; i++) {                                                     \
-            __m512 wv = LOADW(w + i * ldw + k);                                                             \
-            acc[i][0] = _mm512_fmadd_ps(wv, x0, acc[i][0]); acc[i][1] = _mm512_fmadd_ps(wv, x1, acc[i][1]); \
-            acc[i][2] = _mm512_fmadd_ps(wv, x2, acc[i][2]); acc[i][3] = _mm512_fmadd_ps(wv, x3, acc[i][3]); \
-        }                                                                                                   \
-    }                                                                                                       \
-    for (int i = 0; i < 4; i++)                                                                             \
-        for (int j = 0; j < 4; j++) {                                                                       \
-            float s = _mm512_reduce_add_ps(acc[i][j]);                                                      \
-            for (int kk = k; kk < n; kk++) s += WIDEN(w[i * ldw + kk]) * X[j * ldx + kk];                    \
-            Y[(size_t)j * ldy + i] = s;                                                                     \
-        }                                                                                                   \
+#define FLOAT_GEMM_TILE(NAME, WT, LOADW)                                                                               \
+    AVX512 static void NAME(const WT *w, size_t ldw, int n, const float *X, int ldx, float *Y, int ldy) {              \
+        __m512 acc[4][4];                                                                                              \
+        for (int i = 0; i < 4; i++)                                                                                    \
+            for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();                                               \
+        int k = 0;                                                                                                     \
+        for (; k + 16 <= n; k += 16) {                                                                                 \
+            __m512 x0 = _mm512_loadu_ps(X + k), x1 = _mm512_loadu_ps(X + ldx + k);                                     \
+            __m512 x2 = _mm512_loadu_ps(X + 2 * ldx + k), x3 = _mm512_loadu_ps(X + 3 * ldx + k);                       \
+            _Pragma("unroll") for (int i = 0; i < 4; i++) {                                                            \
+                __m512 wv = LOADW(w + i * ldw + k);                                                                    \
+                acc[i][0] = _mm512_fmadd_ps(wv, x0, acc[i][0]);                                                        \
+                acc[i][1] = _mm512_fmadd_ps(wv, x1, acc[i][1]);                                                        \
+                acc[i][2] = _mm512_fmadd_ps(wv, x2, acc[i][2]);                                                        \
+                acc[i][3] = _mm512_fmadd_ps(wv, x3, acc[i][3]);                                                        \
+            }                                                                                                          \
+        }                                                                                                              \
+        for (int i = 0; i < 4; i++)                                                                                    \
+            for (int j = 0; j < 4; j++) {                                                                              \
+                float s = _mm512_reduce_add_ps(acc[i][j]);                                                             \
+                for (int kk = k; kk < n; kk++) s += WIDEN(w[i * ldw + kk]) * X[j * ldx + kk];                          \
+                Y[(size_t)j * ldy + i] = s;                                                                            \
+            }                                                                                                          \
+    }
+AVX512 static inline __m512 load_f16x16(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
-AVX512 static inline __m512 load_f16x16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
 AVX512 static inline __m512 load_f32x16(const float *p) { return _mm512_loadu_ps(p); }
 #define WIDEN(v) lfm_f16_to_f32(v)
 FLOAT_GEMM_TILE(gemm_f16_tile, uint16_t, load_f16x16)
@@ -385,7 +420,8 @@ AVX512 static void gemm_pair_tile(int q4, const uint8_t *w, size_t ld, int np, c
     const __m512i zero = _mm512_setzero_si512();
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m512 acc[4][4];
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
     for (int p = 0; p < np; p++) {
         __m512i xv[4];
         for (int j = 0; j < 4; j++) {
@@ -400,7 +436,8 @@ AVX512 static void gemm_pair_tile(int q4, const uint8_t *w, size_t ld, int np, c
                 const uint8_t *blk = w + i * ld + (size_t)p * 36;
                 __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2))),
                                                     _mm_loadu_si128((const __m128i *)(blk + 20)), 1);
-                wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(y, m4)), _mm256_and_si256(_mm256_srli_epi16(y, 4), m4), 1);
+                wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(y, m4)),
+                                        _mm256_and_si256(_mm256_srli_epi16(y, 4), m4), 1);
             } else {
                 const uint8_t *blk = w + i * ld + (size_t)p * 68;
                 wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 2))),
@@ -415,7 +452,8 @@ AVX512 static void gemm_pair_tile(int q4, const uint8_t *w, size_t ld, int np, c
             }
         }
     }
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc_out[i * 4 + j] = _mm512_reduce_add_ps(acc[i][j]);
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) acc_out[i * 4 + j] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
 // Y rows [r0, R4) × tokens [0, T4) through gemm_pair_tile; returns 1 when it handled them.
@@ -431,7 +469,14 @@ AVX512 static int gemm_pairs(int type, const uint8_t *base, size_t ld, int cols,
     float *xe = q4 ? malloc(sizeof(float) * (size_t)T4 * qb) : NULL;
     float *dwE = aligned_alloc(64, (size_t)4 * np * 64);
     float *cw = malloc(sizeof(float) * 4 * nb);
-    if (!dxE || !dwE || !cw || (q4 && (!xp || !xe))) { free(dxE); free(xp); free(xe); free(dwE); free(cw); return 0; }
+    if (!dxE || !dwE || !cw || (q4 && (!xp || !xe))) {
+        free(dxE);
+        free(xp);
+        free(xe);
+        free(dwE);
+        free(cw);
+        return 0;
+    }
     for (int t = 0; t < T4; t++) {
         // token t lives in tile t/4, slot t%4: dxE[(tile*4 + slot) * np * 16 + p * 16]
         float *d = dxE + (size_t)t * np * 16;
@@ -441,10 +486,14 @@ AVX512 static int gemm_pairs(int type, const uint8_t *base, size_t ld, int cols,
             if (q4) {
                 const int8_t *x0 = XQ + (size_t)t * ldq + 2 * p * 32, *x1 = x0 + 32;
                 int8_t *o = xp + (size_t)t * ldq + p * 64;
-                memcpy(o, x0, 16); memcpy(o + 16, x1, 16); memcpy(o + 32, x0 + 16, 16); memcpy(o + 48, x1 + 16, 16);
+                memcpy(o, x0, 16);
+                memcpy(o + 16, x1, 16);
+                memcpy(o + 32, x0 + 16, 16);
+                memcpy(o + 48, x1 + 16, 16);
             }
         }
-        if (q4) for (int b = 0; b < nb; b++) xe[t * qb + b] = -8.f * XD[t * qb + b] * (float)XS[t * qb + b];
+        if (q4)
+            for (int b = 0; b < nb; b++) xe[t * qb + b] = -8.f * XD[t * qb + b] * (float)XS[t * qb + b];
     }
     const int8_t *XP = q4 ? xp : XQ;
     float out[16];
@@ -458,11 +507,15 @@ AVX512 static int gemm_pairs(int type, const uint8_t *base, size_t ld, int cols,
                 for (int k = 0; k < 16; k++) e[k] = q4 ? ((k / 4) % 2 ? b : a) : (k < 8 ? a : b);
                 if (!q4) {
                     int s0 = 0, s1 = 0;
-                    for (int k = 0; k < 32; k++) { s0 += ((const int8_t *)(b0 + 2))[k]; s1 += ((const int8_t *)(b1 + 2))[k]; }
+                    for (int k = 0; k < 32; k++) {
+                        s0 += ((const int8_t *)(b0 + 2))[k];
+                        s1 += ((const int8_t *)(b1 + 2))[k];
+                    }
                     cw[i * nb + 2 * p] = -128.f * a * (float)s0;
                     cw[i * nb + 2 * p + 1] = -128.f * b * (float)s1;
                 } else {
-                    cw[i * nb + 2 * p] = a; cw[i * nb + 2 * p + 1] = b;
+                    cw[i * nb + 2 * p] = a;
+                    cw[i * nb + 2 * p + 1] = b;
                 }
             }
         for (int t = 0; t < T4; t += 4) {
@@ -475,7 +528,11 @@ AVX512 static int gemm_pairs(int type, const uint8_t *base, size_t ld, int cols,
                 }
         }
     }
-    free(dxE); free(xp); free(xe); free(dwE); free(cw);
+    free(dxE);
+    free(xp);
+    free(xe);
+    free(dwE);
+    free(cw);
     return 1;
 }
 // Prefill for Q4_0 weights on CPUs with AVX512_BF16: each 4-row panel is dequantized once per call to bf16
@@ -508,7 +565,8 @@ AVX512BF16 static void q4_0_row_to_bf16(const uint8_t *row, int nb, uint16_t *ou
     const __m512 eight = _mm512_set1_ps(8.f);
     for (int b = 0; b < nb; b++) {
         const uint8_t *blk = row + (size_t)b * 18;
-        uint16_t h; memcpy(&h, blk, 2);
+        uint16_t h;
+        memcpy(&h, blk, 2);
         __m512 d = _mm512_set1_ps(_cvtsh_ss(h));
         __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
         __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(q, m4)));
@@ -522,45 +580,60 @@ AVX512BF16 static void q4_0_row_to_bf16(const uint8_t *row, int nb, uint16_t *ou
 AVX512BF16 static void q8_0_row_to_bf16(const uint8_t *row, int nb, uint16_t *out) {
     for (int b = 0; b < nb; b++) {
         const uint8_t *blk = row + (size_t)b * 34;
-        uint16_t h; memcpy(&h, blk, 2);
+        uint16_t h;
+        memcpy(&h, blk, 2);
         __m512 d = _mm512_set1_ps(_cvtsh_ss(h));
         __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2))));
         __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 18))));
-        _mm512_storeu_si512((void *)(out + b * 32), (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(hi, d), _mm512_mul_ps(lo, d)));
+        _mm512_storeu_si512((void *)(out + b * 32),
+                            (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(hi, d), _mm512_mul_ps(lo, d)));
     }
 }
 
 // Y[j][i] = Σ_k W[i][k]·X[j][k] for 4 rows × NT tokens (NT ≤ 4), n a multiple of 32.
-AVX512BF16 static void gemm_bf16dp_tile(const uint16_t *W, int ldw, const uint16_t *X, int ldx, int n, int NT, float *Y, int ldy) {
+AVX512BF16 static void gemm_bf16dp_tile(const uint16_t *W, int ldw, const uint16_t *X, int ldx, int n, int NT, float *Y,
+                                        int ldy) {
     __m512 acc[4][4];
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
     if (NT == 4) {
         for (int k = 0; k < n; k += 32) {
-            __m512bh x0 = (__m512bh)_mm512_loadu_si512((const void *)(X + k)), x1 = (__m512bh)_mm512_loadu_si512((const void *)(X + ldx + k));
-            __m512bh x2 = (__m512bh)_mm512_loadu_si512((const void *)(X + 2 * ldx + k)), x3 = (__m512bh)_mm512_loadu_si512((const void *)(X + 3 * ldx + k));
+            __m512bh x0 = (__m512bh)_mm512_loadu_si512((const void *)(X + k)),
+                     x1 = (__m512bh)_mm512_loadu_si512((const void *)(X + ldx + k));
+            __m512bh x2 = (__m512bh)_mm512_loadu_si512((const void *)(X + 2 * ldx + k)),
+                     x3 = (__m512bh)_mm512_loadu_si512((const void *)(X + 3 * ldx + k));
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 __m512bh w = (__m512bh)_mm512_loadu_si512((const void *)(W + i * ldw + k));
-                acc[i][0] = _mm512_dpbf16_ps(acc[i][0], w, x0); acc[i][1] = _mm512_dpbf16_ps(acc[i][1], w, x1);
-                acc[i][2] = _mm512_dpbf16_ps(acc[i][2], w, x2); acc[i][3] = _mm512_dpbf16_ps(acc[i][3], w, x3);
+                acc[i][0] = _mm512_dpbf16_ps(acc[i][0], w, x0);
+                acc[i][1] = _mm512_dpbf16_ps(acc[i][1], w, x1);
+                acc[i][2] = _mm512_dpbf16_ps(acc[i][2], w, x2);
+                acc[i][3] = _mm512_dpbf16_ps(acc[i][3], w, x3);
             }
         }
     } else {
         for (int k = 0; k < n; k += 32)
             for (int j = 0; j < NT; j++) {
                 __m512bh x = (__m512bh)_mm512_loadu_si512((const void *)(X + j * ldx + k));
-                for (int i = 0; i < 4; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)_mm512_loadu_si512((const void *)(W + i * ldw + k)), x);
+                for (int i = 0; i < 4; i++)
+                    acc[i][j] =
+                        _mm512_dpbf16_ps(acc[i][j], (__m512bh)_mm512_loadu_si512((const void *)(W + i * ldw + k)), x);
             }
     }
-    for (int i = 0; i < 4; i++) for (int j = 0; j < NT; j++) Y[(size_t)j * ldy + i] = _mm512_reduce_add_ps(acc[i][j]);
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < NT; j++) Y[(size_t)j * ldy + i] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
 // Rows [r0, R4) (a multiple of 4 apart) × all T tokens; returns 1 when done.
 AVX512BF16 static int gemm_q_bf16(int type, const uint8_t *base, size_t ld, int cols, int r0, int R4, int T,
-                                   const float *X, int ldx, float *Y, int ldy) {
+                                  const float *X, int ldx, float *Y, int ldy) {
     int nb = cols / 32;
     uint16_t *xb = aligned_alloc(64, (size_t)T * cols * 2 + 64), *wb = aligned_alloc(64, (size_t)4 * cols * 2 + 64);
-    if (!xb || !wb) { free(xb); free(wb); return 0; }
+    if (!xb || !wb) {
+        free(xb);
+        free(wb);
+        return 0;
+    }
     for (int t = 0; t < T; t++) row_f32_to_bf16(X + (size_t)t * ldx, cols, xb + (size_t)t * cols);
     // K blocks keep the 4-row panel and 4 tokens in L1 (≤ 16 KB each)
     // token blocks keep the activations L2-resident (≤ ~1 MB) while every 4-row panel passes over them
@@ -572,9 +645,12 @@ AVX512BF16 static int gemm_q_bf16(int type, const uint8_t *base, size_t ld, int 
         for (int r = r0; r < R4; r += 4) {
             for (int i = 0; i < 4; i++) {
                 const uint8_t *row = base + (size_t)(r + i) * ld;
-                if (type == LFM_T_Q4_0) q4_0_row_to_bf16(row, nb, wb + (size_t)i * cols);
-                else if (type == LFM_T_Q8_0) q8_0_row_to_bf16(row, nb, wb + (size_t)i * cols);
-                else memcpy(wb + (size_t)i * cols, row, (size_t)cols * 2);   // BF16
+                if (type == LFM_T_Q4_0)
+                    q4_0_row_to_bf16(row, nb, wb + (size_t)i * cols);
+                else if (type == LFM_T_Q8_0)
+                    q8_0_row_to_bf16(row, nb, wb + (size_t)i * cols);
+                else
+                    memcpy(wb + (size_t)i * cols, row, (size_t)cols * 2); // BF16
             }
             for (int t = t0; t < t1; t += 4) {
                 int nt = t1 - t < 4 ? t1 - t : 4;
@@ -582,14 +658,16 @@ AVX512BF16 static int gemm_q_bf16(int type, const uint8_t *base, size_t ld, int 
             }
         }
     }
-    free(xb); free(wb);
+    free(xb);
+    free(wb);
     return 1;
 }
 
 #define VAVX512 __attribute__((target("avx512f,avx512dq,fma")))
 VAVX512 static inline __m512 exp512(__m512 x) {
     x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.33654f)), _mm512_set1_ps(88.72283f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
     __m512 p = _mm512_set1_ps(1.9875691500e-4f);
@@ -629,9 +707,15 @@ VAVX512 static void layernorm512(const float *x, const float *w, const float *b,
     for (; i < n; i++) sum += x[i];
     float mean = sum / (float)n;
     __m512 m = _mm512_set1_ps(mean), v = _mm512_setzero_ps();
-    for (i = 0; i + 16 <= n; i += 16) { __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + i), m); v = _mm512_fmadd_ps(d, d, v); }
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + i), m);
+        v = _mm512_fmadd_ps(d, d, v);
+    }
     float var = _mm512_reduce_add_ps(v);
-    for (; i < n; i++) { float d = x[i] - mean; var += d * d; }
+    for (; i < n; i++) {
+        float d = x[i] - mean;
+        var += d * d;
+    }
     float r = 1.0f / sqrtf(var / (float)n + eps);
     __m512 rv = _mm512_set1_ps(r);
     for (i = 0; i + 16 <= n; i += 16) {
@@ -648,28 +732,44 @@ VAVX512 static void softmax512(float *x, int n) {
     float mx = _mm512_reduce_max_ps(mv);
     for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
     __m512 m = _mm512_set1_ps(mx), s = _mm512_setzero_ps();
-    for (i = 0; i + 16 <= n; i += 16) { __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), m)); _mm512_storeu_ps(x + i, e); s = _mm512_add_ps(s, e); }
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), m));
+        _mm512_storeu_ps(x + i, e);
+        s = _mm512_add_ps(s, e);
+    }
     float sum = _mm512_reduce_add_ps(s);
-    for (; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
     __m512 inv = _mm512_set1_ps(1.0f / sum);
     for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
     for (; i < n; i++) x[i] *= 1.0f / sum;
 }
 
-VAVX512 static void attend512(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *sc, float *out) {
+VAVX512 static void attend512(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale,
+                              float *sc, float *out) {
     float mx = -INFINITY;
     for (int j = 0; j < n; j++) {
         const float *k = K + (size_t)j * ld;
         __m512 a = _mm512_setzero_ps();
         for (int i = 0; i < hd; i += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(k + i), a);
         float s = _mm512_reduce_add_ps(a) * scale;
-        sc[j] = s; mx = s > mx ? s : mx;
+        sc[j] = s;
+        mx = s > mx ? s : mx;
     }
     __m512 m = _mm512_set1_ps(mx), sum = _mm512_setzero_ps();
     int j = 0;
-    for (; j + 16 <= n; j += 16) { __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(sc + j), m)); _mm512_storeu_ps(sc + j, e); sum = _mm512_add_ps(sum, e); }
+    for (; j + 16 <= n; j += 16) {
+        __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(sc + j), m));
+        _mm512_storeu_ps(sc + j, e);
+        sum = _mm512_add_ps(sum, e);
+    }
     float total = _mm512_reduce_add_ps(sum);
-    for (; j < n; j++) { sc[j] = expf(sc[j] - mx); total += sc[j]; }
+    for (; j < n; j++) {
+        sc[j] = expf(sc[j] - mx);
+        total += sc[j];
+    }
     float inv = 1.0f / total;
     __m512 acc[8];
     int nv = hd / 16;
@@ -704,25 +804,39 @@ VAVX512 static void elu512(const float *x, float *y, size_t n) {
 
 // attend512 keeps hd/16 accumulators in registers (hd ≤ 128); other sizes take the lower tier's kernel.
 static void (*g_attend_lower)(const float *, int, const float *, const float *, int, int, float, float *, float *);
-static void attend_any(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *sc, float *out) {
-    if (hd % 16 == 0 && hd <= 128) attend512(q, hd, K, V, ld, n, scale, sc, out);
-    else g_attend_lower(q, hd, K, V, ld, n, scale, sc, out);
+static void attend_any(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *sc,
+                       float *out) {
+    if (hd % 16 == 0 && hd <= 128)
+        attend512(q, hd, K, V, ld, n, scale, sc, out);
+    else
+        g_attend_lower(q, hd, K, V, ld, n, scale, sc, out);
 }
 
-static void dot_rows512(int ti, const uint8_t *w, size_t ld, int nr, int cols,
-                        const float *xf, const int8_t *xq, const float *xd, const int32_t *xs, float *out) {
+static void dot_rows512(int ti, const uint8_t *w, size_t ld, int nr, int cols, const float *xf, const int8_t *xq,
+                        const float *xd, const int32_t *xs, float *out) {
     switch (ti) {
-    case LFM_TYPE_F32: dot_f32_rows((const float *)w, ld / 4, nr, xf, cols, out); return;
-    case LFM_TYPE_F16: dot_f16_rows((const uint16_t *)w, ld / 2, nr, xf, cols, out); return;
-    case LFM_TYPE_BF16: dot_bf16_rows((const uint16_t *)w, ld / 2, nr, xf, cols, out); return;
-    case LFM_TYPE_Q8_0: dot_q8_0_rows(w, ld, nr, xq, xd, cols / 32, out); return;
-    case LFM_TYPE_Q4_0: dot_q4_0_rows(w, ld, nr, xq, xd, xs, cols / 32, out); return;
+    case LFM_TYPE_F32:
+        dot_f32_rows((const float *)w, ld / 4, nr, xf, cols, out);
+        return;
+    case LFM_TYPE_F16:
+        dot_f16_rows((const uint16_t *)w, ld / 2, nr, xf, cols, out);
+        return;
+    case LFM_TYPE_BF16:
+        dot_bf16_rows((const uint16_t *)w, ld / 2, nr, xf, cols, out);
+        return;
+    case LFM_TYPE_Q8_0:
+        dot_q8_0_rows(w, ld, nr, xq, xd, cols / 32, out);
+        return;
+    case LFM_TYPE_Q4_0:
+        dot_q4_0_rows(w, ld, nr, xq, xd, xs, cols / 32, out);
+        return;
     }
 }
 
 static void mv_f32(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
                    const float *xd, const int32_t *xs, float *y) {
-    for (int r = r0; r < r1; r += 4) dot_f32_rows((const float *)(w + (size_t)r * ld), ld / 4, r1 - r < 4 ? r1 - r : 4, xf, cols, y + r);
+    for (int r = r0; r < r1; r += 4)
+        dot_f32_rows((const float *)(w + (size_t)r * ld), ld / 4, r1 - r < 4 ? r1 - r : 4, xf, cols, y + r);
 }
 static void mv_f16(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
                    const float *xd, const int32_t *xs, float *y) {
@@ -744,12 +858,16 @@ static void mv_q4_0(const uint8_t *base, size_t ld, int cols, int r0, int r1, co
         int32_t *init2 = aligned_alloc(64, (size_t)nb * 32 + 64);
         memset(init2, 0, (size_t)nb * 32);
         for (int b = 0; b < nb; b += 2) {
-            memcpy(xp + b * 32, xq + b * 32, 16); memcpy(xp + b * 32 + 16, xq + (b + 1) * 32, 16);
-            memcpy(xp + b * 32 + 32, xq + b * 32 + 16, 16); memcpy(xp + b * 32 + 48, xq + (b + 1) * 32 + 16, 16);
-            init2[b * 8] = -8 * xs[b]; init2[b * 8 + 4] = -8 * xs[b + 1];
+            memcpy(xp + b * 32, xq + b * 32, 16);
+            memcpy(xp + b * 32 + 16, xq + (b + 1) * 32, 16);
+            memcpy(xp + b * 32 + 32, xq + b * 32 + 16, 16);
+            memcpy(xp + b * 32 + 48, xq + (b + 1) * 32 + 16, 16);
+            init2[b * 8] = -8 * xs[b];
+            init2[b * 8 + 4] = -8 * xs[b + 1];
         }
         for (int r = r0; r < r1; r++) y[r] = dot_q4_0_row2(base + (size_t)r * ld, xp, init2, xd, nb);
-        free(xp); free(init2);
+        free(xp);
+        free(init2);
         return;
     }
     int32_t *init = aligned_alloc(32, (size_t)nb * 32 + 32);
@@ -759,9 +877,8 @@ static void mv_q4_0(const uint8_t *base, size_t ld, int cols, int r0, int r1, co
     free(init);
 }
 
-static void gemm512(int ti, const uint8_t *base, size_t ld, int cols, int r0, int r1, int T,
-                    const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
-                    float *Y, int ldy) {
+static void gemm512(int ti, const uint8_t *base, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
+                    const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
     int qb = ldq / 32;
     float tmp[4];
     if ((ti == LFM_TYPE_F16 || ti == LFM_TYPE_BF16 || ti == LFM_TYPE_F32) && T >= 4 && r1 - r0 >= 4) {
@@ -770,9 +887,12 @@ static void gemm512(int ti, const uint8_t *base, size_t ld, int cols, int r0, in
             for (int t = 0; t < T4; t += 4) {
                 float *yt = Y + (size_t)t * ldy + r;
                 const float *xt = X + (size_t)t * ldx;
-                if (ti == LFM_TYPE_F16) gemm_f16_tile((const uint16_t *)(base + (size_t)r * ld), ld / 2, cols, xt, ldx, yt, ldy);
-                else if (ti == LFM_TYPE_BF16) gemm_bf16_tile((const uint16_t *)(base + (size_t)r * ld), ld / 2, cols, xt, ldx, yt, ldy);
-                else gemm_f32_tile((const float *)(base + (size_t)r * ld), ld / 4, cols, xt, ldx, yt, ldy);
+                if (ti == LFM_TYPE_F16)
+                    gemm_f16_tile((const uint16_t *)(base + (size_t)r * ld), ld / 2, cols, xt, ldx, yt, ldy);
+                else if (ti == LFM_TYPE_BF16)
+                    gemm_bf16_tile((const uint16_t *)(base + (size_t)r * ld), ld / 2, cols, xt, ldx, yt, ldy);
+                else
+                    gemm_f32_tile((const float *)(base + (size_t)r * ld), ld / 4, cols, xt, ldx, yt, ldy);
             }
             for (int t = T4; t < T; t++) {
                 dot_rows512(ti, base + (size_t)r * ld, ld, 4, cols, X + (size_t)t * ldx, NULL, NULL, NULL, tmp);
@@ -781,29 +901,40 @@ static void gemm512(int ti, const uint8_t *base, size_t ld, int cols, int r0, in
         }
         r0 = R4;
     }
-    int type = ti == LFM_TYPE_Q4_0 ? LFM_T_Q4_0 : ti == LFM_TYPE_Q8_0 ? LFM_T_Q8_0 : ti == LFM_TYPE_BF16 ? LFM_T_BF16 : -1;
-    if ((ti == LFM_TYPE_Q4_0 || ti == LFM_TYPE_Q8_0 || ti == LFM_TYPE_BF16) && T >= 8 && r1 - r0 >= 4 && cols % 32 == 0 && cpu_has_bf16() && X) {
+    int type = ti == LFM_TYPE_Q4_0   ? LFM_T_Q4_0
+               : ti == LFM_TYPE_Q8_0 ? LFM_T_Q8_0
+               : ti == LFM_TYPE_BF16 ? LFM_T_BF16
+                                     : -1;
+    if ((ti == LFM_TYPE_Q4_0 || ti == LFM_TYPE_Q8_0 || ti == LFM_TYPE_BF16) && T >= 8 && r1 - r0 >= 4 &&
+        cols % 32 == 0 && cpu_has_bf16() && X) {
         int R4 = r0 + (r1 - r0) / 4 * 4;
-        if (gemm_q_bf16(type, base, ld, cols, r0, R4, T, X, ldx, Y, ldy)) { r0 = R4; goto tail; }
+        if (gemm_q_bf16(type, base, ld, cols, r0, R4, T, X, ldx, Y, ldy)) {
+            r0 = R4;
+            goto tail;
+        }
     }
     if ((ti == LFM_TYPE_Q8_0 || ti == LFM_TYPE_Q4_0) && T >= 4 && r1 - r0 >= 4) {
         int nb = cols / 32;
         float *dw = malloc(sizeof(float) * 4 * nb), *cw = malloc(sizeof(float) * 4 * nb);
         float *xe = NULL;
         int T4 = T / 4 * 4, R4 = r0 + (r1 - r0) / 4 * 4;
-        if (ti == LFM_TYPE_Q4_0 && nb % 2 == 0 && gemm_pairs(type, base, ld, cols, r0, R4, T4, XQ, XD, XS, ldq, Y, ldy)) {
+        if (ti == LFM_TYPE_Q4_0 && nb % 2 == 0 &&
+            gemm_pairs(type, base, ld, cols, r0, R4, T4, XQ, XD, XS, ldq, Y, ldy)) {
             for (int r = r0; r < R4; r += 4)
                 for (int t = T4; t < T; t++) {
-                    dot_rows512(ti, base + (size_t)r * ld, ld, 4, cols, NULL, XQ + (size_t)t * ldq, XD + (size_t)t * qb, XS + (size_t)t * qb, tmp);
+                    dot_rows512(ti, base + (size_t)r * ld, ld, 4, cols, NULL, XQ + (size_t)t * ldq, XD + (size_t)t * qb,
+                                XS + (size_t)t * qb, tmp);
                     for (int k = 0; k < 4; k++) Y[(size_t)t * ldy + r + k] = tmp[k];
                 }
-            free(dw); free(cw);
+            free(dw);
+            free(cw);
             r0 = R4;
             goto tail;
         }
         if (ti == LFM_TYPE_Q4_0) {
             xe = malloc(sizeof(float) * (size_t)T * qb);
-            for (int t = 0; t < T; t++) for (int b = 0; b < nb; b++) xe[t * qb + b] = -8.f * XD[t * qb + b] * (float)XS[t * qb + b];
+            for (int t = 0; t < T; t++)
+                for (int b = 0; b < nb; b++) xe[t * qb + b] = -8.f * XD[t * qb + b] * (float)XS[t * qb + b];
         }
         for (int r = r0; r < R4; r += 4) {
             const uint8_t *rows = base + (size_t)r * ld;
@@ -812,23 +943,29 @@ static void gemm512(int ti, const uint8_t *base, size_t ld, int cols, int r0, in
                     const uint8_t *blk = rows + i * ld + (size_t)b * (ti == LFM_TYPE_Q8_0 ? 34 : 18);
                     dw[i * nb + b] = fp16(blk);
                     if (ti == LFM_TYPE_Q8_0) {
-                        int sw = 0; const int8_t *q = (const int8_t *)(blk + 2);
+                        int sw = 0;
+                        const int8_t *q = (const int8_t *)(blk + 2);
                         for (int k = 0; k < 32; k++) sw += q[k];
                         cw[i * nb + b] = -128.f * dw[i * nb + b] * (float)sw;
                     }
                 }
             for (int t = 0; t < T4; t += 4) {
                 if (ti == LFM_TYPE_Q8_0)
-                    gemm_q8_0_tile(rows, ld, nb, XQ + (size_t)t * ldq, XD + (size_t)t * qb, ldq, dw, cw, Y + (size_t)t * ldy + r, ldy);
+                    gemm_q8_0_tile(rows, ld, nb, XQ + (size_t)t * ldq, XD + (size_t)t * qb, ldq, dw, cw,
+                                   Y + (size_t)t * ldy + r, ldy);
                 else
-                    gemm_q4_0_tile(rows, ld, nb, XQ + (size_t)t * ldq, xe + (size_t)t * qb, ldq, XD + (size_t)t * qb, dw, Y + (size_t)t * ldy + r, ldy);
+                    gemm_q4_0_tile(rows, ld, nb, XQ + (size_t)t * ldq, xe + (size_t)t * qb, ldq, XD + (size_t)t * qb,
+                                   dw, Y + (size_t)t * ldy + r, ldy);
             }
             for (int t = T4; t < T; t++) {
-                dot_rows512(ti, rows, ld, 4, cols, NULL, XQ + (size_t)t * ldq, XD + (size_t)t * qb, XS + (size_t)t * qb, tmp);
+                dot_rows512(ti, rows, ld, 4, cols, NULL, XQ + (size_t)t * ldq, XD + (size_t)t * qb, XS + (size_t)t * qb,
+                            tmp);
                 for (int k = 0; k < 4; k++) Y[(size_t)t * ldy + r + k] = tmp[k];
             }
         }
-        free(dw); free(cw); free(xe);
+        free(dw);
+        free(cw);
+        free(xe);
         r0 = R4;
     }
 tail:
@@ -836,17 +973,17 @@ tail:
         int nr = r1 - r < 4 ? r1 - r : 4;
         const uint8_t *rows = base + (size_t)r * ld;
         for (int t = 0; t < T; t++) {
-            dot_rows512(ti, rows, ld, nr, cols, X ? X + (size_t)t * ldx : NULL,
-                        XQ ? XQ + (size_t)t * ldq : NULL, XD ? XD + (size_t)t * qb : NULL, XS ? XS + (size_t)t * qb : NULL, tmp);
+            dot_rows512(ti, rows, ld, nr, cols, X ? X + (size_t)t * ldx : NULL, XQ ? XQ + (size_t)t * ldq : NULL,
+                        XD ? XD + (size_t)t * qb : NULL, XS ? XS + (size_t)t * qb : NULL, tmp);
             for (int k = 0; k < nr; k++) Y[(size_t)t * ldy + r + k] = tmp[k];
         }
     }
 }
 
-#define GEMM512(NAME, TI)                                                                                    \
-    static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx, \
-                     const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {    \
-        gemm512(TI, w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);                               \
+#define GEMM512(NAME, TI)                                                                                              \
+    static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,            \
+                     const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {               \
+        gemm512(TI, w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);                                          \
     }
 GEMM512(mm_f32, LFM_TYPE_F32)
 GEMM512(mm_f16, LFM_TYPE_F16)
@@ -856,17 +993,24 @@ GEMM512(mm_q4_0, LFM_TYPE_Q4_0)
 
 void lfm_register_avx512(lfm_table *t) {
     const int T = LFM_TIER_AVX512;
-    t->quantize_act = quantize_act_q8_avx512; LFM_MARK(t, LFM_FN_QUANT_ACT, T);
+    t->quantize_act = quantize_act_q8_avx512;
+    LFM_MARK(t, LFM_FN_QUANT_ACT, T);
     lfm_matvec_fn mv[] = {mv_f32, mv_f16, mv_bf16, mv_q8_0, mv_q4_0};
     lfm_gemm_fn mm[] = {mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0};
     lfm_set_products(t, mv, mm, T);
-    t->silu = silu512; LFM_MARK(t, LFM_FN_SILU, T);
-    t->glu = glu512; LFM_MARK(t, LFM_FN_GLU, T);
-    t->layernorm = layernorm512; LFM_MARK(t, LFM_FN_LAYERNORM, T);
-    t->softmax = softmax512; LFM_MARK(t, LFM_FN_SOFTMAX, T);
-    t->elu = elu512; LFM_MARK(t, LFM_FN_ELU, T);
+    t->silu = silu512;
+    LFM_MARK(t, LFM_FN_SILU, T);
+    t->glu = glu512;
+    LFM_MARK(t, LFM_FN_GLU, T);
+    t->layernorm = layernorm512;
+    LFM_MARK(t, LFM_FN_LAYERNORM, T);
+    t->softmax = softmax512;
+    LFM_MARK(t, LFM_FN_SOFTMAX, T);
+    t->elu = elu512;
+    LFM_MARK(t, LFM_FN_ELU, T);
     g_attend_lower = t->attend;
-    t->attend = attend_any; LFM_MARK(t, LFM_FN_ATTEND, T);
+    t->attend = attend_any;
+    LFM_MARK(t, LFM_FN_ATTEND, T);
 }
 #else
 void lfm_register_avx512(lfm_table *t) { (void)t; }

@@ -28,7 +28,10 @@ struct lfm_pool {
     void *ctx;
 };
 
-struct worker_arg { lfm_pool *p; int ith; };
+struct worker_arg {
+    lfm_pool *p;
+    int ith;
+};
 
 static void *worker_main(void *arg) {
     struct worker_arg *wa = (struct worker_arg *)arg;
@@ -44,7 +47,10 @@ static void *worker_main(void *arg) {
                 LFM_PAUSE();
                 continue;
             }
-            if (spins < 24000) { sched_yield(); continue; }   // let a descheduled peer run on a busy machine
+            if (spins < 24000) {
+                sched_yield();
+                continue;
+            } // let a descheduled peer run on a busy machine
             pthread_mutex_lock(&p->mu);
             while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen && !atomic_load(&p->stop))
                 pthread_cond_wait(&p->cv, &p->mu);
@@ -69,7 +75,8 @@ lfm_pool *lfm_pool_create(int nthreads) {
     p->threads = calloc((size_t)nthreads, sizeof(pthread_t));
     for (int i = 1; i < nthreads; i++) {
         struct worker_arg *wa = malloc(sizeof *wa);
-        wa->p = p; wa->ith = i;
+        wa->p = p;
+        wa->ith = i;
         pthread_create(&p->threads[i], NULL, worker_main, wa);
     }
     return p;
@@ -78,8 +85,12 @@ lfm_pool *lfm_pool_create(int nthreads) {
 int lfm_pool_size(const lfm_pool *p) { return p->n; }
 
 void lfm_pool_run(lfm_pool *p, void (*fn)(void *, int, int), void *ctx) {
-    if (p->n == 1) { fn(ctx, 0, 1); return; }
-    p->fn = fn; p->ctx = ctx;
+    if (p->n == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    p->fn = fn;
+    p->ctx = ctx;
     atomic_store_explicit(&p->pending, p->n - 1, memory_order_release);
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_acq_rel);

@@ -16,20 +16,21 @@ TGT static inline __m256i SFX(q4_unpack)(const uint8_t *blk, __m256i m4) {
 // Decode: one row at a time, four blocks per iteration into four accumulators (one sequential stream per thread).
 TGT static void SFX(mv_q8_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
                              const float *xd, const int32_t *xs, float *y) {
-    (void)xf; (void)xs;
+    (void)xf;
+    (void)xs;
     int nb = cols / 32;
     for (int r = r0; r < r1; r++) {
         const uint8_t *row = w + (size_t)r * ld;
         __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         int b = 0;
-#define Q8_ONE(k)                                                                                          \
-        {                                                                                                  \
-            const uint8_t *blk = row + (size_t)(b + k) * 34;                                               \
-            __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));                                   \
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                         \
-            __m256i d = DOT(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));                           \
-            a[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(fp16s(blk) * xd[b + k]), a[k]);   \
-        }
+#define Q8_ONE(k)                                                                                                      \
+    {                                                                                                                  \
+        const uint8_t *blk = row + (size_t)(b + k) * 34;                                                               \
+        __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));                                                   \
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                                         \
+        __m256i d = DOT(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));                                           \
+        a[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(fp16s(blk) * xd[b + k]), a[k]);                   \
+    }
         for (; b + 4 <= nb; b += 4) { Q8_ONE(0) Q8_ONE(1) Q8_ONE(2) Q8_ONE(3) }
         for (; b < nb; b++) Q8_ONE(0)
 #undef Q8_ONE
@@ -50,14 +51,14 @@ TGT static void SFX(mv_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int 
         const uint8_t *row = w + (size_t)r * ld;
         __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         int b = 0;
-#define Q4_ONE(k)                                                                                          \
-        {                                                                                                  \
-            const uint8_t *blk = row + (size_t)(b + k) * 18;                                               \
-            __m256i wv = SFX(q4_unpack)(blk, m4);                                                          \
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                         \
-            __m256i d = _mm256_add_epi32(DOT(wv, xv), _mm256_load_si256((const __m256i *)(init + (b + k) * 8))); \
-            a[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(fp16s(blk) * xd[b + k]), a[k]);   \
-        }
+#define Q4_ONE(k)                                                                                                      \
+    {                                                                                                                  \
+        const uint8_t *blk = row + (size_t)(b + k) * 18;                                                               \
+        __m256i wv = SFX(q4_unpack)(blk, m4);                                                                          \
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                                         \
+        __m256i d = _mm256_add_epi32(DOT(wv, xv), _mm256_load_si256((const __m256i *)(init + (b + k) * 8)));           \
+        a[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(fp16s(blk) * xd[b + k]), a[k]);                   \
+    }
         for (; b + 4 <= nb; b += 4) { Q4_ONE(0) Q4_ONE(1) Q4_ONE(2) Q4_ONE(3) }
         for (; b < nb; b++) Q4_ONE(0)
 #undef Q4_ONE
@@ -82,32 +83,39 @@ TGT static void SFX(tile_q8)(const uint8_t *r0p, const uint8_t *r1p, int nb, con
         const __m256i a0 = _mm256_sign_epi8(w0, w0), a1 = _mm256_sign_epi8(w1, w1);
         const float *sc = scv + 8 * b;
         const int8_t *xb = XQ + b * 32;
-#define Q8_TOKEN(j, c0, c1)                                                                                  \
-        {                                                                                                    \
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(xb + (j) * ldq));                         \
-            c0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(a0, _mm256_sign_epi8(x, w0))), _mm256_broadcast_ss(sc + (j)), c0); \
-            c1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(a1, _mm256_sign_epi8(x, w1))), _mm256_broadcast_ss(sc + 4 + (j)), c1); \
-        }
+#define Q8_TOKEN(j, c0, c1)                                                                                            \
+    {                                                                                                                  \
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(xb + (j) * ldq));                                       \
+        c0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(a0, _mm256_sign_epi8(x, w0))), _mm256_broadcast_ss(sc + (j)), c0); \
+        c1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(a1, _mm256_sign_epi8(x, w1))), _mm256_broadcast_ss(sc + 4 + (j)),  \
+                             c1);                                                                                      \
+    }
         Q8_TOKEN(0, c00, c10) Q8_TOKEN(1, c01, c11) Q8_TOKEN(2, c02, c12) Q8_TOKEN(3, c03, c13)
 #undef Q8_TOKEN
     }
-    out[0] = hsum256(c00); out[1] = hsum256(c01); out[2] = hsum256(c02); out[3] = hsum256(c03);
-    out[4] = hsum256(c10); out[5] = hsum256(c11); out[6] = hsum256(c12); out[7] = hsum256(c13);
+    out[0] = hsum256(c00);
+    out[1] = hsum256(c01);
+    out[2] = hsum256(c02);
+    out[3] = hsum256(c03);
+    out[4] = hsum256(c10);
+    out[5] = hsum256(c11);
+    out[6] = hsum256(c12);
+    out[7] = hsum256(c13);
 }
 
-TGT static void SFX(gemm_q8)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T,
-                             const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
-                             float *Y, int ldy) {
+TGT static void SFX(gemm_q8)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
+                             const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
     int nb = cols / 32, qb = ldq / 32;
     int T4 = T / 4 * 4, R2 = r0 + (r1 - r0) / 2 * 2;
-    float *scv = aligned_alloc(32, sizeof(float) * 8 * (size_t)nb + 32);   // a tile's scale products
-    float *dwv = aligned_alloc(32, sizeof(float) * 8 * (size_t)nb + 32);   // [d0 ×4 | d1 ×4] per block
+    float *scv = aligned_alloc(32, sizeof(float) * 8 * (size_t)nb + 32); // a tile's scale products
+    float *dwv = aligned_alloc(32, sizeof(float) * 8 * (size_t)nb + 32); // [d0 ×4 | d1 ×4] per block
     // [dx0..dx3 | dx0..dx3] per block, for every tile of 4 tokens
     float *dxv = aligned_alloc(32, sizeof(float) * 2 * (size_t)nb * (size_t)(T4 > 0 ? T4 : 1) + 32);
     for (int t = 0; t < T4; t += 4)
         for (int b = 0; b < nb; b++)
             for (int k = 0; k < 4; k++)
-                dxv[(size_t)t * 2 * nb + 8 * b + k] = dxv[(size_t)t * 2 * nb + 8 * b + 4 + k] = XD[(size_t)(t + k) * qb + b];
+                dxv[(size_t)t * 2 * nb + 8 * b + k] = dxv[(size_t)t * 2 * nb + 8 * b + 4 + k] =
+                    XD[(size_t)(t + k) * qb + b];
     int tb = (int)((128 * 1024) / (size_t)(cols > 0 ? cols : 1)) / 4 * 4;
     if (tb < 4) tb = 4;
     for (int t0 = 0; t0 < T4; t0 += tb) {
@@ -116,7 +124,10 @@ TGT static void SFX(gemm_q8)(const uint8_t *w, size_t ld, int cols, int r0, int 
             const uint8_t *p0 = w + (size_t)r * ld, *p1 = p0 + ld;
             for (int b = 0; b < nb; b++) {
                 float d0 = fp16s(p0 + b * 34), d1 = fp16s(p1 + b * 34);
-                for (int k = 0; k < 4; k++) { dwv[8 * b + k] = d0; dwv[8 * b + 4 + k] = d1; }
+                for (int k = 0; k < 4; k++) {
+                    dwv[8 * b + k] = d0;
+                    dwv[8 * b + 4 + k] = d1;
+                }
             }
             for (int t = t0; t < t1; t += 4) {
                 float acc[8];
@@ -126,12 +137,16 @@ TGT static void SFX(gemm_q8)(const uint8_t *w, size_t ld, int cols, int r0, int 
             }
         }
     }
-    free(dwv); free(dxv); free(scv);
+    free(dwv);
+    free(dxv);
+    free(scv);
     // leftover tokens (all rows) and the odd last row (tokens of the tiles)
-    if (T4 < T) lfm_scalar_gemm_generic(SFX(mv_q8_0), w, ld, cols, r0, r1, T - T4, X ? X + (size_t)T4 * ldx : NULL, ldx,
-                                        XQ + (size_t)T4 * ldq, XD + (size_t)T4 * qb, XS + (size_t)T4 * qb, ldq,
-                                        Y + (size_t)T4 * ldy, ldy);
-    if (R2 < r1 && T4 > 0) lfm_scalar_gemm_generic(SFX(mv_q8_0), w, ld, cols, R2, r1, T4, X, ldx, XQ, XD, XS, ldq, Y, ldy);
+    if (T4 < T)
+        lfm_scalar_gemm_generic(SFX(mv_q8_0), w, ld, cols, r0, r1, T - T4, X ? X + (size_t)T4 * ldx : NULL, ldx,
+                                XQ + (size_t)T4 * ldq, XD + (size_t)T4 * qb, XS + (size_t)T4 * qb, ldq,
+                                Y + (size_t)T4 * ldy, ldy);
+    if (R2 < r1 && T4 > 0)
+        lfm_scalar_gemm_generic(SFX(mv_q8_0), w, ld, cols, R2, r1, T4, X, ldx, XQ, XD, XS, ldq, Y, ldy);
 }
 
 // Q4_0 prefill, 4 rows × 4 tokens per tile. The activations of each 4-token group are interleaved once per call in
@@ -140,22 +155,27 @@ TGT static void SFX(gemm_q8)(const uint8_t *w, size_t ld, int cols, int r0, int 
 // chunks' s16 sums are added before a single widening step (|sum| ≤ 8·15·127 < 2^15, so nothing saturates), and the
 // s32 lanes (2 per token) take the block's four scale products in one fma. Per 32 weights × 4 tokens: 4 products,
 // 3 adds, 1 widening, 1 cvt, 1 fma, instead of 4 of each (the integer-multiply pipe is the bottleneck on Zen).
-TGT static void SFX(tile_q4x4)(const uint8_t *un, size_t ustride, int nb, const int8_t *xi, const float *scv, float *out) {
+TGT static void SFX(tile_q4x4)(const uint8_t *un, size_t ustride, int nb, const int8_t *xi, const float *scv,
+                               float *out) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int b = 0; b < nb; b++) {
         const int8_t *xb = xi + (size_t)b * 128;
         const __m256i x0 = _mm256_loadu_si256((const __m256i *)xb), x1 = _mm256_loadu_si256((const __m256i *)(xb + 32));
-        const __m256i x2 = _mm256_loadu_si256((const __m256i *)(xb + 64)), x3 = _mm256_loadu_si256((const __m256i *)(xb + 96));
+        const __m256i x2 = _mm256_loadu_si256((const __m256i *)(xb + 64)),
+                      x3 = _mm256_loadu_si256((const __m256i *)(xb + 96));
         const float *sc = scv + (size_t)b * 32;
-#define Q4X4_ROW(acc, i)                                                                                     \
-        {                                                                                                    \
-            const uint8_t *u = un + (i) * ustride + (size_t)b * 32;                                          \
-            int64_t c0, c1, c2, c3;                                                                          \
-            memcpy(&c0, u, 8); memcpy(&c1, u + 8, 8); memcpy(&c2, u + 16, 8); memcpy(&c3, u + 24, 8);        \
-            __m256i d = DOT4(_mm256_set1_epi64x(c0), x0, _mm256_set1_epi64x(c1), x1,                         \
-                             _mm256_set1_epi64x(c2), x2, _mm256_set1_epi64x(c3), x3);                        \
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_load_ps(sc + 8 * (i)), acc);                 \
-        }
+#define Q4X4_ROW(acc, i)                                                                                               \
+    {                                                                                                                  \
+        const uint8_t *u = un + (i) * ustride + (size_t)b * 32;                                                        \
+        int64_t c0, c1, c2, c3;                                                                                        \
+        memcpy(&c0, u, 8);                                                                                             \
+        memcpy(&c1, u + 8, 8);                                                                                         \
+        memcpy(&c2, u + 16, 8);                                                                                        \
+        memcpy(&c3, u + 24, 8);                                                                                        \
+        __m256i d = DOT4(_mm256_set1_epi64x(c0), x0, _mm256_set1_epi64x(c1), x1, _mm256_set1_epi64x(c2), x2,           \
+                         _mm256_set1_epi64x(c3), x3);                                                                  \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_load_ps(sc + 8 * (i)), acc);                               \
+    }
         Q4X4_ROW(a0, 0) Q4X4_ROW(a1, 1) Q4X4_ROW(a2, 2) Q4X4_ROW(a3, 3)
 #undef Q4X4_ROW
     }
@@ -167,19 +187,20 @@ TGT static void SFX(tile_q4x4)(const uint8_t *un, size_t ustride, int nb, const 
     }
 }
 
-TGT static void SFX(gemm_q4)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T,
-                             const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
-                             float *Y, int ldy) {
+TGT static void SFX(gemm_q4)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
+                             const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
     int nb = cols / 32, qb = ldq / 32;
     int T4 = T / 4 * 4, R4 = r0 + (r1 - r0) / 4 * 4;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    int8_t *xi = aligned_alloc(32, (size_t)(T4 > 0 ? T4 : 1) * cols + 32);           // interleaved activations
-    float *dxq = aligned_alloc(32, sizeof(float) * 2 * (size_t)nb * (T4 > 0 ? T4 : 1) + 32);  // [dx0 dx0 dx1 dx1 ..]
-    float *xe = malloc(sizeof(float) * (size_t)(T > 0 ? T : 1) * qb);                   // −8·dx·Σx per (token, block)
+    int8_t *xi = aligned_alloc(32, (size_t)(T4 > 0 ? T4 : 1) * cols + 32);                   // interleaved activations
+    float *dxq = aligned_alloc(32, sizeof(float) * 2 * (size_t)nb * (T4 > 0 ? T4 : 1) + 32); // [dx0 dx0 dx1 dx1 ..]
+    float *xe = malloc(sizeof(float) * (size_t)(T > 0 ? T : 1) * qb); // −8·dx·Σx per (token, block)
     float *dw = malloc(sizeof(float) * 4 * (size_t)nb);
     float *scv = aligned_alloc(32, sizeof(float) * 32 * (size_t)nb + 32);
     uint8_t *un = aligned_alloc(32, (size_t)128 * nb + 32);
-    for (int t = 0; t < T; t++) for (int b = 0; b < nb; b++) xe[(size_t)t * qb + b] = -8.f * XD[(size_t)t * qb + b] * (float)XS[(size_t)t * qb + b];
+    for (int t = 0; t < T; t++)
+        for (int b = 0; b < nb; b++)
+            xe[(size_t)t * qb + b] = -8.f * XD[(size_t)t * qb + b] * (float)XS[(size_t)t * qb + b];
     for (int t = 0; t < T4; t += 4)
         for (int b = 0; b < nb; b++) {
             int8_t *o = xi + (size_t)t * cols + (size_t)b * 128;
@@ -197,27 +218,39 @@ TGT static void SFX(gemm_q4)(const uint8_t *w, size_t ld, int cols, int r0, int 
                 const uint8_t *p = w + (size_t)(r + i) * ld;
                 for (int b = 0; b < nb; b++) {
                     dw[i * nb + b] = fp16s(p + (size_t)b * 18);
-                    _mm256_store_si256((__m256i *)(un + (size_t)i * nb * 32 + (size_t)b * 32), SFX(q4_unpack)(p + (size_t)b * 18, m4));
+                    _mm256_store_si256((__m256i *)(un + (size_t)i * nb * 32 + (size_t)b * 32),
+                                       SFX(q4_unpack)(p + (size_t)b * 18, m4));
                 }
             }
             for (int t = t0; t < t1; t += 4) {
                 const float *dq = dxq + (size_t)t * 2 * nb;
                 for (int b = 0; b < nb; b++) {
                     __m256 dx = _mm256_load_ps(dq + (size_t)b * 8);
-                    for (int i = 0; i < 4; i++) _mm256_store_ps(scv + (size_t)b * 32 + i * 8, _mm256_mul_ps(_mm256_set1_ps(dw[i * nb + b]), dx));
+                    for (int i = 0; i < 4; i++)
+                        _mm256_store_ps(scv + (size_t)b * 32 + i * 8,
+                                        _mm256_mul_ps(_mm256_set1_ps(dw[i * nb + b]), dx));
                 }
                 float out[16];
                 SFX(tile_q4x4)(un, (size_t)nb * 32, nb, xi + (size_t)t * cols, scv, out);
                 for (int i = 0; i < 4; i++)
                     for (int j = 0; j < 4; j++)
-                        Y[(size_t)(t + j) * ldy + r + i] = out[i * 4 + j] + dot8(dw + i * nb, xe + (size_t)(t + j) * qb, nb);
+                        Y[(size_t)(t + j) * ldy + r + i] =
+                            out[i * 4 + j] + dot8(dw + i * nb, xe + (size_t)(t + j) * qb, nb);
             }
         }
     }
-    free(xi); free(dxq); free(xe); free(dw); free(scv); free(un);
-    if (T4 < T) lfm_scalar_gemm_generic(SFX(mv_q4_0), w, ld, cols, r0, r1, T - T4, X ? X + (size_t)T4 * ldx : NULL, ldx,
-                                        XQ + (size_t)T4 * ldq, XD + (size_t)T4 * qb, XS + (size_t)T4 * qb, ldq, Y + (size_t)T4 * ldy, ldy);
-    if (R4 < r1 && T4 > 0) lfm_scalar_gemm_generic(SFX(mv_q4_0), w, ld, cols, R4, r1, T4, X, ldx, XQ, XD, XS, ldq, Y, ldy);
+    free(xi);
+    free(dxq);
+    free(xe);
+    free(dw);
+    free(scv);
+    free(un);
+    if (T4 < T)
+        lfm_scalar_gemm_generic(SFX(mv_q4_0), w, ld, cols, r0, r1, T - T4, X ? X + (size_t)T4 * ldx : NULL, ldx,
+                                XQ + (size_t)T4 * ldq, XD + (size_t)T4 * qb, XS + (size_t)T4 * qb, ldq,
+                                Y + (size_t)T4 * ldy, ldy);
+    if (R4 < r1 && T4 > 0)
+        lfm_scalar_gemm_generic(SFX(mv_q4_0), w, ld, cols, R4, r1, T4, X, ldx, XQ, XD, XS, ldq, Y, ldy);
 }
 
 TGT static void SFX(mm_q8_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,

@@ -26,7 +26,8 @@ public final class AtomicFile: @unchecked Sendable {
         temporaryPath = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         fd = open(temporaryPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw FormatsError.io(file: destination, message: "cannot create temporary file: \(String(cString: strerror(errno)))")
+            throw FormatsError.io(
+                file: destination, message: "cannot create temporary file: \(String(cString: strerror(errno)))")
         }
     }
 
@@ -65,7 +66,8 @@ public final class AtomicFile: @unchecked Sendable {
         #if os(Linux)
         let r = posix_fallocate(fd, 0, off_t(size))
         if r != 0 && r != EOPNOTSUPP && r != EINVAL {
-            throw FormatsError.io(file: destination, message: "cannot reserve \(size) bytes: \(String(cString: strerror(r)))")
+            throw FormatsError.io(
+                file: destination, message: "cannot reserve \(size) bytes: \(String(cString: strerror(r)))")
         }
         #endif
     }

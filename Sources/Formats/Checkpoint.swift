@@ -32,7 +32,9 @@ public enum CheckpointFiles {
         if n.hasPrefix("random_states") && n.hasSuffix(".pkl") { return true }
         if n.hasPrefix("custom_checkpoint_") && n.hasSuffix(".pkl") { return true }
         for stem in ["optimizer", "scheduler", "sampler", "scaler", "dl_state_dict"] where n.hasPrefix(stem) {
-            if n.hasSuffix(".bin") || n.hasSuffix(".pt") || n.hasSuffix(".pth") || n.hasSuffix(".safetensors") { return true }
+            if n.hasSuffix(".bin") || n.hasSuffix(".pt") || n.hasSuffix(".pth") || n.hasSuffix(".safetensors") {
+                return true
+            }
         }
         return false
     }
@@ -117,9 +119,12 @@ public final class Checkpoint: @unchecked Sendable {
     /// (`models--ORG--NAME`) or a repo id (`ORG/NAME`) resolved in the local hub cache.
     /// `base` (same forms as `spec`) supplies every non-weight file the checkpoint folder lacks: a fine-tune saved
     /// by liquid-audio's trainer holds only `model.safetensors` (docs/format.md §Fine-tuned checkpoints).
-    public convenience init(_ spec: String, base: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
-        try self.init(folder: try Checkpoint.resolve(spec, environment: environment),
-                      base: try base.map { try Checkpoint.resolve($0, environment: environment) })
+    public convenience init(
+        _ spec: String, base: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws {
+        try self.init(
+            folder: try Checkpoint.resolve(spec, environment: environment),
+            base: try base.map { try Checkpoint.resolve($0, environment: environment) })
     }
 
     public init(folder: String, base: String? = nil) throws {
@@ -131,13 +136,22 @@ public final class Checkpoint: @unchecked Sendable {
         // Training state beside the weights (accelerate save_state) is ignored and named in the report.
         let listing = ((try? fm.contentsOfDirectory(atPath: folder)) ?? []).sorted()
         ignoredFiles = listing.filter(CheckpointFiles.isTrainerState)
-        let hasWeights = fm.fileExists(atPath: folder + "/" + CheckpointFiles.model) || fm.fileExists(atPath: folder + "/" + CheckpointFiles.modelIndex)
+        let hasWeights =
+            fm.fileExists(atPath: folder + "/" + CheckpointFiles.model)
+            || fm.fileExists(atPath: folder + "/" + CheckpointFiles.modelIndex)
         if !hasWeights {
             if let pk = CheckpointFiles.pickleWeights.first(where: { listing.contains($0) }) {
-                throw FormatsError.unsupported(file: folder + "/" + pk, detail: "PyTorch pickle weights are not read; save with safe_serialization=True (model.safetensors)")
+                throw FormatsError.unsupported(
+                    file: folder + "/" + pk,
+                    detail: "PyTorch pickle weights are not read; save with safe_serialization=True (model.safetensors)"
+                )
             }
             if !ignoredFiles.isEmpty {
-                throw FormatsError.notFound(path: folder, detail: "holds only training state (\(ignoredFiles.joined(separator: ", "))) and no \(CheckpointFiles.model): there are no model weights to convert (accelerate's save_state writes them beside the optimizer state as \(CheckpointFiles.model))")
+                throw FormatsError.notFound(
+                    path: folder,
+                    detail:
+                        "holds only training state (\(ignoredFiles.joined(separator: ", "))) and no \(CheckpointFiles.model): there are no model weights to convert (accelerate's save_state writes them beside the optimizer state as \(CheckpointFiles.model))"
+                )
             }
         }
 
@@ -154,10 +168,15 @@ public final class Checkpoint: @unchecked Sendable {
         func required(_ n: String) throws -> String {
             if let p = locate(n) { return p }
             if let base {
-                throw FormatsError.notFound(path: folder + "/" + n, detail: "missing from the checkpoint and from the base \(base)")
+                throw FormatsError.notFound(
+                    path: folder + "/" + n, detail: "missing from the checkpoint and from the base \(base)")
             }
             if n == CheckpointFiles.config && hasWeights {
-                throw FormatsError.notFound(path: folder + "/" + n, detail: "missing from the checkpoint; a fine-tune saved by a trainer (final/, checkpoints/checkpoint_N/) holds only weights: give the model it was fine-tuned from with --base BASE (a folder, hub snapshot or repo id)")
+                throw FormatsError.notFound(
+                    path: folder + "/" + n,
+                    detail:
+                        "missing from the checkpoint; a fine-tune saved by a trainer (final/, checkpoints/checkpoint_N/) holds only weights: give the model it was fine-tuned from with --base BASE (a folder, hub snapshot or repo id)"
+                )
             }
             throw FormatsError.notFound(path: folder + "/" + n, detail: "missing from the checkpoint")
         }
@@ -167,7 +186,8 @@ public final class Checkpoint: @unchecked Sendable {
         config = try decodeConfig(LFM2AudioConfig.self, from: configData, file: configPath)
         try config.validate(file: configPath)
 
-        model = try Checkpoint.openTensors(folder: folder, single: CheckpointFiles.model, index: CheckpointFiles.modelIndex)
+        model = try Checkpoint.openTensors(
+            folder: folder, single: CheckpointFiles.model, index: CheckpointFiles.modelIndex)
 
         tokenizerPath = try required(CheckpointFiles.tokenizer)
         tokenizerData = try read(tokenizerPath)
@@ -178,10 +198,14 @@ public final class Checkpoint: @unchecked Sendable {
         }
         for (name, id) in SpecialTokens.required {
             guard let got = ids[name] else {
-                throw FormatsError.badConfig(file: tokenizerPath, key: "added_tokens", detail: "special token \(name) is missing (the reference expects id \(id))")
+                throw FormatsError.badConfig(
+                    file: tokenizerPath, key: "added_tokens",
+                    detail: "special token \(name) is missing (the reference expects id \(id))")
             }
             guard got == id else {
-                throw FormatsError.badConfig(file: tokenizerPath, key: "added_tokens", detail: "special token \(name) has id \(got), the reference hard-codes \(id)")
+                throw FormatsError.badConfig(
+                    file: tokenizerPath, key: "added_tokens",
+                    detail: "special token \(name) has id \(got), the reference hard-codes \(id)")
             }
         }
         specialTokenIds = ids
@@ -191,7 +215,8 @@ public final class Checkpoint: @unchecked Sendable {
             chatTemplatePath = p
             chatTemplate = String(decoding: try read(p), as: UTF8.self)
         } else if let tc = tokenizerConfigData, let tcp = tokenizerConfigPath,
-                  let v = try? JSONValue.parse(data: tc, file: tcp), let s = v["chat_template"]?.stringValue {
+            let v = try? JSONValue.parse(data: tc, file: tcp), let s = v["chat_template"]?.stringValue
+        {
             chatTemplatePath = nil
             chatTemplate = s
         } else {
@@ -229,17 +254,24 @@ public final class Checkpoint: @unchecked Sendable {
         if fm.fileExists(atPath: detokDir, isDirectory: &isDir), isDir.boolValue {
             let cfgPath = detokDir + "/" + CheckpointFiles.config
             guard let d = fm.contents(atPath: cfgPath) else {
-                throw FormatsError.notFound(path: cfgPath, detail: "the audio_detokenizer folder has no readable config.json")
+                throw FormatsError.notFound(
+                    path: cfgPath, detail: "the audio_detokenizer folder has no readable config.json")
             }
             let lc = try decodeConfig(LFM2Config.self, from: d, file: cfgPath)
             try lc.validate(file: cfgPath, key: "")
             guard lc.hiddenSize == DetokenizerConfig.width else {
-                throw FormatsError.badConfig(file: cfgPath, key: "hidden_size", detail: "\(lc.hiddenSize), the reference detokenizer is hard-coded to \(DetokenizerConfig.width)")
+                throw FormatsError.badConfig(
+                    file: cfgPath, key: "hidden_size",
+                    detail: "\(lc.hiddenSize), the reference detokenizer is hard-coded to \(DetokenizerConfig.width)")
             }
-            let hasWeights = fm.fileExists(atPath: detokDir + "/" + CheckpointFiles.model) || fm.fileExists(atPath: detokDir + "/" + CheckpointFiles.modelIndex)
+            let hasWeights =
+                fm.fileExists(atPath: detokDir + "/" + CheckpointFiles.model)
+                || fm.fileExists(atPath: detokDir + "/" + CheckpointFiles.modelIndex)
             if hasWeights {
-                let ts = try Checkpoint.openTensors(folder: detokDir, single: CheckpointFiles.model, index: CheckpointFiles.modelIndex)
-                detokenizer = Detokenizer(configFile: cfgPath, configData: d, config: DetokenizerConfig(lfm: lc), tensors: ts)
+                let ts = try Checkpoint.openTensors(
+                    folder: detokDir, single: CheckpointFiles.model, index: CheckpointFiles.modelIndex)
+                detokenizer = Detokenizer(
+                    configFile: cfgPath, configData: d, config: DetokenizerConfig(lfm: lc), tensors: ts)
             } else {
                 warnings.append("\(detokDir): no model.safetensors, so the bundle will have no LFM2 detokenizer")
                 detokenizer = nil
@@ -265,7 +297,9 @@ public final class Checkpoint: @unchecked Sendable {
         guard fm.fileExists(atPath: indexPath) else {
             throw FormatsError.notFound(path: singlePath, detail: "missing from the checkpoint (and no \(index))")
         }
-        guard let data = fm.contents(atPath: indexPath) else { throw FormatsError.io(file: indexPath, message: "cannot read") }
+        guard let data = fm.contents(atPath: indexPath) else {
+            throw FormatsError.io(file: indexPath, message: "cannot read")
+        }
         let v = try JSONValue.parse(data: data, file: indexPath, what: "shard index")
         guard let map = v["weight_map"]?.objectValue else {
             throw FormatsError.badConfig(file: indexPath, key: "weight_map", detail: "missing or not an object")
@@ -273,7 +307,8 @@ public final class Checkpoint: @unchecked Sendable {
         var byFile: [String: [String]] = [:]
         for (name, f) in map {
             guard let s = f.stringValue, !s.contains("/"), !s.hasPrefix(".") else {
-                throw FormatsError.badConfig(file: indexPath, key: "weight_map.\(name)", detail: "shard name \(f) is not a plain file name")
+                throw FormatsError.badConfig(
+                    file: indexPath, key: "weight_map.\(name)", detail: "shard name \(f) is not a plain file name")
             }
             byFile[s, default: []].append(name)
         }
@@ -282,12 +317,14 @@ public final class Checkpoint: @unchecked Sendable {
             let f = try SafetensorsFile(path: p)
             for name in byFile[shard]! {
                 guard let t = f.tensors[name] else {
-                    throw FormatsError.badTensor(file: p, tensor: name, detail: "listed in \(index) but not in this shard")
+                    throw FormatsError.badTensor(
+                        file: p, tensor: name, detail: "listed in \(index) but not in this shard")
                 }
                 set.tensors[name] = t
             }
             for name in f.tensors.keys where map[name]?.stringValue != shard {
-                throw FormatsError.badTensor(file: p, tensor: name, detail: "present in this shard but \(index) does not map it here")
+                throw FormatsError.badTensor(
+                    file: p, tensor: name, detail: "present in this shard but \(index) does not map it here")
             }
             set.files.append(p)
         }
@@ -299,7 +336,9 @@ public final class Checkpoint: @unchecked Sendable {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         if fm.fileExists(atPath: spec, isDirectory: &isDir) {
-            guard isDir.boolValue else { throw FormatsError.notFound(path: spec, detail: "is a file; give the checkpoint folder") }
+            guard isDir.boolValue else {
+                throw FormatsError.notFound(path: spec, detail: "is a file; give the checkpoint folder")
+            }
             let url = URL(fileURLWithPath: spec).standardizedFileURL
             // A hub-cache repo folder: pick its snapshot.
             if url.lastPathComponent.hasPrefix("models--"), fm.fileExists(atPath: url.path + "/snapshots") {
@@ -320,7 +359,11 @@ public final class Checkpoint: @unchecked Sendable {
         for r in roots where fm.fileExists(atPath: r + "/" + repoDir) {
             return try snapshot(in: r + "/" + repoDir)
         }
-        throw FormatsError.notFound(path: spec, detail: "repo id not found in the local hub cache (looked in \(roots.map { $0 + "/" + repoDir }.joined(separator: ", "))); this tool never downloads")
+        throw FormatsError.notFound(
+            path: spec,
+            detail:
+                "repo id not found in the local hub cache (looked in \(roots.map { $0 + "/" + repoDir }.joined(separator: ", "))); this tool never downloads"
+        )
     }
 
     /// The snapshot a hub-cache repo folder points at: `refs/main`, else the only (or newest) snapshot.
@@ -332,10 +375,14 @@ public final class Checkpoint: @unchecked Sendable {
             if !rev.isEmpty, !rev.contains("/"), fm.fileExists(atPath: p) { return p }
         }
         let snaps = ((try? fm.contentsOfDirectory(atPath: repo + "/snapshots")) ?? []).filter { !$0.hasPrefix(".") }
-        guard !snaps.isEmpty else { throw FormatsError.notFound(path: repo, detail: "hub-cache repo folder has no snapshots") }
+        guard !snaps.isEmpty else {
+            throw FormatsError.notFound(path: repo, detail: "hub-cache repo folder has no snapshots")
+        }
         let newest = snaps.max { a, b in
-            let da = (try? fm.attributesOfItem(atPath: repo + "/snapshots/" + a)[.modificationDate] as? Date) ?? .distantPast
-            let db = (try? fm.attributesOfItem(atPath: repo + "/snapshots/" + b)[.modificationDate] as? Date) ?? .distantPast
+            let da =
+                (try? fm.attributesOfItem(atPath: repo + "/snapshots/" + a)[.modificationDate] as? Date) ?? .distantPast
+            let db =
+                (try? fm.attributesOfItem(atPath: repo + "/snapshots/" + b)[.modificationDate] as? Date) ?? .distantPast
             return da < db
         }!
         return repo + "/snapshots/" + newest

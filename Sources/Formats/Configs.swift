@@ -43,7 +43,9 @@ public struct LFM2Config: Codable, Sendable, Equatable {
         case tieEmbedding = "tie_embedding", bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
         case padTokenId = "pad_token_id", slidingWindow = "sliding_window"
     }
-    struct RopeParameters: Codable { var ropeTheta: Double?; enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta" } }
+    struct RopeParameters: Codable {
+        var ropeTheta: Double?; enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta" }
+    }
 
     public init() {}
 
@@ -52,7 +54,8 @@ public struct LFM2Config: Codable, Sendable, Equatable {
         vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? vocabSize
         hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? hiddenSize
         // transformers prefers `block_ff_dim` over `intermediate_size` (Lfm2Config.__post_init__)
-        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .blockFFDim)
+        intermediateSize =
+            try c.decodeIfPresent(Int.self, forKey: .blockFFDim)
             ?? c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? intermediateSize
         numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? numHiddenLayers
         numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? numAttentionHeads
@@ -63,7 +66,9 @@ public struct LFM2Config: Codable, Sendable, Equatable {
         convLCache = try c.decodeIfPresent(Int.self, forKey: .convLCache) ?? convLCache
         blockMultipleOf = try c.decodeIfPresent(Int.self, forKey: .blockMultipleOf) ?? blockMultipleOf
         if c.contains(.blockFFNDimMultiplier) {
-            blockFFNDimMultiplier = try c.decodeNil(forKey: .blockFFNDimMultiplier) ? nil : c.decode(Double.self, forKey: .blockFFNDimMultiplier)
+            blockFFNDimMultiplier =
+                try c.decodeNil(forKey: .blockFFNDimMultiplier)
+                ? nil : c.decode(Double.self, forKey: .blockFFNDimMultiplier)
         }
         blockAutoAdjustFFDim = try c.decodeIfPresent(Bool.self, forKey: .blockAutoAdjustFFDim) ?? blockAutoAdjustFFDim
         if let types = try c.decodeIfPresent([String].self, forKey: .layerTypes) {
@@ -79,12 +84,16 @@ public struct LFM2Config: Codable, Sendable, Equatable {
         } else if let t = try c.decodeIfPresent(Double.self, forKey: .theta) {
             ropeTheta = t
         }
-        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieEmbedding)
+        tieWordEmbeddings =
+            try c.decodeIfPresent(Bool.self, forKey: .tieEmbedding)
             ?? c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? tieWordEmbeddings
         bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId) ?? bosTokenId
         // eos may be a list in some files; keep the first id
-        if let e = try? c.decodeIfPresent(Int.self, forKey: .eosTokenId) { eosTokenId = e }
-        else if let l = try? c.decodeIfPresent([Int].self, forKey: .eosTokenId) { eosTokenId = l.first }
+        if let e = try? c.decodeIfPresent(Int.self, forKey: .eosTokenId) {
+            eosTokenId = e
+        } else if let l = try? c.decodeIfPresent([Int].self, forKey: .eosTokenId) {
+            eosTokenId = l.first
+        }
         padTokenId = try c.decodeIfPresent(Int.self, forKey: .padTokenId) ?? padTokenId
         slidingWindow = try c.decodeIfPresent(Int.self, forKey: .slidingWindow)
     }
@@ -92,15 +101,19 @@ public struct LFM2Config: Codable, Sendable, Equatable {
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(vocabSize, forKey: .vocabSize); try c.encode(hiddenSize, forKey: .hiddenSize)
-        try c.encode(intermediateSize, forKey: .intermediateSize); try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
-        try c.encode(numAttentionHeads, forKey: .numAttentionHeads); try c.encode(numKeyValueHeads, forKey: .numKeyValueHeads)
+        try c.encode(intermediateSize, forKey: .intermediateSize);
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads);
+        try c.encode(numKeyValueHeads, forKey: .numKeyValueHeads)
         try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings); try c.encode(normEps, forKey: .normEps)
         try c.encode(convBias, forKey: .convBias); try c.encode(convLCache, forKey: .convLCache)
-        try c.encode(blockMultipleOf, forKey: .blockMultipleOf); try c.encode(blockFFNDimMultiplier, forKey: .blockFFNDimMultiplier)
+        try c.encode(blockMultipleOf, forKey: .blockMultipleOf);
+        try c.encode(blockFFNDimMultiplier, forKey: .blockFFNDimMultiplier)
         try c.encode(blockAutoAdjustFFDim, forKey: .blockAutoAdjustFFDim); try c.encode(layerTypes, forKey: .layerTypes)
         try c.encode(ropeTheta, forKey: .ropeTheta); try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
         try c.encodeIfPresent(bosTokenId, forKey: .bosTokenId); try c.encodeIfPresent(eosTokenId, forKey: .eosTokenId)
-        try c.encodeIfPresent(padTokenId, forKey: .padTokenId); try c.encodeIfPresent(slidingWindow, forKey: .slidingWindow)
+        try c.encodeIfPresent(padTokenId, forKey: .padTokenId);
+        try c.encodeIfPresent(slidingWindow, forKey: .slidingWindow)
     }
 
     /// SwiGLU width as `Lfm2MLP` computes it.
@@ -121,9 +134,11 @@ public struct LFM2Config: Codable, Sendable, Equatable {
 
     public func validate(file: String, key: String) throws {
         func bad(_ k: String, _ d: String) -> FormatsError { .badConfig(file: file, key: "\(key).\(k)", detail: d) }
-        for (k, v) in [("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("num_hidden_layers", numHiddenLayers),
-                       ("num_attention_heads", numAttentionHeads), ("num_key_value_heads", numKeyValueHeads),
-                       ("conv_L_cache", convLCache), ("block_multiple_of", blockMultipleOf)] where v <= 0 || v > 1 << 24 {
+        for (k, v) in [
+            ("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("num_hidden_layers", numHiddenLayers),
+            ("num_attention_heads", numAttentionHeads), ("num_key_value_heads", numKeyValueHeads),
+            ("conv_L_cache", convLCache), ("block_multiple_of", blockMultipleOf),
+        ] where v <= 0 || v > 1 << 24 {
             throw bad(k, "value \(v) is out of range")
         }
         guard layerTypes.count == numHiddenLayers else {
@@ -132,8 +147,13 @@ public struct LFM2Config: Codable, Sendable, Equatable {
         for t in layerTypes where !["conv", "full_attention", "sliding_attention"].contains(t) {
             throw bad("layer_types", "unknown layer type '\(t)'")
         }
-        guard hiddenSize % numAttentionHeads == 0 else { throw bad("num_attention_heads", "\(numAttentionHeads) does not divide hidden_size \(hiddenSize)") }
-        guard numAttentionHeads % numKeyValueHeads == 0 else { throw bad("num_key_value_heads", "\(numKeyValueHeads) does not divide num_attention_heads \(numAttentionHeads)") }
+        guard hiddenSize % numAttentionHeads == 0 else {
+            throw bad("num_attention_heads", "\(numAttentionHeads) does not divide hidden_size \(hiddenSize)")
+        }
+        guard numAttentionHeads % numKeyValueHeads == 0 else {
+            throw bad(
+                "num_key_value_heads", "\(numKeyValueHeads) does not divide num_attention_heads \(numAttentionHeads)")
+        }
         guard ffnWidth > 0 else { throw bad("intermediate_size", "gives an FFN width of \(ffnWidth)") }
     }
 }
@@ -154,7 +174,8 @@ public struct PreprocessorConfig: Codable, Sendable, Equatable {
     public var padValue: Double = 0
     enum CodingKeys: String, CodingKey {
         case sampleRate = "sample_rate", normalize, windowSize = "window_size", windowStride = "window_stride"
-        case window, features, nFFT = "n_fft", log, frameSplicing = "frame_splicing", dither, padTo = "pad_to", padValue = "pad_value"
+        case window, features, nFFT = "n_fft", log, frameSplicing = "frame_splicing", dither, padTo = "pad_to",
+            padValue = "pad_value"
     }
     public init() {}
     public init(from decoder: Decoder) throws {
@@ -208,7 +229,8 @@ public struct ConformerConfig: Codable, Sendable, Equatable {
         dModel = try c.decodeIfPresent(Int.self, forKey: .dModel) ?? dModel
         subsampling = try c.decodeIfPresent(String.self, forKey: .subsampling) ?? subsampling
         subsamplingFactor = try c.decodeIfPresent(Int.self, forKey: .subsamplingFactor) ?? subsamplingFactor
-        subsamplingConvChannels = try c.decodeIfPresent(Int.self, forKey: .subsamplingConvChannels) ?? subsamplingConvChannels
+        subsamplingConvChannels =
+            try c.decodeIfPresent(Int.self, forKey: .subsamplingConvChannels) ?? subsamplingConvChannels
         causalDownsampling = try c.decodeIfPresent(Bool.self, forKey: .causalDownsampling) ?? causalDownsampling
         ffExpansionFactor = try c.decodeIfPresent(Int.self, forKey: .ffExpansionFactor) ?? ffExpansionFactor
         selfAttentionModel = try c.decodeIfPresent(String.self, forKey: .selfAttentionModel) ?? selfAttentionModel
@@ -232,17 +254,25 @@ public struct ConformerConfig: Codable, Sendable, Equatable {
 
     public func validate(file: String) throws {
         func bad(_ k: String, _ d: String) -> FormatsError { .badConfig(file: file, key: "encoder.\(k)", detail: d) }
-        guard subsampling == "dw_striding" else { throw bad("subsampling", "'\(subsampling)' is not supported (dw_striding only)") }
+        guard subsampling == "dw_striding" else {
+            throw bad("subsampling", "'\(subsampling)' is not supported (dw_striding only)")
+        }
         guard subsamplingFactor >= 2, subsamplingFactor.nonzeroBitCount == 1, subsamplingFactor <= 64 else {
             throw bad("subsampling_factor", "\(subsamplingFactor) is not a power of two")
         }
-        guard selfAttentionModel == "rel_pos" else { throw bad("self_attention_model", "'\(selfAttentionModel)' is not supported (rel_pos only)") }
-        guard convNormType == "batch_norm" else { throw bad("conv_norm_type", "'\(convNormType)' is not supported (batch_norm only)") }
+        guard selfAttentionModel == "rel_pos" else {
+            throw bad("self_attention_model", "'\(selfAttentionModel)' is not supported (rel_pos only)")
+        }
+        guard convNormType == "batch_norm" else {
+            throw bad("conv_norm_type", "'\(convNormType)' is not supported (batch_norm only)")
+        }
         guard !xscaling else { throw bad("xscaling", "true is not supported by the reference") }
         guard featOut == -1 else { throw bad("feat_out", "\(featOut): an output projection is not supported") }
-        for (k, v) in [("feat_in", featIn), ("n_layers", nLayers), ("d_model", dModel), ("n_heads", nHeads),
-                       ("subsampling_conv_channels", subsamplingConvChannels), ("ff_expansion_factor", ffExpansionFactor),
-                       ("conv_kernel_size", convKernelSize)] where v <= 0 || v > 1 << 20 {
+        for (k, v) in [
+            ("feat_in", featIn), ("n_layers", nLayers), ("d_model", dModel), ("n_heads", nHeads),
+            ("subsampling_conv_channels", subsamplingConvChannels), ("ff_expansion_factor", ffExpansionFactor),
+            ("conv_kernel_size", convKernelSize),
+        ] where v <= 0 || v > 1 << 20 {
             throw bad(k, "value \(v) is out of range")
         }
         guard dModel % nHeads == 0 else { throw bad("n_heads", "\(nHeads) does not divide d_model \(dModel)") }
@@ -292,7 +322,8 @@ public struct LFM2AudioConfig: Codable, Sendable, Equatable {
         architectures = try c.decodeIfPresent([String].self, forKey: .architectures) ?? architectures
         codebooks = try c.decode(Int.self, forKey: .codebooks)
         tieAudioEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieAudioEmbeddings) ?? tieAudioEmbeddings
-        semanticCodebookFactor = try c.decodeIfPresent(Double.self, forKey: .semanticCodebookFactor) ?? semanticCodebookFactor
+        semanticCodebookFactor =
+            try c.decodeIfPresent(Double.self, forKey: .semanticCodebookFactor) ?? semanticCodebookFactor
         codebookWeight = try c.decodeIfPresent(String.self, forKey: .codebookWeight) ?? codebookWeight
         interleavedNText = try c.decodeIfPresent(Int.self, forKey: .interleavedNText) ?? interleavedNText
         interleavedNAudio = try c.decodeIfPresent(Int.self, forKey: .interleavedNAudio) ?? interleavedNAudio
@@ -303,18 +334,26 @@ public struct LFM2AudioConfig: Codable, Sendable, Equatable {
     }
 
     public func validate(file: String) throws {
-        guard (1...32).contains(codebooks) else { throw FormatsError.badConfig(file: file, key: "codebooks", detail: "\(codebooks) is out of range 1…32") }
+        guard (1...32).contains(codebooks) else {
+            throw FormatsError.badConfig(file: file, key: "codebooks", detail: "\(codebooks) is out of range 1…32")
+        }
         guard interleavedNText > 0, interleavedNAudio > 0 else {
-            throw FormatsError.badConfig(file: file, key: "interleaved_n_text", detail: "interleave counts must be positive")
+            throw FormatsError.badConfig(
+                file: file, key: "interleaved_n_text", detail: "interleave counts must be positive")
         }
         try lfm.validate(file: file, key: "lfm")
         try encoder.validate(file: file)
         guard depthformer.layers > 0, depthformer.layers < 1024, depthformer.dim > 0,
-              depthformer.dim % DepthformerConfig.numHeads == 0 else {
-            throw FormatsError.badConfig(file: file, key: "depthformer", detail: "layers \(depthformer.layers), dim \(depthformer.dim): dim must be a positive multiple of 32")
+            depthformer.dim % DepthformerConfig.numHeads == 0
+        else {
+            throw FormatsError.badConfig(
+                file: file, key: "depthformer",
+                detail: "layers \(depthformer.layers), dim \(depthformer.dim): dim must be a positive multiple of 32")
         }
         guard preprocessor.features == encoder.featIn else {
-            throw FormatsError.badConfig(file: file, key: "preprocessor.features", detail: "\(preprocessor.features) differs from encoder.feat_in \(encoder.featIn)")
+            throw FormatsError.badConfig(
+                file: file, key: "preprocessor.features",
+                detail: "\(preprocessor.features) differs from encoder.feat_in \(encoder.featIn)")
         }
     }
 }
@@ -331,7 +370,8 @@ public struct MimiConfig: Codable, Sendable, Equatable {
         public var disableNormOuterBlocks = 0
         enum CodingKeys: String, CodingKey {
             case channels, dimension, nFilters = "n_filters", nResidualLayers = "n_residual_layers", ratios
-            case kernelSize = "kernel_size", residualKernelSize = "residual_kernel_size", lastKernelSize = "last_kernel_size"
+            case kernelSize = "kernel_size", residualKernelSize = "residual_kernel_size", lastKernelSize =
+                "last_kernel_size"
             case dilationBase = "dilation_base", compress, causal, trueSkip = "true_skip", activation, norm
             case padMode = "pad_mode", disableNormOuterBlocks = "disable_norm_outer_blocks"
         }
@@ -365,19 +405,35 @@ public struct MimiConfig: Codable, Sendable, Equatable {
 
     public func validate(file: String) throws {
         func bad(_ k: String, _ d: String) -> FormatsError { .badConfig(file: file, key: k, detail: d) }
-        guard !seanet.ratios.isEmpty, seanet.ratios.allSatisfy({ $0 > 0 && $0 < 64 }) else { throw bad("seanet.ratios", "\(seanet.ratios) is invalid") }
-        guard seanet.activation == "ELU" else { throw bad("seanet.activation", "'\(seanet.activation)' is not supported") }
-        guard seanet.norm == "none" else { throw bad("seanet.norm", "'\(seanet.norm)' is not supported (weights must be folded)") }
-        guard transformer.gating == "none", transformer.norm == "layer_norm", transformer.positionalEmbedding == "rope" else {
+        guard !seanet.ratios.isEmpty, seanet.ratios.allSatisfy({ $0 > 0 && $0 < 64 }) else {
+            throw bad("seanet.ratios", "\(seanet.ratios) is invalid")
+        }
+        guard seanet.activation == "ELU" else {
+            throw bad("seanet.activation", "'\(seanet.activation)' is not supported")
+        }
+        guard seanet.norm == "none" else {
+            throw bad("seanet.norm", "'\(seanet.norm)' is not supported (weights must be folded)")
+        }
+        guard transformer.gating == "none", transformer.norm == "layer_norm", transformer.positionalEmbedding == "rope"
+        else {
             throw bad("transformer", "only gating 'none', norm 'layer_norm' and rope positions are supported")
         }
-        guard transformer.dModel % transformer.numHeads == 0 else { throw bad("transformer.num_heads", "does not divide d_model") }
-        guard transformer.inputDimension == seanet.dimension else {
-            throw bad("transformer.input_dimension", "\(transformer.inputDimension) differs from seanet.dimension \(seanet.dimension) (projections are not supported)")
+        guard transformer.dModel % transformer.numHeads == 0 else {
+            throw bad("transformer.num_heads", "does not divide d_model")
         }
-        for (k, v) in [("seanet.dimension", seanet.dimension), ("seanet.n_filters", seanet.nFilters), ("quantizer.dimension", quantizer.dimension),
-                       ("quantizer.n_q", quantizer.nQ), ("quantizer.bins", quantizer.bins), ("transformer.num_layers", transformer.numLayers),
-                       ("transformer.dim_feedforward", transformer.dimFeedforward), ("seanet.compress", seanet.compress)] where v <= 0 || v > 1 << 20 {
+        guard transformer.inputDimension == seanet.dimension else {
+            throw bad(
+                "transformer.input_dimension",
+                "\(transformer.inputDimension) differs from seanet.dimension \(seanet.dimension) (projections are not supported)"
+            )
+        }
+        for (k, v) in [
+            ("seanet.dimension", seanet.dimension), ("seanet.n_filters", seanet.nFilters),
+            ("quantizer.dimension", quantizer.dimension),
+            ("quantizer.n_q", quantizer.nQ), ("quantizer.bins", quantizer.bins),
+            ("transformer.num_layers", transformer.numLayers),
+            ("transformer.dim_feedforward", transformer.dimFeedforward), ("seanet.compress", seanet.compress),
+        ] where v <= 0 || v > 1 << 20 {
             throw bad(k, "value \(v) is out of range")
         }
     }
@@ -405,10 +461,14 @@ public func decodeConfig<T: Decodable>(_ type: T.Type, from data: Data, file: St
             return keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
         }
         switch e {
-        case .keyNotFound(let k, let ctx): throw FormatsError.badConfig(file: file, key: path(ctx, k), detail: "missing")
-        case .typeMismatch(let t, let ctx): throw FormatsError.badConfig(file: file, key: path(ctx), detail: "wrong type (expected \(t))")
-        case .valueNotFound(let t, let ctx): throw FormatsError.badConfig(file: file, key: path(ctx), detail: "is null (expected \(t))")
-        case .dataCorrupted(let ctx): throw FormatsError.badConfig(file: file, key: path(ctx), detail: ctx.debugDescription)
+        case .keyNotFound(let k, let ctx):
+            throw FormatsError.badConfig(file: file, key: path(ctx, k), detail: "missing")
+        case .typeMismatch(let t, let ctx):
+            throw FormatsError.badConfig(file: file, key: path(ctx), detail: "wrong type (expected \(t))")
+        case .valueNotFound(let t, let ctx):
+            throw FormatsError.badConfig(file: file, key: path(ctx), detail: "is null (expected \(t))")
+        case .dataCorrupted(let ctx):
+            throw FormatsError.badConfig(file: file, key: path(ctx), detail: ctx.debugDescription)
         @unknown default: throw FormatsError.badJSON(file: file, detail: "\(e)")
         }
     }

@@ -6,9 +6,16 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, Codable {
 
     public var name: String {
         switch self {
-        case .f32: return "F32"; case .f16: return "F16"; case .bf16: return "BF16"
-        case .q8_0: return "Q8_0"; case .q4_0: return "Q4_0"
-        case .i8: return "I8"; case .i16: return "I16"; case .i32: return "I32"; case .i64: return "I64"; case .f64: return "F64"
+        case .f32: return "F32";
+        case .f16: return "F16";
+        case .bf16: return "BF16"
+        case .q8_0: return "Q8_0";
+        case .q4_0: return "Q4_0"
+        case .i8: return "I8";
+        case .i16: return "I16";
+        case .i32: return "I32";
+        case .i64: return "I64";
+        case .f64: return "F64"
         }
     }
     public init?(name: String) {
@@ -57,18 +64,32 @@ public enum GGUFValue: Sendable, Equatable {
 
     public var type: GGUFValueType {
         switch self {
-        case .uint8: return .uint8; case .int8: return .int8; case .uint16: return .uint16; case .int16: return .int16
-        case .uint32: return .uint32; case .int32: return .int32; case .float32: return .float32; case .bool: return .bool
-        case .string: return .string; case .uint64: return .uint64; case .int64: return .int64; case .float64: return .float64
+        case .uint8: return .uint8;
+        case .int8: return .int8;
+        case .uint16: return .uint16;
+        case .int16: return .int16
+        case .uint32: return .uint32;
+        case .int32: return .int32;
+        case .float32: return .float32;
+        case .bool: return .bool
+        case .string: return .string;
+        case .uint64: return .uint64;
+        case .int64: return .int64;
+        case .float64: return .float64
         case .array: return .array
         }
     }
     public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
     public var intValue: Int? {
         switch self {
-        case .uint8(let v): return Int(v); case .int8(let v): return Int(v); case .uint16(let v): return Int(v)
-        case .int16(let v): return Int(v); case .uint32(let v): return Int(v); case .int32(let v): return Int(v)
-        case .uint64(let v): return v <= UInt64(Int.max) ? Int(v) : nil; case .int64(let v): return Int(v)
+        case .uint8(let v): return Int(v);
+        case .int8(let v): return Int(v);
+        case .uint16(let v): return Int(v)
+        case .int16(let v): return Int(v);
+        case .uint32(let v): return Int(v);
+        case .int32(let v): return Int(v)
+        case .uint64(let v): return v <= UInt64(Int.max) ? Int(v) : nil;
+        case .int64(let v): return Int(v)
         default: return nil
         }
     }
@@ -80,11 +101,20 @@ public enum GGUFValue: Sendable, Equatable {
     public static func uint64s(_ v: [UInt64]) -> GGUFValue { .array(.uint64, v.map { .uint64($0) }) }
 
     func serialize(into out: inout Data) {
-        func put<T: FixedWidthInteger>(_ v: T) { var le = v.littleEndian; withUnsafeBytes(of: &le) { out.append(contentsOf: $0) } }
+        func put<T: FixedWidthInteger>(_ v: T) {
+            var le = v.littleEndian; withUnsafeBytes(of: &le) { out.append(contentsOf: $0) }
+        }
         switch self {
-        case .uint8(let v): put(v); case .int8(let v): put(v); case .uint16(let v): put(v); case .int16(let v): put(v)
-        case .uint32(let v): put(v); case .int32(let v): put(v); case .float32(let v): put(v.bitPattern)
-        case .bool(let v): put(UInt8(v ? 1 : 0)); case .uint64(let v): put(v); case .int64(let v): put(v)
+        case .uint8(let v): put(v);
+        case .int8(let v): put(v);
+        case .uint16(let v): put(v);
+        case .int16(let v): put(v)
+        case .uint32(let v): put(v);
+        case .int32(let v): put(v);
+        case .float32(let v): put(v.bitPattern)
+        case .bool(let v): put(UInt8(v ? 1 : 0));
+        case .uint64(let v): put(v);
+        case .int64(let v): put(v)
         case .float64(let v): put(v.bitPattern)
         case .string(let s): GGUF.putString(s, into: &out)
         case .array(let t, let items):
@@ -111,7 +141,7 @@ public struct GGUFTensorInfo: Sendable, Equatable {
 }
 
 public enum GGUF {
-    public static let magic: UInt32 = 0x4655_4747 // "GGUF" little-endian
+    public static let magic: UInt32 = 0x4655_4747  // "GGUF" little-endian
     public static let version: UInt32 = 3
     /// Alignment bundles are written with (recorded in general.alignment).
     public static let defaultAlignment = 64
@@ -130,7 +160,9 @@ public enum GGUF {
     /// Serializes a header (magic … tensor infos) without the padding to the data section.
     public static func header(metadata: [(String, GGUFValue)], tensors: [GGUFTensorInfo]) -> Data {
         var out = Data()
-        func put<T: FixedWidthInteger>(_ v: T) { var le = v.littleEndian; withUnsafeBytes(of: &le) { out.append(contentsOf: $0) } }
+        func put<T: FixedWidthInteger>(_ v: T) {
+            var le = v.littleEndian; withUnsafeBytes(of: &le) { out.append(contentsOf: $0) }
+        }
         put(magic); put(version); put(UInt64(tensors.count)); put(UInt64(metadata.count))
         for (k, v) in metadata {
             putString(k, into: &out); put(v.type.rawValue); v.serialize(into: &out)
@@ -178,16 +210,24 @@ public final class GGUFFile: @unchecked Sendable {
         self.file = file
         path = file.path
         var r = Reader(file: file)
-        guard file.size >= 24 else { throw FormatsError.truncated(file: path, detail: "\(file.size) bytes is too small for a GGUF header") }
+        guard file.size >= 24 else {
+            throw FormatsError.truncated(file: path, detail: "\(file.size) bytes is too small for a GGUF header")
+        }
         let magic: UInt32 = try r.int()
-        guard magic == GGUF.magic else { throw FormatsError.badHeader(file: path, detail: "not a GGUF file (bad magic)") }
+        guard magic == GGUF.magic else {
+            throw FormatsError.badHeader(file: path, detail: "not a GGUF file (bad magic)")
+        }
         version = try r.int()
-        guard version == 2 || version == 3 else { throw FormatsError.badHeader(file: path, detail: "GGUF version \(version) is not supported (2 or 3)") }
+        guard version == 2 || version == 3 else {
+            throw FormatsError.badHeader(file: path, detail: "GGUF version \(version) is not supported (2 or 3)")
+        }
         let nTensors: UInt64 = try r.int()
         let nKV: UInt64 = try r.int()
         // Every tensor info needs ≥ 24 bytes and every KV ≥ 13: bound the counts by the file size first.
         guard nTensors <= UInt64(file.size / 24), nKV <= UInt64(file.size / 13) else {
-            throw FormatsError.badHeader(file: path, detail: "counts (\(nTensors) tensors, \(nKV) keys) are impossible for a \(file.size)-byte file")
+            throw FormatsError.badHeader(
+                file: path,
+                detail: "counts (\(nTensors) tensors, \(nKV) keys) are impossible for a \(file.size)-byte file")
         }
         var meta: [String: GGUFValue] = [:]
         var keys: [String] = []
@@ -195,7 +235,9 @@ public final class GGUFFile: @unchecked Sendable {
             let k = try r.string()
             let t: UInt32 = try r.int()
             let v = try r.value(type: t, depth: 0, key: k)
-            guard meta[k] == nil else { throw FormatsError.badHeader(file: path, detail: "duplicate metadata key '\(k)'") }
+            guard meta[k] == nil else {
+                throw FormatsError.badHeader(file: path, detail: "duplicate metadata key '\(k)'")
+            }
             meta[k] = v
             keys.append(k)
         }
@@ -211,40 +253,57 @@ public final class GGUFFile: @unchecked Sendable {
         for _ in 0..<nTensors {
             let name = try r.string()
             let nd: UInt32 = try r.int()
-            guard nd >= 1, nd <= 4 else { throw FormatsError.badTensor(file: path, tensor: name, detail: "\(nd) dimensions (1…4 allowed)") }
+            guard nd >= 1, nd <= 4 else {
+                throw FormatsError.badTensor(file: path, tensor: name, detail: "\(nd) dimensions (1…4 allowed)")
+            }
             var dims: [Int] = []
             var count = 1
             for _ in 0..<nd {
                 let d: UInt64 = try r.int()
-                guard d >= 1, d <= UInt64(file.size) * 2 else { throw FormatsError.badTensor(file: path, tensor: name, detail: "dimension \(d) is out of range") }
+                guard d >= 1, d <= UInt64(file.size) * 2 else {
+                    throw FormatsError.badTensor(file: path, tensor: name, detail: "dimension \(d) is out of range")
+                }
                 let (m, o) = count.multipliedReportingOverflow(by: Int(d))
-                guard !o, m <= file.size * 2 else { throw FormatsError.badTensor(file: path, tensor: name, detail: "shape is larger than the file") }
+                guard !o, m <= file.size * 2 else {
+                    throw FormatsError.badTensor(file: path, tensor: name, detail: "shape is larger than the file")
+                }
                 count = m
                 dims.append(Int(d))
             }
             let traw: UInt32 = try r.int()
-            guard let type = GGMLType(rawValue: traw) else { throw FormatsError.badTensor(file: path, tensor: name, detail: "unknown ggml type id \(traw)") }
+            guard let type = GGMLType(rawValue: traw) else {
+                throw FormatsError.badTensor(file: path, tensor: name, detail: "unknown ggml type id \(traw)")
+            }
             guard dims[0] % type.blockSize == 0 else {
-                throw FormatsError.badTensor(file: path, tensor: name, detail: "row length \(dims[0]) is not a multiple of the \(type.name) block (\(type.blockSize))")
+                throw FormatsError.badTensor(
+                    file: path, tensor: name,
+                    detail: "row length \(dims[0]) is not a multiple of the \(type.name) block (\(type.blockSize))")
             }
             let off: UInt64 = try r.int()
             guard off <= UInt64(file.size), Int(off) % align == 0 else {
-                throw FormatsError.badTensor(file: path, tensor: name, detail: "data offset \(off) is out of range or not aligned to \(align)")
+                throw FormatsError.badTensor(
+                    file: path, tensor: name, detail: "data offset \(off) is out of range or not aligned to \(align)")
             }
-            guard index[name] == nil else { throw FormatsError.badTensor(file: path, tensor: name, detail: "duplicate tensor name") }
+            guard index[name] == nil else {
+                throw FormatsError.badTensor(file: path, tensor: name, detail: "duplicate tensor name")
+            }
             index[name] = infos.count
             infos.append(GGUFTensorInfo(name: name, dims: dims, type: type, offset: Int(off)))
         }
         let dataOff = GGUF.align(r.pos, align)
-        guard dataOff <= file.size else { throw FormatsError.truncated(file: path, detail: "the data section starts past the end of the file") }
+        guard dataOff <= file.size else {
+            throw FormatsError.truncated(file: path, detail: "the data section starts past the end of the file")
+        }
         let dataSize = file.size - dataOff
         var ranges = infos.map { ($0.offset, $0.offset + $0.byteCount, $0.name) }
         for (b, e, n) in ranges where e > dataSize {
-            throw FormatsError.truncated(file: path, detail: "tensor '\(n)' needs bytes \(b)..<\(e) of the data section, which has \(dataSize)")
+            throw FormatsError.truncated(
+                file: path, detail: "tensor '\(n)' needs bytes \(b)..<\(e) of the data section, which has \(dataSize)")
         }
         ranges.sort { $0.0 < $1.0 }
         for i in ranges.indices.dropFirst() where ranges[i].0 < ranges[i - 1].1 {
-            throw FormatsError.badTensor(file: path, tensor: ranges[i].2, detail: "data overlaps tensor '\(ranges[i - 1].2)'")
+            throw FormatsError.badTensor(
+                file: path, tensor: ranges[i].2, detail: "data overlaps tensor '\(ranges[i - 1].2)'")
         }
         metadata = meta
         metadataKeys = keys
@@ -256,14 +315,18 @@ public final class GGUFFile: @unchecked Sendable {
     }
 
     public func tensor(_ name: String) -> GGUFTensorInfo? { tensorIndex[name].map { tensors[$0] } }
-    public func bytes(of t: GGUFTensorInfo) -> UnsafeRawBufferPointer { file.bytes(at: dataOffset + t.offset, count: t.byteCount) }
+    public func bytes(of t: GGUFTensorInfo) -> UnsafeRawBufferPointer {
+        file.bytes(at: dataOffset + t.offset, count: t.byteCount)
+    }
 
     struct Reader {
         let file: MappedFile
         var pos = 0
         var path: String { file.path }
         mutating func need(_ n: Int) throws {
-            guard n >= 0, pos <= file.size - n else { throw FormatsError.truncated(file: path, detail: "header ends early at byte \(pos)") }
+            guard n >= 0, pos <= file.size - n else {
+                throw FormatsError.truncated(file: path, detail: "header ends early at byte \(pos)")
+            }
         }
         mutating func int<T: FixedWidthInteger>() throws -> T {
             try need(MemoryLayout<T>.size)
@@ -273,38 +336,54 @@ public final class GGUFFile: @unchecked Sendable {
         }
         mutating func string() throws -> String {
             let n: UInt64 = try int()
-            guard n <= UInt64(file.size - pos) else { throw FormatsError.truncated(file: path, detail: "string of \(n) bytes at byte \(pos) runs past the end") }
+            guard n <= UInt64(file.size - pos) else {
+                throw FormatsError.truncated(
+                    file: path, detail: "string of \(n) bytes at byte \(pos) runs past the end")
+            }
             let b = file.bytes(at: pos, count: Int(n))
             pos += Int(n)
-            guard let s = String(validating: b, as: UTF8.self) else { throw FormatsError.badHeader(file: path, detail: "invalid UTF-8 in a string at byte \(pos - Int(n))") }
+            guard let s = String(validating: b, as: UTF8.self) else {
+                throw FormatsError.badHeader(file: path, detail: "invalid UTF-8 in a string at byte \(pos - Int(n))")
+            }
             return s
         }
         mutating func value(type raw: UInt32, depth: Int, key: String) throws -> GGUFValue {
-            guard let t = GGUFValueType(rawValue: raw) else { throw FormatsError.badHeader(file: path, detail: "key '\(key)': unknown value type \(raw)") }
+            guard let t = GGUFValueType(rawValue: raw) else {
+                throw FormatsError.badHeader(file: path, detail: "key '\(key)': unknown value type \(raw)")
+            }
             switch t {
-            case .uint8: return .uint8(try int()); case .int8: return .int8(try int())
-            case .uint16: return .uint16(try int()); case .int16: return .int16(try int())
-            case .uint32: return .uint32(try int()); case .int32: return .int32(try int())
+            case .uint8: return .uint8(try int());
+            case .int8: return .int8(try int())
+            case .uint16: return .uint16(try int());
+            case .int16: return .int16(try int())
+            case .uint32: return .uint32(try int());
+            case .int32: return .int32(try int())
             case .float32: return .float32(Float(bitPattern: try int()))
             case .bool:
                 let b: UInt8 = try int()
                 guard b <= 1 else { throw FormatsError.badHeader(file: path, detail: "key '\(key)': bool value \(b)") }
                 return .bool(b == 1)
             case .string: return .string(try string())
-            case .uint64: return .uint64(try int()); case .int64: return .int64(try int())
+            case .uint64: return .uint64(try int());
+            case .int64: return .int64(try int())
             case .float64: return .float64(Double(bitPattern: try int()))
             case .array:
-                guard depth < 2 else { throw FormatsError.badHeader(file: path, detail: "key '\(key)': arrays nested too deeply") }
+                guard depth < 2 else {
+                    throw FormatsError.badHeader(file: path, detail: "key '\(key)': arrays nested too deeply")
+                }
                 let et: UInt32 = try int()
                 let n: UInt64 = try int()
                 let minSize = GGUFValueType(rawValue: et)?.scalarSize ?? 8
                 guard n <= UInt64((file.size - pos) / minSize) else {
-                    throw FormatsError.truncated(file: path, detail: "key '\(key)': array of \(n) items runs past the end")
+                    throw FormatsError.truncated(
+                        file: path, detail: "key '\(key)': array of \(n) items runs past the end")
                 }
                 var items: [GGUFValue] = []
                 items.reserveCapacity(Int(n))
                 for _ in 0..<n { items.append(try value(type: et, depth: depth + 1, key: key)) }
-                guard let elemType = GGUFValueType(rawValue: et) else { throw FormatsError.badHeader(file: path, detail: "key '\(key)': unknown array type \(et)") }
+                guard let elemType = GGUFValueType(rawValue: et) else {
+                    throw FormatsError.badHeader(file: path, detail: "key '\(key)': unknown array type \(et)")
+                }
                 return .array(elemType, items)
             }
         }

@@ -91,7 +91,7 @@ public enum HeaderChecksum {
         var n = UInt64(key.count).littleEndian
         withUnsafeBytes(of: &n) { pattern += $0 }
         pattern += key
-        pattern += [4, 0, 0, 0]   // GGUF type UINT32
+        pattern += [4, 0, 0, 0]  // GGUF type UINT32
         guard h.count >= pattern.count + 4 else { return nil }
         var i = 0
         let last = h.count - pattern.count - 4

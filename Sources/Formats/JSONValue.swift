@@ -41,7 +41,8 @@ public enum JSONValue: Equatable, Sendable, CustomStringConvertible {
         case .double(let d): return String(d)
         case .string(let s): return "\"\(s)\""
         case .array(let a): return "[" + a.map(\.description).joined(separator: ", ") + "]"
-        case .object(let o): return "{" + o.keys.sorted().map { "\"\($0)\": \(o[$0]!.description)" }.joined(separator: ", ") + "}"
+        case .object(let o):
+            return "{" + o.keys.sorted().map { "\"\($0)\": \(o[$0]!.description)" }.joined(separator: ", ") + "}"
         }
     }
 
@@ -64,7 +65,9 @@ public enum JSONValue: Equatable, Sendable, CustomStringConvertible {
         let file: String
         let what: String
         var i = 0
-        init(bytes: UnsafeBufferPointer<UInt8>, file: String, what: String) { b = bytes; self.file = file; self.what = what }
+        init(bytes: UnsafeBufferPointer<UInt8>, file: String, what: String) {
+            b = bytes; self.file = file; self.what = what
+        }
 
         func fail(_ msg: String) -> FormatsError {
             .badJSON(file: file, detail: "\(what): \(msg) at byte \(i)")
@@ -130,17 +133,23 @@ public enum JSONValue: Equatable, Sendable, CustomStringConvertible {
             let start = i
             var isInt = true
             if b[i] == UInt8(ascii: "-") { i += 1 }
-            guard i < b.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b[i]) else { throw fail("invalid number") }
+            guard i < b.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b[i]) else {
+                throw fail("invalid number")
+            }
             while i < b.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b[i]) { i += 1 }
             if i < b.count, b[i] == UInt8(ascii: ".") {
                 isInt = false; i += 1
-                guard i < b.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b[i]) else { throw fail("invalid number") }
+                guard i < b.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b[i]) else {
+                    throw fail("invalid number")
+                }
                 while i < b.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b[i]) { i += 1 }
             }
             if i < b.count, b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") {
                 isInt = false; i += 1
                 if i < b.count, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") { i += 1 }
-                guard i < b.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b[i]) else { throw fail("invalid number") }
+                guard i < b.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b[i]) else {
+                    throw fail("invalid number")
+                }
                 while i < b.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b[i]) { i += 1 }
             }
             guard i - start <= 64 else { throw fail("number too long") }
@@ -165,7 +174,7 @@ public enum JSONValue: Equatable, Sendable, CustomStringConvertible {
             return v
         }
         mutating func string() throws -> String {
-            i += 1 // opening quote
+            i += 1  // opening quote
             var out: [UInt8] = []
             var plainStart = i
             while true {

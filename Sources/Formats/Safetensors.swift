@@ -65,10 +65,13 @@ public final class SafetensorsFile: @unchecked Sendable {
             throw FormatsError.badHeader(file: path, detail: "header length \(headerLen) exceeds the 100 MB bound")
         }
         guard headerLen >= 2 else {
-            throw FormatsError.badHeader(file: path, detail: "header length \(headerLen) is too small for a JSON object")
+            throw FormatsError.badHeader(
+                file: path, detail: "header length \(headerLen) is too small for a JSON object")
         }
         guard 8 + Int(headerLen) <= file.size else {
-            throw FormatsError.truncated(file: path, detail: "header claims \(headerLen) bytes but the file has \(file.size - 8) after the length")
+            throw FormatsError.truncated(
+                file: path,
+                detail: "header claims \(headerLen) bytes but the file has \(file.size - 8) after the length")
         }
         let headerBytes = file.bytes(at: 8, count: Int(headerLen))
         let json = try JSONValue.parse(bytes: headerBytes, file: path, what: "safetensors header")
@@ -106,41 +109,53 @@ public final class SafetensorsFile: @unchecked Sendable {
                 throw FormatsError.badTensor(file: path, tensor: name, detail: "missing or non-array 'shape'")
             }
             guard shapeValues.count <= 8 else {
-                throw FormatsError.badTensor(file: path, tensor: name, detail: "\(shapeValues.count) dimensions (at most 8 supported)")
+                throw FormatsError.badTensor(
+                    file: path, tensor: name, detail: "\(shapeValues.count) dimensions (at most 8 supported)")
             }
             var shape: [Int] = []
             var count = 1
             for v in shapeValues {
                 guard let d = v.intValue, d >= 0 else {
-                    throw FormatsError.badTensor(file: path, tensor: name, detail: "shape entry \(v) is not a non-negative integer")
+                    throw FormatsError.badTensor(
+                        file: path, tensor: name, detail: "shape entry \(v) is not a non-negative integer")
                 }
                 let (m, o) = count.multipliedReportingOverflow(by: d)
                 guard !o, m <= dataSize else {
-                    throw FormatsError.badTensor(file: path, tensor: name, detail: "shape \(shapeValues.map { $0.description }) is larger than the file")
+                    throw FormatsError.badTensor(
+                        file: path, tensor: name,
+                        detail: "shape \(shapeValues.map { $0.description }) is larger than the file")
                 }
                 count = m
                 shape.append(d)
             }
             guard case .array(let offs)? = t["data_offsets"], offs.count == 2,
-                  let begin = offs[0].intValue, let end = offs[1].intValue else {
+                let begin = offs[0].intValue, let end = offs[1].intValue
+            else {
                 throw FormatsError.badTensor(file: path, tensor: name, detail: "missing or malformed 'data_offsets'")
             }
             guard begin >= 0, begin <= end else {
-                throw FormatsError.badTensor(file: path, tensor: name, detail: "data_offsets [\(begin), \(end)] are not ordered")
+                throw FormatsError.badTensor(
+                    file: path, tensor: name, detail: "data_offsets [\(begin), \(end)] are not ordered")
             }
             guard end <= dataSize else {
-                throw FormatsError.badTensor(file: path, tensor: name, detail: "data_offsets [\(begin), \(end)] run past the end of the data (\(dataSize) bytes)")
+                throw FormatsError.badTensor(
+                    file: path, tensor: name,
+                    detail: "data_offsets [\(begin), \(end)] run past the end of the data (\(dataSize) bytes)")
             }
             let expected = count * dtype.byteSize
             guard end - begin == expected else {
-                throw FormatsError.badTensor(file: path, tensor: name, detail: "has \(end - begin) bytes but shape \(shape) × \(dtype.rawValue) needs \(expected)")
+                throw FormatsError.badTensor(
+                    file: path, tensor: name,
+                    detail: "has \(end - begin) bytes but shape \(shape) × \(dtype.rawValue) needs \(expected)")
             }
-            tensors[name] = SafetensorsTensor(name: name, dtype: dtype, shape: shape, offset: dataStart + begin, byteCount: expected, file: file)
+            tensors[name] = SafetensorsTensor(
+                name: name, dtype: dtype, shape: shape, offset: dataStart + begin, byteCount: expected, file: file)
             ranges.append((begin, end, name))
         }
         ranges.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
         for i in ranges.indices.dropFirst() where ranges[i].0 < ranges[i - 1].1 {
-            throw FormatsError.badTensor(file: path, tensor: ranges[i].2, detail: "data overlaps tensor '\(ranges[i - 1].2)'")
+            throw FormatsError.badTensor(
+                file: path, tensor: ranges[i].2, detail: "data overlaps tensor '\(ranges[i - 1].2)'")
         }
         self.metadata = meta
         self.tensors = tensors
@@ -165,7 +180,9 @@ public enum SafetensorsWriter {
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         for e in entries {
-            header[e.name] = ["dtype": e.dtype.rawValue, "shape": e.shape, "data_offsets": [offset, offset + e.data.count]] as [String: Any]
+            header[e.name] =
+                ["dtype": e.dtype.rawValue, "shape": e.shape, "data_offsets": [offset, offset + e.data.count]]
+                as [String: Any]
             offset += e.data.count
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])

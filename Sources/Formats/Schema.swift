@@ -29,8 +29,12 @@ public struct ExpectedTensor: Sendable, Equatable {
     public var dropReason: String?
     /// Alternative spellings accepted for this tensor (Mimi attention projections).
     public var aliases: [String] = []
-    public init(_ name: String, _ shape: [Int], _ role: TensorRole, _ component: Component, drop: String? = nil, aliases: [String] = []) {
-        self.name = name; self.shape = shape; self.role = role; self.component = component; self.dropReason = drop; self.aliases = aliases
+    public init(
+        _ name: String, _ shape: [Int], _ role: TensorRole, _ component: Component, drop: String? = nil,
+        aliases: [String] = []
+    ) {
+        self.name = name; self.shape = shape; self.role = role; self.component = component; self.dropReason = drop;
+        self.aliases = aliases
     }
 }
 
@@ -43,7 +47,9 @@ public struct TensorTie: Sendable, Equatable, Codable {
     public var derived: String
     /// The config key that declares the tie, for reports.
     public var key: String
-    public init(stored: String, derived: String, key: String) { self.stored = stored; self.derived = derived; self.key = key }
+    public init(stored: String, derived: String, key: String) {
+        self.stored = stored; self.derived = derived; self.key = key
+    }
 }
 
 /// Checkpoint tensor names and shapes, in one place per component. The runtime reads the same names.
@@ -62,18 +68,26 @@ public enum Schema {
         var t: [TensorTie] = []
         if c.depthformer.tie {
             for k in 0..<c.codebooks {
-                t.append(.init(stored: "depth_embeddings.\(k).embedding.weight", derived: "depth_embeddings.\(k).to_logits.weight", key: "depthformer.tie"))
+                t.append(
+                    .init(
+                        stored: "depth_embeddings.\(k).embedding.weight",
+                        derived: "depth_embeddings.\(k).to_logits.weight", key: "depthformer.tie"))
             }
         }
         if c.tieAudioEmbeddings {
-            t.append(.init(stored: "audio_embedding.embedding.weight", derived: "audio_embedding.to_logits.weight", key: "tie_audio_embeddings"))
+            t.append(
+                .init(
+                    stored: "audio_embedding.embedding.weight", derived: "audio_embedding.to_logits.weight",
+                    key: "tie_audio_embeddings"))
         }
         return t
     }
 
     // MARK: LFM2 (backbone `lfm.`, and the detokenizer's `lfm.`)
 
-    public static func lfm2(_ c: LFM2Config, prefix: String, component: Component, dropEmbedding: String? = nil) -> [ExpectedTensor] {
+    public static func lfm2(
+        _ c: LFM2Config, prefix: String, component: Component, dropEmbedding: String? = nil
+    ) -> [ExpectedTensor] {
         let h = c.hiddenSize, f = c.ffnWidth, d = c.headDim
         var t: [ExpectedTensor] = [
             .init("\(prefix)embed_tokens.weight", [c.vocabSize, h], .embedding, component, drop: dropEmbedding),
@@ -140,16 +154,24 @@ public enum Schema {
         for i in 0..<e.nLayers {
             let p = "conformer.layers.\(i)."
             for n in ["norm_feed_forward1", "norm_self_att", "norm_conv", "norm_feed_forward2", "norm_out"] {
-                t += [.init(p + n + ".weight", [d], .vector, .conformer), .init(p + n + ".bias", [d], .vector, .conformer)]
+                t += [
+                    .init(p + n + ".weight", [d], .vector, .conformer),
+                    .init(p + n + ".bias", [d], .vector, .conformer),
+                ]
             }
             for n in ["feed_forward1", "feed_forward2"] {
                 t += [
-                    .init(p + n + ".linear1.weight", [ff, d], .matrix, .conformer), .init(p + n + ".linear1.bias", [ff], .vector, .conformer),
-                    .init(p + n + ".linear2.weight", [d, ff], .matrix, .conformer), .init(p + n + ".linear2.bias", [d], .vector, .conformer),
+                    .init(p + n + ".linear1.weight", [ff, d], .matrix, .conformer),
+                    .init(p + n + ".linear1.bias", [ff], .vector, .conformer),
+                    .init(p + n + ".linear2.weight", [d, ff], .matrix, .conformer),
+                    .init(p + n + ".linear2.bias", [d], .vector, .conformer),
                 ]
             }
             for n in ["linear_q", "linear_k", "linear_v", "linear_out"] {
-                t += [.init(p + "self_attn.\(n).weight", [d, d], .matrix, .conformer), .init(p + "self_attn.\(n).bias", [d], .vector, .conformer)]
+                t += [
+                    .init(p + "self_attn.\(n).weight", [d, d], .matrix, .conformer),
+                    .init(p + "self_attn.\(n).bias", [d], .vector, .conformer),
+                ]
             }
             t += [
                 .init(p + "self_attn.linear_pos.weight", [d, d], .matrix, .conformer),
@@ -157,13 +179,26 @@ public enum Schema {
                 .init(p + "self_attn.pos_bias_v", [e.nHeads, e.headDim], .vector, .conformer),
                 .init(p + "conv.pointwise_conv1.weight", [2 * d, d, 1], .matrix, .conformer),
                 .init(p + "conv.pointwise_conv1.bias", [2 * d], .vector, .conformer),
-                .init(p + "conv.depthwise_conv.weight", [d, 1, k], .convKernel, .conformer, drop: "folded with batch_norm into conv.depthwise_conv_bn_folded"),
-                .init(p + "conv.depthwise_conv.bias", [d], .vector, .conformer, drop: "folded with batch_norm into conv.depthwise_conv_bn_folded"),
-                .init(p + "conv.batch_norm.weight", [d], .vector, .conformer, drop: "folded into conv.depthwise_conv_bn_folded"),
-                .init(p + "conv.batch_norm.bias", [d], .vector, .conformer, drop: "folded into conv.depthwise_conv_bn_folded"),
-                .init(p + "conv.batch_norm.running_mean", [d], .buffer, .conformer, drop: "folded into conv.depthwise_conv_bn_folded"),
-                .init(p + "conv.batch_norm.running_var", [d], .buffer, .conformer, drop: "folded into conv.depthwise_conv_bn_folded"),
-                .init(p + "conv.batch_norm.num_batches_tracked", [], .buffer, .conformer, drop: "training-only counter"),
+                .init(
+                    p + "conv.depthwise_conv.weight", [d, 1, k], .convKernel, .conformer,
+                    drop: "folded with batch_norm into conv.depthwise_conv_bn_folded"),
+                .init(
+                    p + "conv.depthwise_conv.bias", [d], .vector, .conformer,
+                    drop: "folded with batch_norm into conv.depthwise_conv_bn_folded"),
+                .init(
+                    p + "conv.batch_norm.weight", [d], .vector, .conformer,
+                    drop: "folded into conv.depthwise_conv_bn_folded"),
+                .init(
+                    p + "conv.batch_norm.bias", [d], .vector, .conformer,
+                    drop: "folded into conv.depthwise_conv_bn_folded"),
+                .init(
+                    p + "conv.batch_norm.running_mean", [d], .buffer, .conformer,
+                    drop: "folded into conv.depthwise_conv_bn_folded"),
+                .init(
+                    p + "conv.batch_norm.running_var", [d], .buffer, .conformer,
+                    drop: "folded into conv.depthwise_conv_bn_folded"),
+                .init(
+                    p + "conv.batch_norm.num_batches_tracked", [], .buffer, .conformer, drop: "training-only counter"),
                 .init(p + "conv.pointwise_conv2.weight", [d, d, 1], .matrix, .conformer),
                 .init(p + "conv.pointwise_conv2.bias", [d], .vector, .conformer),
             ]
@@ -214,8 +249,12 @@ public enum Schema {
         }
         t += [
             .init("audio_embedding.embedding.weight", [v * nc, h], .embedding, .audioEmbedding),
-            .init("audio_embedding.embedding_norm.weight", [h], .vector, .audioEmbedding, drop: "training-only output head of the audio embedding"),
-            .init("audio_embedding.to_logits.weight", [v * nc, h], .matrix, .audioEmbedding, drop: "training-only output head of the audio embedding"),
+            .init(
+                "audio_embedding.embedding_norm.weight", [h], .vector, .audioEmbedding,
+                drop: "training-only output head of the audio embedding"),
+            .init(
+                "audio_embedding.to_logits.weight", [v * nc, h], .matrix, .audioEmbedding,
+                drop: "training-only output head of the audio embedding"),
             .init("codebook_offsets", [nc], .buffer, .audioEmbedding, drop: "derived constant (2049·k)"),
             .init("audio_loss_weights", [nc], .buffer, .audioEmbedding, drop: "training-only loss weights"),
         ]
@@ -238,7 +277,8 @@ public enum Schema {
         let q = m.quantizer, s = m.seanet, tr = m.transformer
         func codebook(_ p: String) {
             t += [
-                .init(p + "embedding_sum", [q.bins, q.dimension], .vector, .mimi, drop: "folded into _codebook.centroids"),
+                .init(
+                    p + "embedding_sum", [q.bins, q.dimension], .vector, .mimi, drop: "folded into _codebook.centroids"),
                 .init(p + "cluster_usage", [q.bins], .vector, .mimi, drop: "folded into _codebook.centroids"),
                 .init(p + "_initialized", [1], .buffer, .mimi, drop: "training-only flag"),
             ]
@@ -256,31 +296,42 @@ public enum Schema {
         for i in 0..<tr.numLayers {
             let p = "decoder_transformer.transformer.layers.\(i)."
             t += [
-                .init(p + "self_attn.in_proj_weight", [3 * d, d], .matrix, .mimi, aliases: [p + "self_attn.in_projs.0.weight", p + "self_attn.in_proj.weight"]),
-                .init(p + "self_attn.out_proj.weight", [d, d], .matrix, .mimi, aliases: [p + "self_attn.out_projs.0.weight"]),
+                .init(
+                    p + "self_attn.in_proj_weight", [3 * d, d], .matrix, .mimi,
+                    aliases: [p + "self_attn.in_projs.0.weight", p + "self_attn.in_proj.weight"]),
+                .init(
+                    p + "self_attn.out_proj.weight", [d, d], .matrix, .mimi,
+                    aliases: [p + "self_attn.out_projs.0.weight"]),
                 .init(p + "norm1.weight", [d], .vector, .mimi), .init(p + "norm1.bias", [d], .vector, .mimi),
                 .init(p + "norm2.weight", [d], .vector, .mimi), .init(p + "norm2.bias", [d], .vector, .mimi),
                 .init(p + "linear1.weight", [ff, d], .matrix, .mimi),
                 .init(p + "linear2.weight", [d, ff], .matrix, .mimi),
             ]
             if tr.layerScale != nil {
-                t += [.init(p + "layer_scale_1.scale", [d], .vector, .mimi), .init(p + "layer_scale_2.scale", [d], .vector, .mimi)]
+                t += [
+                    .init(p + "layer_scale_1.scale", [d], .vector, .mimi),
+                    .init(p + "layer_scale_2.scale", [d], .vector, .mimi),
+                ]
             }
         }
         // SEANet decoder: conv, then per ratio (ELU, convtr, residual blocks), then ELU, conv.
         let r = s.nResidualLayers
         var mult = 1 << s.ratios.count
         func conv(_ p: String, _ out: Int, _ inp: Int, _ k: Int) {
-            t += [.init(p + ".conv.conv.weight", [out, inp, k], k == 1 ? .matrix : .convKernel, .mimi),
-                  .init(p + ".conv.conv.bias", [out], .vector, .mimi)]
+            t += [
+                .init(p + ".conv.conv.weight", [out, inp, k], k == 1 ? .matrix : .convKernel, .mimi),
+                .init(p + ".conv.conv.bias", [out], .vector, .mimi),
+            ]
         }
         conv("decoder.model.0", mult * s.nFilters, s.dimension, s.kernelSize)
         var idx = 1
         for ratio in s.ratios {
             let inC = mult * s.nFilters, outC = inC / 2
-            idx += 1 // ELU
-            t += [.init("decoder.model.\(idx).convtr.convtr.weight", [inC, outC, 2 * ratio], .convKernel, .mimi),
-                  .init("decoder.model.\(idx).convtr.convtr.bias", [outC], .vector, .mimi)]
+            idx += 1  // ELU
+            t += [
+                .init("decoder.model.\(idx).convtr.convtr.weight", [inC, outC, 2 * ratio], .convKernel, .mimi),
+                .init("decoder.model.\(idx).convtr.convtr.bias", [outC], .vector, .mimi),
+            ]
             idx += 1
             for _ in 0..<r {
                 let hidden = outC / s.compress
@@ -290,7 +341,7 @@ public enum Schema {
             }
             mult /= 2
         }
-        idx += 1 // ELU
+        idx += 1  // ELU
         conv("decoder.model.\(idx)", s.channels, s.nFilters, s.lastKernelSize)
         return t
     }
@@ -302,7 +353,9 @@ public enum Schema {
         }
         if name.hasPrefix("quantizer."), name.contains(".input_proj.") { return "Mimi encoder-side projection" }
         let restPrefix = "quantizer.rvq_rest.vq.layers."
-        if name.hasPrefix(restPrefix), let k = Int(name.dropFirst(restPrefix.count).prefix { $0.isNumber }), k >= usedCodebooks - 1 {
+        if name.hasPrefix(restPrefix), let k = Int(name.dropFirst(restPrefix.count).prefix { $0.isNumber }),
+            k >= usedCodebooks - 1
+        {
             return "Mimi codebooks past the \(usedCodebooks) used"
         }
         return nil
@@ -312,9 +365,12 @@ public enum Schema {
 
     public static func detokenizer(_ c: DetokenizerConfig) -> [ExpectedTensor] {
         let w = DetokenizerConfig.width
-        var t = lfm2(c.lfm, prefix: "lfm.", component: .detokenizer, dropEmbedding: "unused: codes enter through emb.emb")
+        var t = lfm2(
+            c.lfm, prefix: "lfm.", component: .detokenizer, dropEmbedding: "unused: codes enter through emb.emb")
         t += [
-            .init("emb.emb.weight", [DetokenizerConfig.codebooks * DetokenizerConfig.codebookSize, w], .embedding, .detokenizer),
+            .init(
+                "emb.emb.weight", [DetokenizerConfig.codebooks * DetokenizerConfig.codebookSize, w], .embedding,
+                .detokenizer),
             .init("lin.weight", [DetokenizerConfig.outputSize, w], .matrix, .detokenizer),
             .init("lin.bias", [DetokenizerConfig.outputSize], .vector, .detokenizer),
             .init("istft.window", [DetokenizerConfig.nFFT], .vector, .detokenizer),

@@ -22,7 +22,9 @@ final class Attention {
     private var scores: UnsafeMutablePointer<Float>?
     private var scoresThreads = 0
 
-    init(_ L: TensorLoader, prefix p: String, config c: LFM2Config, rope: RoPE, capacity: Int, window: Int? = nil) throws {
+    init(
+        _ L: TensorLoader, prefix p: String, config c: LFM2Config, rope: RoPE, capacity: Int, window: Int? = nil
+    ) throws {
         self.window = window
         heads = c.numAttentionHeads; kvHeads = c.numKeyValueHeads; headDim = c.headDim; hidden = c.hiddenSize
         eps = Float(c.normEps)
@@ -51,20 +53,22 @@ final class Attention {
         k.matmul(ws.act, into: ks, ldy: kd, pool: pool)
         v.matmul(ws.act, into: vs, ldy: kd, pool: pool)
         let p0 = length
-        qNorm.withUnsafeBufferPointer { qn in kNorm.withUnsafeBufferPointer { kn in
-            for t in 0..<T {
-                for hh in 0..<heads {
-                    let r = qs + t * qd + hh * headDim
-                    Ops.rmsNorm(r, qn.baseAddress!, headDim, eps: eps, into: r)
-                    rope.apply(r, position: p0 + t)
-                }
-                for hh in 0..<kvHeads {
-                    let r = ks + t * kd + hh * headDim
-                    Ops.rmsNorm(r, kn.baseAddress!, headDim, eps: eps, into: r)
-                    rope.apply(r, position: p0 + t)
+        qNorm.withUnsafeBufferPointer { qn in
+            kNorm.withUnsafeBufferPointer { kn in
+                for t in 0..<T {
+                    for hh in 0..<heads {
+                        let r = qs + t * qd + hh * headDim
+                        Ops.rmsNorm(r, qn.baseAddress!, headDim, eps: eps, into: r)
+                        rope.apply(r, position: p0 + t)
+                    }
+                    for hh in 0..<kvHeads {
+                        let r = ks + t * kd + hh * headDim
+                        Ops.rmsNorm(r, kn.baseAddress!, headDim, eps: eps, into: r)
+                        rope.apply(r, position: p0 + t)
+                    }
                 }
             }
-        } }
+        }
         if let w = window, p0 - base + T > capacity {
             // keep the last w − 1 positions (all a window can still see) at the front
             let keep = min(w - 1, p0 - base), from = p0 - keep - base
@@ -94,8 +98,9 @@ final class Attention {
                 let kvh = hh / group
                 let end = p0 + t + 1 - b0, start = max(0, end - win), n = end - start
                 let qv = Q.p + t * qd + hh * hd
-                lfm_attend(qv, Int32(hd), K.p + start * kd + kvh * hd, V.p + start * kd + kvh * hd, Int32(kd), Int32(n), scale,
-                           scores, A.p + t * qd + hh * hd)
+                lfm_attend(
+                    qv, Int32(hd), K.p + start * kd + kvh * hd, V.p + start * kd + kvh * hd, Int32(kd), Int32(n), scale,
+                    scores, A.p + t * qd + hh * hd)
                 job += nth
             }
         }

@@ -16,7 +16,8 @@ final class AudioAdapter {
     /// x: T × d → T × H.
     func forward(_ x: UnsafePointer<Float>, T: Int, act: Activations, pool: WorkerPool) -> [Float] {
         let d = norm.weight.count, h = l1.outFeatures
-        let n = UnsafeMutablePointer<Float>.allocate(capacity: T * d), m = UnsafeMutablePointer<Float>.allocate(capacity: T * h)
+        let n = UnsafeMutablePointer<Float>.allocate(capacity: T * d),
+            m = UnsafeMutablePointer<Float>.allocate(capacity: T * h)
         defer { n.deallocate(); m.deallocate() }
         norm(x, rows: T, into: n)
         l1(n, rows: T, into: m, act: act, pool: pool)

@@ -41,7 +41,8 @@ public final class AudioEncoder: @unchecked Sendable {
         self.pool = pool
         mel = try MelFrontEnd(config: c.preprocessor)
         guard c.encoder.featIn == mel.nMels else {
-            throw RuntimeError.badInput("\(L.file): encoder.feat_in \(c.encoder.featIn) differs from preprocessor.features \(mel.nMels)")
+            throw RuntimeError.badInput(
+                "\(L.file): encoder.feat_in \(c.encoder.featIn) differs from preprocessor.features \(mel.nMels)")
         }
         subsampling = try Subsampling(L, config: c.encoder)
         layers = try (0..<c.encoder.nLayers).map { try ConformerLayer(L, index: $0, config: c.encoder) }
@@ -58,7 +59,9 @@ public final class AudioEncoder: @unchecked Sendable {
     public func resample(_ clip: AudioClip) throws -> [Float] {
         if clip.sampleRate == sampleRate { return clip.samples }
         lock.lock(); defer { lock.unlock() }
-        if resamplers[clip.sampleRate] == nil { resamplers[clip.sampleRate] = try Resampler(from: clip.sampleRate, to: sampleRate) }
+        if resamplers[clip.sampleRate] == nil {
+            resamplers[clip.sampleRate] = try Resampler(from: clip.sampleRate, to: sampleRate)
+        }
         return resamplers[clip.sampleRate]!.process(clip.samples)
     }
 
@@ -72,12 +75,14 @@ public final class AudioEncoder: @unchecked Sendable {
         let d = config.dModel, T = x.count / d
         layerObserver?(0, x)
         let pe = RelPositionAttention.positionTable(T: T, d: d)
-        x.withUnsafeMutableBufferPointer { xb in pe.withUnsafeBufferPointer { p in
-            for (i, l) in layers.enumerated() {
-                l.forward(xb.baseAddress!, T: T, pe: p.baseAddress!, act: act, pool: pool)
-                if let layerObserver { layerObserver(i + 1, Array(xb)) }
+        x.withUnsafeMutableBufferPointer { xb in
+            pe.withUnsafeBufferPointer { p in
+                for (i, l) in layers.enumerated() {
+                    l.forward(xb.baseAddress!, T: T, pe: p.baseAddress!, act: act, pool: pool)
+                    if let layerObserver { layerObserver(i + 1, Array(xb)) }
+                }
             }
-        } }
+        }
         return x
     }
 

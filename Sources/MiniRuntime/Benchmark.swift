@@ -18,7 +18,9 @@ public enum Benchmark {
         let bb = model.backbone
         let h = bb.hidden
         var rng = SeededRandom(seed: 42)
-        r.weightBytesPerToken = model.bundle.gguf.tensors.filter { $0.name.hasPrefix("lfm.") }.reduce(0) { $0 + $1.byteCount }
+        r.weightBytesPerToken = model.bundle.gguf.tensors.filter { $0.name.hasPrefix("lfm.") }.reduce(0) {
+            $0 + $1.byteCount
+        }
         var last = [Float](repeating: 0, count: h)
         var logits = [Float](repeating: 0, count: bb.vocab)
         for _ in 0..<repeats {
@@ -61,7 +63,9 @@ public enum Benchmark {
     /// prefilled, then exactly `tokens` greedy steps are decoded whatever they are (a random model's stream stops at
     /// arbitrary points; a real transcript of 30 s of speech is ~100 tokens). Repeated `repeats` times.
     public static func asr(_ model: LFMModel, clip: AudioClip, tokens: Int, repeats: Int) throws -> AudioResult {
-        guard let enc = model.audioEncoder else { throw RuntimeError.badInput("\(model.bundle.gguf.path): no audio encoder") }
+        guard let enc = model.audioEncoder else {
+            throw RuntimeError.badInput("\(model.bundle.gguf.path): no audio encoder")
+        }
         var r = AudioResult()
         r.audioSeconds = clip.seconds
         let bb = model.backbone, h = bb.hidden
@@ -74,8 +78,10 @@ public enum Benchmark {
             let e = enc.adapt(enc.conformer(mel: mel))
             let t2 = Date()
             r.positions = e.count / h
-            let session = ChatSession(model: model, system: ChatFormat.System.asr)   // resets the backbone
-            session.appendUserTurn([.audio(clip)], encoded: [AudioEmbeddings(values: e, count: r.positions, hidden: h, stats: AudioEncodeStats())])
+            let session = ChatSession(model: model, system: ChatFormat.System.asr)  // resets the backbone
+            session.appendUserTurn(
+                [.audio(clip)],
+                encoded: [AudioEmbeddings(values: e, count: r.positions, hidden: h, stats: AudioEncodeStats())])
             r.promptPositions = session.unfedCount
             try session.prefill(last: &last)
             let t3 = Date()
@@ -105,14 +111,21 @@ public enum Benchmark {
     /// TTS speed with a fixed number of frames: the TTS prompt is prefilled, <|audio_start|> fed, then `frames`
     /// frames are sampled (audio temperature 0.8, top-k 64 as the reference's TTS) and decoded as they come, whatever
     /// a random model's codebook 0 says (an end-of-audio frame is decoded as silence is not: it is skipped).
-    public static func speech(_ model: LFMModel, frames: Int, decoder kind: DecoderKind?, repeats: Int) throws -> SpeechResult {
-        guard let head = model.audioHead else { throw RuntimeError.badInput("\(model.bundle.gguf.path): no audio head") }
+    public static func speech(
+        _ model: LFMModel, frames: Int, decoder kind: DecoderKind?, repeats: Int
+    ) throws -> SpeechResult {
+        guard let head = model.audioHead else {
+            throw RuntimeError.badInput("\(model.bundle.gguf.path): no audio head")
+        }
         let dec = try SpeechDecoder(model: model, kind: kind)
         var r = SpeechResult()
         r.frames = frames
         let bb = model.backbone, h = bb.hidden
-        let prompt = ChatFormat.tokenize(ChatFormat.opening(system: ChatFormat.System.tts(voice: "UK female")) +
-                                         ChatFormat.userTurn("The quick brown fox jumps over the lazy dog, again and again."), model.tokenizer) + [ChatFormat.audioStart]
+        let prompt =
+            ChatFormat.tokenize(
+                ChatFormat.opening(system: ChatFormat.System.tts(voice: "UK female"))
+                    + ChatFormat.userTurn("The quick brown fox jumps over the lazy dog, again and again."),
+                model.tokenizer) + [ChatFormat.audioStart]
         var last = [Float](repeating: 0, count: h), emb = [Float](repeating: 0, count: h)
         for rep in 0..<repeats {
             bb.reset(); dec.reset()
@@ -130,7 +143,11 @@ public enum Benchmark {
                 dc += Date().timeIntervalSince(t)
                 t = Date()
                 emb.withUnsafeMutableBufferPointer { head.frameEmbedding(codes, into: $0.baseAddress!) }
-                try emb.withUnsafeBufferPointer { e in try last.withUnsafeMutableBufferPointer { try bb.forward(e.baseAddress!, count: 1, last: $0.baseAddress!) } }
+                try emb.withUnsafeBufferPointer { e in
+                    try last.withUnsafeMutableBufferPointer {
+                        try bb.forward(e.baseAddress!, count: 1, last: $0.baseAddress!)
+                    }
+                }
                 lm += Date().timeIntervalSince(t)
             }
             samples += dec.finish().count
@@ -146,7 +163,7 @@ public enum Benchmark {
         let n = bytes / 4
         let buf = UnsafeMutablePointer<Float>.allocate(capacity: n)
         defer { buf.deallocate() }
-        for i in stride(from: 0, to: n, by: 1024) { buf[i] = 1 }   // touch every page
+        for i in stride(from: 0, to: n, by: 1024) { buf[i] = 1 }  // touch every page
         buf.initialize(repeating: 1, count: n)
         let pool = WorkerPool(threads: threads)
         let p = SendablePtr(buf)

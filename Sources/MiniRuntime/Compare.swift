@@ -27,14 +27,18 @@ public enum NextTokenComparison {
         return max(s, 0)
     }
 
-    public static func run(baseline: LFMModel, candidate: LFMModel, system: String?, prompts: [String], steps: Int) throws -> Result {
+    public static func run(
+        baseline: LFMModel, candidate: LFMModel, system: String?, prompts: [String], steps: Int
+    ) throws -> Result {
         var r = Result()
         for prompt in prompts {
             let sb = ChatSession(model: baseline, system: system)
             var refLogits: [[Float]] = []
             sb.logitsObserver = { refLogits.append($0) }
             var tokens: [Int] = []
-            _ = try sb.generate(user: prompt, maxTokens: steps, sampling: .greedy) { ev in if case .text(let id, _) = ev { tokens.append(id) } }
+            _ = try sb.generate(user: prompt, maxTokens: steps, sampling: .greedy) { ev in
+                if case .text(let id, _) = ev { tokens.append(id) }
+            }
             // candidate, teacher-forced
             let sc = ChatSession(model: candidate, system: system)
             var candLogits: [[Float]] = []

@@ -23,25 +23,30 @@ final class ConformerConvolution {
     }
 
     /// x: T × d (normed); out: T × d.
-    func forward(_ x: UnsafePointer<Float>, T: Int, out y: UnsafeMutablePointer<Float>, act: Activations, pool: WorkerPool) {
+    func forward(
+        _ x: UnsafePointer<Float>, T: Int, out y: UnsafeMutablePointer<Float>, act: Activations, pool: WorkerPool
+    ) {
         let d = d, K = kernel, pad = (kernel - 1) / 2
-        let h = UnsafeMutablePointer<Float>.allocate(capacity: T * 2 * d), z = UnsafeMutablePointer<Float>.allocate(capacity: T * d)
+        let h = UnsafeMutablePointer<Float>.allocate(capacity: T * 2 * d),
+            z = UnsafeMutablePointer<Float>.allocate(capacity: T * d)
         let c = UnsafeMutablePointer<Float>.allocate(capacity: T * d)
         defer { h.deallocate(); z.deallocate(); c.deallocate() }
         pw1(x, rows: T, into: h, act: act, pool: pool)
         for t in 0..<T { lfm_glu(h + t * 2 * d, h + t * 2 * d + d, d, z + t * d) }
-        dw.withUnsafeBufferPointer { w in dwBias.withUnsafeBufferPointer { b in
-            for t in 0..<T {
-                let o = c + t * d
-                o.update(from: b.baseAddress!, count: d)
-                for i in 0..<K {
-                    let ti = t + i - pad
-                    if ti < 0 || ti >= T { continue }
-                    let zr = z + ti * d, wk = w.baseAddress! + i * d
-                    for ch in 0..<d { o[ch] += wk[ch] * zr[ch] }
+        dw.withUnsafeBufferPointer { w in
+            dwBias.withUnsafeBufferPointer { b in
+                for t in 0..<T {
+                    let o = c + t * d
+                    o.update(from: b.baseAddress!, count: d)
+                    for i in 0..<K {
+                        let ti = t + i - pad
+                        if ti < 0 || ti >= T { continue }
+                        let zr = z + ti * d, wk = w.baseAddress! + i * d
+                        for ch in 0..<d { o[ch] += wk[ch] * zr[ch] }
+                    }
                 }
             }
-        } }
+        }
         lfm_silu(c, T * d)
         pw2(c, rows: T, into: y, act: act, pool: pool)
     }

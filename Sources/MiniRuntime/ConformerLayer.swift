@@ -9,7 +9,9 @@ final class ConformerFeedForward {
         l1 = try Linear(L, p + "linear1", out: ff, in: d)
         l2 = try Linear(L, p + "linear2", out: d, in: ff)
     }
-    func forward(_ x: UnsafePointer<Float>, T: Int, out y: UnsafeMutablePointer<Float>, act: Activations, pool: WorkerPool) {
+    func forward(
+        _ x: UnsafePointer<Float>, T: Int, out y: UnsafeMutablePointer<Float>, act: Activations, pool: WorkerPool
+    ) {
         let h = UnsafeMutablePointer<Float>.allocate(capacity: T * l1.outFeatures); defer { h.deallocate() }
         l1(x, rows: T, into: h, act: act, pool: pool)
         lfm_silu(h, T * l1.outFeatures)
@@ -43,9 +45,11 @@ final class ConformerLayer {
     }
 
     /// x: T × d, updated in place. pe: the (2T−1) × d position table.
-    func forward(_ x: UnsafeMutablePointer<Float>, T: Int, pe: UnsafePointer<Float>, act: Activations, pool: WorkerPool) {
+    func forward(_ x: UnsafeMutablePointer<Float>, T: Int, pe: UnsafePointer<Float>, act: Activations, pool: WorkerPool)
+    {
         let n = T * d
-        let nrm = UnsafeMutablePointer<Float>.allocate(capacity: n), o = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        let nrm = UnsafeMutablePointer<Float>.allocate(capacity: n),
+            o = UnsafeMutablePointer<Float>.allocate(capacity: n)
         defer { nrm.deallocate(); o.deallocate() }
         normFF1(x, rows: T, into: nrm)
         ff1.forward(nrm, T: T, out: o, act: act, pool: pool)

@@ -16,7 +16,8 @@ final class DepthformerLayer {
 
     init(_ L: TensorLoader, index i: Int, config c: DepthformerConfig, positions: Int) throws {
         let p = "depthformer.layers.\(i)."
-        d = c.dim; heads = DepthformerConfig.numHeads; kvHeads = DepthformerConfig.numKVHeads; hd = c.headDim; ffn = c.ffnWidth
+        d = c.dim; heads = DepthformerConfig.numHeads; kvHeads = DepthformerConfig.numKVHeads; hd = c.headDim;
+        ffn = c.ffnWidth
         qkv = try L.matrix(p + "operator.qkv_proj.weight", rows: c.qkvWidth, cols: d)
         out = try L.matrix(p + "operator.out_proj.weight", rows: d, cols: d)
         w1 = try L.matrix(p + "feed_forward.w1.weight", rows: ffn, cols: d)
@@ -43,21 +44,33 @@ final class DepthformerLayer {
         s.q.bind(s.norm, rows: 1, cols: d)
         qkv.matvec(s.q, into: s.qkv, pool: pool)
         let pos = length
-        qNorm.withUnsafeBufferPointer { qn in kNorm.withUnsafeBufferPointer { kn in
-            for h in 0..<heads { let r = s.qkv + h * hd; Ops.rmsNorm(r, qn.baseAddress!, hd, eps: 1e-5, into: r); rope.apply(r, position: pos) }
-            for h in 0..<kvHeads { let r = s.qkv + d + h * hd; Ops.rmsNorm(r, kn.baseAddress!, hd, eps: 1e-5, into: r); rope.apply(r, position: pos) }
-        } }
-        keys.withUnsafeMutableBufferPointer { K in values.withUnsafeMutableBufferPointer { V in
-            (K.baseAddress! + pos * kd).update(from: s.qkv + d, count: kd)
-            (V.baseAddress! + pos * kd).update(from: s.qkv + d + kd, count: kd)
-            length = pos + 1
-            let n = length, group = heads / kvHeads, scale = 1 / Float(hd).squareRoot()
-            for h in 0..<heads {
-                let kvh = h / group
-                lfm_attend(s.qkv + h * hd, Int32(hd), K.baseAddress! + kvh * hd, V.baseAddress! + kvh * hd, Int32(kd), Int32(n), scale,
-                           s.scores, s.att + h * hd)
+        qNorm.withUnsafeBufferPointer { qn in
+            kNorm.withUnsafeBufferPointer { kn in
+                for h in 0..<heads {
+                    let r = s.qkv + h * hd; Ops.rmsNorm(r, qn.baseAddress!, hd, eps: 1e-5, into: r);
+                    rope.apply(r, position: pos)
+                }
+                for h in 0..<kvHeads {
+                    let r = s.qkv + d + h * hd; Ops.rmsNorm(r, kn.baseAddress!, hd, eps: 1e-5, into: r);
+                    rope.apply(r, position: pos)
+                }
             }
-        } }
+        }
+        keys.withUnsafeMutableBufferPointer { K in
+            values.withUnsafeMutableBufferPointer { V in
+                (K.baseAddress! + pos * kd).update(from: s.qkv + d, count: kd)
+                (V.baseAddress! + pos * kd).update(from: s.qkv + d + kd, count: kd)
+                length = pos + 1
+                let n = length, group = heads / kvHeads, scale = 1 / Float(hd).squareRoot()
+                for h in 0..<heads {
+                    let kvh = h / group
+                    lfm_attend(
+                        s.qkv + h * hd, Int32(hd), K.baseAddress! + kvh * hd, V.baseAddress! + kvh * hd, Int32(kd),
+                        Int32(n), scale,
+                        s.scores, s.att + h * hd)
+                }
+            }
+        }
         s.q.bind(s.att, rows: 1, cols: d)
         out.matvec(s.q, into: s.tmp, pool: pool)
         Ops.add(x, s.tmp, d)
@@ -77,9 +90,10 @@ final class DepthScratch {
     let norm, qkv, att, tmp, g, u, scores: UnsafeMutablePointer<Float>
     let q = Activations(capacity: 1 << 14)
     init(d: Int, qkv qw: Int, ffn: Int, hidden: Int, vocab: Int, positions: Int) {
-        norm = .allocate(capacity: max(d, hidden)); qkv = .allocate(capacity: max(qw, vocab)); att = .allocate(capacity: d)
+        norm = .allocate(capacity: max(d, hidden)); qkv = .allocate(capacity: max(qw, vocab));
+        att = .allocate(capacity: d)
         tmp = .allocate(capacity: max(d, vocab)); g = .allocate(capacity: ffn); u = .allocate(capacity: ffn)
-        scores = .allocate(capacity: max(positions, 1))   // attention over one frame's codebooks
+        scores = .allocate(capacity: max(positions, 1))  // attention over one frame's codebooks
     }
     deinit { for p in [norm, qkv, att, tmp, g, u, scores] { p.deallocate() } }
 }
@@ -108,7 +122,9 @@ public final class AudioHead: @unchecked Sendable {
         self.pool = pool
         codebooks = c.codebooks; d = c.depthformer.dim; hidden = c.lfm.hiddenSize
         depthLinear = try Linear(L, "depth_linear", out: codebooks * d, in: hidden)
-        layers = try (0..<c.depthformer.layers).map { try DepthformerLayer(L, index: $0, config: c.depthformer, positions: c.codebooks) }
+        layers = try (0..<c.depthformer.layers).map {
+            try DepthformerLayer(L, index: $0, config: c.depthformer, positions: c.codebooks)
+        }
         var e: [Matrix] = [], t: [Matrix] = [], n: [[Float]] = []
         for k in 0..<codebooks {
             e.append(try L.matrix("depth_embeddings.\(k).embedding.weight", rows: vocab, cols: d))
@@ -117,7 +133,9 @@ public final class AudioHead: @unchecked Sendable {
         }
         embedding = e; toLogits = t; embNorm = n
         audioEmbedding = try L.matrix("audio_embedding.embedding.weight", rows: vocab * codebooks, cols: hidden)
-        s = DepthScratch(d: d, qkv: c.depthformer.qkvWidth, ffn: c.depthformer.ffnWidth, hidden: hidden, vocab: vocab, positions: c.codebooks)
+        s = DepthScratch(
+            d: d, qkv: c.depthformer.qkvWidth, ffn: c.depthformer.ffnWidth, hidden: hidden, vocab: vocab,
+            positions: c.codebooks)
     }
 
     /// Samples one frame of `codebooks` codes from a final-normed LM hidden state. When codebook 0 is EOA the
@@ -131,7 +149,9 @@ public final class AudioHead: @unchecked Sendable {
     /// Teacher-forced frame: each codebook's logits given the previous codebooks' codes `forced` (parity tools).
     public func frameLogits(_ h: UnsafePointer<Float>, forced: [Int]) -> [[Float]] {
         var out: [[Float]] = []
-        _ = run(h) { k, logits in out.append(logits); return forced[k] }
+        _ = run(h) { k, logits in
+            out.append(logits); return forced[k]
+        }
         return out
     }
 
@@ -147,7 +167,9 @@ public final class AudioHead: @unchecked Sendable {
             for i in 0..<d { x[i] = inputs[k * d + i] + prev[i] }
             x.withUnsafeMutableBufferPointer { xb in
                 for l in layers { l.step(xb.baseAddress!, s: s, pool: pool) }
-                embNorm[k].withUnsafeBufferPointer { Ops.rmsNorm(xb.baseAddress!, $0.baseAddress!, d, eps: 1e-5, into: s.norm) }
+                embNorm[k].withUnsafeBufferPointer {
+                    Ops.rmsNorm(xb.baseAddress!, $0.baseAddress!, d, eps: 1e-5, into: s.norm)
+                }
             }
             s.q.bind(s.norm, rows: 1, cols: d)
             logits.withUnsafeMutableBufferPointer { toLogits[k].matvec(s.q, into: $0.baseAddress!, pool: pool) }

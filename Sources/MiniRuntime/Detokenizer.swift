@@ -12,7 +12,8 @@ public final class Detokenizer: @unchecked Sendable {
     public let config: LFM2Config
     public let window: Int
     public static let sampleRate = 24000
-    static let upsample = 6, nFFT = DetokenizerConfig.nFFT, hop = DetokenizerConfig.hop, bins = DetokenizerConfig.nFFT / 2 + 1
+    static let upsample = 6, nFFT = DetokenizerConfig.nFFT, hop = DetokenizerConfig.hop,
+        bins = DetokenizerConfig.nFFT / 2 + 1
     let codebooks = DetokenizerConfig.codebooks, codebookSize = DetokenizerConfig.codebookSize
     let emb: Matrix
     let layers: [LFM2Block]
@@ -30,8 +31,8 @@ public final class Detokenizer: @unchecked Sendable {
     /// Overlap-add accumulators for samples p ≥ `olaStart` (signal and Σw²).
     var ola: [Float] = [], env: [Float] = []
     var olaStart = 0
-    var emittedTo = 0          // samples p < emittedTo were emitted (or skipped)
-    var frames = 0             // STFT frames received
+    var emittedTo = 0  // samples p < emittedTo were emitted (or skipped)
+    var frames = 0  // STFT frames received
     /// Called with (stage, rows, width) for parity tests: "emb" (per code frame), "hidden", "spectra" (per STFT frame).
     public var stageObserver: ((String, [Float], Int) -> Void)?
 
@@ -41,18 +42,24 @@ public final class Detokenizer: @unchecked Sendable {
         window = c.slidingWindow ?? 30
         let p = "detokenizer."
         let h = c.hiddenSize
-        guard h == DetokenizerConfig.width else { throw RuntimeError.badInput("\(L.file): detokenizer hidden size \(h), expected \(DetokenizerConfig.width)") }
+        guard h == DetokenizerConfig.width else {
+            throw RuntimeError.badInput("\(L.file): detokenizer hidden size \(h), expected \(DetokenizerConfig.width)")
+        }
         emb = try L.matrix(p + "emb.emb.weight", rows: codebooks * codebookSize, cols: h)
         let rope = RoPE(dim: c.headDim, theta: c.ropeTheta)
         let win = c.slidingWindow ?? 30, cap = win + max(extraCapacity, Self.upsample)
-        layers = try (0..<c.numHiddenLayers).map { try LFM2Block(L, prefix: p + "lfm.", index: $0, config: c, rope: rope, capacity: cap, window: win) }
+        layers = try (0..<c.numHiddenLayers).map {
+            try LFM2Block(L, prefix: p + "lfm.", index: $0, config: c, rope: rope, capacity: cap, window: win)
+        }
         finalNorm = try L.floats(p + "lfm.embedding_norm.weight", shape: [h])
         lin = try Linear(L, p + "lin", out: DetokenizerConfig.outputSize, in: h)
         let stored = try L.floats(p + "istft.window", shape: [Self.nFFT])
         let N = Self.nFFT
         // the reference synthesises with the stored buffer (a periodic Hann in released checkpoints) and divides by Σw²
         hann = stored
-        guard stored.allSatisfy({ $0.isFinite }) else { throw RuntimeError.badInput("\(L.file): detokenizer.istft.window holds non-finite values") }
+        guard stored.allSatisfy({ $0.isFinite }) else {
+            throw RuntimeError.badInput("\(L.file): detokenizer.istft.window holds non-finite values")
+        }
         let qd = c.numAttentionHeads * c.headDim, kvd = c.numKeyValueHeads * c.headDim
         ws = Workspace(maxT: Self.upsample, hidden: h, ffn: c.ffnWidth, qdim: qd, kvdim: kvd)
         let B = Self.bins
@@ -62,7 +69,8 @@ public final class Detokenizer: @unchecked Sendable {
                 let a: Double = (f == 0 || f == B - 1) ? 1 : 2
                 let ang = 2 * Double.pi * Double(f * n % N) / Double(N)
                 idft[n * 2 * B + f] = Float(Double(stored[n]) * a * cos(ang) / Double(N))
-                idft[n * 2 * B + B + f] = (f == 0 || f == B - 1) ? 0 : Float(-Double(stored[n]) * a * sin(ang) / Double(N))
+                idft[n * 2 * B + B + f] =
+                    (f == 0 || f == B - 1) ? 0 : Float(-Double(stored[n]) * a * sin(ang) / Double(N))
             }
         }
         idftMatrix = Matrix(name: "istft", type: .f32, data: UnsafeRawPointer(idft), rows: N, cols: 2 * B)
@@ -78,7 +86,8 @@ public final class Detokenizer: @unchecked Sendable {
     /// Samples of one code frame (1440 for the first frame of an utterance, then 1920).
     public func decode(frame codes: [Int]) throws -> [Float] {
         guard codes.count == codebooks, codes.allSatisfy({ $0 >= 0 && $0 < codebookSize }) else {
-            throw RuntimeError.badInput("detokenizer: a frame must hold \(codebooks) codes in 0…\(codebookSize - 1), got \(codes)")
+            throw RuntimeError.badInput(
+                "detokenizer: a frame must hold \(codebooks) codes in 0…\(codebookSize - 1), got \(codes)")
         }
         let h = config.hiddenSize, U = Self.upsample
         var e = [Float](repeating: 0, count: h), row = [Float](repeating: 0, count: h)
@@ -93,11 +102,21 @@ public final class Detokenizer: @unchecked Sendable {
         var spectra = [Float](repeating: 0, count: U * DetokenizerConfig.outputSize)
         x.withUnsafeMutableBufferPointer { xb in
             for l in layers { l.forward(xb.baseAddress!, T: U, ws: ws, pool: pool) }
-            finalNorm.withUnsafeBufferPointer { w in for t in 0..<U { Ops.rmsNorm(xb.baseAddress! + t * h, w.baseAddress!, h, eps: Float(config.normEps), into: xb.baseAddress! + t * h) } }
+            finalNorm.withUnsafeBufferPointer { w in
+                for t in 0..<U {
+                    Ops.rmsNorm(
+                        xb.baseAddress! + t * h, w.baseAddress!, h, eps: Float(config.normEps),
+                        into: xb.baseAddress! + t * h)
+                }
+            }
         }
         position += U
         stageObserver?("hidden", x, h)
-        x.withUnsafeBufferPointer { xb in spectra.withUnsafeMutableBufferPointer { lin(xb.baseAddress!, rows: U, into: $0.baseAddress!, act: act, pool: pool) } }
+        x.withUnsafeBufferPointer { xb in
+            spectra.withUnsafeMutableBufferPointer {
+                lin(xb.baseAddress!, rows: U, into: $0.baseAddress!, act: act, pool: pool)
+            }
+        }
         stageObserver?("spectra", spectra, DetokenizerConfig.outputSize)
         // polar → (re, im), inverse DFT with the window, overlap-add
         let B = Self.bins, N = Self.nFFT, O = DetokenizerConfig.outputSize
@@ -110,15 +129,22 @@ public final class Detokenizer: @unchecked Sendable {
             }
         }
         var frameOut = [Float](repeating: 0, count: U * N)
-        ri.withUnsafeBufferPointer { r in frameOut.withUnsafeMutableBufferPointer { o in
-            idftMatrix.matmul(r.baseAddress!, ldx: 2 * B, rows: U, into: o.baseAddress!, ldy: N, pool: pool)
-        } }
+        ri.withUnsafeBufferPointer { r in
+            frameOut.withUnsafeMutableBufferPointer { o in
+                idftMatrix.matmul(r.baseAddress!, ldx: 2 * B, rows: U, into: o.baseAddress!, ldy: N, pool: pool)
+            }
+        }
         var out: [Float] = []
         for t in 0..<U {
             let j = frames, start = j * Self.hop
             let need = start + N - olaStart
-            if ola.count < need { ola += [Float](repeating: 0, count: need - ola.count); env += [Float](repeating: 0, count: need - env.count) }
-            for n in 0..<N { ola[start - olaStart + n] += frameOut[t * N + n]; env[start - olaStart + n] += hann[n] * hann[n] }
+            if ola.count < need {
+                ola += [Float](repeating: 0, count: need - ola.count);
+                env += [Float](repeating: 0, count: need - env.count)
+            }
+            for n in 0..<N {
+                ola[start - olaStart + n] += frameOut[t * N + n]; env[start - olaStart + n] += hann[n] * hann[n]
+            }
             frames += 1
             out += emit(upTo: (j + 1) * Self.hop)
         }

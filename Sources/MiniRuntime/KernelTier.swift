@@ -18,10 +18,14 @@ public enum KernelTier {
 
     public static func report() -> Report {
         let active = lfm_tier()
-        let scalar = active == LFM_TIER_SCALAR ? [] : (0..<lfm_kernel_count()).filter { lfm_kernel_tier($0) == LFM_TIER_SCALAR }
-            .map { String(cString: lfm_kernel_name($0)) }
-        return Report(tier: String(cString: lfm_tier_name(active)), best: String(cString: lfm_tier_name(lfm_best_tier())),
-                      scalarKernels: scalar, blas: String(cString: lfm_blas_name()))
+        let scalar =
+            active == LFM_TIER_SCALAR
+            ? []
+            : (0..<lfm_kernel_count()).filter { lfm_kernel_tier($0) == LFM_TIER_SCALAR }
+                .map { String(cString: lfm_kernel_name($0)) }
+        return Report(
+            tier: String(cString: lfm_tier_name(active)), best: String(cString: lfm_tier_name(lfm_best_tier())),
+            scalarKernels: scalar, blas: String(cString: lfm_blas_name()))
     }
 
     /// Throws when `LFM_CPU` names an unknown tier or one this CPU cannot run.

@@ -25,9 +25,11 @@ public final class WorkerPool: @unchecked Sendable {
         withoutActuallyEscaping(body) { b in
             let box = Box(b)
             let ctx = Unmanaged.passUnretained(box).toOpaque()
-            lfm_pool_run(pool, { ctx, ith, nth in
-                Unmanaged<Box>.fromOpaque(ctx!).takeUnretainedValue().body(Int(ith), Int(nth))
-            }, ctx)
+            lfm_pool_run(
+                pool,
+                { ctx, ith, nth in
+                    Unmanaged<Box>.fromOpaque(ctx!).takeUnretainedValue().body(Int(ith), Int(nth))
+                }, ctx)
             withExtendedLifetime(box) {}
         }
     }
@@ -68,7 +70,8 @@ final class Activations {
     private var capacity: Int
     init(capacity: Int = 1 << 12) {
         self.capacity = max(capacity, 32)
-        q = .allocate(capacity: self.capacity); d = .allocate(capacity: self.capacity / 32 + 1); s = .allocate(capacity: self.capacity / 32 + 1)
+        q = .allocate(capacity: self.capacity); d = .allocate(capacity: self.capacity / 32 + 1);
+        s = .allocate(capacity: self.capacity / 32 + 1)
     }
     deinit { q.deallocate(); d.deallocate(); s.deallocate() }
 
@@ -87,7 +90,9 @@ final class Activations {
                 capacity = n
                 q = .allocate(capacity: n); d = .allocate(capacity: n / 32 + 1); s = .allocate(capacity: n / 32 + 1)
             }
-            for t in 0..<rows { lfm_quantize_act_q8(x! + t * ld, Int32(cols), q + t * cols, d + t * cols / 32, s + t * cols / 32) }
+            for t in 0..<rows {
+                lfm_quantize_act_q8(x! + t * ld, Int32(cols), q + t * cols, d + t * cols / 32, s + t * cols / 32)
+            }
             quantized = true
         }
         return (SendablePtr(q), SendablePtr(d), SendablePtr(s))
@@ -120,7 +125,10 @@ extension Matrix {
     }
 
     /// Y[t] = W X[t] for callers without a shared input (convolutions, the inverse DFT): X rows `ldx` floats apart.
-    func matmul(_ X: UnsafePointer<Float>, ldx: Int, rows T: Int, into Y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
+    func matmul(
+        _ X: UnsafePointer<Float>, ldx: Int, rows T: Int, into Y: UnsafeMutablePointer<Float>, ldy: Int,
+        pool: WorkerPool
+    ) {
         let a = Activations(capacity: usesQuantizedActivations ? T * cols : 32)
         a.bind(X, rows: T, cols: cols, ld: ldx)
         matmul(a, into: Y, ldy: ldy, pool: pool)
@@ -135,7 +143,9 @@ extension Matrix {
 /// Elementwise helpers over the kernel table (single-threaded; cheap next to the matrix products).
 enum Ops {
     /// RMSNorm with a plain weight: y = w ⊙ x / √(mean(x²) + eps).
-    static func rmsNorm(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ n: Int, eps: Float, into y: UnsafeMutablePointer<Float>) {
+    static func rmsNorm(
+        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ n: Int, eps: Float, into y: UnsafeMutablePointer<Float>
+    ) {
         lfm_rmsnorm(x, w, Int32(n), eps, y)
     }
 

@@ -10,7 +10,10 @@ final class LFM2Block {
     let hidden: Int
     let eps: Float
 
-    init(_ L: TensorLoader, prefix: String, index i: Int, config c: LFM2Config, rope: RoPE, capacity: Int, window: Int? = nil) throws {
+    init(
+        _ L: TensorLoader, prefix: String, index i: Int, config c: LFM2Config, rope: RoPE, capacity: Int,
+        window: Int? = nil
+    ) throws {
         let p = "\(prefix)layers.\(i)."
         hidden = c.hiddenSize
         eps = Float(c.normEps)
@@ -25,20 +28,27 @@ final class LFM2Block {
     }
 
     func reset() {
-        switch op { case .conv(let c): c.reset(); case .attention(let a): a.reset() }
+        switch op {
+        case .conv(let c): c.reset();
+        case .attention(let a): a.reset()
+        }
     }
 
     /// x: T × H, updated in place.
     func forward(_ x: UnsafeMutablePointer<Float>, T: Int, ws: Workspace, pool: WorkerPool) {
         let h = hidden
         let n = ws.norm, o = ws.out
-        opNorm.withUnsafeBufferPointer { w in for t in 0..<T { Ops.rmsNorm(x + t * h, w.baseAddress!, h, eps: eps, into: n + t * h) } }
+        opNorm.withUnsafeBufferPointer { w in
+            for t in 0..<T { Ops.rmsNorm(x + t * h, w.baseAddress!, h, eps: eps, into: n + t * h) }
+        }
         switch op {
         case .conv(let c): c.forward(n, T: T, out: o, ws: ws, pool: pool)
         case .attention(let a): a.forward(n, T: T, out: o, ws: ws, pool: pool)
         }
         Ops.add(x, o, T * h)
-        ffnNorm.withUnsafeBufferPointer { w in for t in 0..<T { Ops.rmsNorm(x + t * h, w.baseAddress!, h, eps: eps, into: n + t * h) } }
+        ffnNorm.withUnsafeBufferPointer { w in
+            for t in 0..<T { Ops.rmsNorm(x + t * h, w.baseAddress!, h, eps: eps, into: n + t * h) }
+        }
         ffn.forward(n, T: T, out: o, ws: ws, pool: pool)
         Ops.add(x, o, T * h)
     }

@@ -16,8 +16,10 @@ struct Linear {
 
     /// Y[t] = W X[t] + b for T rows; X rows `ldx` floats apart, Y rows `ldy` apart. `act` carries the input to
     /// the kernels (and its quantized form when the weights want one).
-    func callAsFunction(_ X: UnsafePointer<Float>, ldx: Int? = nil, rows T: Int, into Y: UnsafeMutablePointer<Float>, ldy: Int? = nil,
-                        act: Activations, pool: WorkerPool) {
+    func callAsFunction(
+        _ X: UnsafePointer<Float>, ldx: Int? = nil, rows T: Int, into Y: UnsafeMutablePointer<Float>, ldy: Int? = nil,
+        act: Activations, pool: WorkerPool
+    ) {
         let lx = ldx ?? inFeatures, ly = ldy ?? outFeatures
         act.bind(X, rows: T, cols: inFeatures, ld: lx)
         w.matmul(act, into: Y, ldy: ly, pool: pool)
@@ -40,8 +42,10 @@ struct LayerNorm {
     }
     func callAsFunction(_ x: UnsafePointer<Float>, rows T: Int, into y: UnsafeMutablePointer<Float>) {
         let n = weight.count
-        weight.withUnsafeBufferPointer { w in bias.withUnsafeBufferPointer { b in
-            for t in 0..<T { lfm_layernorm(x + t * n, w.baseAddress!, b.baseAddress!, Int32(n), eps, y + t * n) }
-        } }
+        weight.withUnsafeBufferPointer { w in
+            bias.withUnsafeBufferPointer { b in
+                for t in 0..<T { lfm_layernorm(x + t * n, w.baseAddress!, b.baseAddress!, Int32(n), eps, y + t * n) }
+            }
+        }
     }
 }

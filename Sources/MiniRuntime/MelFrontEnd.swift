@@ -11,27 +11,36 @@ public struct MelFrontEnd: Sendable {
     public let nFFT: Int, hop: Int, winLength: Int, nMels: Int
     /// [nMels][nFFT/2 + 1], float32 values (as the reference stores the filterbank).
     let filterbank: [[Double]]
-    let window: [Double]        // nFFT long, the window centred, zeros elsewhere
+    let window: [Double]  // nFFT long, the window centred, zeros elsewhere
     let fft: FFT
 
     public init(config: PreprocessorConfig = PreprocessorConfig()) throws {
         self.config = config
-        guard config.normalize == "per_feature", config.window == "hann", config.log, config.frameSplicing == 1, config.padTo == 0 else {
-            throw RuntimeError.badInput("preprocessor: only per_feature normalisation, hann window, log, frame_splicing 1 and pad_to 0 are supported")
+        guard config.normalize == "per_feature", config.window == "hann", config.log, config.frameSplicing == 1,
+            config.padTo == 0
+        else {
+            throw RuntimeError.badInput(
+                "preprocessor: only per_feature normalisation, hann window, log, frame_splicing 1 and pad_to 0 are supported"
+            )
         }
         nFFT = config.nFFT
         hop = Int((config.windowStride * Double(config.sampleRate)).rounded())
         winLength = Int(config.windowSize * Double(config.sampleRate))
         nMels = config.features
         guard nFFT.nonzeroBitCount == 1, nFFT >= winLength, hop > 0, nMels > 0 else {
-            throw RuntimeError.badInput("preprocessor: n_fft \(nFFT), window \(winLength), hop \(hop) are not supported")
+            throw RuntimeError.badInput(
+                "preprocessor: n_fft \(nFFT), window \(winLength), hop \(hop) are not supported")
         }
         // symmetric Hann (torch.hann_window(periodic=False)) centred in the FFT frame
         var w = [Double](repeating: 0, count: nFFT)
         let off = (nFFT - winLength) / 2
-        for i in 0..<winLength { w[off + i] = Float(0.5 - 0.5 * cos(2 * Double.pi * Double(i) / Double(winLength - 1))).asDouble }
+        for i in 0..<winLength {
+            w[off + i] = Float(0.5 - 0.5 * cos(2 * Double.pi * Double(i) / Double(winLength - 1))).asDouble
+        }
         window = w
-        filterbank = MelFrontEnd.slaneyFilterbank(sampleRate: Double(config.sampleRate), nFFT: nFFT, nMels: nMels, fMin: 0, fMax: Double(config.sampleRate) / 2)
+        filterbank = MelFrontEnd.slaneyFilterbank(
+            sampleRate: Double(config.sampleRate), nFFT: nFFT, nMels: nMels, fMin: 0,
+            fMax: Double(config.sampleRate) / 2)
         fft = FFT(n: nFFT)
     }
 

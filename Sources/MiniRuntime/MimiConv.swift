@@ -7,16 +7,21 @@ import CKernels
 /// [out][K·in] so one matrix product over an im2col view does the work. State: the last K−1 input rows.
 final class StreamingConv1d {
     let cin: Int, cout: Int, k: Int
-    let w: UnsafeMutablePointer<Float>     // [out][k][in]
+    let w: UnsafeMutablePointer<Float>  // [out][k][in]
     let bias: [Float]
-    var prev: [Float]                      // [(K−1)][in], oldest first
+    var prev: [Float]  // [(K−1)][in], oldest first
     let mat: Matrix
 
     init(_ L: TensorLoader, _ prefix: String, cin: Int, cout: Int, kernel: Int) throws {
         self.cin = cin; self.cout = cout; k = kernel
-        let raw = kernel == 1 ? try L.floats(prefix + ".weight", shape: [cout, cin]) : try L.floats(prefix + ".weight", shape: [cout, cin, kernel])
+        let raw =
+            kernel == 1
+            ? try L.floats(prefix + ".weight", shape: [cout, cin])
+            : try L.floats(prefix + ".weight", shape: [cout, cin, kernel])
         w = .allocate(capacity: cout * kernel * cin)
-        for o in 0..<cout { for i in 0..<cin { for j in 0..<kernel { w[(o * kernel + j) * cin + i] = raw[(o * cin + i) * kernel + j] } } }
+        for o in 0..<cout {
+            for i in 0..<cin { for j in 0..<kernel { w[(o * kernel + j) * cin + i] = raw[(o * cin + i) * kernel + j] } }
+        }
         bias = try L.floats(prefix + ".bias", shape: [cout])
         prev = [Float](repeating: 0, count: (kernel - 1) * cin)
         mat = Matrix(name: prefix, type: .f32, data: UnsafeRawPointer(w), rows: cout, cols: kernel * cin)
@@ -31,13 +36,19 @@ final class StreamingConv1d {
         var cols = [Float](repeating: 0, count: T * kc)
         // im2col over [prev; x]
         let full = prev + x
-        full.withUnsafeBufferPointer { f in cols.withUnsafeMutableBufferPointer { c in
-            for t in 0..<T { (c.baseAddress! + t * kc).update(from: f.baseAddress! + t * cin, count: kc) }
-        } }
-        cols.withUnsafeBufferPointer { c in y.withUnsafeMutableBufferPointer { yb in
-            mat.matmul(c.baseAddress!, ldx: kc, rows: T, into: yb.baseAddress!, ldy: cout, pool: pool)
-            bias.withUnsafeBufferPointer { b in for t in 0..<T { Ops.add(yb.baseAddress! + t * cout, b.baseAddress!, cout) } }
-        } }
+        full.withUnsafeBufferPointer { f in
+            cols.withUnsafeMutableBufferPointer { c in
+                for t in 0..<T { (c.baseAddress! + t * kc).update(from: f.baseAddress! + t * cin, count: kc) }
+            }
+        }
+        cols.withUnsafeBufferPointer { c in
+            y.withUnsafeMutableBufferPointer { yb in
+                mat.matmul(c.baseAddress!, ldx: kc, rows: T, into: yb.baseAddress!, ldy: cout, pool: pool)
+                bias.withUnsafeBufferPointer { b in
+                    for t in 0..<T { Ops.add(yb.baseAddress! + t * cout, b.baseAddress!, cout) }
+                }
+            }
+        }
         if k > 1 { prev = Array(full.suffix((k - 1) * cin)) }
         return y
     }
@@ -50,12 +61,15 @@ final class StreamingConvTranspose1d {
     let cin: Int, cout: Int, k: Int, stride: Int
     let w: UnsafeMutablePointer<Float>
     let bias: [Float]?
-    var partial: [Float]                   // [(K−S)][out]
+    var partial: [Float]  // [(K−S)][out]
     let mat: Matrix
     let depthwise: Bool
 
     /// `depthwise`: groups = channels (weight [C, 1, K]), as Mimi's upsampler.
-    init(_ L: TensorLoader, _ prefix: String, cin: Int, cout: Int, kernel: Int, stride s: Int, bias hasBias: Bool = true, depthwise dw: Bool = false) throws {
+    init(
+        _ L: TensorLoader, _ prefix: String, cin: Int, cout: Int, kernel: Int, stride s: Int, bias hasBias: Bool = true,
+        depthwise dw: Bool = false
+    ) throws {
         self.cin = cin; self.cout = cout; k = kernel; stride = s; depthwise = dw
         if dw {
             let raw = try L.floats(prefix + ".weight", shape: [cin, 1, kernel])
@@ -64,7 +78,11 @@ final class StreamingConvTranspose1d {
         } else {
             let raw = try L.floats(prefix + ".weight", shape: [cin, cout, kernel])
             w = .allocate(capacity: kernel * cout * cin)
-            for i in 0..<cin { for o in 0..<cout { for j in 0..<kernel { w[(j * cout + o) * cin + i] = raw[(i * cout + o) * kernel + j] } } }
+            for i in 0..<cin {
+                for o in 0..<cout {
+                    for j in 0..<kernel { w[(j * cout + o) * cin + i] = raw[(i * cout + o) * kernel + j] }
+                }
+            }
         }
         bias = hasBias ? try L.floats(prefix + ".bias", shape: [cout]) : nil
         partial = [Float](repeating: 0, count: (kernel - s) * cout)
@@ -78,19 +96,25 @@ final class StreamingConvTranspose1d {
         let L = (T - 1) * stride + k
         var z = [Float](repeating: 0, count: L * cout)
         if depthwise {
-            for t in 0..<T { for j in 0..<k {
-                let zr = (t * stride + j) * cout
-                for c in 0..<cout { z[zr + c] += w[j * cout + c] * x[t * cin + c] }
-            } }
+            for t in 0..<T {
+                for j in 0..<k {
+                    let zr = (t * stride + j) * cout
+                    for c in 0..<cout { z[zr + c] += w[j * cout + c] * x[t * cin + c] }
+                }
+            }
         } else {
             var prod = [Float](repeating: 0, count: T * k * cout)
-            x.withUnsafeBufferPointer { xb in prod.withUnsafeMutableBufferPointer { p in
-                mat.matmul(xb.baseAddress!, ldx: cin, rows: T, into: p.baseAddress!, ldy: k * cout, pool: pool)
-            } }
-            for t in 0..<T { for j in 0..<k {
-                let zr = (t * stride + j) * cout, pr = (t * k + j) * cout
-                for o in 0..<cout { z[zr + o] += prod[pr + o] }
-            } }
+            x.withUnsafeBufferPointer { xb in
+                prod.withUnsafeMutableBufferPointer { p in
+                    mat.matmul(xb.baseAddress!, ldx: cin, rows: T, into: p.baseAddress!, ldy: k * cout, pool: pool)
+                }
+            }
+            for t in 0..<T {
+                for j in 0..<k {
+                    let zr = (t * stride + j) * cout, pr = (t * k + j) * cout
+                    for o in 0..<cout { z[zr + o] += prod[pr + o] }
+                }
+            }
         }
         for i in 0..<partial.count { z[i] += partial[i] }
         let n = T * stride
@@ -104,7 +128,9 @@ final class StreamingConvTranspose1d {
 /// ELU (alpha 1): x > 0 ? x : expm1(x) (vectorized in CKernels).
 func elu(_ x: [Float]) -> [Float] {
     var y = [Float](repeating: 0, count: x.count)
-    x.withUnsafeBufferPointer { a in y.withUnsafeMutableBufferPointer { lfm_elu(a.baseAddress!, $0.baseAddress!, x.count) } }
+    x.withUnsafeBufferPointer { a in
+        y.withUnsafeMutableBufferPointer { lfm_elu(a.baseAddress!, $0.baseAddress!, x.count) }
+    }
     return y
 }
 

@@ -11,8 +11,8 @@ final class MimiTransformerLayer {
     let scale1: [Float], scale2: [Float]
     let d: Int, heads: Int, hd: Int, ff: Int, context: Int
     let rope: PairRoPE
-    var keys: [Float], values: [Float]    // [context][d] ring, slot = position % context
-    var written = 0                        // positions written so far
+    var keys: [Float], values: [Float]  // [context][d] ring, slot = position % context
+    var written = 0  // positions written so far
     let act = Activations(capacity: 1 << 12)
 
     init(_ L: TensorLoader, _ p: String, config c: MimiConfig.Transformer) throws {
@@ -44,19 +44,27 @@ final class MimiTransformerLayer {
         let d = d, hd = hd
         var u = [Float](repeating: 0, count: T * d), qkv = [Float](repeating: 0, count: T * 3 * d)
         var att = [Float](repeating: 0, count: T * d), o = [Float](repeating: 0, count: T * d)
-        x.withUnsafeBufferPointer { xb in u.withUnsafeMutableBufferPointer { norm1(xb.baseAddress!, rows: T, into: $0.baseAddress!) } }
-        u.withUnsafeBufferPointer { ub in qkv.withUnsafeMutableBufferPointer { linear(inProj, ub.baseAddress!, T: T, $0.baseAddress!, pool: pool) } }
+        x.withUnsafeBufferPointer { xb in
+            u.withUnsafeMutableBufferPointer { norm1(xb.baseAddress!, rows: T, into: $0.baseAddress!) }
+        }
+        u.withUnsafeBufferPointer { ub in
+            qkv.withUnsafeMutableBufferPointer { linear(inProj, ub.baseAddress!, T: T, $0.baseAddress!, pool: pool) }
+        }
         let p0 = written
         qkv.withUnsafeMutableBufferPointer { q in
-            for t in 0..<T { for h in 0..<heads {
-                rope.apply(q.baseAddress! + t * 3 * d + h * hd, position: p0 + t)
-                rope.apply(q.baseAddress! + t * 3 * d + d + h * hd, position: p0 + t)
-            } }
+            for t in 0..<T {
+                for h in 0..<heads {
+                    rope.apply(q.baseAddress! + t * 3 * d + h * hd, position: p0 + t)
+                    rope.apply(q.baseAddress! + t * 3 * d + d + h * hd, position: p0 + t)
+                }
+            }
         }
         // write every new K/V first (RingKVCache.complete), then attend
         for t in 0..<T {
             let slot = (p0 + t) % context
-            for i in 0..<d { keys[slot * d + i] = qkv[t * 3 * d + d + i]; values[slot * d + i] = qkv[t * 3 * d + 2 * d + i] }
+            for i in 0..<d {
+                keys[slot * d + i] = qkv[t * 3 * d + d + i]; values[slot * d + i] = qkv[t * 3 * d + 2 * d + i]
+            }
         }
         written = p0 + T
         let latest = written - 1
@@ -67,23 +75,44 @@ final class MimiTransformerLayer {
             let n = p - lo + 1
             var sc = [Float](repeating: 0, count: n)
             // the ring may wrap, so keys are visited slot by slot: dot, softmax, then a weighted sum of values
-            keys.withUnsafeBufferPointer { K in values.withUnsafeBufferPointer { V in
-            qkv.withUnsafeBufferPointer { Q in att.withUnsafeMutableBufferPointer { A in sc.withUnsafeMutableBufferPointer { S in
-                for h in 0..<heads {
-                    let q = Q.baseAddress! + t * 3 * d + h * hd, a = A.baseAddress! + t * d + h * hd
-                    for j in 0..<n { S[j] = lfm_dot_f32(q, K.baseAddress! + ((lo + j) % context) * d + h * hd, hd) * scale }
-                    lfm_softmax(S.baseAddress!, Int32(n))
-                    for j in 0..<n { lfm_axpy(S[j], V.baseAddress! + ((lo + j) % context) * d + h * hd, a, hd) }
+            keys.withUnsafeBufferPointer { K in
+                values.withUnsafeBufferPointer { V in
+                    qkv.withUnsafeBufferPointer { Q in
+                        att.withUnsafeMutableBufferPointer { A in
+                            sc.withUnsafeMutableBufferPointer { S in
+                                for h in 0..<heads {
+                                    let q = Q.baseAddress! + t * 3 * d + h * hd, a = A.baseAddress! + t * d + h * hd
+                                    for j in 0..<n {
+                                        S[j] =
+                                            lfm_dot_f32(q, K.baseAddress! + ((lo + j) % context) * d + h * hd, hd)
+                                            * scale
+                                    }
+                                    lfm_softmax(S.baseAddress!, Int32(n))
+                                    for j in 0..<n {
+                                        lfm_axpy(S[j], V.baseAddress! + ((lo + j) % context) * d + h * hd, a, hd)
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
-            } } } } }
+            }
         }
-        att.withUnsafeBufferPointer { a in o.withUnsafeMutableBufferPointer { linear(outProj, a.baseAddress!, T: T, $0.baseAddress!, pool: pool) } }
+        att.withUnsafeBufferPointer { a in
+            o.withUnsafeMutableBufferPointer { linear(outProj, a.baseAddress!, T: T, $0.baseAddress!, pool: pool) }
+        }
         for t in 0..<T { for i in 0..<d { x[t * d + i] += scale1[i] * o[t * d + i] } }
-        x.withUnsafeBufferPointer { xb in u.withUnsafeMutableBufferPointer { norm2(xb.baseAddress!, rows: T, into: $0.baseAddress!) } }
+        x.withUnsafeBufferPointer { xb in
+            u.withUnsafeMutableBufferPointer { norm2(xb.baseAddress!, rows: T, into: $0.baseAddress!) }
+        }
         var hbuf = [Float](repeating: 0, count: T * ff)
-        u.withUnsafeBufferPointer { ub in hbuf.withUnsafeMutableBufferPointer { linear(linear1, ub.baseAddress!, T: T, $0.baseAddress!, pool: pool) } }
+        u.withUnsafeBufferPointer { ub in
+            hbuf.withUnsafeMutableBufferPointer { linear(linear1, ub.baseAddress!, T: T, $0.baseAddress!, pool: pool) }
+        }
         hbuf.withUnsafeMutableBufferPointer { lfm_gelu_erf($0.baseAddress!, T * ff) }
-        hbuf.withUnsafeBufferPointer { hb in o.withUnsafeMutableBufferPointer { linear(linear2, hb.baseAddress!, T: T, $0.baseAddress!, pool: pool) } }
+        hbuf.withUnsafeBufferPointer { hb in
+            o.withUnsafeMutableBufferPointer { linear(linear2, hb.baseAddress!, T: T, $0.baseAddress!, pool: pool) }
+        }
         for t in 0..<T { for i in 0..<d { x[t * d + i] += scale2[i] * o[t * d + i] } }
     }
 }
@@ -99,8 +128,8 @@ public final class MimiDecoder: @unchecked Sendable {
     public let codebooks: Int
     public static let sampleRate = MimiConfig.sampleRate
     public var samplesPerFrame: Int { 2 * config.seanet.ratios.reduce(1, *) }
-    let centroids: [[Float]]             // codebook k: [bins][dim]
-    let projFirst: [Float], projRest: [Float]   // [D][dim]
+    let centroids: [[Float]]  // codebook k: [bins][dim]
+    let projFirst: [Float], projRest: [Float]  // [D][dim]
     let upsample: StreamingConvTranspose1d
     let layers: [MimiTransformerLayer]
     let conv0: StreamingConv1d
@@ -115,25 +144,37 @@ public final class MimiDecoder: @unchecked Sendable {
         config = c; self.codebooks = codebooks; self.pool = pool
         let p = "mimi."
         let q = c.quantizer, D = c.seanet.dimension
-        var cents: [[Float]] = [try L.floats(p + "quantizer.rvq_first.vq.layers.0._codebook.centroids", shape: [q.bins, q.dimension])]
-        for k in 0..<(codebooks - 1) { cents.append(try L.floats(p + "quantizer.rvq_rest.vq.layers.\(k)._codebook.centroids", shape: [q.bins, q.dimension])) }
+        var cents: [[Float]] = [
+            try L.floats(p + "quantizer.rvq_first.vq.layers.0._codebook.centroids", shape: [q.bins, q.dimension])
+        ]
+        for k in 0..<(codebooks - 1) {
+            cents.append(
+                try L.floats(p + "quantizer.rvq_rest.vq.layers.\(k)._codebook.centroids", shape: [q.bins, q.dimension]))
+        }
         centroids = cents
         projFirst = try L.floats(p + "quantizer.rvq_first.output_proj.weight", shape: [q.outputDimension, q.dimension])
         projRest = try L.floats(p + "quantizer.rvq_rest.output_proj.weight", shape: [q.outputDimension, q.dimension])
-        upsample = try StreamingConvTranspose1d(L, p + "upsample.convtr.convtr.convtr", cin: D, cout: D, kernel: 4, stride: 2, bias: false, depthwise: true)
-        layers = try (0..<c.transformer.numLayers).map { try MimiTransformerLayer(L, p + "decoder_transformer.transformer.layers.\($0).", config: c.transformer) }
+        upsample = try StreamingConvTranspose1d(
+            L, p + "upsample.convtr.convtr.convtr", cin: D, cout: D, kernel: 4, stride: 2, bias: false, depthwise: true)
+        layers = try (0..<c.transformer.numLayers).map {
+            try MimiTransformerLayer(L, p + "decoder_transformer.transformer.layers.\($0).", config: c.transformer)
+        }
         let s = c.seanet
         var ch = s.nFilters << s.ratios.count
         conv0 = try StreamingConv1d(L, p + "decoder.model.0.conv.conv", cin: D, cout: ch, kernel: s.kernelSize)
         var st: [(StreamingConvTranspose1d, SEANetResBlock)] = []
         var idx = 0
         for r in s.ratios {
-            let tr = try StreamingConvTranspose1d(L, p + "decoder.model.\(idx + 2).convtr.convtr", cin: ch, cout: ch / 2, kernel: 2 * r, stride: r)
-            let rb = try SEANetResBlock(L, p + "decoder.model.\(idx + 3)", dim: ch / 2, hidden: ch / 2 / s.compress, kernel: s.residualKernelSize)
+            let tr = try StreamingConvTranspose1d(
+                L, p + "decoder.model.\(idx + 2).convtr.convtr", cin: ch, cout: ch / 2, kernel: 2 * r, stride: r)
+            let rb = try SEANetResBlock(
+                L, p + "decoder.model.\(idx + 3)", dim: ch / 2, hidden: ch / 2 / s.compress,
+                kernel: s.residualKernelSize)
             st.append((tr, rb)); ch /= 2; idx += 3
         }
         stages = st
-        convLast = try StreamingConv1d(L, p + "decoder.model.\(idx + 2).conv.conv", cin: ch, cout: s.channels, kernel: s.lastKernelSize)
+        convLast = try StreamingConv1d(
+            L, p + "decoder.model.\(idx + 2).conv.conv", cin: ch, cout: s.channels, kernel: s.lastKernelSize)
     }
 
     public func reset() {
@@ -149,7 +190,9 @@ public final class MimiDecoder: @unchecked Sendable {
         var out = [Float](repeating: 0, count: D)
         for o in 0..<D {
             var s1: Float = 0, s2: Float = 0
-            for i in 0..<dim { s1 += projFirst[o * dim + i] * centroids[0][codes[0] * dim + i]; s2 += projRest[o * dim + i] * a[i] }
+            for i in 0..<dim {
+                s1 += projFirst[o * dim + i] * centroids[0][codes[0] * dim + i]; s2 += projRest[o * dim + i] * a[i]
+            }
             out[o] = s1 + s2
         }
         return out
@@ -158,12 +201,13 @@ public final class MimiDecoder: @unchecked Sendable {
     /// Decodes one frame of `codebooks` codes (0…2047) into `samplesPerFrame` samples.
     public func decode(frame codes: [Int]) throws -> [Float] {
         guard codes.count == codebooks, codes.allSatisfy({ $0 >= 0 && $0 < config.quantizer.bins }) else {
-            throw RuntimeError.badInput("Mimi: a frame must hold \(codebooks) codes in 0…\(config.quantizer.bins - 1), got \(codes)")
+            throw RuntimeError.badInput(
+                "Mimi: a frame must hold \(codebooks) codes in 0…\(config.quantizer.bins - 1), got \(codes)")
         }
         let lat = latent(codes)
         let D = config.seanet.dimension
         stageObserver?("latent", lat, D)
-        var x = upsample.step(lat, T: 1, pool: pool)                  // 2 × D
+        var x = upsample.step(lat, T: 1, pool: pool)  // 2 × D
         stageObserver?("upsampled", x, D)
         for l in layers { l.step(&x, T: 2, pool: pool) }
         stageObserver?("transformer_out", x, D)

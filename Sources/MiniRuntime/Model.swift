@@ -47,36 +47,59 @@ public final class LFMModel: @unchecked Sendable {
         let cfg = bundle.config
         var keptUnused = Set(Schema.model(cfg).filter { $0.dropReason != nil }.map(\.name))
         if let mj = bundle.gguf.metadata[BundleKeys.mimiConfig]?.stringValue,
-           let mc = try? decodeConfig(MimiConfig.self, from: Data(mj.utf8), file: path) {
-            keptUnused.formUnion(Schema.mimiDecode(mc, usedCodebooks: cfg.codebooks).filter { $0.dropReason != nil }.map { "mimi." + $0.name })
+            let mc = try? decodeConfig(MimiConfig.self, from: Data(mj.utf8), file: path)
+        {
+            keptUnused.formUnion(
+                Schema.mimiDecode(mc, usedCodebooks: cfg.codebooks).filter { $0.dropReason != nil }.map {
+                    "mimi." + $0.name
+                })
         }
         if let dj = bundle.gguf.metadata[BundleKeys.detokenizerConfig]?.stringValue,
-           let dc = try? decodeConfig(LFM2Config.self, from: Data(dj.utf8), file: path) {
-            keptUnused.formUnion(Schema.detokenizer(DetokenizerConfig(lfm: dc)).filter { $0.dropReason != nil }.map { "detokenizer." + $0.name })
+            let dc = try? decodeConfig(LFM2Config.self, from: Data(dj.utf8), file: path)
+        {
+            keptUnused.formUnion(
+                Schema.detokenizer(DetokenizerConfig(lfm: dc)).filter { $0.dropReason != nil }.map {
+                    "detokenizer." + $0.name
+                })
         }
         let unusedByDesign: (String) -> Bool = { n in
-            keptUnused.contains(n) || (n.hasPrefix("mimi.") && Schema.mimiDropReason(String(n.dropFirst(5)), usedCodebooks: cfg.codebooks) != nil)
+            keptUnused.contains(n)
+                || (n.hasPrefix("mimi.")
+                    && Schema.mimiDropReason(String(n.dropFirst(5)), usedCodebooks: cfg.codebooks) != nil)
         }
-        backbone = try LFM2Backbone(L, prefix: "lfm.", config: bundle.config.lfm, contextLimit: options.contextLimit, pool: pool)
+        backbone = try LFM2Backbone(
+            L, prefix: "lfm.", config: bundle.config.lfm, contextLimit: options.contextLimit, pool: pool)
         try L.checkAllConsumed(prefixes: ["lfm."], except: unusedByDesign)
         if bundle.tensor("conformer.pre_encode.out.weight") != nil {
             audioEncoder = try AudioEncoder(L, config: bundle.config, pool: pool)
             try L.checkAllConsumed(prefixes: ["conformer.", "audio_adapter."], except: unusedByDesign)
-        } else { audioEncoder = nil }
+        } else {
+            audioEncoder = nil
+        }
         if bundle.tensor("depth_linear.weight") != nil {
             audioHead = try AudioHead(L, config: bundle.config, pool: pool)
-            try L.checkAllConsumed(prefixes: ["depthformer.", "depth_linear.", "depth_embeddings.", "audio_embedding."], except: unusedByDesign)
-        } else { audioHead = nil }
+            try L.checkAllConsumed(
+                prefixes: ["depthformer.", "depth_linear.", "depth_embeddings.", "audio_embedding."],
+                except: unusedByDesign)
+        } else {
+            audioHead = nil
+        }
         if let mj = bundle.gguf.metadata[BundleKeys.mimiConfig]?.stringValue {
-            let mc = try decodeConfig(MimiConfig.self, from: Data(mj.utf8), file: path + " (" + BundleKeys.mimiConfig + ")")
+            let mc = try decodeConfig(
+                MimiConfig.self, from: Data(mj.utf8), file: path + " (" + BundleKeys.mimiConfig + ")")
             mimi = try MimiDecoder(L, config: mc, codebooks: bundle.config.codebooks, pool: pool)
             try L.checkAllConsumed(prefixes: ["mimi."], except: unusedByDesign)
-        } else { mimi = nil }
+        } else {
+            mimi = nil
+        }
         if let dj = bundle.gguf.metadata[BundleKeys.detokenizerConfig]?.stringValue {
-            let dc = try decodeConfig(LFM2Config.self, from: Data(dj.utf8), file: path + " (" + BundleKeys.detokenizerConfig + ")")
+            let dc = try decodeConfig(
+                LFM2Config.self, from: Data(dj.utf8), file: path + " (" + BundleKeys.detokenizerConfig + ")")
             detokenizer = try Detokenizer(L, config: dc, pool: pool)
             try L.checkAllConsumed(prefixes: ["detokenizer."], except: unusedByDesign)
-        } else { detokenizer = nil }
+        } else {
+            detokenizer = nil
+        }
         guard let tj = bundle.gguf.metadata[BundleKeys.hfTokenizer]?.stringValue else {
             throw RuntimeError.tokenizer(file: path, detail: "the bundle has no \(BundleKeys.hfTokenizer)")
         }

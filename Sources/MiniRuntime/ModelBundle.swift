@@ -13,33 +13,56 @@ public final class ModelBundle: @unchecked Sendable {
     public init(path: String) throws {
         gguf = try GGUFFile(path: path)
         if HeaderChecksum.check(gguf) == false {
-            throw FormatsError.badHeader(file: path, detail: "the header checksum (\(BundleKeys.headerCRC32)) does not match: the metadata or the tensor table is damaged")
+            throw FormatsError.badHeader(
+                file: path,
+                detail:
+                    "the header checksum (\(BundleKeys.headerCRC32)) does not match: the metadata or the tensor table is damaged"
+            )
         }
         let m = gguf.metadata
         guard m[BundleKeys.architecture]?.stringValue == BundleKeys.architectureValue else {
-            throw FormatsError.badHeader(file: path, detail: "general.architecture is \(m[BundleKeys.architecture]?.description ?? "absent"), expected '\(BundleKeys.architectureValue)'")
+            throw FormatsError.badHeader(
+                file: path,
+                detail:
+                    "general.architecture is \(m[BundleKeys.architecture]?.description ?? "absent"), expected '\(BundleKeys.architectureValue)'"
+            )
         }
         guard let v = m[BundleKeys.formatVersion]?.intValue, v == Int(BundleKeys.currentFormatVersion) else {
-            throw FormatsError.badHeader(file: path, detail: "bundle format version \(m[BundleKeys.formatVersion]?.description ?? "absent") is not supported (this build reads \(BundleKeys.currentFormatVersion))")
+            throw FormatsError.badHeader(
+                file: path,
+                detail:
+                    "bundle format version \(m[BundleKeys.formatVersion]?.description ?? "absent") is not supported (this build reads \(BundleKeys.currentFormatVersion))"
+            )
         }
         guard let cfg = m[BundleKeys.config]?.stringValue else {
             throw FormatsError.badHeader(file: path, detail: "no \(BundleKeys.config) metadata")
         }
-        config = try decodeConfig(LFM2AudioConfig.self, from: Data(cfg.utf8), file: path + " (" + BundleKeys.config + ")")
+        config = try decodeConfig(
+            LFM2AudioConfig.self, from: Data(cfg.utf8), file: path + " (" + BundleKeys.config + ")")
         components = m[BundleKeys.components]?.stringArray ?? []
         let names = m[BundleKeys.tiedNames]?.stringArray ?? [], targets = m[BundleKeys.tiedTargets]?.stringArray ?? []
         guard names.count == targets.count else {
-            throw FormatsError.badHeader(file: path, detail: "\(BundleKeys.tiedNames) has \(names.count) entries, \(BundleKeys.tiedTargets) \(targets.count)")
+            throw FormatsError.badHeader(
+                file: path,
+                detail: "\(BundleKeys.tiedNames) has \(names.count) entries, \(BundleKeys.tiedTargets) \(targets.count)"
+            )
         }
         var ties: [String: String] = [:]
         for (n, t) in zip(names, targets) {
-            guard gguf.tensor(t) != nil else { throw FormatsError.badHeader(file: path, detail: "tie '\(n)' → '\(t)': the stored tensor is not in the bundle") }
-            guard gguf.tensor(n) == nil, ties[n] == nil else { throw FormatsError.badHeader(file: path, detail: "tie '\(n)': the name is also a stored tensor or tied twice") }
+            guard gguf.tensor(t) != nil else {
+                throw FormatsError.badHeader(
+                    file: path, detail: "tie '\(n)' → '\(t)': the stored tensor is not in the bundle")
+            }
+            guard gguf.tensor(n) == nil, ties[n] == nil else {
+                throw FormatsError.badHeader(
+                    file: path, detail: "tie '\(n)': the name is also a stored tensor or tied twice")
+            }
             ties[n] = t
         }
         self.ties = ties
         guard let crc = m[BundleKeys.tensorCRC32]?.arrayValue, crc.count == gguf.tensors.count else {
-            throw FormatsError.badHeader(file: path, detail: "\(BundleKeys.tensorCRC32) is missing or does not list every tensor")
+            throw FormatsError.badHeader(
+                file: path, detail: "\(BundleKeys.tensorCRC32) is missing or does not list every tensor")
         }
     }
 

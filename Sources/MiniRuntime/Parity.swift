@@ -51,8 +51,11 @@ public enum Parity {
         let ref = try SafetensorsFile(path: path)
         let manifestPath = (path as NSString).deletingPathExtension + ".json"
         guard let md = FileManager.default.contents(atPath: manifestPath),
-              let manifest = try? JSONSerialization.jsonObject(with: md) as? [String: Any] else {
-            throw RuntimeError.badInput("\(manifestPath): the dump's manifest is missing or not JSON (dump.py writes it beside the .safetensors)")
+            let manifest = try? JSONSerialization.jsonObject(with: md) as? [String: Any]
+        else {
+            throw RuntimeError.badInput(
+                "\(manifestPath): the dump's manifest is missing or not JSON (dump.py writes it beside the .safetensors)"
+            )
         }
         func f(_ name: String) throws -> [Float]? {
             guard let t = ref.tensors[name] else { return nil }
@@ -72,7 +75,8 @@ public enum Parity {
         let system = manifest["system"] as? String
         let prompt = manifest["prompt"] as? String
         let mtype = model.bundle.gguf.tensor("lfm.layers.0.feed_forward.w1.weight")?.type ?? .f32
-        let cls: String = mtype == .f32 ? "f32" : mtype == .f16 || mtype == .bf16 ? "f16" : mtype == .q8_0 ? "q8_0" : "q4_0"
+        let cls: String =
+            mtype == .f32 ? "f32" : mtype == .f16 || mtype == .bf16 ? "f16" : mtype == .q8_0 ? "q8_0" : "q4_0"
         var report = ParityReport(bundle: bundlePath, reference: path, bundleType: mtype.name, mode: mode)
 
         func compare(_ stage: String, _ got: [Float], _ want: [Float], shape s: [Int], strict: Bool = false) {
@@ -88,8 +92,9 @@ public enum Parity {
             }
             row.maxAbs = m; row.relErr = m / max(r, 1e-30)
             row.cosine = na == 0 && nb == 0 ? 1 : dot / max((na * nb).squareRoot(), 1e-300)
-            if strict { row.tolerance = "rel ≤ 1e-4"; row.ok = row.relErr <= 1e-4 }
-            else {
+            if strict {
+                row.tolerance = "rel ≤ 1e-4"; row.ok = row.relErr <= 1e-4
+            } else {
                 switch cls {
                 case "f32": row.tolerance = "rel ≤ 1e-3"; row.ok = row.relErr <= 1e-3
                 case "f16": row.tolerance = "cos ≥ 0.999"; row.ok = row.cosine >= 0.999
@@ -105,16 +110,27 @@ public enum Parity {
         var audioEmb: [Float]? = nil
         var heard: AudioClip? = nil
         if let wave = try f("input.wave"), let rate = try ints("input.sample_rate")?.first {
-            guard let enc = model.audioEncoder else { throw RuntimeError.badInput("\(bundlePath): the dump has audio input but the bundle has no audio encoder") }
+            guard let enc = model.audioEncoder else {
+                throw RuntimeError.badInput(
+                    "\(bundlePath): the dump has audio input but the bundle has no audio encoder")
+            }
             let clip = AudioClip(samples: wave, sampleRate: rate, channels: 1)
             let x = try enc.resample(clip)
-            if let w = try f("audio.resampled") { compare("audio.resampled", x, w, shape: shape("audio.resampled"), strict: true) }
+            if let w = try f("audio.resampled") {
+                compare("audio.resampled", x, w, shape: shape("audio.resampled"), strict: true)
+            }
             let mel = enc.melFeatures(x)
-            if let w = try f("audio.mel") { compare("audio.mel", mel.flatMap { $0 }, w, shape: shape("audio.mel"), strict: true) }
+            if let w = try f("audio.mel") {
+                compare("audio.mel", mel.flatMap { $0 }, w, shape: shape("audio.mel"), strict: true)
+            }
             let conf = enc.conformer(mel: mel)
-            if let w = try f("audio.conformer_out") { compare("audio.conformer_out", conf, w, shape: shape("audio.conformer_out")) }
+            if let w = try f("audio.conformer_out") {
+                compare("audio.conformer_out", conf, w, shape: shape("audio.conformer_out"))
+            }
             let ad = enc.adapt(conf)
-            if let w = try f("audio.adapter_out") { compare("audio.adapter_out", ad, w, shape: shape("audio.adapter_out")) }
+            if let w = try f("audio.adapter_out") {
+                compare("audio.adapter_out", ad, w, shape: shape("audio.adapter_out"))
+            }
             audioEmb = ad
             heard = clip
         }
@@ -124,7 +140,8 @@ public enum Parity {
         let session = ChatSession(model: model, system: system)
         var content: [UserContent] = [], encoded: [AudioEmbeddings?] = []
         if let clip = heard, let ad = audioEmb {
-            content.append(.audio(clip)); encoded.append(AudioEmbeddings(values: ad, count: ad.count / h, hidden: h, stats: AudioEncodeStats()))
+            content.append(.audio(clip));
+            encoded.append(AudioEmbeddings(values: ad, count: ad.count / h, hidden: h, stats: AudioEncodeStats()))
         }
         if let p = prompt, mode != "asr" { content.append(.text(p)); encoded.append(nil) }
         session.appendUserTurn(content, encoded: encoded)
@@ -144,14 +161,23 @@ public enum Parity {
         bb.reset()
         var layers = [[Float]](repeating: [], count: bb.config.numHiddenLayers + 1)
         var last = [Float](repeating: 0, count: h)
-        try emb.withUnsafeBufferPointer { e in try last.withUnsafeMutableBufferPointer { l in
-            try bb.forward(e.baseAddress!, count: L, last: l.baseAddress!) { i, p, n in layers[i] += Array(UnsafeBufferPointer(start: p, count: n * h)) }
-        } }
+        try emb.withUnsafeBufferPointer { e in
+            try last.withUnsafeMutableBufferPointer { l in
+                try bb.forward(e.baseAddress!, count: L, last: l.baseAddress!) { i, p, n in
+                    layers[i] += Array(UnsafeBufferPointer(start: p, count: n * h))
+                }
+            }
+        }
         if let hs = try f("lfm.hidden_states") {
             let per = L * h
-            guard hs.count == per * layers.count else { throw RuntimeError.badInput("\(path): lfm.hidden_states has \(hs.count) values, expected \(per * layers.count)") }
+            guard hs.count == per * layers.count else {
+                throw RuntimeError.badInput(
+                    "\(path): lfm.hidden_states has \(hs.count) values, expected \(per * layers.count)")
+            }
             for i in 1..<layers.count {
-                compare(i == layers.count - 1 ? "lfm.final_norm" : "lfm.layer.\(i - 1)", layers[i], Array(hs[(i * per)..<((i + 1) * per)]), shape: [L, h])
+                compare(
+                    i == layers.count - 1 ? "lfm.final_norm" : "lfm.layer.\(i - 1)", layers[i],
+                    Array(hs[(i * per)..<((i + 1) * per)]), shape: [L, h])
             }
         }
 
@@ -180,10 +206,14 @@ public enum Parity {
                 let am = logits.withUnsafeBufferPointer { Sampler.argmax($0) }
                 var err: Float = 0
                 for i in 0..<V { err = max(err, abs(logits[i] - want[i])) }
-                if am == tokens[tStep] { textRepro += 1; agree += 1 } else if textFirst == nil {
+                if am == tokens[tStep] {
+                    textRepro += 1; agree += 1
+                } else if textFirst == nil {
                     textFirst = s; textFirstMargin = Double(textMargins[tStep])
                     textTie = textMargins[tStep] <= 4 * err
-                } else if textMargins[tStep] > 4 * err { textTie = false }
+                } else if textMargins[tStep] > 4 * err {
+                    textTie = false
+                }
                 klSum += kl(want, logits)
                 let id = tokens[tStep]; tStep += 1
                 if s < modality.count - 1 { try bb.forward(tokens: [id], last: &last) }
@@ -206,8 +236,11 @@ public enum Parity {
                         var err: Float = 0
                         for i in 0..<want.count { err = max(err, abs(got[i] - want[i])) }
                         let margin = depthMargins.isEmpty ? 0 : depthMargins[(fStep * 8)..<((fStep + 1) * 8)].min()!
-                        if frameFirst == nil { frameFirst = s; frameFirstMargin = Double(margin); frameTie = margin <= 4 * err }
-                        else if margin > 4 * err { frameTie = false }
+                        if frameFirst == nil {
+                            frameFirst = s; frameFirstMargin = Double(margin); frameTie = margin <= 4 * err
+                        } else if margin > 4 * err {
+                            frameTie = false
+                        }
                     }
                 } else if !ok {
                     if frameFirst == nil { frameFirst = s; frameTie = false }
@@ -216,7 +249,11 @@ public enum Parity {
                 fStep += 1
                 if s < modality.count - 1 {
                     fe.withUnsafeMutableBufferPointer { head.frameEmbedding(frame, into: $0.baseAddress!) }
-                    try fe.withUnsafeBufferPointer { e in try last.withUnsafeMutableBufferPointer { try bb.forward(e.baseAddress!, count: 1, last: $0.baseAddress!) } }
+                    try fe.withUnsafeBufferPointer { e in
+                        try last.withUnsafeMutableBufferPointer {
+                            try bb.forward(e.baseAddress!, count: 1, last: $0.baseAddress!)
+                        }
+                    }
                 }
             }
         }
@@ -227,15 +264,20 @@ public enum Parity {
             textRow.steps = tStep; textRow.reproduced = textRepro; textRow.firstDivergence = textFirst
             if textFirst != nil { textRow.marginAtDivergence = textFirstMargin; textRow.nearTie = textTie }
             if cls != "f32" {
-                textRow.top1Agreement = Double(agree) / Double(max(tStep, 1)); textRow.meanKL = klSum / Double(max(tStep, 1))
-                textRow.ok = textRow.cosine.isFinite   // reported, not gated
-            } else if textFirst != nil && !textTie { textRow.ok = false }
+                textRow.top1Agreement = Double(agree) / Double(max(tStep, 1));
+                textRow.meanKL = klSum / Double(max(tStep, 1))
+                textRow.ok = textRow.cosine.isFinite  // reported, not gated
+            } else if textFirst != nil && !textTie {
+                textRow.ok = false
+            }
             textRow.tolerance += cls == "f32" ? "; every step reproduced or a near-tie" : "; stream reported"
             report.rows.append(textRow)
         }
         if fStep > 0 {
             let before = report.rows.count
-            compare("gen.depth_logits", gotDepth, Array(depthLogits.prefix(gotDepth.count)), shape: [gotDepth.count / (8 * AV), 8, AV])
+            compare(
+                "gen.depth_logits", gotDepth, Array(depthLogits.prefix(gotDepth.count)),
+                shape: [gotDepth.count / (8 * AV), 8, AV])
             var depthRow = report.rows.remove(at: before)
             depthRow.steps = fStep; depthRow.reproduced = frameRepro; depthRow.firstDivergence = frameFirst
             if frameFirst != nil { depthRow.marginAtDivergence = frameFirstMargin; depthRow.nearTie = frameTie }

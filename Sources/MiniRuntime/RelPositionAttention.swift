@@ -39,11 +39,15 @@ final class RelPositionAttention {
     }
 
     /// x: T × d (normed), pe: (2T−1) × d; out: T × d.
-    func forward(_ x: UnsafePointer<Float>, T: Int, pe: UnsafePointer<Float>, out y: UnsafeMutablePointer<Float>,
-                 act: Activations, pool: WorkerPool) {
+    func forward(
+        _ x: UnsafePointer<Float>, T: Int, pe: UnsafePointer<Float>, out y: UnsafeMutablePointer<Float>,
+        act: Activations, pool: WorkerPool
+    ) {
         let P = 2 * T - 1
-        let qs = UnsafeMutablePointer<Float>.allocate(capacity: T * d), ks = UnsafeMutablePointer<Float>.allocate(capacity: T * d)
-        let vs = UnsafeMutablePointer<Float>.allocate(capacity: T * d), ps = UnsafeMutablePointer<Float>.allocate(capacity: P * d)
+        let qs = UnsafeMutablePointer<Float>.allocate(capacity: T * d),
+            ks = UnsafeMutablePointer<Float>.allocate(capacity: T * d)
+        let vs = UnsafeMutablePointer<Float>.allocate(capacity: T * d),
+            ps = UnsafeMutablePointer<Float>.allocate(capacity: P * d)
         let ctx = UnsafeMutablePointer<Float>.allocate(capacity: T * d)
         defer { qs.deallocate(); ks.deallocate(); vs.deallocate(); ps.deallocate(); ctx.deallocate() }
         q(x, rows: T, into: qs, act: act, pool: pool)
@@ -53,40 +57,55 @@ final class RelPositionAttention {
         let dk = dk, d = d, heads = heads
         let Q = SendablePtr(qs), K = SendablePtr(ks), V = SendablePtr(vs), PS = SendablePtr(ps), C = SendablePtr(ctx)
         let scale = 1 / Float(dk).squareRoot()
-        u.withUnsafeBufferPointer { ub in vBias.withUnsafeBufferPointer { vb in
-            let U = SendablePtr(UnsafeMutablePointer(mutating: ub.baseAddress!)), VB = SendablePtr(UnsafeMutablePointer(mutating: vb.baseAddress!))
-            pool.run { ith, nth in
-                // per-thread head-major scratch
-                let kh = UnsafeMutablePointer<Float>.allocate(capacity: T * dk), ph = UnsafeMutablePointer<Float>.allocate(capacity: P * dk)
-                let vt = UnsafeMutablePointer<Float>.allocate(capacity: dk * T)
-                let qu = UnsafeMutablePointer<Float>.allocate(capacity: T * dk), qv = UnsafeMutablePointer<Float>.allocate(capacity: T * dk)
-                let ac = UnsafeMutablePointer<Float>.allocate(capacity: T * T), bd = UnsafeMutablePointer<Float>.allocate(capacity: T * P)
-                defer { kh.deallocate(); ph.deallocate(); vt.deallocate(); qu.deallocate(); qv.deallocate(); ac.deallocate(); bd.deallocate() }
-                var h = ith
-                while h < heads {
-                    let o = h * dk
-                    for t in 0..<T {
-                        for i in 0..<dk {
-                            let qq = Q.p[t * d + o + i]
-                            qu[t * dk + i] = qq + U.p[o + i]
-                            qv[t * dk + i] = qq + VB.p[o + i]
-                            kh[t * dk + i] = K.p[t * d + o + i]
-                            vt[i * T + t] = V.p[t * d + o + i]
+        u.withUnsafeBufferPointer { ub in
+            vBias.withUnsafeBufferPointer { vb in
+                let U = SendablePtr(UnsafeMutablePointer(mutating: ub.baseAddress!)),
+                    VB = SendablePtr(UnsafeMutablePointer(mutating: vb.baseAddress!))
+                pool.run { ith, nth in
+                    // per-thread head-major scratch
+                    let kh = UnsafeMutablePointer<Float>.allocate(capacity: T * dk),
+                        ph = UnsafeMutablePointer<Float>.allocate(capacity: P * dk)
+                    let vt = UnsafeMutablePointer<Float>.allocate(capacity: dk * T)
+                    let qu = UnsafeMutablePointer<Float>.allocate(capacity: T * dk),
+                        qv = UnsafeMutablePointer<Float>.allocate(capacity: T * dk)
+                    let ac = UnsafeMutablePointer<Float>.allocate(capacity: T * T),
+                        bd = UnsafeMutablePointer<Float>.allocate(capacity: T * P)
+                    defer {
+                        kh.deallocate(); ph.deallocate(); vt.deallocate(); qu.deallocate(); qv.deallocate();
+                        ac.deallocate(); bd.deallocate()
+                    }
+                    var h = ith
+                    while h < heads {
+                        let o = h * dk
+                        for t in 0..<T {
+                            for i in 0..<dk {
+                                let qq = Q.p[t * d + o + i]
+                                qu[t * dk + i] = qq + U.p[o + i]
+                                qv[t * dk + i] = qq + VB.p[o + i]
+                                kh[t * dk + i] = K.p[t * d + o + i]
+                                vt[i * T + t] = V.p[t * d + o + i]
+                            }
                         }
+                        for r in 0..<P { (ph + r * dk).update(from: PS.p + r * d + o, count: dk) }
+                        lfm_matmul(
+                            Int32(GGMLType.f32.rawValue), kh, Int32(dk), 0, Int32(T), Int32(T), qu, Int32(dk), nil, nil,
+                            nil, 0, ac, Int32(T))
+                        lfm_matmul(
+                            Int32(GGMLType.f32.rawValue), ph, Int32(dk), 0, Int32(P), Int32(T), qv, Int32(dk), nil, nil,
+                            nil, 0, bd, Int32(P))
+                        for i in 0..<T {
+                            let row = ac + i * T, b = bd + i * P + (T - 1 - i)
+                            for j in 0..<T { row[j] = (row[j] + b[j]) * scale }
+                            lfm_softmax(row, Int32(T))
+                        }
+                        lfm_matmul(
+                            Int32(GGMLType.f32.rawValue), vt, Int32(T), 0, Int32(dk), Int32(T), ac, Int32(T), nil, nil,
+                            nil, 0, C.p + o, Int32(d))
+                        h += nth
                     }
-                    for r in 0..<P { (ph + r * dk).update(from: PS.p + r * d + o, count: dk) }
-                    lfm_matmul(Int32(GGMLType.f32.rawValue), kh, Int32(dk), 0, Int32(T), Int32(T), qu, Int32(dk), nil, nil, nil, 0, ac, Int32(T))
-                    lfm_matmul(Int32(GGMLType.f32.rawValue), ph, Int32(dk), 0, Int32(P), Int32(T), qv, Int32(dk), nil, nil, nil, 0, bd, Int32(P))
-                    for i in 0..<T {
-                        let row = ac + i * T, b = bd + i * P + (T - 1 - i)
-                        for j in 0..<T { row[j] = (row[j] + b[j]) * scale }
-                        lfm_softmax(row, Int32(T))
-                    }
-                    lfm_matmul(Int32(GGMLType.f32.rawValue), vt, Int32(T), 0, Int32(dk), Int32(T), ac, Int32(T), nil, nil, nil, 0, C.p + o, Int32(d))
-                    h += nth
                 }
             }
-        } }
+        }
         out(ctx, rows: T, into: y, act: act, pool: pool)
     }
 }

@@ -6,15 +6,19 @@ import Foundation
 public struct Resampler: Sendable {
     public let from: Int, to: Int
     let o: Int, n: Int, width: Int
-    let kernel: [[Float]]   // [n phases][2W + o taps]
+    let kernel: [[Float]]  // [n phases][2W + o taps]
 
     public init(from: Int, to: Int, lowpassWidth: Int = 6, rolloff: Double = 0.99) throws {
-        guard from > 0, to > 0 else { throw RuntimeError.badInput("resample: rates must be positive (\(from) → \(to))") }
+        guard from > 0, to > 0 else {
+            throw RuntimeError.badInput("resample: rates must be positive (\(from) → \(to))")
+        }
         self.from = from; self.to = to
         var a = from, b = to
         while b != 0 { (a, b) = (b, a % b) }
         o = from / a; n = to / a
-        guard o <= 100_000, n <= 100_000 else { throw RuntimeError.badInput("resample: \(from) → \(to) Hz has too large a ratio") }
+        guard o <= 100_000, n <= 100_000 else {
+            throw RuntimeError.badInput("resample: \(from) → \(to) Hz has too large a ratio")
+        }
         let base = Double(min(o, n)) * rolloff
         width = Int((Double(lowpassWidth) * Double(o) / base).rounded(.up))
         let taps = 2 * width + o, lw = Double(lowpassWidth), w = width, oo = o, nn = n
@@ -35,12 +39,12 @@ public struct Resampler: Sendable {
         if from == to { return x }
         let N = x.count
         let outLen = Int((Double(n) * Double(N) / Double(o)).rounded(.up))
-        let frames = N / o + 1   // conv1d output length over the padded signal: (N + 2W + o − taps) / o + 1
+        let frames = N / o + 1  // conv1d output length over the padded signal: (N + 2W + o − taps) / o + 1
         var y = [Float](repeating: 0, count: max(outLen, 0))
         let taps = 2 * width + o
         x.withUnsafeBufferPointer { xs in
             for m in 0..<frames {
-                let start = m * o - width   // index into x of tap 0
+                let start = m * o - width  // index into x of tap 0
                 for j in 0..<n {
                     let idx = m * n + j
                     if idx >= outLen { return }

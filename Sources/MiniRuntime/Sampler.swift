@@ -9,8 +9,12 @@ public struct SamplingParams: Sendable, Equatable {
     /// Extra (off by default): HF-style repetition penalty over the tokens generated so far.
     public var repetitionPenalty: Float?
     public var seed: UInt64
-    public init(temperature: Float? = nil, topK: Int? = nil, topP: Float? = nil, repetitionPenalty: Float? = nil, seed: UInt64 = 0) {
-        self.temperature = temperature; self.topK = topK; self.topP = topP; self.repetitionPenalty = repetitionPenalty; self.seed = seed
+    public init(
+        temperature: Float? = nil, topK: Int? = nil, topP: Float? = nil, repetitionPenalty: Float? = nil,
+        seed: UInt64 = 0
+    ) {
+        self.temperature = temperature; self.topK = topK; self.topP = topP; self.repetitionPenalty = repetitionPenalty;
+        self.seed = seed
     }
     public static let greedy = SamplingParams()
     /// The reference's rule: greedy when temperature is absent or ≤ 0, or top_k == 1.
@@ -22,7 +26,10 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
     var s: (UInt64, UInt64, UInt64, UInt64)
     public init(seed: UInt64) {
         var x = seed
-        func next() -> UInt64 { x &+= 0x9E37_79B9_7F4A_7C15; var z = x; z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9; z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB; return z ^ (z >> 31) }
+        func next() -> UInt64 {
+            x &+= 0x9E37_79B9_7F4A_7C15; var z = x; z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9;
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB; return z ^ (z >> 31)
+        }
         s = (next(), next(), next(), next())
     }
     public mutating func next() -> UInt64 {

@@ -33,7 +33,9 @@ public struct GenerationStats: Sendable, Codable {
     /// Why generation ended: "im_end", "max_tokens", "audio_start" (text-only sessions), "context", "cancelled".
     public var stopReason = ""
     public var prefillTokensPerSecond: Double { prefillSeconds > 0 ? Double(promptTokens) / prefillSeconds : 0 }
-    public var decodeTokensPerSecond: Double { decodeSeconds > 0 && generatedTokens > 1 ? Double(generatedTokens - 1) / decodeSeconds : 0 }
+    public var decodeTokensPerSecond: Double {
+        decodeSeconds > 0 && generatedTokens > 1 ? Double(generatedTokens - 1) / decodeSeconds : 0
+    }
 }
 
 /// What a user turn holds, in order: text and audio clips (any sample rate, mono).
@@ -73,7 +75,11 @@ public final class ChatSession: @unchecked Sendable {
     var unfed: [Pending] = []
     var unfedCount: Int {
         unfed.reduce(0) { n, p in
-            switch p { case .tokens(let t): return n + t.count; case .embeddings(let e): return n + e.count; case .frame: return n + 1 }
+            switch p {
+            case .tokens(let t): return n + t.count;
+            case .embeddings(let e): return n + e.count;
+            case .frame: return n + 1
+            }
         }
     }
     /// Called with the text logits of every text step (parity tools).
@@ -92,10 +98,15 @@ public final class ChatSession: @unchecked Sendable {
 
     func appendTokens(_ ids: [Int]) {
         history += ids; modalities += Array(repeating: .text, count: ids.count)
-        if case .tokens(let prev)? = unfed.last { unfed[unfed.count - 1] = .tokens(prev + ids) } else { unfed.append(.tokens(ids)) }
+        if case .tokens(let prev)? = unfed.last {
+            unfed[unfed.count - 1] = .tokens(prev + ids)
+        } else {
+            unfed.append(.tokens(ids))
+        }
     }
     func appendAudio(_ e: AudioEmbeddings) {
-        history += Array(repeating: Self.audioInPlaceholder, count: e.count); modalities += Array(repeating: .audioIn, count: e.count)
+        history += Array(repeating: Self.audioInPlaceholder, count: e.count);
+        modalities += Array(repeating: .audioIn, count: e.count)
         unfed.append(.embeddings(e))
     }
 
@@ -109,7 +120,9 @@ public final class ChatSession: @unchecked Sendable {
                 switch p {
                 case .tokens(let ids): for id in ids { bb.embedding(id, into: e.baseAddress! + row * h); row += 1 }
                 case .embeddings(let a):
-                    a.values.withUnsafeBufferPointer { (e.baseAddress! + row * h).update(from: $0.baseAddress!, count: a.count * h) }
+                    a.values.withUnsafeBufferPointer {
+                        (e.baseAddress! + row * h).update(from: $0.baseAddress!, count: a.count * h)
+                    }
                     row += a.count
                 case .frame(let codes):
                     model.audioHead!.frameEmbedding(codes, into: e.baseAddress! + row * h); row += 1
@@ -124,7 +137,11 @@ public final class ChatSession: @unchecked Sendable {
         let n = unfedCount
         guard n > 0 else { return }
         let emb = pendingEmbeddings()
-        try emb.withUnsafeBufferPointer { e in try last.withUnsafeMutableBufferPointer { try model.backbone.forward(e.baseAddress!, count: n, last: $0.baseAddress!) } }
+        try emb.withUnsafeBufferPointer { e in
+            try last.withUnsafeMutableBufferPointer {
+                try model.backbone.forward(e.baseAddress!, count: n, last: $0.baseAddress!)
+            }
+        }
         unfed = []
     }
 
@@ -149,17 +166,25 @@ public final class ChatSession: @unchecked Sendable {
     var isCancelled: Bool { lock.lock(); defer { lock.unlock() }; return cancelFlag }
 
     /// Streams the assistant's answer to `text`.
-    public func reply(to text: String, maxTokens: Int = 512, sampling: SamplingParams = .greedy) -> AsyncThrowingStream<GenerationEvent, Error> {
+    public func reply(
+        to text: String, maxTokens: Int = 512, sampling: SamplingParams = .greedy
+    ) -> AsyncThrowingStream<GenerationEvent, Error> {
         reply(to: [.text(text)], maxTokens: maxTokens, sampling: sampling)
     }
 
     /// Streams the assistant's answer to a user turn of text and audio, in any mode.
-    public func reply(to content: [UserContent], mode: GenerationMode = .text, maxTokens: Int = 512, sampling: SamplingParams = .greedy,
-                      audioSampling: SamplingParams = .greedy) -> AsyncThrowingStream<GenerationEvent, Error> {
+    public func reply(
+        to content: [UserContent], mode: GenerationMode = .text, maxTokens: Int = 512,
+        sampling: SamplingParams = .greedy,
+        audioSampling: SamplingParams = .greedy
+    ) -> AsyncThrowingStream<GenerationEvent, Error> {
         AsyncThrowingStream { cont in
             let worker = Thread { [self] in
                 do {
-                    let stats = try self.generate(user: content, mode: mode, maxTokens: maxTokens, sampling: sampling, audioSampling: audioSampling) { cont.yield($0) }
+                    let stats = try self.generate(
+                        user: content, mode: mode, maxTokens: maxTokens, sampling: sampling,
+                        audioSampling: audioSampling
+                    ) { cont.yield($0) }
                     cont.yield(.done(stats))
                     cont.finish()
                 } catch { cont.finish(throwing: error) }
@@ -171,18 +196,23 @@ public final class ChatSession: @unchecked Sendable {
     }
 
     /// Synchronous text generation; `emit` is called for every generated token.
-    public func generate(user text: String, maxTokens: Int, sampling: SamplingParams, emit: (GenerationEvent) -> Void) throws -> GenerationStats {
+    public func generate(
+        user text: String, maxTokens: Int, sampling: SamplingParams, emit: (GenerationEvent) -> Void
+    ) throws -> GenerationStats {
         try generate(user: [.text(text)], maxTokens: maxTokens, sampling: sampling, emit: emit)
     }
 
     /// Synchronous generation for a user turn of text and audio (each piece tokenized or encoded on its own, in
     /// order, as `ChatState.add_text` / `add_audio`); `emit` is called for every generated token and frame.
-    public func generate(user content: [UserContent], mode: GenerationMode = .text, maxTokens: Int, sampling: SamplingParams,
-                         audioSampling: SamplingParams = .greedy, emit: (GenerationEvent) -> Void) throws -> GenerationStats {
+    public func generate(
+        user content: [UserContent], mode: GenerationMode = .text, maxTokens: Int, sampling: SamplingParams,
+        audioSampling: SamplingParams = .greedy, emit: (GenerationEvent) -> Void
+    ) throws -> GenerationStats {
         lock.lock(); cancelFlag = false; lock.unlock()
         let t = model.tokenizer, bb = model.backbone
         if mode != .text && model.audioHead == nil {
-            throw RuntimeError.badInput("\(model.bundle.gguf.path): the bundle has no audio head (depthformer); audio output is not possible")
+            throw RuntimeError.badInput(
+                "\(model.bundle.gguf.path): the bundle has no audio head (depthformer); audio output is not possible")
         }
         var stats = GenerationStats()
         let t0 = Date()
@@ -190,16 +220,23 @@ public final class ChatSession: @unchecked Sendable {
         var encoded: [AudioEmbeddings?] = []
         for c in content {
             if case .audio(let clip) = c {
-                guard let enc = model.audioEncoder else { throw RuntimeError.badInput("\(model.bundle.gguf.path): the bundle has no audio encoder (conformer); audio input is not possible") }
+                guard let enc = model.audioEncoder else {
+                    throw RuntimeError.badInput(
+                        "\(model.bundle.gguf.path): the bundle has no audio encoder (conformer); audio input is not possible"
+                    )
+                }
                 let e = try enc.embed(clip)
                 stats.audioPositions += e.count; stats.audioSeconds += e.stats.audioSeconds
                 stats.melSeconds += e.stats.resampleSeconds + e.stats.melSeconds
                 stats.encoderSeconds += e.stats.encoderSeconds + e.stats.adapterSeconds
                 encoded.append(e)
-            } else { encoded.append(nil) }
+            } else {
+                encoded.append(nil)
+            }
         }
         if bb.position + unfedCount + stats.audioPositions > bb.contextLimit {
-            throw RuntimeError.contextOverflow(limit: bb.contextLimit, needed: bb.position + unfedCount + stats.audioPositions)
+            throw RuntimeError.contextOverflow(
+                limit: bb.contextLimit, needed: bb.position + unfedCount + stats.audioPositions)
         }
         appendUserTurn(content, encoded: encoded)
         stats.promptTokens = unfedCount
@@ -237,14 +274,18 @@ public final class ChatSession: @unchecked Sendable {
                 generatedText.append(id)
                 history.append(id); modalities.append(.text)
                 var piece = decoder.push(id)
-                if stop || step == maxTokens - 1 || id == ChatFormat.audioStart || id == ChatFormat.textEnd { piece += decoder.flush() }
+                if stop || step == maxTokens - 1 || id == ChatFormat.audioStart || id == ChatFormat.textEnd {
+                    piece += decoder.flush()
+                }
                 emit(.text(id: id, piece: piece))
                 stats.generatedTokens += 1
                 if id == ChatFormat.imEnd {
                     // the answer's own <|im_end|> closes the turn: the next turn starts with end_turn()'s "<|im_end|>\n"
                     stats.stopReason = "im_end"; history.removeLast(); modalities.removeLast(); unfed = []; break
                 }
-                if mode == .text && id == ChatFormat.audioStart { stats.stopReason = "audio_start"; unfed = [.tokens([id])]; break }
+                if mode == .text && id == ChatFormat.audioStart {
+                    stats.stopReason = "audio_start"; unfed = [.tokens([id])]; break
+                }
                 if mode == .sequential && id == ChatFormat.audioStart { inAudio = true }
                 if mode == .interleaved {
                     if id == ChatFormat.textEnd { textDone = true }
@@ -253,13 +294,17 @@ public final class ChatSession: @unchecked Sendable {
                 feed = .tokens([id])
             } else {
                 let th = Date()
-                var codes = hidden.withUnsafeBufferPointer { model.audioHead!.sampleFrame($0.baseAddress!, sampler: &audioSampler) }
+                var codes = hidden.withUnsafeBufferPointer {
+                    model.audioHead!.sampleFrame($0.baseAddress!, sampler: &audioSampler)
+                }
                 stats.audioHeadSeconds += Date().timeIntervalSince(th)
                 if stats.audioFrames == 0 { stats.firstFrameHeadSeconds = Date().timeIntervalSince(th) }
                 if step == 0 { tFirst = Date(); stats.timeToFirstToken = tFirst.timeIntervalSince(t0) }
                 if stats.audioFrames == 0 { stats.timeToFirstFrame = Date().timeIntervalSince(t0) }
                 if mode == .interleaved && left == 0 && !textDone { inAudio = false; left = cfg.interleavedNText }
-                if codes[0] == AudioHead.eoa { codes = Array(repeating: AudioHead.eoa, count: codes.count); inAudio = false }
+                if codes[0] == AudioHead.eoa {
+                    codes = Array(repeating: AudioHead.eoa, count: codes.count); inAudio = false
+                }
                 history.append(Self.audioOutPlaceholder); modalities.append(.audioOut); frames.append(codes)
                 emit(.audio(codes: codes))
                 stats.audioFrames += 1

@@ -4,7 +4,7 @@ import Foundation
 /// Streaming state: the last K−1 values of u per channel.
 final class ShortConv {
     let inProj: Matrix, outProj: Matrix
-    let kernel: [Float]          // [H, K]
+    let kernel: [Float]  // [H, K]
     let inBias: [Float]?, convBias: [Float]?, outBias: [Float]?
     let h: Int, k: Int
     /// (K−1) × H, oldest first.
@@ -41,11 +41,12 @@ final class ShortConv {
                         for j in 0..<(k - 1) {
                             // tap j multiplies u[t − (k−1) + j]
                             let back = k - 1 - j
-                            let u: Float = t - back >= 0 ? bcx[(t - back) * 3 * h + c] : st[(k - 1 - (back - t)) * h + c]
+                            let u: Float =
+                                t - back >= 0 ? bcx[(t - back) * 3 * h + c] : st[(k - 1 - (back - t)) * h + c]
                             v += w[c * k + j] * u
                         }
                         if let cb = convBias { v += cb[c] }
-                        r[2 * h + c] = v * r[h + c]   // C ⊙ v
+                        r[2 * h + c] = v * r[h + c]  // C ⊙ v
                     }
                 }
                 // new state: the last K−1 u values (from the state when T < K−1)

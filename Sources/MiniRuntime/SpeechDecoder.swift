@@ -20,11 +20,15 @@ public final class SpeechDecoder: @unchecked Sendable {
         let k = kind ?? (model.detokenizer != nil ? .detokenizer : .mimi)
         switch k {
         case .mimi:
-            guard let m = model.mimi else { throw RuntimeError.badInput("\(model.bundle.gguf.path): the bundle has no Mimi decoder") }
+            guard let m = model.mimi else {
+                throw RuntimeError.badInput("\(model.bundle.gguf.path): the bundle has no Mimi decoder")
+            }
             mimi = m; detok = nil
         case .detokenizer:
             guard let d = model.detokenizer else {
-                throw RuntimeError.badInput("\(model.bundle.gguf.path): the bundle has no LFM2 detokenizer (LFM2-Audio-1.5B ships only Mimi; use --decoder mimi)")
+                throw RuntimeError.badInput(
+                    "\(model.bundle.gguf.path): the bundle has no LFM2 detokenizer (LFM2-Audio-1.5B ships only Mimi; use --decoder mimi)"
+                )
             }
             detok = d; mimi = nil
         }

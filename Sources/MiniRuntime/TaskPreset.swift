@@ -53,7 +53,11 @@ public enum TaskPreset: Sendable, Equatable {
     }
 
     /// The audio sampling parameters: the task's defaults unless overridden; argmax when `greedy`.
-    public func audioSampling(temperature: Float? = nil, topK: Int? = nil, seed: UInt64 = 0, greedy: Bool = false) -> SamplingParams {
-        greedy ? SamplingParams(seed: seed) : SamplingParams(temperature: temperature ?? audioTemperature, topK: topK ?? audioTopK, seed: seed)
+    public func audioSampling(
+        temperature: Float? = nil, topK: Int? = nil, seed: UInt64 = 0, greedy: Bool = false
+    ) -> SamplingParams {
+        greedy
+            ? SamplingParams(seed: seed)
+            : SamplingParams(temperature: temperature ?? audioTemperature, topK: topK ?? audioTopK, seed: seed)
     }
 }

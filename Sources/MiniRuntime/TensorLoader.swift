@@ -17,8 +17,10 @@ public enum RuntimeError: Error, CustomStringConvertible {
         case .missingTensor(let f, let t): return "\(f): tensor '\(t)' is missing"
         case .badShape(let f, let t, let e, let g): return "\(f): tensor '\(t)' has shape \(g), expected \(e)"
         case .badType(let f, let t, let ty): return "\(f): tensor '\(t)' has type \(ty), which this layer cannot read"
-        case .unconsumed(let f, let ts): return "\(f): \(ts.count) tensors were not used by any layer: \(ts.prefix(8).joined(separator: ", "))"
-        case .contextOverflow(let l, let n): return "context limit of \(l) positions exceeded (\(n) needed); start a new session or raise --ctx"
+        case .unconsumed(let f, let ts):
+            return "\(f): \(ts.count) tensors were not used by any layer: \(ts.prefix(8).joined(separator: ", "))"
+        case .contextOverflow(let l, let n):
+            return "context limit of \(l) positions exceeded (\(n) needed); start a new session or raise --ctx"
         case .badInput(let s): return s
         case .tokenizer(let f, let d): return "\(f): tokenizer: \(d)"
         case .cancelled: return "cancelled"
@@ -35,8 +37,12 @@ final class TensorLoader {
     init(_ b: ModelBundle) { bundle = b }
 
     func info(_ name: String, shape: [Int]) throws -> (GGUFTensorInfo, UnsafeRawBufferPointer) {
-        guard let (info, bytes) = bundle.tensor(name) else { throw RuntimeError.missingTensor(file: file, tensor: name) }
-        guard info.shape == shape else { throw RuntimeError.badShape(file: file, tensor: name, expected: shape, got: info.shape) }
+        guard let (info, bytes) = bundle.tensor(name) else {
+            throw RuntimeError.missingTensor(file: file, tensor: name)
+        }
+        guard info.shape == shape else {
+            throw RuntimeError.badShape(file: file, tensor: name, expected: shape, got: info.shape)
+        }
         consumed.insert(name)
         return (info, bytes)
     }
@@ -63,7 +69,9 @@ final class TensorLoader {
 
     /// Throws if any tensor with one of `prefixes` was not consumed.
     func checkAllConsumed(prefixes: [String], except: (String) -> Bool = { _ in false }) throws {
-        let left = bundle.gguf.tensors.map(\.name).filter { n in prefixes.contains { n.hasPrefix($0) } && !consumed.contains(n) && !except(n) }
+        let left = bundle.gguf.tensors.map(\.name).filter { n in
+            prefixes.contains { n.hasPrefix($0) } && !consumed.contains(n) && !except(n)
+        }
         if !left.isEmpty { throw RuntimeError.unconsumed(file: file, tensors: left) }
     }
 }

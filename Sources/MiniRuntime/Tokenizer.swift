@@ -10,7 +10,7 @@ public final class Tokenizer: @unchecked Sendable {
     public let vocabSize: Int
     let vocab: [String: Int]
     let idToToken: [String?]
-    let ranks: [String: Int]          // "a b" → merge rank
+    let ranks: [String: Int]  // "a b" → merge rank
     let ignoreMerges: Bool
     let addPrefixSpace: Bool
     /// Added tokens: content → (id, lstrip, rstrip), and ids of added tokens.
@@ -35,22 +35,33 @@ public final class Tokenizer: @unchecked Sendable {
         return m
     }()
 
-    static let llama3Regex = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+    static let llama3Regex =
+        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
     static let gpt2Regex = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
 
     public init(json: Data, file: String) throws {
         func bad(_ d: String) -> RuntimeError { .tokenizer(file: file, detail: d) }
         let j = try JSONValue.parse(data: json, file: file, what: "tokenizer.json")
-        guard let model = j["model"], model["type"]?.stringValue == "BPE" else { throw bad("only BPE models are supported") }
-        if let n = j["normalizer"], n != .null { throw bad("normalizers are not supported (\(n["type"]?.stringValue ?? "?"))") }
+        guard let model = j["model"], model["type"]?.stringValue == "BPE" else {
+            throw bad("only BPE models are supported")
+        }
+        if let n = j["normalizer"], n != .null {
+            throw bad("normalizers are not supported (\(n["type"]?.stringValue ?? "?"))")
+        }
         guard let v = model["vocab"]?.objectValue else { throw bad("model.vocab is missing") }
         var vocab: [String: Int] = [:]
-        for (t, id) in v { guard let i = id.intValue, i >= 0 else { throw bad("vocab entry '\(t)' has no valid id") }; vocab[t] = i }
+        for (t, id) in v {
+            guard let i = id.intValue, i >= 0 else { throw bad("vocab entry '\(t)' has no valid id") }; vocab[t] = i
+        }
         var ranks: [String: Int] = [:]
         for (r, m) in (model["merges"]?.arrayValue ?? []).enumerated() {
-            if let s = m.stringValue { ranks[s] = ranks[s] ?? r }
-            else if let p = m.arrayValue, p.count == 2, let a = p[0].stringValue, let b = p[1].stringValue { ranks[a + " " + b] = ranks[a + " " + b] ?? r }
-            else { throw bad("merge \(r) is malformed") }
+            if let s = m.stringValue {
+                ranks[s] = ranks[s] ?? r
+            } else if let p = m.arrayValue, p.count == 2, let a = p[0].stringValue, let b = p[1].stringValue {
+                ranks[a + " " + b] = ranks[a + " " + b] ?? r
+            } else {
+                throw bad("merge \(r) is malformed")
+            }
         }
         ignoreMerges = model["ignore_merges"]?.boolValue ?? false
         if model["byte_fallback"]?.boolValue == true { throw bad("byte_fallback is not supported") }
@@ -68,13 +79,20 @@ public final class Tokenizer: @unchecked Sendable {
             for p in pre?["pretokenizers"]?.arrayValue ?? [] {
                 switch p["type"]?.stringValue {
                 case "Split":
-                    guard let rx = p["pattern"]?["Regex"]?.stringValue else { throw bad("Split without a Regex pattern") }
-                    guard rx == Self.llama3Regex || rx == Self.gpt2Regex else { throw bad("unsupported split pattern \(rx)") }
-                    guard (p["behavior"]?.stringValue ?? "Isolated") == "Isolated", p["invert"]?.boolValue != true else { throw bad("unsupported split behaviour") }
+                    guard let rx = p["pattern"]?["Regex"]?.stringValue else {
+                        throw bad("Split without a Regex pattern")
+                    }
+                    guard rx == Self.llama3Regex || rx == Self.gpt2Regex else {
+                        throw bad("unsupported split pattern \(rx)")
+                    }
+                    guard (p["behavior"]?.stringValue ?? "Isolated") == "Isolated", p["invert"]?.boolValue != true
+                    else { throw bad("unsupported split behaviour") }
                     pattern = rx == Self.llama3Regex ? .llama3 : .gpt2
                 case "ByteLevel":
                     prefixSpace = p["add_prefix_space"]?.boolValue ?? false
-                    if p["use_regex"]?.boolValue ?? true { throw bad("ByteLevel with use_regex after a Split is not supported") }
+                    if p["use_regex"]?.boolValue ?? true {
+                        throw bad("ByteLevel with use_regex after a Split is not supported")
+                    }
                 default: throw bad("unsupported pre-tokenizer \(p["type"]?.stringValue ?? "?")")
                 }
             }
@@ -88,11 +106,12 @@ public final class Tokenizer: @unchecked Sendable {
         var special = Set<Int>()
         for a in j["added_tokens"]?.arrayValue ?? [] {
             guard let c = a["content"]?.stringValue, let id = a["id"]?.intValue, !c.isEmpty else { continue }
-            added.append((Array(c.unicodeScalars), id, a["lstrip"]?.boolValue ?? false, a["rstrip"]?.boolValue ?? false))
+            added.append(
+                (Array(c.unicodeScalars), id, a["lstrip"]?.boolValue ?? false, a["rstrip"]?.boolValue ?? false))
             addedIds[id] = c
             if a["special"]?.boolValue ?? false { special.insert(id) }
         }
-        added.sort { $0.content.count > $1.content.count }   // longest first
+        added.sort { $0.content.count > $1.content.count }  // longest first
         self.added = added
         self.addedIds = addedIds
         self.specialIds = special
@@ -205,7 +224,7 @@ public final class Tokenizer: @unchecked Sendable {
         guard s[i] == "'", i + 1 < s.count else { return 0 }
         func eq(_ c: Unicode.Scalar, _ l: Character) -> Bool {
             if caseInsensitive {
-                if l == "s", c == "\u{017F}" { return true }   // ſ folds to s
+                if l == "s", c == "\u{017F}" { return true }  // ſ folds to s
                 return Character(c).lowercased() == String(l) && c.value < 128
             }
             return Character(c) == l
@@ -264,7 +283,7 @@ public final class Tokenizer: @unchecked Sendable {
                 while j < s.count, isS(s[j]) { if isNL(s[j]) { lastNL = j }; j += 1 }
                 n = lastNL >= 0 ? lastNL + 1 - i : whitespaceRun(s, i)
             }
-            if n == 0 { n = 1 }   // not reachable: every scalar matches one alternative
+            if n == 0 { n = 1 }  // not reachable: every scalar matches one alternative
             out.append(s[i..<(i + n)])
             i += n
         }
@@ -279,9 +298,13 @@ public final class Tokenizer: @unchecked Sendable {
             if n == 0 {
                 let sp = s[i] == " " && i + 1 < s.count ? 1 : 0
                 let c = s[i + sp]
-                if isL(c) { var j = i + sp + 1; while j < s.count, isL(s[j]) { j += 1 }; n = j - i }
-                else if isN(c) { var j = i + sp + 1; while j < s.count, isN(s[j]) { j += 1 }; n = j - i }
-                else if !isS(c) { var j = i + sp + 1; while j < s.count, !isS(s[j]), !isL(s[j]), !isN(s[j]) { j += 1 }; n = j - i }
+                if isL(c) {
+                    var j = i + sp + 1; while j < s.count, isL(s[j]) { j += 1 }; n = j - i
+                } else if isN(c) {
+                    var j = i + sp + 1; while j < s.count, isN(s[j]) { j += 1 }; n = j - i
+                } else if !isS(c) {
+                    var j = i + sp + 1; while j < s.count, !isS(s[j]), !isL(s[j]), !isN(s[j]) { j += 1 }; n = j - i
+                }
             }
             if n == 0 { n = whitespaceRun(s, i) }
             if n == 0 { n = 1 }

@@ -47,7 +47,8 @@ public final class Transcriber: @unchecked Sendable {
 
     public init(model: LFMModel) throws {
         guard model.audioEncoder != nil else {
-            throw RuntimeError.badInput("\(model.bundle.gguf.path): the bundle has no audio encoder (conformer); ASR is not possible")
+            throw RuntimeError.badInput(
+                "\(model.bundle.gguf.path): the bundle has no audio encoder (conformer); ASR is not possible")
         }
         self.model = model
     }
@@ -61,7 +62,7 @@ public final class Transcriber: @unchecked Sendable {
         let n = samples.count
         let maxLen = max(1, Int(maxSeconds * Double(rate)))
         if n <= maxLen { return [0..<n] }
-        let hop = max(1, rate / 50)                       // 20 ms frames
+        let hop = max(1, rate / 50)  // 20 ms frames
         let frames = (n + hop - 1) / hop
         var energy = [Double](repeating: 0, count: frames)
         for f in 0..<frames {
@@ -81,7 +82,7 @@ public final class Transcriber: @unchecked Sendable {
         while n - start > maxLen {
             let lo = (start + maxLen / 2) / hop + 1, hi = (start + maxLen) / hop
             var best = hi, bestE = Double.infinity
-            if lo <= hi { for f in lo...hi where smooth[f] <= bestE { bestE = smooth[f]; best = f } }   // ties: the later cut
+            if lo <= hi { for f in lo...hi where smooth[f] <= bestE { bestE = smooth[f]; best = f } }  // ties: the later cut
             let cut = min(max(best * hop, start + 1), start + maxLen)
             out.append(start..<cut)
             start = cut
@@ -91,8 +92,10 @@ public final class Transcriber: @unchecked Sendable {
     }
 
     /// Transcribes a clip (any rate, mono); `emit` receives segment and text events as they are produced.
-    public func transcribe(_ clip: AudioClip, options: TranscriptionOptions = TranscriptionOptions(),
-                           emit: (TranscriptEvent) -> Void) throws -> TranscriptionStats {
+    public func transcribe(
+        _ clip: AudioClip, options: TranscriptionOptions = TranscriptionOptions(),
+        emit: (TranscriptEvent) -> Void
+    ) throws -> TranscriptionStats {
         lock.lock(); cancelled = false; lock.unlock()
         let t0 = Date()
         var st = TranscriptionStats()
@@ -101,12 +104,15 @@ public final class Transcriber: @unchecked Sendable {
         let ws = Self.windows(clip.samples, rate: rate, maxSeconds: options.maxWindowSeconds)
         for (i, w) in ws.enumerated() {
             if isCancelled { st.stopReasons.append("cancelled"); break }
-            emit(.segment(index: i, start: Double(w.lowerBound) / Double(rate), end: Double(w.upperBound) / Double(rate)))
+            emit(
+                .segment(index: i, start: Double(w.lowerBound) / Double(rate), end: Double(w.upperBound) / Double(rate))
+            )
             let s = ChatSession(model: model, system: options.system)
             lock.lock(); session = s; lock.unlock()
             let part = AudioClip(samples: Array(clip.samples[w]), sampleRate: rate, channels: clip.channels)
             let tw = Date()
-            let gs = try s.generate(user: [.audio(part)], maxTokens: options.maxTokens, sampling: options.sampling) { ev in
+            let gs = try s.generate(user: [.audio(part)], maxTokens: options.maxTokens, sampling: options.sampling) {
+                ev in
                 guard case .text(let id, let piece) = ev else { return }
                 if id == ChatFormat.imEnd || id == ChatFormat.audioStart { return }
                 emit(.text(id: id, piece: piece))

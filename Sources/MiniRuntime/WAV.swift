@@ -20,7 +20,9 @@ public enum WAVReader {
     public static func read(_ path: String) throws -> AudioClip {
         if path == "-" { return try parse(FileHandle.standardInput.readDataToEndOfFile(), name: "<stdin>") }
         let m: MappedFile
-        do { m = try MappedFile(path: path) } catch { throw RuntimeError.badInput("\(path): cannot read the file (\(error))") }
+        do { m = try MappedFile(path: path) } catch {
+            throw RuntimeError.badInput("\(path): cannot read the file (\(error))")
+        }
         return try withExtendedLifetime(m) { try parse(bytes: m.bytes(at: 0, count: m.size), name: path) }
     }
 
@@ -50,14 +52,18 @@ public enum WAVReader {
                 format = u16(start); channels = u16(start + 2); rate = u32(start + 4)
                 blockAlign = u16(start + 12); bits = u16(start + 14)
                 if format == 0xFFFE {
-                    guard size >= 40, start + 40 <= b.count else { throw bad("WAVE_FORMAT_EXTENSIBLE fmt chunk is truncated") }
-                    format = u16(start + 24)   // first two bytes of the sub-format GUID
+                    guard size >= 40, start + 40 <= b.count else {
+                        throw bad("WAVE_FORMAT_EXTENSIBLE fmt chunk is truncated")
+                    }
+                    format = u16(start + 24)  // first two bytes of the sub-format GUID
                 }
             } else if id == "data" {
                 var end = start + size
                 if end > b.count {
                     // streamed writers leave 0 or 0xFFFFFFFF; otherwise the file lost its end
-                    guard size == 0 || size == 0xFFFF_FFFF else { throw bad("truncated: the data chunk claims \(size) bytes, \(b.count - start) are present") }
+                    guard size == 0 || size == 0xFFFF_FFFF else {
+                        throw bad("truncated: the data chunk claims \(size) bytes, \(b.count - start) are present")
+                    }
                     end = b.count
                 }
                 if size == 0 { end = b.count }
@@ -69,7 +75,9 @@ public enum WAVReader {
         }
         guard format != -1 else { throw bad("no fmt chunk") }
         guard let dr = dataRange else { throw bad("no data chunk") }
-        guard channels > 0, channels <= maxChannels else { throw bad("\(channels) channels (1…\(maxChannels) supported)") }
+        guard channels > 0, channels <= maxChannels else {
+            throw bad("\(channels) channels (1…\(maxChannels) supported)")
+        }
         guard rate > 0, rate <= maxSampleRate else { throw bad("sample rate \(rate) Hz is out of range") }
         let bytesPer: Int
         switch (format, bits) {
@@ -77,7 +85,9 @@ public enum WAVReader {
         case (1, _), (3, _): throw bad("\(bits)-bit \(format == 1 ? "PCM" : "float") samples are not supported")
         default: throw bad("audio format \(format) is not supported (PCM and IEEE float only)")
         }
-        guard blockAlign >= bytesPer * channels else { throw bad("block align \(blockAlign) is too small for \(channels) × \(bits)-bit samples") }
+        guard blockAlign >= bytesPer * channels else {
+            throw bad("block align \(blockAlign) is too small for \(channels) × \(bits)-bit samples")
+        }
         let frames = dr.count / blockAlign
         var out = [Float](repeating: 0, count: frames)
         let inv = 1 / Float(channels)
@@ -94,9 +104,13 @@ public enum WAVReader {
                     case (1, 24):
                         let u = Int32(b[p]) | Int32(b[p + 1]) << 8 | Int32(b[p + 2]) << 16
                         v = Float((u << 8) >> 8) / 8_388_608
-                    case (1, 32): v = Float(base.loadUnaligned(fromByteOffset: p, as: Int32.self).littleEndian) / 2_147_483_648
-                    case (3, 32): v = Float(bitPattern: base.loadUnaligned(fromByteOffset: p, as: UInt32.self).littleEndian)
-                    default: v = Float(Double(bitPattern: base.loadUnaligned(fromByteOffset: p, as: UInt64.self).littleEndian))
+                    case (1, 32):
+                        v = Float(base.loadUnaligned(fromByteOffset: p, as: Int32.self).littleEndian) / 2_147_483_648
+                    case (3, 32):
+                        v = Float(bitPattern: base.loadUnaligned(fromByteOffset: p, as: UInt32.self).littleEndian)
+                    default:
+                        v = Float(
+                            Double(bitPattern: base.loadUnaligned(fromByteOffset: p, as: UInt64.self).littleEndian))
                     }
                     acc += v
                 }

@@ -32,7 +32,8 @@ public final class WAVWriter: @unchecked Sendable {
         var d = Data()
         func u32(_ v: Int) { var x = UInt32(truncatingIfNeeded: v).littleEndian; d.append(Data(bytes: &x, count: 4)) }
         func u16(_ v: Int) { var x = UInt16(truncatingIfNeeded: v).littleEndian; d.append(Data(bytes: &x, count: 2)) }
-        d.append(contentsOf: Array("RIFF".utf8)); u32(dataBytes == 0xFFFF_FFFF ? 0xFFFF_FFFF : 36 + dataBytes); d.append(contentsOf: Array("WAVE".utf8))
+        d.append(contentsOf: Array("RIFF".utf8)); u32(dataBytes == 0xFFFF_FFFF ? 0xFFFF_FFFF : 36 + dataBytes);
+        d.append(contentsOf: Array("WAVE".utf8))
         d.append(contentsOf: Array("fmt ".utf8)); u32(16); u16(format == .pcm16 ? 1 : 3); u16(1); u32(sampleRate)
         u32(sampleRate * bytesPerSample); u16(bytesPerSample); u16(8 * bytesPerSample)
         d.append(contentsOf: Array("data".utf8)); u32(dataBytes)
@@ -45,7 +46,10 @@ public final class WAVWriter: @unchecked Sendable {
             var off = 0
             while off < b.count {
                 let n = sysWrite(1, b.baseAddress! + off, b.count - off)
-                if n < 0 { if errno == EINTR { continue }; throw RuntimeError.badInput("<stdout>: write failed: \(String(cString: strerror(errno)))") }
+                if n < 0 {
+                    if errno == EINTR { continue };
+                    throw RuntimeError.badInput("<stdout>: write failed: \(String(cString: strerror(errno)))")
+                }
                 off += n
             }
         }
@@ -58,7 +62,9 @@ public final class WAVWriter: @unchecked Sendable {
         d.withUnsafeMutableBytes { raw in
             if format == .pcm16 {
                 let p = raw.bindMemory(to: Int16.self)
-                for (i, s) in samples.enumerated() { p[i] = Int16(clamping: Int((max(-1, min(1, s)) * 32767).rounded())).littleEndian }
+                for (i, s) in samples.enumerated() {
+                    p[i] = Int16(clamping: Int((max(-1, min(1, s)) * 32767).rounded())).littleEndian
+                }
             } else {
                 let p = raw.bindMemory(to: UInt32.self)
                 for (i, s) in samples.enumerated() { p[i] = s.bitPattern.littleEndian }

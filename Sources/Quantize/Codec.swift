@@ -5,7 +5,8 @@ import Formats
 /// Conversions between source element types, float32 and the bundle's ggml types.
 public enum Codec {
     /// Reads `count` elements starting at element `start` of a safetensors tensor as float32.
-    public static func readFloats(_ t: SafetensorsTensor, start: Int, count: Int, into dst: UnsafeMutablePointer<Float>) {
+    public static func readFloats(_ t: SafetensorsTensor, start: Int, count: Int, into dst: UnsafeMutablePointer<Float>)
+    {
         let base = t.bytes.baseAddress!
         switch t.dtype {
         case .f32:
@@ -38,7 +39,9 @@ public enum Codec {
     }
 
     /// Encodes `count` floats into `type` (count a multiple of the block size).
-    public static func encode(_ src: UnsafePointer<Float>, count: Int, as type: GGMLType, into dst: UnsafeMutableRawPointer) {
+    public static func encode(
+        _ src: UnsafePointer<Float>, count: Int, as type: GGMLType, into dst: UnsafeMutableRawPointer
+    ) {
         switch type {
         case .f32: dst.copyMemory(from: src, byteCount: count * 4)
         case .f16: lfm_convert_f32_to_f16(src, dst.assumingMemoryBound(to: UInt16.self), count)
@@ -54,7 +57,9 @@ public enum Codec {
     }
 
     /// Decodes `count` elements of `type` into floats.
-    public static func decode(_ src: UnsafeRawPointer, count: Int, type: GGMLType, into dst: UnsafeMutablePointer<Float>) {
+    public static func decode(
+        _ src: UnsafeRawPointer, count: Int, type: GGMLType, into dst: UnsafeMutablePointer<Float>
+    ) {
         switch type {
         case .f32: UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: count * 4)
         case .f16: lfm_convert_f16_to_f32(src.assumingMemoryBound(to: UInt16.self), dst, count)
@@ -72,8 +77,14 @@ public enum Codec {
     /// The ggml type that holds a source dtype without any conversion, if there is one.
     public static func identicalType(_ d: SafetensorsDType) -> GGMLType? {
         switch d {
-        case .f32: return .f32; case .f16: return .f16; case .bf16: return .bf16; case .f64: return .f64
-        case .i64: return .i64; case .i32: return .i32; case .i16: return .i16; case .i8: return .i8
+        case .f32: return .f32;
+        case .f16: return .f16;
+        case .bf16: return .bf16;
+        case .f64: return .f64
+        case .i64: return .i64;
+        case .i32: return .i32;
+        case .i16: return .i16;
+        case .i8: return .i8
         default: return nil
         }
     }

@@ -13,7 +13,10 @@ public struct ConvertOptions: Sendable {
     public var threads: Int
     public var overwrite: Bool
     public var converterVersion: String
-    public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, overwrite: Bool = false, converterVersion: String = LFMVersion.converter) {
+    public init(
+        threads: Int = ProcessInfo.processInfo.activeProcessorCount, overwrite: Bool = false,
+        converterVersion: String = LFMVersion.converter
+    ) {
         self.threads = max(1, threads); self.overwrite = overwrite; self.converterVersion = converterVersion
     }
 }
@@ -37,8 +40,10 @@ public enum Converter {
     /// Elements per work chunk (4 MB of float32 scratch per worker).
     public static let chunkElements = 1 << 20
 
-    public static func metadata(for plan: ConversionPlan, checkpoint ckpt: Checkpoint, options: ConvertOptions,
-                                sources: [(String, String, Int)], crcs: [UInt32]) -> [(String, GGUFValue)] {
+    public static func metadata(
+        for plan: ConversionPlan, checkpoint ckpt: Checkpoint, options: ConvertOptions,
+        sources: [(String, String, Int)], crcs: [UInt32]
+    ) -> [(String, GGUFValue)] {
         var m: [(String, GGUFValue)] = []
         m.append((BundleKeys.architecture, .string(BundleKeys.architectureValue)))
         m.append((BundleKeys.alignment, .uint32(UInt32(GGUF.defaultAlignment))))
@@ -53,8 +58,13 @@ public enum Converter {
         if let mimi = ckpt.mimi {
             let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
             let json = (try? enc.encode(mimi.config)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-            m.append((BundleKeys.mimiConfig, .string(mimi.configData.map { String(decoding: $0, as: UTF8.self) } ?? json)))
-            m.append((BundleKeys.mimiConfigSource, .string(mimi.configData == nil ? "reference get_mimi defaults" : CheckpointFiles.mimiConfig)))
+            m.append(
+                (BundleKeys.mimiConfig, .string(mimi.configData.map { String(decoding: $0, as: UTF8.self) } ?? json)))
+            m.append(
+                (
+                    BundleKeys.mimiConfigSource,
+                    .string(mimi.configData == nil ? "reference get_mimi defaults" : CheckpointFiles.mimiConfig)
+                ))
         }
         if let det = ckpt.detokenizer {
             m.append((BundleKeys.detokenizerConfig, .string(String(decoding: det.configData, as: UTF8.self))))
@@ -89,7 +99,7 @@ public enum Converter {
             m.append((BundleKeys.tiedTargets, .strings(plan.ties.map(\.stored))))
         }
         m.append((BundleKeys.tensorCRC32, .uint32s(crcs)))
-        m.append((BundleKeys.headerCRC32, .uint32(0)))   // sealed by HeaderChecksum when the header is written
+        m.append((BundleKeys.headerCRC32, .uint32(0)))  // sealed by HeaderChecksum when the header is written
         return m
     }
 
@@ -102,29 +112,39 @@ public enum Converter {
         return parts.last.map(String.init) ?? "lfm2-audio"
     }
 
-    public static func convert(_ ckpt: Checkpoint, plan: ConversionPlan, to destination: String, options: ConvertOptions,
-                               progress: (@Sendable (ConvertProgress) -> Void)? = nil,
-                               isCancelled: @escaping @Sendable () -> Bool = { false }) throws -> ConvertResult {
-        try write(plan.tensors, to: destination, sourceFiles: ckpt.sourceFiles, names: ckpt.sourceFiles.map(ckpt.relativeName), root: ckpt.root, options: options,
-                  metadata: { sources, crcs in metadata(for: plan, checkpoint: ckpt, options: options, sources: sources, crcs: crcs) },
-                  progress: progress, isCancelled: isCancelled)
+    public static func convert(
+        _ ckpt: Checkpoint, plan: ConversionPlan, to destination: String, options: ConvertOptions,
+        progress: (@Sendable (ConvertProgress) -> Void)? = nil,
+        isCancelled: @escaping @Sendable () -> Bool = { false }
+    ) throws -> ConvertResult {
+        try write(
+            plan.tensors, to: destination, sourceFiles: ckpt.sourceFiles,
+            names: ckpt.sourceFiles.map(ckpt.relativeName), root: ckpt.root, options: options,
+            metadata: { sources, crcs in
+                metadata(for: plan, checkpoint: ckpt, options: options, sources: sources, crcs: crcs)
+            },
+            progress: progress, isCancelled: isCancelled)
     }
 
     /// Writes tensors and metadata as one GGUF file. `metadata` receives the source files' (name, sha256,
     /// bytes) and the tensors' CRC32s; it is called once with placeholders of the same size to lay out
     /// the header, so the data can be written before the checksums are known.
-    public static func write(_ tensors: [PlannedTensor], to destination: String, sourceFiles files: [String], names: [String]? = nil, root: String,
-                             options: ConvertOptions, alignment: Int = GGUF.defaultAlignment,
-                             metadata: ([(String, String, Int)], [UInt32]) -> [(String, GGUFValue)],
-                             progress: (@Sendable (ConvertProgress) -> Void)? = nil,
-                             isCancelled: @escaping @Sendable () -> Bool = { false }) throws -> ConvertResult {
+    public static func write(
+        _ tensors: [PlannedTensor], to destination: String, sourceFiles files: [String], names: [String]? = nil,
+        root: String,
+        options: ConvertOptions, alignment: Int = GGUF.defaultAlignment,
+        metadata: ([(String, String, Int)], [UInt32]) -> [(String, GGUFValue)],
+        progress: (@Sendable (ConvertProgress) -> Void)? = nil,
+        isCancelled: @escaping @Sendable () -> Bool = { false }
+    ) throws -> ConvertResult {
         let start = Date()
         var infos = tensors.map { GGUFTensorInfo(name: $0.name, dims: $0.shape.reversed(), type: $0.type) }
         let dataSize = GGUF.layout(&infos, alignment: alignment)
         let rootPrefix = root.hasSuffix("/") ? root : root + "/"
         let rel = names ?? files.map { $0.hasPrefix(rootPrefix) ? String($0.dropFirst(rootPrefix.count)) : $0 }
         let placeholderSources = rel.map { ($0, String(repeating: "0", count: 64), 0) }
-        let placeholder = GGUF.header(metadata: metadata(placeholderSources, Array(repeating: 0, count: infos.count)), tensors: infos)
+        let placeholder = GGUF.header(
+            metadata: metadata(placeholderSources, Array(repeating: 0, count: infos.count)), tensors: infos)
         let dataStart = (placeholder.count + alignment - 1) / alignment * alignment
         let total = dataStart + dataSize
 
@@ -137,8 +157,9 @@ public enum Converter {
             hashThread.start()
 
             let t0 = Date()
-            let crcs = try writeTensors(tensors, infos: infos, dataStart: dataStart, out: out, threads: options.threads,
-                                        progress: progress, isCancelled: isCancelled)
+            let crcs = try writeTensors(
+                tensors, infos: infos, dataStart: dataStart, out: out, threads: options.threads,
+                progress: progress, isCancelled: isCancelled)
             let t1 = Date()
             let sources = try hashes.wait()
             let t2 = Date()
@@ -151,9 +172,12 @@ public enum Converter {
             if isCancelled() { throw QuantizeError.cancelled }
             try out.commit()
             let t3 = Date()
-            return ConvertResult(output: destination, bytes: total, seconds: t3.timeIntervalSince(start), crc32: crcs,
-                                 phases: ["tensors": t1.timeIntervalSince(t0), "hash_wait": t2.timeIntervalSince(t1),
-                                          "commit": t3.timeIntervalSince(t2), "total": t3.timeIntervalSince(start)])
+            return ConvertResult(
+                output: destination, bytes: total, seconds: t3.timeIntervalSince(start), crc32: crcs,
+                phases: [
+                    "tensors": t1.timeIntervalSince(t0), "hash_wait": t2.timeIntervalSince(t1),
+                    "commit": t3.timeIntervalSince(t2), "total": t3.timeIntervalSince(start),
+                ])
         } catch {
             out.abandon()
             throw error
@@ -162,8 +186,10 @@ public enum Converter {
 
     struct Chunk { var tensor: Int; var start: Int; var count: Int }
 
-    static func writeTensors(_ tensors: [PlannedTensor], infos: [GGUFTensorInfo], dataStart: Int, out: AtomicFile, threads: Int,
-                             progress: (@Sendable (ConvertProgress) -> Void)?, isCancelled: @escaping @Sendable () -> Bool) throws -> [UInt32] {
+    static func writeTensors(
+        _ tensors: [PlannedTensor], infos: [GGUFTensorInfo], dataStart: Int, out: AtomicFile, threads: Int,
+        progress: (@Sendable (ConvertProgress) -> Void)?, isCancelled: @escaping @Sendable () -> Bool
+    ) throws -> [UInt32] {
         var chunks: [Chunk] = []
         var firstChunk: [Int] = []
         for (i, t) in tensors.enumerated() {
@@ -182,8 +208,9 @@ public enum Converter {
             }
         }
         firstChunk.append(chunks.count)
-        let state = WorkState(chunks: chunks.count, tensors: tensors.count, firstChunk: firstChunk,
-                              totalBytes: tensors.reduce(0) { $0 + $1.byteCount })
+        let state = WorkState(
+            chunks: chunks.count, tensors: tensors.count, firstChunk: firstChunk,
+            totalBytes: tensors.reduce(0) { $0 + $1.byteCount })
         let maxChunk = chunks.map(\.count).max() ?? 0
         let chunkList = chunks
         let workers = min(threads, max(chunks.count, 1))
@@ -202,7 +229,8 @@ public enum Converter {
                     switch t.source {
                     case .stored(let src) where Codec.identicalType(src.dtype) == t.type:
                         let sz = src.dtype.byteSize
-                        let bytes = UnsafeRawBufferPointer(rebasing: src.bytes[(c.start * sz)..<((c.start + c.count) * sz)])
+                        let bytes = UnsafeRawBufferPointer(
+                            rebasing: src.bytes[(c.start * sz)..<((c.start + c.count) * sz)])
                         crc = Hashing.crc32(bytes)
                         try out.write(bytes, at: offset)
                     case .stored(let src):
@@ -213,8 +241,12 @@ public enum Converter {
                         try out.write(b, at: offset)
                     case .derived(_, let compute):
                         let v = compute()
-                        precondition(v.count == t.elementCount, "derived tensor \(t.name) has \(v.count) values, expected \(t.elementCount)")
-                        v.withUnsafeBufferPointer { Codec.encode($0.baseAddress!, count: c.count, as: t.type, into: outBuf) }
+                        precondition(
+                            v.count == t.elementCount,
+                            "derived tensor \(t.name) has \(v.count) values, expected \(t.elementCount)")
+                        v.withUnsafeBufferPointer {
+                            Codec.encode($0.baseAddress!, count: c.count, as: t.type, into: outBuf)
+                        }
                         let b = UnsafeRawBufferPointer(start: outBuf, count: nbytes)
                         crc = Hashing.crc32(b)
                         try out.write(b, at: offset)
@@ -232,7 +264,10 @@ public enum Converter {
             var crc: UInt32 = 0
             for ci in firstChunk[i]..<firstChunk[i + 1] {
                 let c = chunks[ci]
-                crc = ci == firstChunk[i] ? state.crcs[ci] : Hashing.crc32Combine(crc, state.crcs[ci], lengthB: t.type.byteCount(elements: c.count))
+                crc =
+                    ci == firstChunk[i]
+                    ? state.crcs[ci]
+                    : Hashing.crc32Combine(crc, state.crcs[ci], lengthB: t.type.byteCount(elements: c.count))
             }
             crcs.append(crc)
         }
@@ -267,7 +302,8 @@ public enum Converter {
             bytesDone += bytes
             remaining[tensor] -= 1
             if remaining[tensor] == 0 { tensorsDone += 1 }
-            return ConvertProgress(tensorsDone: tensorsDone, tensorsTotal: nTensors, bytesDone: bytesDone, bytesTotal: totalBytes)
+            return ConvertProgress(
+                tensorsDone: tensorsDone, tensorsTotal: nTensors, bytesDone: bytesDone, bytesTotal: totalBytes)
         }
         func fail(_ e: Error) {
             lock.lock(); defer { lock.unlock() }
@@ -283,10 +319,11 @@ public enum Converter {
         init(files: [String]) { self.files = files }
         func run() {
             do {
-                result = .success(try files.map { f in
-                    let size = (try? FileManager.default.attributesOfItem(atPath: f)[.size] as? Int) ?? 0
-                    return (try Hashing.sha256(file: f), size)
-                })
+                result = .success(
+                    try files.map { f in
+                        let size = (try? FileManager.default.attributesOfItem(atPath: f)[.size] as? Int) ?? 0
+                        return (try Hashing.sha256(file: f), size)
+                    })
             } catch { result = .failure(error) }
             done.signal()
         }

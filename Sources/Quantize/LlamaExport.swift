@@ -30,7 +30,10 @@ public enum LlamaExport {
 
     public static func plan(_ ckpt: Checkpoint, preset: Preset) throws -> [PlannedTensor] {
         let c = ckpt.config.lfm
-        guard !c.convBias else { throw QuantizeError.source(file: ckpt.root, tensor: "lfm", detail: "conv_bias is not supported by llama.cpp's lfm2") }
+        guard !c.convBias else {
+            throw QuantizeError.source(
+                file: ckpt.root, tensor: "lfm", detail: "conv_bias is not supported by llama.cpp's lfm2")
+        }
         let recipe = Recipe(preset: preset)
         let expected = Schema.lfm2(c, prefix: "lfm.", component: .backbone)
         var out: [PlannedTensor] = []
@@ -39,15 +42,21 @@ public enum LlamaExport {
                 throw QuantizeError.source(file: ckpt.root, tensor: e.name, detail: "missing or has no llama.cpp name")
             }
             guard t.shape == e.shape else {
-                throw QuantizeError.source(file: t.file.path, tensor: e.name, detail: "shape \(t.shape), config implies \(e.shape)")
+                throw QuantizeError.source(
+                    file: t.file.path, tensor: e.name, detail: "shape \(t.shape), config implies \(e.shape)")
             }
             var shape = t.shape
-            if e.name.hasSuffix("conv.conv.weight") { shape = [shape[0], shape[2]] } // llama.cpp squeezes to 2-D
+            if e.name.hasSuffix("conv.conv.weight") { shape = [shape[0], shape[2]] }  // llama.cpp squeezes to 2-D
             // llama.cpp keeps norms and the short-conv kernel in F32
-            var (type, why) = e.role == .convKernel ? (GGMLType.f32, "conv kernel F32") :
-                recipe.type(name: e.name, shape: shape, role: e.role, component: .backbone, sourceIsFloat: true)
+            var (type, why) =
+                e.role == .convKernel
+                ? (GGMLType.f32, "conv kernel F32")
+                : recipe.type(name: e.name, shape: shape, role: e.role, component: .backbone, sourceIsFloat: true)
             if preset == .q4_0, e.role == .embedding { (type, why) = (.q8_0, "tied embedding Q8_0") }
-            out.append(PlannedTensor(name: name, shape: shape, role: e.role, component: .backbone, type: type, reason: why, source: .stored(t)))
+            out.append(
+                PlannedTensor(
+                    name: name, shape: shape, role: e.role, component: .backbone, type: type, reason: why,
+                    source: .stored(t)))
         }
         return out
     }
@@ -60,20 +69,28 @@ public enum LlamaExport {
         let tokPath = ckpt.root + "/" + CheckpointFiles.tokenizer
         let tok = try JSONValue.parse(data: ckpt.tokenizerData, file: tokPath, what: "tokenizer.json")
         guard let vocab = tok["model"]?["vocab"]?.objectValue else {
-            throw FormatsError.badConfig(file: tokPath, key: "model.vocab", detail: "missing (a BPE tokenizer is required)")
+            throw FormatsError.badConfig(
+                file: tokPath, key: "model.vocab", detail: "missing (a BPE tokenizer is required)")
         }
         var tokens = (0..<c.vocabSize).map { "[PAD\($0)]" }
         var types = Array(repeating: TokenType.unused.rawValue, count: c.vocabSize)
-        for (t, v) in vocab { if let i = v.intValue, i >= 0, i < c.vocabSize { tokens[i] = t; types[i] = TokenType.normal.rawValue } }
+        for (t, v) in vocab {
+            if let i = v.intValue, i >= 0, i < c.vocabSize { tokens[i] = t; types[i] = TokenType.normal.rawValue }
+        }
         for a in tok["added_tokens"]?.arrayValue ?? [] {
-            guard let i = a["id"]?.intValue, i >= 0, i < c.vocabSize, let s = a["content"]?.stringValue else { continue }
+            guard let i = a["id"]?.intValue, i >= 0, i < c.vocabSize, let s = a["content"]?.stringValue else {
+                continue
+            }
             tokens[i] = s
             types[i] = (a["special"]?.boolValue ?? false) ? TokenType.control.rawValue : TokenType.userDefined.rawValue
         }
         var merges: [String] = []
         for m in tok["model"]?["merges"]?.arrayValue ?? [] {
-            if let s = m.stringValue { merges.append(s) }
-            else if let p = m.arrayValue, p.count == 2, let a = p[0].stringValue, let b = p[1].stringValue { merges.append(a + " " + b) }
+            if let s = m.stringValue {
+                merges.append(s)
+            } else if let p = m.arrayValue, p.count == 2, let a = p[0].stringValue, let b = p[1].stringValue {
+                merges.append(a + " " + b)
+            }
         }
         let ftype: UInt32 = [.f32: 0, .f16: 1, .q4_0: 2, .q8_0: 7, .bf16: 32][preset]!
         var m: [(String, GGUFValue)] = [
@@ -86,7 +103,11 @@ public enum LlamaExport {
             ("lfm2.feed_forward_length", .uint32(UInt32(c.ffnWidth))),
             ("lfm2.block_count", .uint32(UInt32(c.numHiddenLayers))),
             ("lfm2.attention.head_count", .uint32(UInt32(c.numAttentionHeads))),
-            ("lfm2.attention.head_count_kv", .array(.int32, (0..<c.numHiddenLayers).map { .int32(c.isAttention($0) ? Int32(c.numKeyValueHeads) : 0) })),
+            (
+                "lfm2.attention.head_count_kv",
+                .array(
+                    .int32, (0..<c.numHiddenLayers).map { .int32(c.isAttention($0) ? Int32(c.numKeyValueHeads) : 0) })
+            ),
             ("lfm2.rope.freq_base", .float32(Float(c.ropeTheta))),
             ("lfm2.attention.layer_norm_rms_epsilon", .float32(Float(c.normEps))),
             ("lfm2.vocab_size", .uint32(UInt32(c.vocabSize))),
@@ -105,15 +126,18 @@ public enum LlamaExport {
         return m
     }
 
-    public static func export(_ ckpt: Checkpoint, preset: Preset, to destination: String, options: ConvertOptions,
-                              progress: (@Sendable (ConvertProgress) -> Void)? = nil,
-                              isCancelled: @escaping @Sendable () -> Bool = { false }) throws -> ConvertResult {
+    public static func export(
+        _ ckpt: Checkpoint, preset: Preset, to destination: String, options: ConvertOptions,
+        progress: (@Sendable (ConvertProgress) -> Void)? = nil,
+        isCancelled: @escaping @Sendable () -> Bool = { false }
+    ) throws -> ConvertResult {
         let tensors = try plan(ckpt, preset: preset)
         let meta = try metadata(ckpt, preset: preset)
         // GGUF's default alignment (32) and no general.alignment key, as llama.cpp's own converter writes: llama.cpp
         // tools that copy metadata (llama-quantize) then stay consistent.
-        return try Converter.write(tensors, to: destination, sourceFiles: ckpt.model.files, root: ckpt.root, options: options, alignment: 32,
-                                   metadata: { _, crcs in meta + [(BundleKeys.tensorCRC32, .uint32s(crcs))] },
-                                   progress: progress, isCancelled: isCancelled)
+        return try Converter.write(
+            tensors, to: destination, sourceFiles: ckpt.model.files, root: ckpt.root, options: options, alignment: 32,
+            metadata: { _, crcs in meta + [(BundleKeys.tensorCRC32, .uint32s(crcs))] },
+            progress: progress, isCancelled: isCancelled)
     }
 }

@@ -66,7 +66,9 @@ public enum Planner {
     public static let mimiPrefix = "mimi."
     public static let detokenizerPrefix = "detokenizer."
     /// Derived tensor names (documented in docs/format.md).
-    public static func foldedDepthwise(_ layer: Int) -> String { "conformer.layers.\(layer).conv.depthwise_conv_bn_folded" }
+    public static func foldedDepthwise(_ layer: Int) -> String {
+        "conformer.layers.\(layer).conv.depthwise_conv_bn_folded"
+    }
     public static func centroids(_ codebookPrefix: String) -> String { mimiPrefix + codebookPrefix + "centroids" }
     public static let batchNormEps = 1e-5
     public static let codebookEpsilon: Float = 1e-5
@@ -88,7 +90,10 @@ public enum Planner {
         var folded: [PlannedTensor] = []
         for i in 0..<enc.nLayers {
             let p = "conformer.layers.\(i).conv."
-            let names = ["depthwise_conv.weight", "depthwise_conv.bias", "batch_norm.weight", "batch_norm.bias", "batch_norm.running_mean", "batch_norm.running_var"].map { p + $0 }
+            let names = [
+                "depthwise_conv.weight", "depthwise_conv.bias", "batch_norm.weight", "batch_norm.bias",
+                "batch_norm.running_mean", "batch_norm.running_var",
+            ].map { p + $0 }
             let ts = names.map { modelSet[$0]! }
             let d = enc.dModel, k = enc.convKernelSize
             let scale: @Sendable () -> [Double] = {
@@ -96,19 +101,28 @@ public enum Planner {
                 return (0..<d).map { Double(g[$0]) / (Double(v[$0]) + batchNormEps).squareRoot() }
             }
             let wName = foldedDepthwise(i) + ".weight", bName = foldedDepthwise(i) + ".bias"
-            let (wt, wr) = recipe.type(name: wName, shape: [d, 1, k], role: .convKernel, component: .conformer, sourceIsFloat: true)
-            folded.append(PlannedTensor(name: wName, shape: [d, 1, k], role: .convKernel, component: .conformer, type: wt,
-                                        reason: wr + "; batch norm folded: w·γ/√(σ²+ε)",
-                                        source: .derived(inputs: names, compute: {
-                let w = floats(ts[0]), s = scale()
-                return (0..<d * k).map { Float(Double(w[$0]) * s[$0 / k]) }
-            })))
-            folded.append(PlannedTensor(name: bName, shape: [d], role: .vector, component: .conformer, type: .f32,
-                                        reason: "batch norm folded: (b−μ)·γ/√(σ²+ε)+β",
-                                        source: .derived(inputs: names, compute: {
-                let b = floats(ts[1]), beta = floats(ts[3]), mean = floats(ts[4]), s = scale()
-                return (0..<d).map { Float((Double(b[$0]) - Double(mean[$0])) * s[$0] + Double(beta[$0])) }
-            })))
+            let (wt, wr) = recipe.type(
+                name: wName, shape: [d, 1, k], role: .convKernel, component: .conformer, sourceIsFloat: true)
+            folded.append(
+                PlannedTensor(
+                    name: wName, shape: [d, 1, k], role: .convKernel, component: .conformer, type: wt,
+                    reason: wr + "; batch norm folded: w·γ/√(σ²+ε)",
+                    source: .derived(
+                        inputs: names,
+                        compute: {
+                            let w = floats(ts[0]), s = scale()
+                            return (0..<d * k).map { Float(Double(w[$0]) * s[$0 / k]) }
+                        })))
+            folded.append(
+                PlannedTensor(
+                    name: bName, shape: [d], role: .vector, component: .conformer, type: .f32,
+                    reason: "batch norm folded: (b−μ)·γ/√(σ²+ε)+β",
+                    source: .derived(
+                        inputs: names,
+                        compute: {
+                            let b = floats(ts[1]), beta = floats(ts[3]), mean = floats(ts[4]), s = scale()
+                            return (0..<d).map { Float((Double(b[$0]) - Double(mean[$0])) * s[$0] + Double(beta[$0])) }
+                        })))
         }
         out.insert(contentsOf: folded, at: insertAt)
 
@@ -118,10 +132,13 @@ public enum Planner {
             let exp = Schema.mimiDecode(mimi.config, usedCodebooks: used)
             var problems: [String] = []
             for name in mimi.tensors.names where name.hasSuffix(".weight_g") || name.hasSuffix(".weight_v") {
-                problems.append("\(name): weight-norm parametrisation is not folded (the reference loads folded weights only)")
+                problems.append(
+                    "\(name): weight-norm parametrisation is not folded (the reference loads folded weights only)")
             }
             if !problems.isEmpty { throw FormatsError.validation(file: mimi.file, problems: problems) }
-            let m = try match(mimi.tensors, expected: exp, file: mimi.file, extraDrop: { Schema.mimiDropReason($0, usedCodebooks: used) })
+            let m = try match(
+                mimi.tensors, expected: exp, file: mimi.file,
+                extraDrop: { Schema.mimiDropReason($0, usedCodebooks: used) })
             try emit(m, prefix: mimiPrefix, recipe: recipe, keepAll: keepAll, into: &out, dropped: &dropped)
             // Centroids E = embedding_sum / max(cluster_usage, ε), per used codebook.
             var cbs = ["quantizer.rvq_first.vq.layers.0._codebook."]
@@ -130,12 +147,16 @@ public enum Planner {
             for cb in cbs {
                 let sum = mimi.tensors[cb + "embedding_sum"]!, usage = mimi.tensors[cb + "cluster_usage"]!
                 let dim = q.dimension
-                out.append(PlannedTensor(name: centroids(cb), shape: [q.bins, dim], role: .vector, component: .mimi, type: .f32,
-                                         reason: "Mimi centroids embedding_sum / max(cluster_usage, 1e-5)",
-                                         source: .derived(inputs: [cb + "embedding_sum", cb + "cluster_usage"], compute: {
-                    let s = floats(sum), u = floats(usage)
-                    return (0..<s.count).map { s[$0] / max(u[$0 / dim], codebookEpsilon) }
-                })))
+                out.append(
+                    PlannedTensor(
+                        name: centroids(cb), shape: [q.bins, dim], role: .vector, component: .mimi, type: .f32,
+                        reason: "Mimi centroids embedding_sum / max(cluster_usage, 1e-5)",
+                        source: .derived(
+                            inputs: [cb + "embedding_sum", cb + "cluster_usage"],
+                            compute: {
+                                let s = floats(sum), u = floats(usage)
+                                return (0..<s.count).map { s[$0] / max(u[$0 / dim], codebookEpsilon) }
+                            })))
             }
         }
 
@@ -149,7 +170,8 @@ public enum Planner {
         var plan = ConversionPlan(tensors: out, dropped: dropped, recipe: recipe, keepAll: keepAll)
         let kept = Set(out.map(\.name))
         // A derived member that inference never reads (audio_embedding.to_logits) needs no entry unless --keep-all.
-        let dropReasons = Dictionary(Schema.model(ckpt.config).map { ($0.name, $0.dropReason) }, uniquingKeysWith: { a, _ in a })
+        let dropReasons = Dictionary(
+            Schema.model(ckpt.config).map { ($0.name, $0.dropReason) }, uniquingKeysWith: { a, _ in a })
         plan.ties = resolved.filter { kept.contains($0.stored) && (keepAll || dropReasons[$0.derived] ?? nil == nil) }
         return plan
     }
@@ -169,20 +191,27 @@ public enum Planner {
             switch (a, b) {
             case let (a?, b?):
                 if a.shape != b.shape {
-                    problems.append("tied tensors '\(tie.stored)' \(a.shape) and '\(tie.derived)' \(b.shape) have different shapes (\(tie.key) is true in config.json)")
+                    problems.append(
+                        "tied tensors '\(tie.stored)' \(a.shape) and '\(tie.derived)' \(b.shape) have different shapes (\(tie.key) is true in config.json)"
+                    )
                 } else if let i = firstDifference(a, b) {
-                    problems.append("tied tensors '\(tie.stored)' and '\(tie.derived)' differ (first at element \(i)), but \(tie.key) is true in config.json, so the model uses one Parameter for both; re-save the checkpoint, or set \(tie.key) to false if they were trained untied")
+                    problems.append(
+                        "tied tensors '\(tie.stored)' and '\(tie.derived)' differ (first at element \(i)), but \(tie.key) is true in config.json, so the model uses one Parameter for both; re-save the checkpoint, or set \(tie.key) to false if they were trained untied"
+                    )
                 }
                 out.tensors[tie.derived] = nil
-                resolved.append(ResolvedTie(derived: tie.derived, stored: tie.stored, key: tie.key, held: "both (equal)"))
+                resolved.append(
+                    ResolvedTie(derived: tie.derived, stored: tie.stored, key: tie.key, held: "both (equal)"))
             case (_?, nil):
-                resolved.append(ResolvedTie(derived: tie.derived, stored: tie.stored, key: tie.key, held: "stored only"))
+                resolved.append(
+                    ResolvedTie(derived: tie.derived, stored: tie.stored, key: tie.key, held: "stored only"))
             case let (nil, b?):
                 out.tensors[tie.derived] = nil
                 out.tensors[tie.stored] = b.renamed(tie.stored)
-                resolved.append(ResolvedTie(derived: tie.derived, stored: tie.stored, key: tie.key, held: "derived only"))
+                resolved.append(
+                    ResolvedTie(derived: tie.derived, stored: tie.stored, key: tie.key, held: "derived only"))
             case (nil, nil):
-                break   // reported as the stored member missing
+                break  // reported as the stored member missing
             }
         }
         if !problems.isEmpty { throw FormatsError.validation(file: file, problems: problems) }
@@ -197,7 +226,8 @@ public enum Planner {
         }
         guard a.dtype.isFloat, b.dtype.isFloat else { return a.dtype == b.dtype ? 0 : nil }
         let n = a.elementCount, step = 1 << 16
-        let x = UnsafeMutablePointer<Float>.allocate(capacity: step), y = UnsafeMutablePointer<Float>.allocate(capacity: step)
+        let x = UnsafeMutablePointer<Float>.allocate(capacity: step),
+            y = UnsafeMutablePointer<Float>.allocate(capacity: step)
         defer { x.deallocate(); y.deallocate() }
         var s = 0
         while s < n {
@@ -213,7 +243,9 @@ public enum Planner {
     struct Match { var expected: ExpectedTensor?; var tensor: SafetensorsTensor; var extraDrop: String? }
 
     /// Matches a tensor set against the expected list; throws one error listing every problem.
-    static func match(_ set: TensorSet, expected: [ExpectedTensor], file: String, extraDrop: (String) -> String?) throws -> [Match] {
+    static func match(
+        _ set: TensorSet, expected: [ExpectedTensor], file: String, extraDrop: (String) -> String?
+    ) throws -> [Match] {
         var problems: [String] = []
         var result: [Match] = []
         var used = Set<String>()
@@ -245,8 +277,10 @@ public enum Planner {
         return result
     }
 
-    static func emit(_ matches: [Match], prefix: String, recipe: Recipe, keepAll: Bool,
-                     into out: inout [PlannedTensor], dropped: inout [DroppedTensor]) throws {
+    static func emit(
+        _ matches: [Match], prefix: String, recipe: Recipe, keepAll: Bool,
+        into out: inout [PlannedTensor], dropped: inout [DroppedTensor]
+    ) throws {
         for m in matches {
             let t = m.tensor
             // a tensor found under one of the schema's aliases is written under its canonical name: the one the
@@ -260,18 +294,26 @@ public enum Planner {
             }
             var shape = t.shape
             if shape.isEmpty { shape = [1] }
-            if role == .matrix, shape.count > 2, shape.dropFirst(2).allSatisfy({ $0 == 1 }) { shape = Array(shape.prefix(2)) }
-            guard shape.count <= 4 else {
-                throw QuantizeError.source(file: t.file.path, tensor: t.name, detail: "\(shape.count) dimensions; GGUF allows at most 4")
+            if role == .matrix, shape.count > 2, shape.dropFirst(2).allSatisfy({ $0 == 1 }) {
+                shape = Array(shape.prefix(2))
             }
-            var (type, reason) = recipe.type(name: name, shape: shape, role: role, component: component, sourceIsFloat: t.dtype.isFloat)
+            guard shape.count <= 4 else {
+                throw QuantizeError.source(
+                    file: t.file.path, tensor: t.name, detail: "\(shape.count) dimensions; GGUF allows at most 4")
+            }
+            var (type, reason) = recipe.type(
+                name: name, shape: shape, role: role, component: component, sourceIsFloat: t.dtype.isFloat)
             if !t.dtype.isFloat {
                 guard let same = Codec.identicalType(t.dtype) else {
-                    throw QuantizeError.source(file: t.file.path, tensor: t.name, detail: "dtype \(t.dtype.rawValue) has no ggml type")
+                    throw QuantizeError.source(
+                        file: t.file.path, tensor: t.name, detail: "dtype \(t.dtype.rawValue) has no ggml type")
                 }
                 type = same; reason = "integer buffer kept as \(same.name)"
             }
-            out.append(PlannedTensor(name: name, shape: shape, role: role, component: component, type: type, reason: reason, source: .stored(t)))
+            out.append(
+                PlannedTensor(
+                    name: name, shape: shape, role: role, component: component, type: type, reason: reason,
+                    source: .stored(t)))
         }
     }
 

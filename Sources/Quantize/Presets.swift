@@ -9,7 +9,13 @@ import Glibc
 public enum Preset: String, CaseIterable, Sendable, Codable {
     case f32, f16, bf16, q8_0 = "q8_0", q4_0 = "q4_0"
     public var matrixType: GGMLType {
-        switch self { case .f32: return .f32; case .f16: return .f16; case .bf16: return .bf16; case .q8_0: return .q8_0; case .q4_0: return .q4_0 }
+        switch self {
+        case .f32: return .f32;
+        case .f16: return .f16;
+        case .bf16: return .bf16;
+        case .q8_0: return .q8_0;
+        case .q4_0: return .q4_0
+        }
     }
     public var isQuantized: Bool { self == .q8_0 || self == .q4_0 }
 }
@@ -42,7 +48,9 @@ public struct Recipe: Sendable {
     public static let largeKernelElements = 1 << 18
 
     /// The stored type of a tensor, and why.
-    public func type(name: String, shape: [Int], role: TensorRole, component: Component, sourceIsFloat: Bool) -> (GGMLType, String) {
+    public func type(
+        name: String, shape: [Int], role: TensorRole, component: Component, sourceIsFloat: Bool
+    ) -> (GGMLType, String) {
         guard sourceIsFloat else { return (.f32, "integer buffer") }
         let rowLength = shape.last ?? 1
         var (t, why) = base(name: name, shape: shape, role: role, component: component)
@@ -61,7 +69,8 @@ public struct Recipe: Sendable {
             return (.f32, "norms, biases and vectors stay F32")
         case .convKernel:
             if !preset.isQuantized { return (preset.matrixType, "conv kernel: preset type") }
-            return count >= Recipe.largeKernelElements ? (.f16, "large conv kernel: F16") : (.f32, "small conv kernel: F32")
+            return count >= Recipe.largeKernelElements
+                ? (.f16, "large conv kernel: F16") : (.f32, "small conv kernel: F32")
         case .embedding, .matrix:
             guard preset == .q4_0 else { return (preset.matrixType, "preset type") }
             // q4_0: 4-bit only where the bytes are read every token and the error is tolerated.
@@ -80,7 +89,8 @@ public struct Recipe: Sendable {
 
     public var json: String {
         let o = overrides.map { "\"\($0.description)\"" }.joined(separator: ",")
-        return "{\"preset\":\"\(preset.rawValue)\",\"overrides\":[\(o)],\"rules\":\"see docs/format.md §Quantization presets\",\"large_kernel_elements\":\(Recipe.largeKernelElements)}"
+        return
+            "{\"preset\":\"\(preset.rawValue)\",\"overrides\":[\(o)],\"rules\":\"see docs/format.md §Quantization presets\",\"large_kernel_elements\":\(Recipe.largeKernelElements)}"
     }
 }
 
@@ -95,7 +105,8 @@ public enum QuantizeError: Error, CustomStringConvertible {
         case .cancelled: return "cancelled"
         case .source(let f, let t, let d): return "\(f): tensor '\(t)': \(d)"
         case .integrity(let f, let p):
-            return "\(f): \(p.count) integrity problem\(p.count == 1 ? "" : "s"):\n" + p.prefix(40).map { "  - \($0)" }.joined(separator: "\n")
+            return "\(f): \(p.count) integrity problem\(p.count == 1 ? "" : "s"):\n"
+                + p.prefix(40).map { "  - \($0)" }.joined(separator: "\n")
         }
     }
 }

@@ -26,7 +26,8 @@ public struct ErrorStats: Sendable, Codable {
         maxAbs = m; sumSqErr += se; sumSqRef += sr; dot += dt; sumSqOut += so; count += n
     }
     public mutating func merge(_ o: ErrorStats) {
-        maxAbs = max(maxAbs, o.maxAbs); sumSqErr += o.sumSqErr; sumSqRef += o.sumSqRef; dot += o.dot; sumSqOut += o.sumSqOut; count += o.count
+        maxAbs = max(maxAbs, o.maxAbs); sumSqErr += o.sumSqErr; sumSqRef += o.sumSqRef; dot += o.dot;
+        sumSqOut += o.sumSqOut; count += o.count
     }
 }
 
@@ -47,7 +48,9 @@ public enum Verifier {
         if name.hasPrefix("lfm.") { return .backbone }
         if name.hasPrefix("conformer.") { return .conformer }
         if name.hasPrefix("audio_adapter.") { return .adapter }
-        if name.hasPrefix("audio_embedding.") || name == "codebook_offsets" || name == "audio_loss_weights" { return .audioEmbedding }
+        if name.hasPrefix("audio_embedding.") || name == "codebook_offsets" || name == "audio_loss_weights" {
+            return .audioEmbedding
+        }
         return .depthformer
     }
 
@@ -58,7 +61,8 @@ public enum Verifier {
         }
         let crcs = v.compactMap { if case .uint32(let c) = $0 { return c } else { return nil } }
         guard crcs.count == b.tensors.count, crcs.count == v.count else {
-            throw FormatsError.badHeader(file: b.path, detail: "\(BundleKeys.tensorCRC32) has \(v.count) entries for \(b.tensors.count) tensors")
+            throw FormatsError.badHeader(
+                file: b.path, detail: "\(BundleKeys.tensorCRC32) has \(v.count) entries for \(b.tensors.count) tensors")
         }
         return crcs
     }
@@ -85,7 +89,10 @@ public enum Verifier {
                 if let src = planned[t.name], src.elementCount == t.elementCount {
                     stats = compare(bytes: bytes, type: t.type, source: src)
                 }
-                results.set(i, TensorCheck(name: t.name, type: t.type, component: component(of: t.name).rawValue, crcOK: ok, stats: stats))
+                results.set(
+                    i,
+                    TensorCheck(
+                        name: t.name, type: t.type, component: component(of: t.name).rawValue, crcOK: ok, stats: stats))
             }
         }
         return results.values.map { $0! }
@@ -98,8 +105,12 @@ public enum Verifier {
         case .derived(_, let compute):
             let ref = compute()
             var out = [Float](repeating: 0, count: n)
-            out.withUnsafeMutableBufferPointer { Codec.decode(bytes.baseAddress!, count: n, type: type, into: $0.baseAddress!) }
-            ref.withUnsafeBufferPointer { r in out.withUnsafeBufferPointer { o in stats.add(ref: r.baseAddress!, out: o.baseAddress!, count: n) } }
+            out.withUnsafeMutableBufferPointer {
+                Codec.decode(bytes.baseAddress!, count: n, type: type, into: $0.baseAddress!)
+            }
+            ref.withUnsafeBufferPointer { r in
+                out.withUnsafeBufferPointer { o in stats.add(ref: r.baseAddress!, out: o.baseAddress!, count: n) }
+            }
         case .stored(let src):
             let row = max(source.shape.last ?? 1, 1)
             let step = max(1, Converter.chunkElements / row) * row
@@ -127,6 +138,8 @@ public enum Verifier {
     final class Counter: @unchecked Sendable {
         let lock = NSLock()
         var i = 0
-        func take(below n: Int) -> Int? { lock.lock(); defer { lock.unlock() }; guard i < n else { return nil }; i += 1; return i - 1 }
+        func take(below n: Int) -> Int? {
+            lock.lock(); defer { lock.unlock() }; guard i < n else { return nil }; i += 1; return i - 1
+        }
     }
 }

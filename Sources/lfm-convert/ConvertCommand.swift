@@ -8,10 +8,17 @@ struct ConvertCommand: ParsableCommand {
         commandName: "convert",
         abstract: "Convert a checkpoint (folder, hub-cache snapshot, or repo id in the local hub cache) to a bundle.")
 
-    @Argument(help: "Checkpoint folder, hub-cache snapshot folder, or repo id (e.g. LiquidAI/LFM2-Audio-1.5B) in the local hub cache.")
+    @Argument(
+        help:
+            "Checkpoint folder, hub-cache snapshot folder, or repo id (e.g. LiquidAI/LFM2-Audio-1.5B) in the local hub cache."
+    )
     var checkpoint: String
 
-    @Option(name: .customLong("base"), help: "The model a fine-tune was trained from (folder, hub snapshot or repo id): supplies the files the checkpoint folder lacks (config.json, tokenizer, chat template, Mimi, audio_detokenizer/).")
+    @Option(
+        name: .customLong("base"),
+        help:
+            "The model a fine-tune was trained from (folder, hub snapshot or repo id): supplies the files the checkpoint folder lacks (config.json, tokenizer, chat template, Mimi, audio_detokenizer/)."
+    )
     var base: String?
 
     @OptionGroup var target: OutputOptions
@@ -19,10 +26,14 @@ struct ConvertCommand: ParsableCommand {
     @Option(name: .customLong("quant"), help: "Preset: f32, f16, bf16, q8_0, q4_0.")
     var quant: String = "q8_0"
 
-    @Option(name: .customLong("override"), help: ArgumentHelp("Store tensors matching GLOB as TYPE (repeatable).", valueName: "GLOB=TYPE"))
+    @Option(
+        name: .customLong("override"),
+        help: ArgumentHelp("Store tensors matching GLOB as TYPE (repeatable).", valueName: "GLOB=TYPE"))
     var overrides: [String] = []
 
-    @Flag(name: .customLong("keep-all"), help: "Keep tensors inference never reads (Mimi encoder, training heads, buffers).")
+    @Flag(
+        name: .customLong("keep-all"),
+        help: "Keep tensors inference never reads (Mimi encoder, training heads, buffers).")
     var keepAll = false
 
     @Flag(help: "Print the summary as JSON on stdout.")
@@ -53,8 +64,9 @@ struct ConvertCommand: ParsableCommand {
         let plan = try Planner.plan(ckpt, recipe: recipe, keepAll: keepAll)
         let tPlan = Date()
         let bar = ProgressBar(enabled: stderrIsTerminal && !json, label: "converting")
-        let result = try Converter.convert(ckpt, plan: plan, to: out, options: ConvertOptions(threads: threads, overwrite: target.force),
-                                           progress: { bar.update($0) }, isCancelled: { Interrupt.requested })
+        let result = try Converter.convert(
+            ckpt, plan: plan, to: out, options: ConvertOptions(threads: threads, overwrite: target.force),
+            progress: { bar.update($0) }, isCancelled: { Interrupt.requested })
         bar.finish()
         let seconds = Date().timeIntervalSince(t0)
         let peak = monitor.peakAnonBytes
@@ -65,27 +77,39 @@ struct ConvertCommand: ParsableCommand {
             let dr = plan.dropped.filter { $0.component == c }
             guard !ts.isEmpty || !dr.isEmpty else { continue }
             let srcBytes = ts.reduce(0) { $0 + $1.sourceBytes } + dr.reduce(0) { $0 + $1.bytes }
-            rows.append(["component": c.rawValue, "tensors": ts.count, "dropped": dr.count,
-                         "source_bytes": srcBytes, "bundle_bytes": ts.reduce(0) { $0 + $1.byteCount }])
+            rows.append([
+                "component": c.rawValue, "tensors": ts.count, "dropped": dr.count,
+                "source_bytes": srcBytes, "bundle_bytes": ts.reduce(0) { $0 + $1.byteCount },
+            ])
         }
         if json {
             let summary: [String: Any] = [
                 "output": out, "preset": recipe.preset.rawValue, "overrides": recipe.overrides.map(\.description),
-                "bytes": result.bytes, "tensors": plan.tensors.count, "dropped": plan.dropped.map { ["name": $0.name, "reason": $0.reason] },
+                "bytes": result.bytes, "tensors": plan.tensors.count,
+                "dropped": plan.dropped.map { ["name": $0.name, "reason": $0.reason] },
                 "components": rows, "seconds": seconds, "plan_seconds": tPlan.timeIntervalSince(t0),
-                "write_seconds": result.seconds, "phases": result.phases, "peak_anon_bytes": peak, "threads": threads, "warnings": ckpt.warnings,
+                "write_seconds": result.seconds, "phases": result.phases, "peak_anon_bytes": peak, "threads": threads,
+                "warnings": ckpt.warnings,
                 "ignored_files": ckpt.ignoredFiles,
-                "ties": plan.ties.map { ["name": $0.derived, "stored_as": $0.stored, "config_key": $0.key, "checkpoint_held": $0.held] },
-                "sources": ckpt.sourceFiles.map { ["file": ckpt.relativeName(of: $0), "origin": ckpt.origin(of: $0).rawValue] },
+                "ties": plan.ties.map {
+                    ["name": $0.derived, "stored_as": $0.stored, "config_key": $0.key, "checkpoint_held": $0.held]
+                },
+                "sources": ckpt.sourceFiles.map {
+                    ["file": ckpt.relativeName(of: $0), "origin": ckpt.origin(of: $0).rawValue]
+                },
             ]
             print(jsonString(summary))
             return
         }
-        print("wrote \(out) (\(fmtBytes(result.bytes)), \(plan.tensors.count) tensors, preset \(recipe.preset.rawValue)) in \(String(format: "%.2f", seconds)) s")
+        print(
+            "wrote \(out) (\(fmtBytes(result.bytes)), \(plan.tensors.count) tensors, preset \(recipe.preset.rawValue)) in \(String(format: "%.2f", seconds)) s"
+        )
         print(pad("component", 16) + lpad("tensors", 8) + lpad("dropped", 8) + lpad("source", 12) + lpad("bundle", 12))
         for r in rows {
-            print(pad(r["component"] as! String, 16) + lpad("\(r["tensors"] as! Int)", 8) + lpad("\(r["dropped"] as! Int)", 8)
-                  + lpad(fmtBytes(r["source_bytes"] as! Int), 12) + lpad(fmtBytes(r["bundle_bytes"] as! Int), 12))
+            print(
+                pad(r["component"] as! String, 16) + lpad("\(r["tensors"] as! Int)", 8)
+                    + lpad("\(r["dropped"] as! Int)", 8)
+                    + lpad(fmtBytes(r["source_bytes"] as! Int), 12) + lpad(fmtBytes(r["bundle_bytes"] as! Int), 12))
         }
         if !ckpt.ignoredFiles.isEmpty {
             print("ignored training state (not model weights): \(ckpt.ignoredFiles.joined(separator: ", "))")
@@ -98,7 +122,10 @@ struct ConvertCommand: ParsableCommand {
             let byKey = Dictionary(grouping: plan.ties, by: \.key)
             for (k, ts) in byKey.sorted(by: { $0.key < $1.key }) {
                 let held = Set(ts.map(\.held)).sorted().joined(separator: ", ")
-                print("tied (\(k)): \(ts.count) × stored once, checkpoint held \(held): " + ts.map { "\($0.derived) = \($0.stored)" }.prefix(3).joined(separator: "; ") + (ts.count > 3 ? "; …" : ""))
+                print(
+                    "tied (\(k)): \(ts.count) × stored once, checkpoint held \(held): "
+                        + ts.map { "\($0.derived) = \($0.stored)" }.prefix(3).joined(separator: "; ")
+                        + (ts.count > 3 ? "; …" : ""))
             }
         }
         if !plan.dropped.isEmpty {
@@ -108,7 +135,9 @@ struct ConvertCommand: ParsableCommand {
                 print("  \(items.count) × \(reason) (\(fmtBytes(items.reduce(0) { $0 + $1.bytes })))")
             }
         }
-        print(String(format: "throughput %.0f MB/s of output", Double(result.bytes) / 1e6 / max(result.seconds, 1e-9)) + ", peak anonymous memory \(fmtBytes(peak))")
+        print(
+            String(format: "throughput %.0f MB/s of output", Double(result.bytes) / 1e6 / max(result.seconds, 1e-9))
+                + ", peak anonymous memory \(fmtBytes(peak))")
     }
 }
 
@@ -145,7 +174,9 @@ final class ProgressBar: @unchecked Sendable {
         let el = now.timeIntervalSince(start)
         let rate = Double(p.bytesDone) / 1e6 / max(el, 1e-6)
         let eta = frac > 0 ? el / frac - el : 0
-        let line = "\r\(label) [" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] "
+        let line =
+            "\r\(label) [" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+            + "] "
             + "\(p.tensorsDone)/\(p.tensorsTotal) tensors  " + String(format: "%.0f MB/s  ETA %.0fs ", rate, eta)
         FileHandle.standardError.write(Data(line.utf8))
     }

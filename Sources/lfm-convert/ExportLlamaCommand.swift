@@ -6,30 +6,41 @@ import Quantize
 struct ExportLlamaCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export-llama",
-        abstract: "Export the LFM2 backbone as a llama.cpp `lfm2` GGUF (text only), for llama.cpp tools and side-by-side benchmarks.")
+        abstract:
+            "Export the LFM2 backbone as a llama.cpp `lfm2` GGUF (text only), for llama.cpp tools and side-by-side benchmarks."
+    )
 
     @Argument(help: "Checkpoint folder, hub-cache snapshot folder, or repo id in the local hub cache.")
     var checkpoint: String
 
     @OptionGroup var target: OutputOptions
 
-    @Option(name: .customLong("base"), help: "The model a fine-tune was trained from: supplies the files the checkpoint folder lacks (as for convert).")
+    @Option(
+        name: .customLong("base"),
+        help: "The model a fine-tune was trained from: supplies the files the checkpoint folder lacks (as for convert)."
+    )
     var base: String?
 
     @Option(name: .customLong("quant"), help: "f32, f16, bf16, q8_0, q4_0.")
     var quant: String = "bf16"
 
     func validate() throws {
-        guard Preset(rawValue: quant) != nil else { throw ValidationError("unknown preset '\(quant)' (f32, f16, bf16, q8_0, q4_0)") }
+        guard Preset(rawValue: quant) != nil else {
+            throw ValidationError("unknown preset '\(quant)' (f32, f16, bf16, q8_0, q4_0)")
+        }
     }
 
     func run() throws {
         let dest = try target.destination()
         let ckpt = try Checkpoint(checkpoint, base: base)
         let bar = ProgressBar(enabled: stderrIsTerminal, label: "exporting")
-        let r = try LlamaExport.export(ckpt, preset: Preset(rawValue: quant)!, to: dest, options: ConvertOptions(threads: target.threads, overwrite: target.force),
-                                       progress: { bar.update($0) }, isCancelled: { Interrupt.requested })
+        let r = try LlamaExport.export(
+            ckpt, preset: Preset(rawValue: quant)!, to: dest,
+            options: ConvertOptions(threads: target.threads, overwrite: target.force),
+            progress: { bar.update($0) }, isCancelled: { Interrupt.requested })
         bar.finish()
-        print("wrote \(dest) (\(fmtBytes(r.bytes)), llama.cpp arch lfm2, \(quant)) in \(String(format: "%.2f", r.seconds)) s")
+        print(
+            "wrote \(dest) (\(fmtBytes(r.bytes)), llama.cpp arch lfm2, \(quant)) in \(String(format: "%.2f", r.seconds)) s"
+        )
     }
 }

@@ -6,7 +6,9 @@ import Formats
 struct FixtureWeightsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fixture-weights",
-        abstract: "Test fixtures: regenerate audio_detokenizer/model.safetensors from weights_recipe.json (bit-exact, sha256-checked).")
+        abstract:
+            "Test fixtures: regenerate audio_detokenizer/model.safetensors from weights_recipe.json (bit-exact, sha256-checked)."
+    )
 
     @Argument(help: "Checkpoint folder whose audio_detokenizer/ has a weights_recipe.json.")
     var checkpoint: String

@@ -9,9 +9,13 @@ import Glibc
 struct LFMConvert: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lfm-convert",
-        abstract: "Convert an LFM2-Audio checkpoint into one quantized, memory-mappable GGUF bundle; inspect and verify bundles.",
+        abstract:
+            "Convert an LFM2-Audio checkpoint into one quantized, memory-mappable GGUF bundle; inspect and verify bundles.",
         version: "lfm-convert \(LFMVersion.converter)",
-        subcommands: [ConvertCommand.self, InspectCommand.self, VerifyCommand.self, ExportLlamaCommand.self, FixtureWeightsCommand.self],
+        subcommands: [
+            ConvertCommand.self, InspectCommand.self, VerifyCommand.self, ExportLlamaCommand.self,
+            FixtureWeightsCommand.self,
+        ],
         defaultSubcommand: ConvertCommand.self)
 }
 
@@ -72,7 +76,9 @@ func printErr(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8
 
 let stderrIsTerminal = isatty(2) != 0
 
-func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s.padding(toLength: n, withPad: " ", startingAt: 0) }
+func pad(_ s: String, _ n: Int) -> String {
+    s.count >= n ? s + " " : s.padding(toLength: n, withPad: " ", startingAt: 0)
+}
 func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? " " + s : String(repeating: " ", count: n - s.count) + s }
 
 /// Output flags shared by the commands that write a GGUF file.

@@ -6,11 +6,17 @@ import MiniRuntime
 struct ASRCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "asr",
-        abstract: "Transcribe a WAV file (system prompt \"Perform ASR.\", sequential mode); the transcript streams to stdout.",
-        discussion: "Recordings longer than --window seconds are split at low-energy points and transcribed window after window, one line per window. With --json: {\"type\":\"segment\",\"start\":S,\"end\":E}, {\"type\":\"text\",...} and a final {\"type\":\"done\",...} event.")
+        abstract:
+            "Transcribe a WAV file (system prompt \"Perform ASR.\", sequential mode); the transcript streams to stdout.",
+        discussion:
+            "Recordings longer than --window seconds are split at low-energy points and transcribed window after window, one line per window. With --json: {\"type\":\"segment\",\"start\":S,\"end\":E}, {\"type\":\"text\",...} and a final {\"type\":\"done\",...} event."
+    )
 
     @OptionGroup var runtime: RuntimeOptions
-    @Option(help: "The recording: a WAV file (PCM 8/16/24/32-bit or float 32/64, any rate, channels averaged); - reads stdin.")
+    @Option(
+        help:
+            "The recording: a WAV file (PCM 8/16/24/32-bit or float 32/64, any rate, channels averaged); - reads stdin."
+    )
     var audio: String
     @Option(help: "System prompt.")
     var system: String = TaskPreset.asr.system
@@ -46,18 +52,27 @@ struct ASRCommand: ParsableCommand {
         let peak = peakRSSBytes()
         let stop = st.stopReasons.last ?? "none"
         if runtime.json {
-            out(jsonLine(["type": "done", "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas, "stop_reason": stop, "windows": st.windows, "audio_seconds": st.audioSeconds,
-                          "audio_positions": st.audioPositions, "generated_tokens": st.generatedTokens,
-                          "load_seconds": loadSeconds, "mel_seconds": st.melSeconds, "encoder_seconds": st.encoderSeconds,
-                          "prefill_seconds": st.prefillSeconds, "decode_seconds": st.decodeSeconds,
-                          "time_to_first_token": st.firstTokenSeconds, "wall_seconds": st.wallSeconds,
-                          "real_time_factor": st.realTimeFactor, "peak_rss_bytes": peak]) + "\n")
+            out(
+                jsonLine([
+                    "type": "done", "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas,
+                    "stop_reason": stop, "windows": st.windows, "audio_seconds": st.audioSeconds,
+                    "audio_positions": st.audioPositions, "generated_tokens": st.generatedTokens,
+                    "load_seconds": loadSeconds, "mel_seconds": st.melSeconds, "encoder_seconds": st.encoderSeconds,
+                    "prefill_seconds": st.prefillSeconds, "decode_seconds": st.decodeSeconds,
+                    "time_to_first_token": st.firstTokenSeconds, "wall_seconds": st.wallSeconds,
+                    "real_time_factor": st.realTimeFactor, "peak_rss_bytes": peak,
+                ]) + "\n")
         }
         if runtime.stats {
-            printErr("kernels " + KernelTier.report().tier + " | " + String(format: "load %.3f s | audio %.2f s in %d window(s), %d positions | mel %.3f s | encoder %.3f s | prefill %.3f s | first token %.3f s | decode %d tokens %.3f s | %.2fx real time | peak RSS %.1f MB | stop: %@",
-                            loadSeconds, st.audioSeconds, st.windows, st.audioPositions, st.melSeconds, st.encoderSeconds,
-                            st.prefillSeconds, st.firstTokenSeconds, st.generatedTokens, st.decodeSeconds, st.realTimeFactor,
-                            Double(peak) / 1048576, stop))
+            printErr(
+                "kernels " + KernelTier.report().tier + " | "
+                    + String(
+                        format:
+                            "load %.3f s | audio %.2f s in %d window(s), %d positions | mel %.3f s | encoder %.3f s | prefill %.3f s | first token %.3f s | decode %d tokens %.3f s | %.2fx real time | peak RSS %.1f MB | stop: %@",
+                        loadSeconds, st.audioSeconds, st.windows, st.audioPositions, st.melSeconds, st.encoderSeconds,
+                        st.prefillSeconds, st.firstTokenSeconds, st.generatedTokens, st.decodeSeconds,
+                        st.realTimeFactor,
+                        Double(peak) / 1048576, stop))
         }
     }
 }

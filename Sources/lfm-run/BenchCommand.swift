@@ -21,9 +21,15 @@ struct BenchCommand: ParsableCommand {
     var bandwidth = false
     @Flag(help: "JSON on stdout.")
     var json = false
-    @Option(help: "ASR benchmark instead: a WAV file, transcribed with exactly -n decode steps (encoder, prefill, decode timed).")
+    @Option(
+        help:
+            "ASR benchmark instead: a WAV file, transcribed with exactly -n decode steps (encoder, prefill, decode timed)."
+    )
     var audio: String?
-    @Option(help: "TTS speed benchmark instead: this many audio frames generated and decoded (LM step, depthformer, decoder timed).")
+    @Option(
+        help:
+            "TTS speed benchmark instead: this many audio frames generated and decoded (LM step, depthformer, decoder timed)."
+    )
     var speechFrames: Int?
     @Option(help: "Decoder for --speech-frames: mimi or detokenizer (default: the detokenizer when present).")
     var decoder: String?
@@ -38,14 +44,29 @@ struct BenchCommand: ParsableCommand {
         let pp = median(res.prefillTokensPerSecond), tg = median(res.decodeTokensPerSecond)
         let bound = bw > 0 ? bw / Double(res.weightBytesPerToken) : 0
         if json {
-            print(jsonLine(["bundle": bundle, "threads": threads, "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas, "pp": p, "tg": n, "pp_tokens_per_second": pp, "tg_tokens_per_second": tg,
-                            "pp_runs": res.prefillTokensPerSecond, "tg_runs": res.decodeTokensPerSecond,
-                            "weight_bytes_per_token": res.weightBytesPerToken, "read_bandwidth_bytes_per_second": bw,
-                            "bandwidth_bound_tokens_per_second": bound, "peak_rss_bytes": peakRSSBytes()]))
+            print(
+                jsonLine([
+                    "bundle": bundle, "threads": threads, "kernel_tier": KernelTier.report().tier,
+                    "blas": KernelTier.report().blas, "pp": p, "tg": n, "pp_tokens_per_second": pp,
+                    "tg_tokens_per_second": tg,
+                    "pp_runs": res.prefillTokensPerSecond, "tg_runs": res.decodeTokensPerSecond,
+                    "weight_bytes_per_token": res.weightBytesPerToken, "read_bandwidth_bytes_per_second": bw,
+                    "bandwidth_bound_tokens_per_second": bound, "peak_rss_bytes": peakRSSBytes(),
+                ]))
         } else {
-            print("kernels \(KernelTier.report().tier) (best here: \(KernelTier.report().best)), BLAS \(KernelTier.report().blas)")
-            print(String(format: "pp%d %.2f tok/s | tg%d %.2f tok/s | backbone %.0f MB/token", p, pp, n, tg, Double(res.weightBytesPerToken) / 1e6))
-            if bw > 0 { print(String(format: "read bandwidth %.1f GB/s → bound %.1f tok/s; tg reaches %.0f%%", bw / 1e9, bound, 100 * tg / bound)) }
+            print(
+                "kernels \(KernelTier.report().tier) (best here: \(KernelTier.report().best)), BLAS \(KernelTier.report().blas)"
+            )
+            print(
+                String(
+                    format: "pp%d %.2f tok/s | tg%d %.2f tok/s | backbone %.0f MB/token", p, pp, n, tg,
+                    Double(res.weightBytesPerToken) / 1e6))
+            if bw > 0 {
+                print(
+                    String(
+                        format: "read bandwidth %.1f GB/s → bound %.1f tok/s; tg reaches %.0f%%", bw / 1e9, bound,
+                        100 * tg / bound))
+            }
         }
     }
 
@@ -56,17 +77,26 @@ struct BenchCommand: ParsableCommand {
         func median(_ a: [Double]) -> Double { a.isEmpty ? 0 : a.sorted()[a.count / 2] }
         let total = median(res.totalSeconds)
         if json {
-            print(jsonLine(["bundle": bundle, "threads": threads, "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas, "audio": path, "audio_seconds": res.audioSeconds,
-                            "audio_positions": res.positions, "prompt_positions": res.promptPositions, "decode_tokens": n,
-                            "mel_seconds": median(res.melSeconds), "encoder_seconds": median(res.encoderSeconds),
-                            "prefill_seconds": median(res.prefillSeconds), "decode_seconds": median(res.decodeSeconds),
-                            "total_seconds": total, "real_time_factor": res.audioSeconds / total,
-                            "encoder_runs": res.encoderSeconds, "total_runs": res.totalSeconds, "peak_rss_bytes": peakRSSBytes()]))
+            print(
+                jsonLine([
+                    "bundle": bundle, "threads": threads, "kernel_tier": KernelTier.report().tier,
+                    "blas": KernelTier.report().blas, "audio": path, "audio_seconds": res.audioSeconds,
+                    "audio_positions": res.positions, "prompt_positions": res.promptPositions, "decode_tokens": n,
+                    "mel_seconds": median(res.melSeconds), "encoder_seconds": median(res.encoderSeconds),
+                    "prefill_seconds": median(res.prefillSeconds), "decode_seconds": median(res.decodeSeconds),
+                    "total_seconds": total, "real_time_factor": res.audioSeconds / total,
+                    "encoder_runs": res.encoderSeconds, "total_runs": res.totalSeconds,
+                    "peak_rss_bytes": peakRSSBytes(),
+                ]))
         } else {
-            print(String(format: "audio %.1f s → %d positions (prompt %d) | mel %.3f s | encoder %.3f s | prefill %.3f s (%.1f pos/s) | decode %d tokens %.3f s | total %.3f s = %.2fx real time",
-                         res.audioSeconds, res.positions, res.promptPositions, median(res.melSeconds), median(res.encoderSeconds),
-                         median(res.prefillSeconds), Double(res.promptPositions) / median(res.prefillSeconds), n,
-                         median(res.decodeSeconds), total, res.audioSeconds / total))
+            print(
+                String(
+                    format:
+                        "audio %.1f s → %d positions (prompt %d) | mel %.3f s | encoder %.3f s | prefill %.3f s (%.1f pos/s) | decode %d tokens %.3f s | total %.3f s = %.2fx real time",
+                    res.audioSeconds, res.positions, res.promptPositions, median(res.melSeconds),
+                    median(res.encoderSeconds),
+                    median(res.prefillSeconds), Double(res.promptPositions) / median(res.prefillSeconds), n,
+                    median(res.decodeSeconds), total, res.audioSeconds / total))
         }
     }
 
@@ -78,13 +108,23 @@ struct BenchCommand: ParsableCommand {
         let total = median(res.totalSeconds)
         let per = { (a: [Double]) in 1000 * median(a) / Double(frames) }
         if json {
-            print(jsonLine(["bundle": bundle, "threads": threads, "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas, "frames": frames, "decoder": kind?.rawValue ?? "default",
-                            "audio_seconds": res.audioSeconds, "total_seconds": total, "real_time_factor": res.audioSeconds / total,
-                            "lm_ms_per_frame": per(res.lmSeconds), "depthformer_ms_per_frame": per(res.headSeconds),
-                            "decoder_ms_per_frame": per(res.decoderSeconds), "total_runs": res.totalSeconds, "peak_rss_bytes": peakRSSBytes()]))
+            print(
+                jsonLine([
+                    "bundle": bundle, "threads": threads, "kernel_tier": KernelTier.report().tier,
+                    "blas": KernelTier.report().blas, "frames": frames, "decoder": kind?.rawValue ?? "default",
+                    "audio_seconds": res.audioSeconds, "total_seconds": total,
+                    "real_time_factor": res.audioSeconds / total,
+                    "lm_ms_per_frame": per(res.lmSeconds), "depthformer_ms_per_frame": per(res.headSeconds),
+                    "decoder_ms_per_frame": per(res.decoderSeconds), "total_runs": res.totalSeconds,
+                    "peak_rss_bytes": peakRSSBytes(),
+                ]))
         } else {
-            print(String(format: "%d frames → %.2f s of audio in %.3f s = %.2fx real time | per frame: LM %.1f ms, depthformer %.1f ms, decoder %.1f ms",
-                         frames, res.audioSeconds, total, res.audioSeconds / total, per(res.lmSeconds), per(res.headSeconds), per(res.decoderSeconds)))
+            print(
+                String(
+                    format:
+                        "%d frames → %.2f s of audio in %.3f s = %.2fx real time | per frame: LM %.1f ms, depthformer %.1f ms, decoder %.1f ms",
+                    frames, res.audioSeconds, total, res.audioSeconds / total, per(res.lmSeconds), per(res.headSeconds),
+                    per(res.decoderSeconds)))
         }
     }
 }

@@ -5,8 +5,11 @@ import MiniRuntime
 struct ChatCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat",
-        abstract: "Speech-to-speech chat (system prompt \"Respond with interleaved text and audio.\", interleaved mode): text streams to stdout while the audio is written.",
-        discussion: "Without --audio/--prompt: an interactive conversation on stdin, one turn per line (a WAV path or a line of text); the history, spoken frames included, stays in the cache. With -o OUT.wav, turn N of an interactive conversation is written to OUT-N.wav.")
+        abstract:
+            "Speech-to-speech chat (system prompt \"Respond with interleaved text and audio.\", interleaved mode): text streams to stdout while the audio is written.",
+        discussion:
+            "Without --audio/--prompt: an interactive conversation on stdin, one turn per line (a WAV path or a line of text); the history, spoken frames included, stays in the cache. With -o OUT.wav, turn N of an interactive conversation is written to OUT-N.wav."
+    )
 
     @OptionGroup var runtime: RuntimeOptions
     @Option(help: "A WAV file: the spoken question.")
@@ -25,10 +28,14 @@ struct ChatCommand: ParsableCommand {
         let session = ChatSession(model: model, system: system)
         let sampling = audioOut.sampling(for: .chat, seed: generation.seed, greedy: generation.greedy)
         func speak(_ content: [UserContent], output: String?, start: Date) throws {
-            let writer = try output.map { try WAVWriter(path: $0, sampleRate: SpeechDecoder.sampleRate, format: audioOut.format) }
+            let writer = try output.map {
+                try WAVWriter(path: $0, sampleRate: SpeechDecoder.sampleRate, format: audioOut.format)
+            }
             let turn = SpeechTurn(runtime: runtime, session: session, decoder: decoder, writer: writer)
             do {
-                try turn.run(content, mode: TaskPreset.chat.mode, generation: generation, audioSampling: sampling, turnStart: start, loadSeconds: loadSeconds)
+                try turn.run(
+                    content, mode: TaskPreset.chat.mode, generation: generation, audioSampling: sampling,
+                    turnStart: start, loadSeconds: loadSeconds)
                 try writer?.finish()
             } catch { writer?.abandon(); throw error }
         }
@@ -40,7 +47,9 @@ struct ChatCommand: ParsableCommand {
             try speak(content, output: audioOut.output, start: start)
             return
         }
-        if !runtime.json { printErr("lfm-run: interactive speech chat; each line is a WAV path or a message, Ctrl-D ends.") }
+        if !runtime.json {
+            printErr("lfm-run: interactive speech chat; each line is a WAV path or a message, Ctrl-D ends.")
+        }
         var n = 0
         while true {
             if !runtime.json { FileHandle.standardError.write(Data("> ".utf8)) }

@@ -15,14 +15,20 @@ struct DecodeCommand: ParsableCommand {
     @OptionGroup var audioOut: AudioOutputOptions
 
     func validate() throws {
-        guard audioOut.output != nil else { throw ValidationError("-o/--output is required (a WAV path, or - for stdout)") }
+        guard audioOut.output != nil else {
+            throw ValidationError("-o/--output is required (a WAV path, or - for stdout)")
+        }
     }
 
     func run() throws {
         Interrupt.install()
         let data: Data
-        if codes == "-" { data = FileHandle.standardInput.readDataToEndOfFile() } else {
-            guard let d = FileManager.default.contents(atPath: codes) else { throw RunError(message: "\(codes): cannot read the file") }
+        if codes == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            guard let d = FileManager.default.contents(atPath: codes) else {
+                throw RunError(message: "\(codes): cannot read the file")
+            }
             data = d
         }
         let name = codes == "-" ? "<stdin>" : codes
@@ -33,7 +39,8 @@ struct DecodeCommand: ParsableCommand {
         for (i, f) in frames.enumerated() where f.count != n {
             throw RunError(message: "\(name): frame \(i) has \(f.count) codes, expected \(n)")
         }
-        let writer = try WAVWriter(path: audioOut.output!, sampleRate: SpeechDecoder.sampleRate, format: audioOut.format)
+        let writer = try WAVWriter(
+            path: audioOut.output!, sampleRate: SpeechDecoder.sampleRate, format: audioOut.format)
         let t0 = Date()
         do {
             for f in frames {
@@ -45,14 +52,23 @@ struct DecodeCommand: ParsableCommand {
         } catch { writer.abandon(); throw error }
         let wall = Date().timeIntervalSince(t0)
         if runtime.json {
-            out(jsonLine(["type": "done", "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas, "frames": frames.count, "decoder": decoder.kind.rawValue, "audio_seconds": writer.seconds,
-                          "decoder_seconds": decoder.decodeSeconds, "ms_per_frame": frames.isEmpty ? 0 : 1000 * decoder.decodeSeconds / Double(frames.count),
-                          "wall_seconds": wall]) + "\n")
+            out(
+                jsonLine([
+                    "type": "done", "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas,
+                    "frames": frames.count, "decoder": decoder.kind.rawValue, "audio_seconds": writer.seconds,
+                    "decoder_seconds": decoder.decodeSeconds,
+                    "ms_per_frame": frames.isEmpty ? 0 : 1000 * decoder.decodeSeconds / Double(frames.count),
+                    "wall_seconds": wall,
+                ]) + "\n")
         }
         if runtime.stats {
-            printErr(String(format: "%d frames → %.2f s of audio with %@ in %.3f s (%.2f ms per frame, %.1fx real time)", frames.count, writer.seconds,
-                            decoder.kind.rawValue, decoder.decodeSeconds, frames.isEmpty ? 0 : 1000 * decoder.decodeSeconds / Double(frames.count),
-                            decoder.decodeSeconds > 0 ? writer.seconds / decoder.decodeSeconds : 0))
+            printErr(
+                String(
+                    format: "%d frames → %.2f s of audio with %@ in %.3f s (%.2f ms per frame, %.1fx real time)",
+                    frames.count, writer.seconds,
+                    decoder.kind.rawValue, decoder.decodeSeconds,
+                    frames.isEmpty ? 0 : 1000 * decoder.decodeSeconds / Double(frames.count),
+                    decoder.decodeSeconds > 0 ? writer.seconds / decoder.decodeSeconds : 0))
         }
     }
 }

@@ -10,7 +10,10 @@ struct LFMRun: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lfm-run",
         abstract: "Run an LFM2-Audio bundle: text chat, ASR, TTS, speech-to-speech chat and code decoding, streamed.",
-        subcommands: [TextCommand.self, ASRCommand.self, TTSCommand.self, ChatCommand.self, DecodeCommand.self, ParityCommand.self, BenchCommand.self, CompareCommand.self])
+        subcommands: [
+            TextCommand.self, ASRCommand.self, TTSCommand.self, ChatCommand.self, DecodeCommand.self,
+            ParityCommand.self, BenchCommand.self, CompareCommand.self,
+        ])
 }
 
 enum RunExit {
@@ -50,7 +53,9 @@ enum Interrupt {
 func peakRSSBytes() -> Int { MemoryMonitor.current().hwm }
 
 func jsonLine(_ o: [String: Any]) -> String {
-    let d = (try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+    let d =
+        (try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes]))
+        ?? Data("{}".utf8)
     return String(decoding: d, as: UTF8.self)
 }
 

@@ -5,7 +5,8 @@ import MiniRuntime
 
 /// Flags shared by the commands that speak.
 struct AudioOutputOptions: ParsableArguments {
-    @Option(name: [.short, .customLong("output")], help: "The WAV file to write (24 kHz mono); - streams a WAV to stdout.")
+    @Option(
+        name: [.short, .customLong("output")], help: "The WAV file to write (24 kHz mono); - streams a WAV to stdout.")
     var output: String?
     @Option(help: "mimi or detokenizer (default: the detokenizer when the bundle has it).")
     var decoder: String?
@@ -17,9 +18,13 @@ struct AudioOutputOptions: ParsableArguments {
     var audioTopK: Int?
 
     func validate() throws {
-        if let d = decoder, DecoderKind(rawValue: d) == nil { throw ValidationError("--decoder must be mimi or detokenizer") }
+        if let d = decoder, DecoderKind(rawValue: d) == nil {
+            throw ValidationError("--decoder must be mimi or detokenizer")
+        }
         if WAVWriter.Format(rawValue: wavFormat) == nil { throw ValidationError("--wav-format must be pcm16 or f32") }
-        if let t = audioTemperature, !(t >= 0 && t <= 100) { throw ValidationError("--audio-temperature must be between 0 and 100") }
+        if let t = audioTemperature, !(t >= 0 && t <= 100) {
+            throw ValidationError("--audio-temperature must be between 0 and 100")
+        }
         if let k = audioTopK, k < 1 { throw ValidationError("--audio-top-k must be at least 1") }
     }
     var decoderKind: DecoderKind? { decoder.flatMap { DecoderKind(rawValue: $0) } }
@@ -48,18 +53,26 @@ final class SpeechTurn {
 
     func text(_ s: String) { if textToStderr { FileHandle.standardError.write(Data(s.utf8)) } else { out(s) } }
 
-    func run(_ content: [UserContent], mode: GenerationMode, generation: GenerationOptions, audioSampling: SamplingParams,
-             turnStart: Date, loadSeconds: Double) throws {
+    func run(
+        _ content: [UserContent], mode: GenerationMode, generation: GenerationOptions, audioSampling: SamplingParams,
+        turnStart: Date, loadSeconds: Double
+    ) throws {
         decoder?.reset()
         firstAudible = 0; firstDecode = 0
         let samples0 = writer?.samplesWritten ?? 0
         let decode0 = decoder?.decodeSeconds ?? 0
-        let stats = try session.generate(user: content, mode: mode, maxTokens: generation.maxTokens, sampling: generation.sampling,
-                                         audioSampling: audioSampling) { ev in
+        let stats = try session.generate(
+            user: content, mode: mode, maxTokens: generation.maxTokens, sampling: generation.sampling,
+            audioSampling: audioSampling
+        ) { ev in
             if Interrupt.requested { session.cancel() }
             switch ev {
             case .text(let id, let piece):
-                if runtime.json { if !textToStderr { out(jsonLine(["type": "text", "id": id, "text": piece]) + "\n") } } else { text(piece) }
+                if runtime.json {
+                    if !textToStderr { out(jsonLine(["type": "text", "id": id, "text": piece]) + "\n") }
+                } else {
+                    text(piece)
+                }
             case .audio(let codes):
                 if runtime.json && !textToStderr { out(jsonLine(["type": "audio", "codes": codes]) + "\n") }
                 guard let decoder, let writer else { return }
@@ -79,24 +92,37 @@ final class SpeechTurn {
         let decodeSec = (decoder?.decodeSeconds ?? 0) - decode0
         let wall = Date().timeIntervalSince(turnStart)
         if runtime.json && !textToStderr {
-            out(jsonLine(["type": "done", "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas, "stop_reason": stats.stopReason, "prompt_tokens": stats.promptTokens,
-                          "generated_tokens": stats.generatedTokens, "audio_frames": stats.audioFrames, "load_seconds": loadSeconds,
-                          "audio_in_positions": stats.audioPositions, "mel_seconds": stats.melSeconds, "encoder_seconds": stats.encoderSeconds,
-                          "prefill_seconds": stats.prefillSeconds, "text_steps_before_audio": stats.textStepsBeforeAudio,
-                          "time_to_first_token": stats.timeToFirstToken, "time_to_first_frame": stats.timeToFirstFrame,
-                          "first_frame_head_seconds": stats.firstFrameHeadSeconds, "first_frame_decode_seconds": firstDecode,
-                          "time_to_first_audio": firstAudible, "audio_head_seconds": stats.audioHeadSeconds, "decoder_seconds": decodeSec,
-                          "decoder": decoder?.kind.rawValue ?? "none", "audio_seconds": spoken, "wall_seconds": wall,
-                          "real_time_factor": wall > 0 ? spoken / wall : 0, "peak_rss_bytes": peak]) + "\n")
+            out(
+                jsonLine([
+                    "type": "done", "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas,
+                    "stop_reason": stats.stopReason, "prompt_tokens": stats.promptTokens,
+                    "generated_tokens": stats.generatedTokens, "audio_frames": stats.audioFrames,
+                    "load_seconds": loadSeconds,
+                    "audio_in_positions": stats.audioPositions, "mel_seconds": stats.melSeconds,
+                    "encoder_seconds": stats.encoderSeconds,
+                    "prefill_seconds": stats.prefillSeconds, "text_steps_before_audio": stats.textStepsBeforeAudio,
+                    "time_to_first_token": stats.timeToFirstToken, "time_to_first_frame": stats.timeToFirstFrame,
+                    "first_frame_head_seconds": stats.firstFrameHeadSeconds, "first_frame_decode_seconds": firstDecode,
+                    "time_to_first_audio": firstAudible, "audio_head_seconds": stats.audioHeadSeconds,
+                    "decoder_seconds": decodeSec,
+                    "decoder": decoder?.kind.rawValue ?? "none", "audio_seconds": spoken, "wall_seconds": wall,
+                    "real_time_factor": wall > 0 ? spoken / wall : 0, "peak_rss_bytes": peak,
+                ]) + "\n")
         } else if !runtime.json {
             text("\n")
         }
         if runtime.stats {
-            printErr("kernels " + KernelTier.report().tier + " | " + String(format: "load %.3f s | read+mel %.3f s | encoder %.3f s (%d positions) | prefill %.3f s (%d positions) | %d text steps before audio | first frame at %.3f s (depthformer %.3f s) | first decode %.3f s | first audio %.3f s | %d frames, %.2f s of audio in %.2f s = %.2fx real time | depthformer %.3f s, decoder (%@) %.3f s | peak RSS %.1f MB | stop: %@",
-                            loadSeconds, stats.melSeconds, stats.encoderSeconds, stats.audioPositions, stats.prefillSeconds, stats.promptTokens,
-                            stats.textStepsBeforeAudio, stats.timeToFirstFrame, stats.firstFrameHeadSeconds, firstDecode, firstAudible,
-                            stats.audioFrames, spoken, wall, wall > 0 ? spoken / wall : 0, stats.audioHeadSeconds,
-                            decoder?.kind.rawValue ?? "none", decodeSec, Double(peak) / 1048576, stats.stopReason))
+            printErr(
+                "kernels " + KernelTier.report().tier + " | "
+                    + String(
+                        format:
+                            "load %.3f s | read+mel %.3f s | encoder %.3f s (%d positions) | prefill %.3f s (%d positions) | %d text steps before audio | first frame at %.3f s (depthformer %.3f s) | first decode %.3f s | first audio %.3f s | %d frames, %.2f s of audio in %.2f s = %.2fx real time | depthformer %.3f s, decoder (%@) %.3f s | peak RSS %.1f MB | stop: %@",
+                        loadSeconds, stats.melSeconds, stats.encoderSeconds, stats.audioPositions, stats.prefillSeconds,
+                        stats.promptTokens,
+                        stats.textStepsBeforeAudio, stats.timeToFirstFrame, stats.firstFrameHeadSeconds, firstDecode,
+                        firstAudible,
+                        stats.audioFrames, spoken, wall, wall > 0 ? spoken / wall : 0, stats.audioHeadSeconds,
+                        decoder?.kind.rawValue ?? "none", decodeSec, Double(peak) / 1048576, stats.stopReason))
         }
     }
 }

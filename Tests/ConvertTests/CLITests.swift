@@ -20,7 +20,9 @@ final class CLITests: XCTestCase {
     func testConvertInspectVerifyJSON() throws {
         let outDir = tmpDir("o")
         let out = outDir + "/x.gguf"
-        let (rc, stdout, _) = try run([fixtures + "/tiny-a/model", "-o", out, "--quant", "q4_0", "--json", "--threads", "2"])
+        let (rc, stdout, _) = try run([
+            fixtures + "/tiny-a/model", "-o", out, "--quant", "q4_0", "--json", "--threads", "2",
+        ])
         XCTAssertEqual(rc, 0)
         let j = try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as! [String: Any]
         XCTAssertEqual(j["preset"] as? String, "q4_0")
@@ -44,9 +46,12 @@ final class CLITests: XCTestCase {
 
     func testBadUsageExitsTwo() throws {
         let out = tmpDir("u") + "/x.gguf"
-        for args in [[fixtures + "/tiny-a/model", "-o", out, "--quant", "q5"], [fixtures + "/tiny-a/model"],
-                     [fixtures + "/tiny-a/model", "-o", out, "--override", "noequals"], [fixtures + "/tiny-a/model", "-o", out, "--threads", "0"],
-                     ["--bogus"]] {
+        for args in [
+            [fixtures + "/tiny-a/model", "-o", out, "--quant", "q5"], [fixtures + "/tiny-a/model"],
+            [fixtures + "/tiny-a/model", "-o", out, "--override", "noequals"],
+            [fixtures + "/tiny-a/model", "-o", out, "--threads", "0"],
+            ["--bogus"],
+        ] {
             let (rc, _, err) = try run(args)
             XCTAssertEqual(rc, 2, "\(args): \(err)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out))
@@ -59,44 +64,130 @@ final class CLITests: XCTestCase {
         typealias Damage = (String) throws -> Void
         let cases: [(String, Damage, [String])] = [
             ("missing config", { try fm.removeItem(atPath: $0 + "/config.json") }, ["config.json", "missing"]),
-            ("malformed config", { try Data("{\"codebooks\": 8,".utf8).write(to: URL(fileURLWithPath: $0 + "/config.json")) }, ["config.json", "invalid JSON"]),
-            ("config wrong type", { d in
-                var s = try String(contentsOfFile: d + "/config.json", encoding: .utf8)
-                s = s.replacingOccurrences(of: "\"codebooks\": 8", with: "\"codebooks\": \"8\"")
-                try s.write(toFile: d + "/config.json", atomically: true, encoding: .utf8) }, ["config.json", "codebooks"]),
-            ("shape contradicts config", { d in
-                var s = try String(contentsOfFile: d + "/config.json", encoding: .utf8)
-                s = s.replacingOccurrences(of: "\"vocab_size\": 640", with: "\"vocab_size\": 700")
-                try s.write(toFile: d + "/config.json", atomically: true, encoding: .utf8) }, ["model.safetensors", "lfm.embed_tokens.weight", "[700,"]),
-            ("missing tensor", { d in try rewrite(d + "/model.safetensors") { $0.filter { $0.name != "depth_linear.bias" } } }, ["model.safetensors", "missing tensor 'depth_linear.bias'"]),
-            ("unexpected tensor", { d in try rewrite(d + "/model.safetensors") { $0 + [.init(name: "lfm.extra.weight", dtype: .f32, shape: [1], data: Data(count: 4))] } }, ["unexpected tensor 'lfm.extra.weight'"]),
-            ("wrong shape", { d in try rewrite(d + "/model.safetensors") { $0.map { e in
-                var e = e; if e.name == "depth_linear.bias" { e.shape = [e.shape[0] / 2, 2] }; return e } } }, ["depth_linear.bias", "shape"]),
-            ("truncated model", { d in
-                let p = d + "/model.safetensors"; let data = try Data(contentsOf: URL(fileURLWithPath: p))
-                try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: p)) }, ["model.safetensors", "past the end"]),
-            ("huge header length", { d in
-                let p = d + "/model.safetensors"; var data = try Data(contentsOf: URL(fileURLWithPath: p))
-                data.replaceSubrange(0..<8, with: [0, 0, 0, 0, 0, 0, 0, 0x7f])
-                try data.write(to: URL(fileURLWithPath: p)) }, ["model.safetensors", "100 MB"]),
-            ("unknown dtype", { d in
-                let p = d + "/model.safetensors"; var data = try Data(contentsOf: URL(fileURLWithPath: p))
-                let r = data.range(of: Data("\"BF16\"".utf8))!
-                data.replaceSubrange(r, with: Data("\"BX16\"".utf8))
-                try data.write(to: URL(fileURLWithPath: p)) }, ["model.safetensors", "unknown dtype 'BX16'"]),
-            ("missing model file", { try fm.removeItem(atPath: $0 + "/model.safetensors") }, ["model.safetensors", "missing"]),
-            ("model is a directory", { d in try fm.removeItem(atPath: d + "/model.safetensors"); try fm.createDirectory(atPath: d + "/model.safetensors", withIntermediateDirectories: false) }, ["model.safetensors", "not a regular file"]),
-            ("dangling symlink", { d in try fm.removeItem(atPath: d + "/model.safetensors"); try fm.createSymbolicLink(atPath: d + "/model.safetensors", withDestinationPath: "/nonexistent/blob") }, ["model.safetensors"]),
-            ("missing tokenizer", { try fm.removeItem(atPath: $0 + "/tokenizer.json") }, ["tokenizer.json", "missing"]),
-            ("special token moved", { d in
-                var s = try String(contentsOfFile: d + "/tokenizer.json", encoding: .utf8)
-                s = s.replacingOccurrences(of: "<|audio_start|>", with: "<|audio_begin|>")
-                try s.write(toFile: d + "/tokenizer.json", atomically: true, encoding: .utf8) }, ["tokenizer.json", "<|audio_start|>"]),
-            ("bad mimi config", { try Data("{\"seanet\": 1}".utf8).write(to: URL(fileURLWithPath: $0 + "/mimi_config.json")) }, ["mimi_config.json", "seanet"]),
-            ("mimi tensor missing", { d in try rewrite(d + "/tokenizer-e351c8d8-checkpoint125.safetensors") { $0.filter { $0.name != "upsample.convtr.convtr.convtr.weight" } } }, ["tokenizer-e351c8d8", "upsample.convtr.convtr.convtr.weight"]),
-            ("mimi weight norm", { d in try rewrite(d + "/tokenizer-e351c8d8-checkpoint125.safetensors") { $0.flatMap { e -> [SafetensorsWriter.Entry] in
-                guard e.name == "decoder.model.0.conv.conv.weight" else { return [e] }
-                var g = e; g.name = "decoder.model.0.conv.conv.weight_g"; var v = e; v.name = "decoder.model.0.conv.conv.weight_v"; return [g, v] } } }, ["weight_g"]),
+            (
+                "malformed config",
+                { try Data("{\"codebooks\": 8,".utf8).write(to: URL(fileURLWithPath: $0 + "/config.json")) },
+                ["config.json", "invalid JSON"]
+            ),
+            (
+                "config wrong type",
+                { d in
+                    var s = try String(contentsOfFile: d + "/config.json", encoding: .utf8)
+                    s = s.replacingOccurrences(of: "\"codebooks\": 8", with: "\"codebooks\": \"8\"")
+                    try s.write(toFile: d + "/config.json", atomically: true, encoding: .utf8)
+                }, ["config.json", "codebooks"]
+            ),
+            (
+                "shape contradicts config",
+                { d in
+                    var s = try String(contentsOfFile: d + "/config.json", encoding: .utf8)
+                    s = s.replacingOccurrences(of: "\"vocab_size\": 640", with: "\"vocab_size\": 700")
+                    try s.write(toFile: d + "/config.json", atomically: true, encoding: .utf8)
+                }, ["model.safetensors", "lfm.embed_tokens.weight", "[700,"]
+            ),
+            (
+                "missing tensor",
+                { d in try rewrite(d + "/model.safetensors") { $0.filter { $0.name != "depth_linear.bias" } } },
+                ["model.safetensors", "missing tensor 'depth_linear.bias'"]
+            ),
+            (
+                "unexpected tensor",
+                { d in
+                    try rewrite(d + "/model.safetensors") {
+                        $0 + [.init(name: "lfm.extra.weight", dtype: .f32, shape: [1], data: Data(count: 4))]
+                    }
+                }, ["unexpected tensor 'lfm.extra.weight'"]
+            ),
+            (
+                "wrong shape",
+                { d in
+                    try rewrite(d + "/model.safetensors") {
+                        $0.map { e in
+                            var e = e; if e.name == "depth_linear.bias" { e.shape = [e.shape[0] / 2, 2] }; return e
+                        }
+                    }
+                }, ["depth_linear.bias", "shape"]
+            ),
+            (
+                "truncated model",
+                { d in
+                    let p = d + "/model.safetensors"; let data = try Data(contentsOf: URL(fileURLWithPath: p))
+                    try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: p))
+                }, ["model.safetensors", "past the end"]
+            ),
+            (
+                "huge header length",
+                { d in
+                    let p = d + "/model.safetensors"; var data = try Data(contentsOf: URL(fileURLWithPath: p))
+                    data.replaceSubrange(0..<8, with: [0, 0, 0, 0, 0, 0, 0, 0x7f])
+                    try data.write(to: URL(fileURLWithPath: p))
+                }, ["model.safetensors", "100 MB"]
+            ),
+            (
+                "unknown dtype",
+                { d in
+                    let p = d + "/model.safetensors"; var data = try Data(contentsOf: URL(fileURLWithPath: p))
+                    let r = data.range(of: Data("\"BF16\"".utf8))!
+                    data.replaceSubrange(r, with: Data("\"BX16\"".utf8))
+                    try data.write(to: URL(fileURLWithPath: p))
+                }, ["model.safetensors", "unknown dtype 'BX16'"]
+            ),
+            (
+                "missing model file", { try fm.removeItem(atPath: $0 + "/model.safetensors") },
+                ["model.safetensors", "missing"]
+            ),
+            (
+                "model is a directory",
+                { d in
+                    try fm.removeItem(atPath: d + "/model.safetensors");
+                    try fm.createDirectory(atPath: d + "/model.safetensors", withIntermediateDirectories: false)
+                }, ["model.safetensors", "not a regular file"]
+            ),
+            (
+                "dangling symlink",
+                { d in
+                    try fm.removeItem(atPath: d + "/model.safetensors");
+                    try fm.createSymbolicLink(
+                        atPath: d + "/model.safetensors", withDestinationPath: "/nonexistent/blob")
+                }, ["model.safetensors"]
+            ),
+            (
+                "missing tokenizer", { try fm.removeItem(atPath: $0 + "/tokenizer.json") },
+                ["tokenizer.json", "missing"]
+            ),
+            (
+                "special token moved",
+                { d in
+                    var s = try String(contentsOfFile: d + "/tokenizer.json", encoding: .utf8)
+                    s = s.replacingOccurrences(of: "<|audio_start|>", with: "<|audio_begin|>")
+                    try s.write(toFile: d + "/tokenizer.json", atomically: true, encoding: .utf8)
+                }, ["tokenizer.json", "<|audio_start|>"]
+            ),
+            (
+                "bad mimi config",
+                { try Data("{\"seanet\": 1}".utf8).write(to: URL(fileURLWithPath: $0 + "/mimi_config.json")) },
+                ["mimi_config.json", "seanet"]
+            ),
+            (
+                "mimi tensor missing",
+                { d in
+                    try rewrite(d + "/tokenizer-e351c8d8-checkpoint125.safetensors") {
+                        $0.filter { $0.name != "upsample.convtr.convtr.convtr.weight" }
+                    }
+                }, ["tokenizer-e351c8d8", "upsample.convtr.convtr.convtr.weight"]
+            ),
+            (
+                "mimi weight norm",
+                { d in
+                    try rewrite(d + "/tokenizer-e351c8d8-checkpoint125.safetensors") {
+                        $0.flatMap { e -> [SafetensorsWriter.Entry] in
+                            guard e.name == "decoder.model.0.conv.conv.weight" else { return [e] }
+                            var g = e; g.name = "decoder.model.0.conv.conv.weight_g"; var v = e;
+                            v.name = "decoder.model.0.conv.conv.weight_v"; return [g, v]
+                        }
+                    }
+                }, ["weight_g"]
+            ),
         ]
         for (label, damage, fragments) in cases {
             let d = try copyFixture()
@@ -112,10 +203,14 @@ final class CLITests: XCTestCase {
 
     func testInputIsNeverModifiedAndOutputMayNotBeAnInput() throws {
         let d = try copyFixture()
-        let before = try FileManager.default.contentsOfDirectory(atPath: d).sorted().map { ($0, FileManager.default.contents(atPath: d + "/" + $0)) }
+        let before = try FileManager.default.contentsOfDirectory(atPath: d).sorted().map {
+            ($0, FileManager.default.contents(atPath: d + "/" + $0))
+        }
         XCTAssertEqual(try run([d, "-o", d + "/model.safetensors", "--force"]).0, 2)
         XCTAssertEqual(try run([d, "-o", tmpDir("z") + "/o.gguf"]).0, 0)
-        let after = try FileManager.default.contentsOfDirectory(atPath: d).sorted().map { ($0, FileManager.default.contents(atPath: d + "/" + $0)) }
+        let after = try FileManager.default.contentsOfDirectory(atPath: d).sorted().map {
+            ($0, FileManager.default.contents(atPath: d + "/" + $0))
+        }
         XCTAssertEqual(before.map(\.0), after.map(\.0))
         XCTAssertTrue(zip(before, after).allSatisfy { $0.1 == $1.1 })
     }
@@ -124,7 +219,10 @@ final class CLITests: XCTestCase {
 /// Rewrites a safetensors file through a transformation of its entries.
 func rewrite(_ path: String, _ f: ([SafetensorsWriter.Entry]) -> [SafetensorsWriter.Entry]) throws {
     let s = try SafetensorsFile(path: path)
-    let entries = s.names.map { n in let t = s.tensors[n]!; return SafetensorsWriter.Entry(name: n, dtype: t.dtype, shape: t.shape, data: Data(t.bytes)) }
+    let entries = s.names.map { n in
+        let t = s.tensors[n]!;
+        return SafetensorsWriter.Entry(name: n, dtype: t.dtype, shape: t.shape, data: Data(t.bytes))
+    }
     try SafetensorsWriter.write(f(entries), to: path)
 }
 
@@ -141,7 +239,6 @@ func runTool(_ name: String, _ args: [String]) throws -> (Int32, String, String)
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
 }
-
 
 /// Path of a built executable of this package (beside the test bundle).
 func tool(_ name: String) -> String {
@@ -168,9 +265,14 @@ final class RunCLITests: XCTestCase {
 
     func testJSONEventsAndStats() throws {
         let b = try bundle()
-        let (rc, out, err) = try run(["text", "--bundle", b, "--prompt", "Hello there", "--max-tokens", "6", "--json", "--stats", "--threads", "2"])
+        let (rc, out, err) = try run([
+            "text", "--bundle", b, "--prompt", "Hello there", "--max-tokens", "6", "--json", "--stats", "--threads",
+            "2",
+        ])
         XCTAssertEqual(rc, 0, err)
-        let events = out.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let events = out.split(separator: "\n").map {
+            try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
         let texts = events.filter { $0["type"] as? String == "text" }
         XCTAssertGreaterThan(texts.count, 0)
         XCTAssertLessThanOrEqual(texts.count, 6)
@@ -181,10 +283,19 @@ final class RunCLITests: XCTestCase {
         if texts.count < 6 { XCTAssertEqual(texts.last?["id"] as? Int, 7, "only <|im_end|> ends a turn early") }
         XCTAssertTrue(err.contains("decode") && err.contains("peak RSS"), err)
         // greedy is the default and deterministic; a seeded sampled run is reproducible
-        XCTAssertEqual(try run(["text", "--bundle", b, "--prompt", "Hello there", "--max-tokens", "6", "--json"]).1.split(separator: "\n").dropLast(),
-                       out.split(separator: "\n").dropLast())
-        let s1 = try run(["text", "--bundle", b, "--prompt", "Hi", "--max-tokens", "8", "--temperature", "1.0", "--top-k", "20", "--seed", "3", "--json"]).1
-        let s2 = try run(["text", "--bundle", b, "--prompt", "Hi", "--max-tokens", "8", "--temperature", "1.0", "--top-k", "20", "--seed", "3", "--json"]).1
+        XCTAssertEqual(
+            try run(["text", "--bundle", b, "--prompt", "Hello there", "--max-tokens", "6", "--json"]).1.split(
+                separator: "\n"
+            ).dropLast(),
+            out.split(separator: "\n").dropLast())
+        let s1 = try run([
+            "text", "--bundle", b, "--prompt", "Hi", "--max-tokens", "8", "--temperature", "1.0", "--top-k", "20",
+            "--seed", "3", "--json",
+        ]).1
+        let s2 = try run([
+            "text", "--bundle", b, "--prompt", "Hi", "--max-tokens", "8", "--temperature", "1.0", "--top-k", "20",
+            "--seed", "3", "--json",
+        ]).1
         XCTAssertEqual(s1.split(separator: "\n").dropLast(), s2.split(separator: "\n").dropLast())
     }
 
@@ -198,12 +309,14 @@ final class RunCLITests: XCTestCase {
         p.standardInput = inp; p.standardOutput = outp; p.standardError = Pipe()
         try p.run()
         inp.fileHandleForWriting.write(Data("Hello\n\n/audio \(fixtures)/audio/speech.wav what is this?\nThanks".utf8))
-        try inp.fileHandleForWriting.close()   // the last line has no newline: stdin closes mid-line
+        try inp.fileHandleForWriting.close()  // the last line has no newline: stdin closes mid-line
         let out = outp.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 0)
         let dones = String(decoding: out, as: UTF8.self).split(separator: "\n")
-            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter { $0["type"] as? String == "done" }
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter {
+                $0["type"] as? String == "done"
+            }
         XCTAssertEqual(dones.count, 3)
         XCTAssertEqual(dones[1]["audio_positions"] as? Int, 16)
     }
@@ -226,10 +339,15 @@ final class RunCLITests: XCTestCase {
         }
         let args = ["text", "--bundle", b, "--prompt", "Hello", "--max-tokens", "3", "--json", "--stats"]
         let best = KernelTier.report().best
-        for (env, tier) in [([String: String](), best), (["LFM_CPU": "scalar"], "scalar"), (["LFM_CPU": best.uppercased()], best)] {
+        for (env, tier) in [
+            ([String: String](), best), (["LFM_CPU": "scalar"], "scalar"), (["LFM_CPU": best.uppercased()], best),
+        ] {
             let (rc, out, err) = try runEnv(env, args)
             XCTAssertEqual(rc, 0, err)
-            let done = try XCTUnwrap(out.split(separator: "\n").last.flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
+            let done = try XCTUnwrap(
+                out.split(separator: "\n").last.flatMap {
+                    try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+                })
             XCTAssertEqual(done["kernel_tier"] as? String, tier)
             XCTAssertNotNil(done["blas"] as? String)
             XCTAssertTrue(err.contains("kernels \(tier)"), err)
@@ -265,7 +383,9 @@ final class RunCLITests: XCTestCase {
         let (rc3, _, err3) = try run(["text", "--bundle", flipped, "--prompt", "x", "--verify"])
         XCTAssertEqual(rc3, 1); XCTAssertTrue(err3.contains("lfm.layers.0.feed_forward.w1.weight"), err3)
         // context overflow is a clear error
-        let (rc4, _, err4) = try run(["text", "--bundle", b, "--prompt", String(repeating: "word ", count: 100), "--ctx", "32"])
+        let (rc4, _, err4) = try run([
+            "text", "--bundle", b, "--prompt", String(repeating: "word ", count: 100), "--ctx", "32",
+        ])
         XCTAssertEqual(rc4, 1); XCTAssertTrue(err4.contains("context limit"), err4)
     }
 }
@@ -281,7 +401,9 @@ final class ASRCLITests: XCTestCase {
         // one window: the greedy stream of the reference (tiny-b stops at <|audio_start|> after 12 transcript tokens)
         let (rc, o, err) = try run(["asr", "--bundle", out, "--audio", wav, "--json", "--stats", "--threads", "2"])
         XCTAssertEqual(rc, 0, err)
-        let ev = o.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let ev = o.split(separator: "\n").map {
+            try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
         XCTAssertEqual(ev.first?["type"] as? String, "segment")
         XCTAssertEqual(ev.first?["start"] as? Double, 0)
         XCTAssertEqual(ev.first?["end"] as? Double ?? 0, 1.2, accuracy: 1e-9)
@@ -297,9 +419,13 @@ final class ASRCLITests: XCTestCase {
         XCTAssertEqual(rc2, 0)
         XCTAssertEqual(plain, texts.map { $0["text"] as! String }.joined() + "\n")
         // a 1 s window splits the 1.2 s clip in two, each transcribed on its own
-        let (rc3, o3, _) = try run(["asr", "--bundle", out, "--audio", wav, "--json", "--window", "1", "--max-tokens", "3"])
+        let (rc3, o3, _) = try run([
+            "asr", "--bundle", out, "--audio", wav, "--json", "--window", "1", "--max-tokens", "3",
+        ])
         XCTAssertEqual(rc3, 0)
-        let segs = o3.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }.filter { $0["type"] as? String == "segment" }
+        let segs = o3.split(separator: "\n").map {
+            try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }.filter { $0["type"] as? String == "segment" }
         XCTAssertEqual(segs.count, 2)
         XCTAssertEqual(segs[0]["end"] as? Double, segs[1]["start"] as? Double)
         XCTAssertEqual(segs[1]["end"] as? Double ?? 0, 1.2, accuracy: 1e-9)
@@ -320,7 +446,8 @@ final class SpeechCLITests: XCTestCase {
 
     static let bundlePath: String = {
         let out = tmpDir("speechcli") + "/b.gguf"
-        let (rc, _, err) = try! runTool("lfm-convert", [try! materializedFixture("tiny-a"), "-o", out, "--quant", "q8_0"])
+        let (rc, _, err) = try! runTool(
+            "lfm-convert", [try! materializedFixture("tiny-a"), "-o", out, "--quant", "q8_0"])
         precondition(rc == 0, err)
         return out
     }()
@@ -333,14 +460,17 @@ final class SpeechCLITests: XCTestCase {
         let b = Self.bundlePath, dir = tmpDir("tts")
         for decoder in ["detokenizer", "mimi"] {
             let wav = dir + "/\(decoder).wav"
-            let (rc, o, err) = try run(["tts", "--bundle", b, "--text", "Speak now.", "--voice", "us-female", "-o", wav, "--json",
-                                        "--max-tokens", "60", "--decoder", decoder, "--stats"])
+            let (rc, o, err) = try run([
+                "tts", "--bundle", b, "--text", "Speak now.", "--voice", "us-female", "-o", wav, "--json",
+                "--max-tokens", "60", "--decoder", decoder, "--stats",
+            ])
             XCTAssertEqual(rc, 0, err)
             let ev = events(o)
             let frames = ev.filter { $0["type"] as? String == "audio" }.map { $0["codes"] as! [Int] }
             XCTAssertGreaterThan(frames.count, 2)
             XCTAssertTrue(frames.allSatisfy { $0.count == 8 })
-            let done = try XCTUnwrap(ev.last); XCTAssertEqual(done["type"] as? String, "done"); XCTAssertEqual(done["decoder"] as? String, decoder)
+            let done = try XCTUnwrap(ev.last); XCTAssertEqual(done["type"] as? String, "done");
+            XCTAssertEqual(done["decoder"] as? String, decoder)
             let clip = try WAVReaderProxy.read(wav)
             XCTAssertEqual(clip.rate, 24000)
             let valid = frames.filter { !$0.contains(2048) }.count
@@ -349,30 +479,44 @@ final class SpeechCLITests: XCTestCase {
             let codesFile = dir + "/codes-\(decoder).json"
             try JSONSerialization.data(withJSONObject: frames).write(to: URL(fileURLWithPath: codesFile))
             let wav2 = dir + "/\(decoder)-decoded.wav"
-            let (rc2, _, err2) = try run(["decode", "--bundle", b, "--codes", codesFile, "--decoder", decoder, "-o", wav2])
+            let (rc2, _, err2) = try run([
+                "decode", "--bundle", b, "--codes", codesFile, "--decoder", decoder, "-o", wav2,
+            ])
             XCTAssertEqual(rc2, 0, err2)
             XCTAssertEqual(try WAVReaderProxy.read(wav2).samples, clip.samples)
             // f32 output and streaming to stdout
-            let (rc3, _, _) = try run(["decode", "--bundle", b, "--codes", codesFile, "--decoder", decoder, "-o", dir + "/f.wav", "--wav-format", "f32"])
+            let (rc3, _, _) = try run([
+                "decode", "--bundle", b, "--codes", codesFile, "--decoder", decoder, "-o", dir + "/f.wav",
+                "--wav-format", "f32",
+            ])
             XCTAssertEqual(rc3, 0)
             XCTAssertEqual(try WAVReaderProxy.read(dir + "/f.wav").samples.count, clip.samples.count)
-            let (rc4, stdout, _) = try run(["decode", "--bundle", b, "--codes", codesFile, "--decoder", decoder, "-o", "-"])
+            let (rc4, stdout, _) = try run([
+                "decode", "--bundle", b, "--codes", codesFile, "--decoder", decoder, "-o", "-",
+            ])
             XCTAssertEqual(rc4, 0)
             try Data(stdout.utf8).count > 0 ? () : XCTFail("no stdout")
         }
-        XCTAssertTrue((try FileManager.default.contentsOfDirectory(atPath: dir)).allSatisfy { !$0.contains(".tmp-") }, "no temporary files left")
+        XCTAssertTrue(
+            (try FileManager.default.contentsOfDirectory(atPath: dir)).allSatisfy { !$0.contains(".tmp-") },
+            "no temporary files left")
     }
 
     func testChatAndErrors() throws {
         let b = Self.bundlePath, dir = tmpDir("chat")
         let wav = dir + "/reply.wav"
-        let (rc, o, err) = try run(["chat", "--bundle", b, "--audio", fixtures + "/audio/speech.wav", "-o", wav, "--json", "--max-tokens", "30", "--greedy"])
+        let (rc, o, err) = try run([
+            "chat", "--bundle", b, "--audio", fixtures + "/audio/speech.wav", "-o", wav, "--json", "--max-tokens", "30",
+            "--greedy",
+        ])
         XCTAssertEqual(rc, 0, err)
         let ev = events(o)
         XCTAssertTrue(ev.contains { $0["type"] as? String == "text" })
         let frames = ev.filter { $0["type"] as? String == "audio" }
         XCTAssertGreaterThan(frames.count, 0)
-        XCTAssertEqual(try WAVReaderProxy.read(wav).samples.count, frames.filter { !($0["codes"] as! [Int]).contains(2048) }.count * 1920)
+        XCTAssertEqual(
+            try WAVReaderProxy.read(wav).samples.count,
+            frames.filter { !($0["codes"] as! [Int]).contains(2048) }.count * 1920)
         // bad inputs
         let badCodes = dir + "/bad.json"
         try Data("[[1,2,3]]".utf8).write(to: URL(fileURLWithPath: badCodes))
@@ -386,7 +530,8 @@ final class SpeechCLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/x.wav"))
         XCTAssertEqual(try run(["tts", "--bundle", b, "--text", "x"]).0, 2, "-o is required")
         XCTAssertEqual(try run(["tts", "--bundle", b, "--text", "x", "-o", dir + "/y.wav", "--voice", "robot"]).0, 2)
-        XCTAssertEqual(try run(["tts", "--bundle", b, "--text", "x", "-o", dir + "/y.wav", "--decoder", "vocoder"]).0, 2)
+        XCTAssertEqual(
+            try run(["tts", "--bundle", b, "--text", "x", "-o", dir + "/y.wav", "--decoder", "vocoder"]).0, 2)
     }
 
     /// Interactive speech chat: a WAV turn then a text turn, each answer in its own WAV, the history kept.
@@ -408,7 +553,9 @@ final class SpeechCLITests: XCTestCase {
         XCTAssertEqual(dones.count, 2)
         XCTAssertEqual(dones[0]["audio_in_positions"] as? Int, 16, "turn 1 heard the clip")
         XCTAssertGreaterThan(dones[1]["prompt_tokens"] as? Int ?? 0, 0)
-        for n in 1...2 { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/reply-\(n).wav"), "reply-\(n).wav") }
+        for n in 1...2 {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/reply-\(n).wav"), "reply-\(n).wav")
+        }
     }
 
     /// Ctrl-C stops generation and leaves a valid WAV of what was spoken.
@@ -417,7 +564,10 @@ final class SpeechCLITests: XCTestCase {
         let wav = dir + "/long.wav"
         let p = Process()
         p.executableURL = URL(fileURLWithPath: tool("lfm-run"))
-        p.arguments = ["tts", "--bundle", b, "--text", "Speak now.", "--voice", "us-female", "-o", wav, "--max-tokens", "100000", "--json"]
+        p.arguments = [
+            "tts", "--bundle", b, "--text", "Speak now.", "--voice", "us-female", "-o", wav, "--max-tokens", "100000",
+            "--json",
+        ]
         let pipe = Pipe(); p.standardOutput = pipe; p.standardError = Pipe()
         try p.run()
         // wait for some audio frames, then interrupt
@@ -458,15 +608,22 @@ final class AliasCLITests: XCTestCase {
             let out = dir + "/\(tag).gguf", wav = dir + "/\(tag).wav"
             let (rc, _, err) = try runTool("lfm-convert", [model, "-o", out, "--quant", "f32"])
             XCTAssertEqual(rc, 0, "\(tag): \(err)")
-            let (rc2, _, err2) = try runTool("lfm-run", ["tts", "--bundle", out, "--text", "Speak now.", "--voice", "us-female", "--decoder", "mimi", "--seed", "7",
-                                                         "--max-tokens", "60", "-o", wav])
+            let (rc2, _, err2) = try runTool(
+                "lfm-run",
+                [
+                    "tts", "--bundle", out, "--text", "Speak now.", "--voice", "us-female", "--decoder", "mimi",
+                    "--seed", "7",
+                    "--max-tokens", "60", "-o", wav,
+                ])
             XCTAssertEqual(rc2, 0, "\(tag): \(err2)")
             return try WAVReaderProxy.read(wav).samples
         }
         let reference = try speak(base, "canonical")
         XCTAssertGreaterThan(reference.count, 0)
-        let spellings: [(String, String)] = [("self_attn.in_projs.0.weight", "self_attn.out_projs.0.weight"),
-                                             ("self_attn.in_proj.weight", "self_attn.out_projs.0.weight")]
+        let spellings: [(String, String)] = [
+            ("self_attn.in_projs.0.weight", "self_attn.out_projs.0.weight"),
+            ("self_attn.in_proj.weight", "self_attn.out_projs.0.weight"),
+        ]
         for (k, (inName, outName)) in spellings.enumerated() {
             let m = dir + "/alias\(k)"
             try FileManager.default.copyItem(atPath: base, toPath: m)

@@ -5,7 +5,6 @@ import Foundation
 @testable import Quantize
 @testable import MiniRuntime
 
-
 /// A copy of a fixture checkpoint with the detokenizer weights regenerated from their recipe.
 func fixtureWithDetokenizer(_ name: String) throws -> String {
     let dir = tmpDir(name) + "/model"
@@ -15,7 +14,9 @@ func fixtureWithDetokenizer(_ name: String) throws -> String {
 }
 
 final class ConvertTests: XCTestCase {
-    func convert(_ dir: String, _ preset: Preset, threads: Int = 2, keepAll: Bool = false) throws -> (String, ConversionPlan) {
+    func convert(
+        _ dir: String, _ preset: Preset, threads: Int = 2, keepAll: Bool = false
+    ) throws -> (String, ConversionPlan) {
         let ckpt = try Checkpoint(folder: dir)
         let plan = try Planner.plan(ckpt, recipe: Recipe(preset: preset), keepAll: keepAll)
         let out = tmpDir("out") + "/b.gguf"
@@ -29,7 +30,9 @@ final class ConvertTests: XCTestCase {
             for preset in Preset.allCases {
                 let (out, plan) = try convert(dir, preset)
                 let b = try ModelBundle(path: out)
-                XCTAssertEqual(b.components, ["backbone", "conformer", "adapter", "depthformer", "audio_embedding", "mimi", "detokenizer"], name)
+                XCTAssertEqual(
+                    b.components,
+                    ["backbone", "conformer", "adapter", "depthformer", "audio_embedding", "mimi", "detokenizer"], name)
                 XCTAssertEqual(b.gguf.tensors.count, plan.tensors.count)
                 XCTAssertEqual(b.gguf.metadata[BundleKeys.preset]?.stringValue, preset.rawValue)
                 XCTAssertEqual(b.gguf.tensors.map(\.name), plan.tensors.map(\.name))
@@ -75,7 +78,8 @@ final class ConvertTests: XCTestCase {
         XCTAssertNil(b.tensor("mimi.quantizer.rvq_rest.vq.layers.7._codebook.embedding_sum"))
         // batch norm folding, recomputed here in double precision
         let f = { (n: String) in Planner.floats(ckpt.model["conformer.layers.1.conv." + n]!) }
-        let w = f("depthwise_conv.weight"), bias = f("depthwise_conv.bias"), g = f("batch_norm.weight"), beta = f("batch_norm.bias")
+        let w = f("depthwise_conv.weight"), bias = f("depthwise_conv.bias"), g = f("batch_norm.weight"),
+            beta = f("batch_norm.bias")
         let mean = f("batch_norm.running_mean"), v = f("batch_norm.running_var")
         let fw = Array(b.bytes(of: b.tensor(Planner.foldedDepthwise(1) + ".weight")!).bindMemory(to: Float.self))
         let fb = Array(b.bytes(of: b.tensor(Planner.foldedDepthwise(1) + ".bias")!).bindMemory(to: Float.self))
@@ -87,7 +91,8 @@ final class ConvertTests: XCTestCase {
         }
         // Mimi centroids
         let cb = "quantizer.rvq_rest.vq.layers.3._codebook."
-        let sum = Planner.floats(ckpt.mimi!.tensors[cb + "embedding_sum"]!), use = Planner.floats(ckpt.mimi!.tensors[cb + "cluster_usage"]!)
+        let sum = Planner.floats(ckpt.mimi!.tensors[cb + "embedding_sum"]!),
+            use = Planner.floats(ckpt.mimi!.tensors[cb + "cluster_usage"]!)
         let cent = Array(b.bytes(of: b.tensor(Planner.centroids(cb))!).bindMemory(to: Float.self))
         let dim = ckpt.mimi!.config.quantizer.dimension
         for i in stride(from: 0, to: sum.count, by: 97) { XCTAssertEqual(cent[i], sum[i] / max(use[i / dim], 1e-5)) }
@@ -102,7 +107,11 @@ final class ConvertTests: XCTestCase {
         for (preset, minSNR) in [(Preset.q8_0, 35.0), (.q4_0, 14.0), (.f16, 55.0), (.bf16, 40.0)] {
             let (out, _) = try convert(dir, preset)
             let checks = try Verifier.verify(try GGUFFile(path: out), against: try Checkpoint(folder: dir), threads: 2)
-            for c in checks { if let s = c.stats, s.sumSqRef > 0 { XCTAssertGreaterThan(s.snrDB, minSNR, "\(preset) \(c.name) \(c.type)") } }
+            for c in checks {
+                if let s = c.stats, s.sumSqRef > 0 {
+                    XCTAssertGreaterThan(s.snrDB, minSNR, "\(preset) \(c.name) \(c.type)")
+                }
+            }
             XCTAssertTrue(checks.contains { $0.type == preset.matrixType })
         }
     }
@@ -130,13 +139,13 @@ final class ConvertTests: XCTestCase {
     func testGGUFPackageReadsBundle() throws {
         let (out, plan) = try convert(try fixtureWithDetokenizer("tiny-b"), .q4_0)
         let script = """
-        import sys
-        from gguf import GGUFReader
-        r = GGUFReader(sys.argv[1])
-        assert r.fields['general.architecture'].contents() == 'lfm2-audio'
-        for t in r.tensors:
-            print(t.name, t.tensor_type.name, ','.join(str(int(d)) for d in t.shape), int(t.n_bytes))
-        """
+            import sys
+            from gguf import GGUFReader
+            r = GGUFReader(sys.argv[1])
+            assert r.fields['general.architecture'].contents() == 'lfm2-audio'
+            for t in r.tensors:
+                print(t.name, t.tensor_type.name, ','.join(str(int(d)) for d in t.shape), int(t.n_bytes))
+            """
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["python3", "-c", script, out]

@@ -11,7 +11,9 @@ final class CrashSafetyTests: XCTestCase {
         var out: [String: String] = [:]
         for f in try FileManager.default.subpathsOfDirectory(atPath: dir) {
             var d: ObjCBool = false
-            if FileManager.default.fileExists(atPath: dir + "/" + f, isDirectory: &d), !d.boolValue { out[f] = try Hashing.sha256(file: dir + "/" + f) }
+            if FileManager.default.fileExists(atPath: dir + "/" + f, isDirectory: &d), !d.boolValue {
+                out[f] = try Hashing.sha256(file: dir + "/" + f)
+            }
         }
         return out
     }
@@ -53,7 +55,8 @@ final class CrashSafetyTests: XCTestCase {
         let (rc, _, err) = try runTool("/bin/sh", ["-c", cmd])
         XCTAssertEqual(rc, 1, err)
         XCTAssertTrue(err.contains(dest) && (err.contains("File too large") || err.contains("write")), err)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: outDir), [], "no partial output, no temporary file")
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: outDir), [], "no partial output, no temporary file")
     }
 
     func testEveryBitFlipOfTensorDataIsCaught() throws {

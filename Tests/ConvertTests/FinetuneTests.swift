@@ -16,7 +16,8 @@ final class FinetuneTests: XCTestCase {
         let d = tmpDir("ft-base") + "/base"
         let fm = FileManager.default
         try fm.createDirectory(atPath: d, withIntermediateDirectories: true)
-        for n in try fm.contentsOfDirectory(atPath: fixtures + "/tiny-a/model") where n != "model.safetensors" && n != "config.json" {
+        for n in try fm.contentsOfDirectory(atPath: fixtures + "/tiny-a/model")
+        where n != "model.safetensors" && n != "config.json" {
             try fm.copyItem(atPath: fixtures + "/tiny-a/model/" + n, toPath: d + "/" + n)
         }
         try fm.copyItem(atPath: ft + "/base/config.json", toPath: d + "/config.json")
@@ -47,14 +48,17 @@ final class FinetuneTests: XCTestCase {
         var total = 0
         for mode in ["text", "asr", "tts", "chat"] {
             let dump = Self.ft + "/goldens/\(mode)-\(name).safetensors"
-            let (rc, out, err) = try runTool("lfm-run", ["parity", "--bundle", bundle, "--reference", dump, "--json", "--threads", "2"])
+            let (rc, out, err) = try runTool(
+                "lfm-run", ["parity", "--bundle", bundle, "--reference", dump, "--json", "--threads", "2"])
             XCTAssertEqual(rc, 0, "\(mode)-\(name): \(out) \(err)", file: file, line: line)
             let r = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
             XCTAssertEqual(r["ok"] as? Bool, true, "\(mode)-\(name)", file: file, line: line)
             let rows = r["rows"] as! [[String: Any]]
             var steps = 0
             for row in rows where row["steps"] != nil {
-                XCTAssertEqual(row["reproduced"] as? Int, row["steps"] as? Int, "\(mode)-\(name) \(row["stage"]!)", file: file, line: line)
+                XCTAssertEqual(
+                    row["reproduced"] as? Int, row["steps"] as? Int, "\(mode)-\(name) \(row["stage"]!)", file: file,
+                    line: line)
                 steps += row["steps"] as! Int
             }
             XCTAssertGreaterThan(steps, 0, "\(mode)-\(name): no stream compared", file: file, line: line)
@@ -70,20 +74,27 @@ final class FinetuneTests: XCTestCase {
             // with --base
             let (b1, s1) = try convert([folder, "--base", base])
             let ties = s1["ties"] as? [[String: Any]] ?? []
-            XCTAssertEqual(Set(ties.map { $0["name"] as! String }), Set((0..<8).map { "depth_embeddings.\($0).to_logits.weight" }), name)
+            XCTAssertEqual(
+                Set(ties.map { $0["name"] as! String }), Set((0..<8).map { "depth_embeddings.\($0).to_logits.weight" }),
+                name)
             XCTAssertTrue(ties.allSatisfy { $0["checkpoint_held"] as? String == "stored only" })
             let sources = s1["sources"] as! [[String: String]]
             XCTAssertEqual(sources.first { $0["file"] == "config.json" }?["origin"], "base")
             XCTAssertTrue(sources.filter { $0["file"]!.hasPrefix("model") }.allSatisfy { $0["origin"] == "checkpoint" })
             if name == "checkpoint_0" {
                 let ignored = s1["ignored_files"] as! [String]
-                XCTAssertTrue(ignored.contains("optimizer.bin") && ignored.contains("random_states_0.pkl"), "\(ignored)")
+                XCTAssertTrue(
+                    ignored.contains("optimizer.bin") && ignored.contains("random_states_0.pkl"), "\(ignored)")
             } else {
-                XCTAssertTrue(sources.contains { $0["file"] == "model.safetensors.index.json" || $0["file"]!.hasPrefix("model-0") }, "final/ is sharded")
+                XCTAssertTrue(
+                    sources.contains {
+                        $0["file"] == "model.safetensors.index.json" || $0["file"]!.hasPrefix("model-0")
+                    }, "final/ is sharded")
             }
             // provenance in the bundle, and inspect shows the ties
             let g = try GGUFFile(path: b1)
-            let files = g.metadata[BundleKeys.sourceFiles]!.stringArray!, origins = g.metadata[BundleKeys.sourceOrigins]!.stringArray!
+            let files = g.metadata[BundleKeys.sourceFiles]!.stringArray!,
+                origins = g.metadata[BundleKeys.sourceOrigins]!.stringArray!
             let shas = g.metadata[BundleKeys.sourceSHA256]!.stringArray!
             XCTAssertEqual(files.count, origins.count)
             let ci = try XCTUnwrap(files.firstIndex(of: "config.json"))
@@ -91,10 +102,13 @@ final class FinetuneTests: XCTestCase {
             XCTAssertEqual(shas[ci], try Hashing.sha256(file: base + "/config.json"))
             let (irc, table, _) = try runTool("lfm-convert", ["inspect", b1])
             XCTAssertEqual(irc, 0)
-            XCTAssertTrue(table.contains("depth_embeddings.0.to_logits.weight = depth_embeddings.0.embedding.weight") && table.contains("(from base)"), table)
+            XCTAssertTrue(
+                table.contains("depth_embeddings.0.to_logits.weight = depth_embeddings.0.embedding.weight")
+                    && table.contains("(from base)"), table)
             try checkStreams(b1, name)
             // verify --against the same pair
-            let (vrc, vout, verr) = try runTool("lfm-convert", ["verify", b1, "--against", folder, "--base", base, "--json"])
+            let (vrc, vout, verr) = try runTool(
+                "lfm-convert", ["verify", b1, "--against", folder, "--base", base, "--json"])
             XCTAssertEqual(vrc, 0, verr)
             XCTAssertTrue(vout.contains("\"ok\":true"))
 
@@ -103,7 +117,9 @@ final class FinetuneTests: XCTestCase {
             let (b2, _) = try convert([m])
             let g2 = try GGUFFile(path: b2)
             XCTAssertEqual(g2.tensors.map(\.name), g.tensors.map(\.name))
-            XCTAssertEqual(g2.metadata[BundleKeys.tensorCRC32]!.arrayValue!.map(\.intValue), g.metadata[BundleKeys.tensorCRC32]!.arrayValue!.map(\.intValue))
+            XCTAssertEqual(
+                g2.metadata[BundleKeys.tensorCRC32]!.arrayValue!.map(\.intValue),
+                g.metadata[BundleKeys.tensorCRC32]!.arrayValue!.map(\.intValue))
             try checkStreams(b2, name)
         }
     }
@@ -118,16 +134,24 @@ final class FinetuneTests: XCTestCase {
             XCTAssertEqual(model.bundle.config.interleavedNText, 3)
             XCTAssertEqual(model.bundle.config.interleavedNAudio, 5)
             for mode in ["text", "asr", "tts", "chat"] {
-                let m = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Self.ft + "/goldens/\(mode)-\(name).json"))) as! [String: Any]
+                let m =
+                    try JSONSerialization.jsonObject(
+                        with: Data(contentsOf: URL(fileURLWithPath: Self.ft + "/goldens/\(mode)-\(name).json")))
+                    as! [String: Any]
                 let stream = m["stream"] as! [String: Any]
-                let wantTokens = stream["text_tokens"] as! [Int], wantFrames = stream["frames"] as! [[Int]], wantSteps = stream["step_modality"] as! [Int]
+                let wantTokens = stream["text_tokens"] as! [Int], wantFrames = stream["frames"] as! [[Int]],
+                    wantSteps = stream["step_modality"] as! [Int]
                 let session = ChatSession(model: model, system: m["system"] as? String)
                 var content: [UserContent] = []
-                if mode == "asr" || mode == "chat" { content.append(.audio(try WAVReader.read(fixtures + "/audio/speech.wav"))) }
+                if mode == "asr" || mode == "chat" {
+                    content.append(.audio(try WAVReader.read(fixtures + "/audio/speech.wav")))
+                }
                 if let p = m["prompt"] as? String, mode != "asr" { content.append(.text(p)) }
                 let gm: GenerationMode = mode == "chat" ? .interleaved : mode == "tts" ? .sequential : .text
                 var tokens: [Int] = [], frames: [[Int]] = [], steps: [Int] = []
-                _ = try session.generate(user: content, mode: gm, maxTokens: m["max_new_tokens"] as! Int, sampling: .greedy) { ev in
+                _ = try session.generate(
+                    user: content, mode: gm, maxTokens: m["max_new_tokens"] as! Int, sampling: .greedy
+                ) { ev in
                     switch ev {
                     case .text(let id, _): tokens.append(id); steps.append(1)
                     case .audio(let codes): frames.append(codes); steps.append(3)
@@ -137,7 +161,9 @@ final class FinetuneTests: XCTestCase {
                 XCTAssertEqual(tokens, wantTokens, "\(mode)-\(name) text tokens")
                 XCTAssertEqual(frames, wantFrames, "\(mode)-\(name) frames")
                 XCTAssertEqual(steps, wantSteps, "\(mode)-\(name) modality order")
-                print("free-running \(mode)-\(name): \(tokens.count) text tokens, \(frames.count) frames equal the reference's")
+                print(
+                    "free-running \(mode)-\(name): \(tokens.count) text tokens, \(frames.count) frames equal the reference's"
+                )
             }
         }
     }
@@ -152,7 +178,8 @@ final class FinetuneTests: XCTestCase {
         for n in ["optimizer.bin", "scheduler.bin", "random_states_0.pkl"] {
             try FileManager.default.copyItem(atPath: Self.ft + "/checkpoints/checkpoint_0/" + n, toPath: d + "/" + n)
         }
-        let (rc2, _, err2) = try runTool("lfm-convert", [d, "--base", try Self.baseFolder(), "-o", tmpDir("x") + "/o.gguf"])
+        let (rc2, _, err2) = try runTool(
+            "lfm-convert", [d, "--base", try Self.baseFolder(), "-o", tmpDir("x") + "/o.gguf"])
         XCTAssertEqual(rc2, 1)
         XCTAssertTrue(err2.contains("only training state") && err2.contains("optimizer.bin"), err2)
     }
@@ -164,7 +191,9 @@ final class FinetuneTests: XCTestCase {
         var entries: [SafetensorsWriter.Entry] = []
         for n in f.names {
             let t = f.tensors[n]!
-            if let d = edit(n, Data(t.bytes)) { entries.append(.init(name: n, dtype: t.dtype, shape: t.shape, data: d)) }
+            if let d = edit(n, Data(t.bytes)) {
+                entries.append(.init(name: n, dtype: t.dtype, shape: t.shape, data: d))
+            }
         }
         try SafetensorsWriter.write(entries, metadata: f.metadata, to: p + ".new")
         try FileManager.default.removeItem(atPath: p)
@@ -181,8 +210,9 @@ final class FinetuneTests: XCTestCase {
         let ckpt = try Checkpoint(folder: d)
         XCTAssertThrowsError(try Planner.plan(ckpt, recipe: Recipe(preset: .f32))) { e in
             let s = "\(e)"
-            XCTAssertTrue(s.contains("depth_embeddings.3.embedding.weight") && s.contains("depth_embeddings.3.to_logits.weight")
-                          && s.contains("depthformer.tie"), s)
+            XCTAssertTrue(
+                s.contains("depth_embeddings.3.embedding.weight") && s.contains("depth_embeddings.3.to_logits.weight")
+                    && s.contains("depthformer.tie"), s)
         }
     }
 
@@ -194,8 +224,11 @@ final class FinetuneTests: XCTestCase {
         let stored = tmpDir("tie-stored") + "/m", derived = tmpDir("tie-derived") + "/m"
         try FileManager.default.copyItem(atPath: both, toPath: stored)
         try FileManager.default.copyItem(atPath: both, toPath: derived)
-        try Self.rewrite(stored) { n, d in n.hasSuffix("to_logits.weight") && n.hasPrefix("depth_embeddings.") ? nil : d }
-        try Self.rewrite(derived) { n, d in n.hasSuffix("embedding.weight") && n.hasPrefix("depth_embeddings.") && !n.contains("to_logits") ? nil : d }
+        try Self.rewrite(stored) { n, d in n.hasSuffix("to_logits.weight") && n.hasPrefix("depth_embeddings.") ? nil : d
+        }
+        try Self.rewrite(derived) { n, d in
+            n.hasSuffix("embedding.weight") && n.hasPrefix("depth_embeddings.") && !n.contains("to_logits") ? nil : d
+        }
         var sizes: [Int] = []
         var crcs: [[Int?]] = []
         for (i, m) in [both, stored, derived].enumerated() {
@@ -211,7 +244,8 @@ final class FinetuneTests: XCTestCase {
                     crcs.append(r.crc32.map { Int($0) })
                     let b = try ModelBundle(path: out)
                     XCTAssertEqual(b.ties["depth_embeddings.5.to_logits.weight"], "depth_embeddings.5.embedding.weight")
-                    let a = try XCTUnwrap(b.tensor("depth_embeddings.5.to_logits.weight")), e = try XCTUnwrap(b.tensor("depth_embeddings.5.embedding.weight"))
+                    let a = try XCTUnwrap(b.tensor("depth_embeddings.5.to_logits.weight")),
+                        e = try XCTUnwrap(b.tensor("depth_embeddings.5.embedding.weight"))
                     XCTAssertEqual(a.bytes.baseAddress, e.bytes.baseAddress)
                     _ = try LFMModel(path: out, options: ModelOptions(threads: 1, contextLimit: 64))
                     if i == 0 { print("tied bundle size: both members \(r.bytes) bytes") }
@@ -224,4 +258,3 @@ final class FinetuneTests: XCTestCase {
         print("tied bundle sizes (both / stored only / derived only): \(sizes)")
     }
 }
-

@@ -19,13 +19,18 @@ final class ParityCLITests: XCTestCase {
         return out
     }
 
-    func report(_ out: String) throws -> [String: Any] { try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any] }
+    func report(_ out: String) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
+    }
 
     func testDumpsPassAndAPerturbedStageFails() throws {
         let dumps = fixtures + "/parity"
-        let a32 = try Self.bundle("tiny-a", "f32"), b32 = try Self.bundle("tiny-b", "f32"), a8 = try Self.bundle("tiny-a", "q8_0")
+        let a32 = try Self.bundle("tiny-a", "f32"), b32 = try Self.bundle("tiny-b", "f32"),
+            a8 = try Self.bundle("tiny-a", "q8_0")
         for (b, d) in [(a32, "chat-tiny-a"), (a32, "tts-tiny-a"), (b32, "asr-tiny-b"), (a8, "chat-tiny-a")] {
-            let (rc, out, err) = try run(["parity", "--bundle", b, "--reference", "\(dumps)/\(d).safetensors", "--json", "--threads", "2"])
+            let (rc, out, err) = try run([
+                "parity", "--bundle", b, "--reference", "\(dumps)/\(d).safetensors", "--json", "--threads", "2",
+            ])
             XCTAssertEqual(rc, 0, "\(d) \(b): \(out) \(err)")
             let r = try report(out)
             XCTAssertEqual(r["ok"] as? Bool, true)
@@ -33,14 +38,21 @@ final class ParityCLITests: XCTestCase {
             let stages = rows.map { $0["stage"] as! String }
             XCTAssertTrue(stages.contains("lfm.final_norm") && stages.contains("gen.text_logits"), "\(stages)")
             if d.hasPrefix("chat") {
-                for s in ["audio.mel", "audio.conformer_out", "audio.adapter_out", "gen.audio_frames", "decode.mimi_wave", "decode.detok_wave"] {
+                for s in [
+                    "audio.mel", "audio.conformer_out", "audio.adapter_out", "gen.audio_frames", "decode.mimi_wave",
+                    "decode.detok_wave",
+                ] {
                     XCTAssertTrue(stages.contains(s), "\(d): \(s) missing")
                 }
             }
             if b == a32 || b == b32 {
-                for row in rows where row["steps"] != nil { XCTAssertEqual(row["reproduced"] as? Int, row["steps"] as? Int, "\(d) \(row["stage"]!)") }
+                for row in rows where row["steps"] != nil {
+                    XCTAssertEqual(row["reproduced"] as? Int, row["steps"] as? Int, "\(d) \(row["stage"]!)")
+                }
             } else {
-                XCTAssertNotNil(rows.first { $0["stage"] as? String == "gen.text_logits" }?["top1_agreement"], "quantized: agreement reported")
+                XCTAssertNotNil(
+                    rows.first { $0["stage"] as? String == "gen.text_logits" }?["top1_agreement"],
+                    "quantized: agreement reported")
             }
         }
         // the plain table names the stages and says ok
@@ -54,7 +66,7 @@ final class ParityCLITests: XCTestCase {
         var data = try Data(contentsOf: URL(fileURLWithPath: src))
         let st = try SafetensorsFile(path: src)
         let t = try XCTUnwrap(st.tensors["audio.conformer_out"])
-        for i in stride(from: 0, to: t.byteCount, by: 4 * 7) {   // every 7th value × 1.05
+        for i in stride(from: 0, to: t.byteCount, by: 4 * 7) {  // every 7th value × 1.05
             let o = t.offset + i
             var v = data.subdata(in: o..<(o + 4)).withUnsafeBytes { $0.loadUnaligned(as: Float.self) } * 1.05
             withUnsafeBytes(of: &v) { data.replaceSubrange(o..<(o + 4), with: $0) }

@@ -19,14 +19,16 @@ final class ConfigTests: XCTestCase {
     }
 
     func testKeySpellingVariants() throws {
-        let legacy = #"{"hidden_size": 64, "num_hidden_layers": 3, "block_ff_dim": 300, "intermediate_size": 999, "full_attn_idxs": [1], "rope_theta": 5000.0, "tie_embedding": false, "block_multiple_of": 64}"#
+        let legacy =
+            #"{"hidden_size": 64, "num_hidden_layers": 3, "block_ff_dim": 300, "intermediate_size": 999, "full_attn_idxs": [1], "rope_theta": 5000.0, "tie_embedding": false, "block_multiple_of": 64}"#
         let c = try decodeConfig(LFM2Config.self, from: Data(legacy.utf8), file: "c.json")
         XCTAssertEqual(c.intermediateSize, 300)
         XCTAssertEqual(c.layerTypes, ["conv", "full_attention", "conv"])
         XCTAssertEqual(c.ropeTheta, 5000)
         XCTAssertFalse(c.tieWordEmbeddings)
         XCTAssertEqual(c.ffnWidth, 256)  // int(2*300/3)=200 → round up to 64 → 256
-        let modern = #"{"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 96, "layer_types": ["conv","full_attention"], "rope_parameters": {"rope_theta": 1e6, "rope_type": "default"}, "tie_word_embeddings": true, "block_auto_adjust_ff_dim": false}"#
+        let modern =
+            #"{"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 96, "layer_types": ["conv","full_attention"], "rope_parameters": {"rope_theta": 1e6, "rope_type": "default"}, "tie_word_embeddings": true, "block_auto_adjust_ff_dim": false}"#
         let m = try decodeConfig(LFM2Config.self, from: Data(modern.utf8), file: "c.json")
         XCTAssertEqual(m.ropeTheta, 1e6)
         XCTAssertEqual(m.ffnWidth, 96)
@@ -36,14 +38,20 @@ final class ConfigTests: XCTestCase {
 
     func testMalformedConfigsNameTheKey() {
         func check(_ json: String, _ fragment: String, line: UInt = #line) {
-            XCTAssertThrowsError(try decodeConfig(LFM2AudioConfig.self, from: Data(json.utf8), file: "cfg.json"), line: line) { e in
+            XCTAssertThrowsError(
+                try decodeConfig(LFM2AudioConfig.self, from: Data(json.utf8), file: "cfg.json"), line: line
+            ) { e in
                 XCTAssertTrue("\(e)".contains(fragment) && "\(e)".contains("cfg.json"), "\(e)", line: line)
             }
         }
         check("{", "invalid JSON")
         check(#"{"codebooks": 8}"#, "encoder")
-        check(#"{"codebooks": "eight", "encoder": {}, "lfm": {}, "depthformer": {"layers":1,"dim":64,"tie":true}}"#, "codebooks")
-        check(#"{"codebooks": 8, "encoder": {"d_model": "x"}, "lfm": {}, "depthformer": {"layers":1,"dim":64,"tie":true}}"#, "encoder.d_model")
+        check(
+            #"{"codebooks": "eight", "encoder": {}, "lfm": {}, "depthformer": {"layers":1,"dim":64,"tie":true}}"#,
+            "codebooks")
+        check(
+            #"{"codebooks": 8, "encoder": {"d_model": "x"}, "lfm": {}, "depthformer": {"layers":1,"dim":64,"tie":true}}"#,
+            "encoder.d_model")
     }
 }
 
@@ -61,7 +69,9 @@ final class CheckpointLayoutTests: XCTestCase {
         for f in try fm.subpathsOfDirectory(atPath: src) {
             var isDir: ObjCBool = false
             fm.fileExists(atPath: src + "/" + f, isDirectory: &isDir)
-            if isDir.boolValue { try fm.createDirectory(atPath: snap + "/" + f, withIntermediateDirectories: true); continue }
+            if isDir.boolValue {
+                try fm.createDirectory(atPath: snap + "/" + f, withIntermediateDirectories: true); continue
+            }
             let blob = repo + "/blobs/" + f.replacingOccurrences(of: "/", with: "_") + ".blob"
             try fm.copyItem(atPath: src + "/" + f, toPath: blob)
             try fm.createSymbolicLink(atPath: snap + "/" + f, withDestinationPath: blob)
@@ -75,9 +85,12 @@ final class CheckpointLayoutTests: XCTestCase {
         }
         let byId = try Checkpoint("TestOrg/Tiny-A", environment: ["HF_HUB_CACHE": cache, "HOME": "/nonexistent"])
         XCTAssertEqual(byId.root, snap)
-        let viaHome = try Checkpoint("TestOrg/Tiny-A", environment: ["HF_HOME": tmpDir("none"), "HOME": "/nonexistent", "HF_HUB_CACHE": cache])
+        let viaHome = try Checkpoint(
+            "TestOrg/Tiny-A", environment: ["HF_HOME": tmpDir("none"), "HOME": "/nonexistent", "HF_HUB_CACHE": cache])
         XCTAssertEqual(viaHome.root, snap)
-        XCTAssertThrowsError(try Checkpoint("TestOrg/Missing", environment: ["HF_HUB_CACHE": cache, "HOME": "/nonexistent"])) { e in
+        XCTAssertThrowsError(
+            try Checkpoint("TestOrg/Missing", environment: ["HF_HUB_CACHE": cache, "HOME": "/nonexistent"])
+        ) { e in
             XCTAssertTrue("\(e)".contains("never downloads"), "\(e)")
         }
     }
@@ -93,10 +106,11 @@ final class CheckpointLayoutTests: XCTestCase {
         var map: [String: String] = [:]
         for (i, part) in [Array(names.prefix(names.count / 2)), Array(names.dropFirst(names.count / 2))].enumerated() {
             let file = "model-0000\(i + 1)-of-00002.safetensors"
-            try SafetensorsWriter.write(part.map { n in
-                let t = single.tensors[n]!
-                return .init(name: n, dtype: t.dtype, shape: t.shape, data: Data(t.bytes))
-            }, to: dir + "/" + file)
+            try SafetensorsWriter.write(
+                part.map { n in
+                    let t = single.tensors[n]!
+                    return .init(name: n, dtype: t.dtype, shape: t.shape, data: Data(t.bytes))
+                }, to: dir + "/" + file)
             for n in part { map[n] = file }
         }
         let index = try JSONSerialization.data(withJSONObject: ["metadata": ["total_size": 0], "weight_map": map])
@@ -109,7 +123,9 @@ final class CheckpointLayoutTests: XCTestCase {
         // An index that maps a tensor to the wrong shard is refused with the tensor named.
         var wrong = map
         wrong[names[0]] = "model-00002-of-00002.safetensors"
-        fm.createFile(atPath: dir + "/model.safetensors.index.json", contents: try JSONSerialization.data(withJSONObject: ["weight_map": wrong]))
+        fm.createFile(
+            atPath: dir + "/model.safetensors.index.json",
+            contents: try JSONSerialization.data(withJSONObject: ["weight_map": wrong]))
         XCTAssertThrowsError(try Checkpoint(folder: dir)) { e in XCTAssertTrue("\(e)".contains(names[0]), "\(e)") }
     }
 }

@@ -21,10 +21,12 @@ final class GGUFTests: XCTestCase {
             ("a.f", .float32(1.5)), ("a.b", .bool(true)), ("a.i", .int64(-3)), ("a.s", .strings(["x", "yé"])),
             ("a.u", .uint32s([1, 2, 3])), ("a.d", .float64(2.25)), ("a.u8", .uint8(9)),
         ]
-        let (p, _) = makeFile(metadata: meta, tensors: [
-            GGUFTensorInfo(name: "w", dims: [64, 3], type: .q8_0), GGUFTensorInfo(name: "v", dims: [5], type: .f32),
-            GGUFTensorInfo(name: "q", dims: [32, 2, 2], type: .q4_0),
-        ])
+        let (p, _) = makeFile(
+            metadata: meta,
+            tensors: [
+                GGUFTensorInfo(name: "w", dims: [64, 3], type: .q8_0), GGUFTensorInfo(name: "v", dims: [5], type: .f32),
+                GGUFTensorInfo(name: "q", dims: [32, 2, 2], type: .q4_0),
+            ])
         let g = try GGUFFile(path: p)
         XCTAssertEqual(g.version, 3)
         XCTAssertEqual(g.metadataKeys, meta.map(\.0))
@@ -46,7 +48,8 @@ final class GGUFTests: XCTestCase {
     }
 
     func testHostileHeaders() {
-        let (_, good) = makeFile(metadata: [("k", .string("v"))], tensors: [GGUFTensorInfo(name: "w", dims: [32, 2], type: .q8_0)])
+        let (_, good) = makeFile(
+            metadata: [("k", .string("v"))], tensors: [GGUFTensorInfo(name: "w", dims: [32, 2], type: .q8_0)])
         expectError(Data("GGUX".utf8) + good.dropFirst(4), "bad magic")
         expectError(good.prefix(30), "truncated")
         expectError(good.prefix(good.count - 100), "truncated")
@@ -68,7 +71,10 @@ final class GGUFTests: XCTestCase {
     }
 
     func testOverlappingAndMisalignedTensors() throws {
-        var ts = [GGUFTensorInfo(name: "a", dims: [16], type: .f32, offset: 0), GGUFTensorInfo(name: "b", dims: [16], type: .f32, offset: 0)]
+        var ts = [
+            GGUFTensorInfo(name: "a", dims: [16], type: .f32, offset: 0),
+            GGUFTensorInfo(name: "b", dims: [16], type: .f32, offset: 0),
+        ]
         var d = GGUF.header(metadata: [], tensors: ts)
         d.append(Data(count: (64 - d.count % 64) % 64)); d.append(Data(count: 128))
         expectError(d, "overlaps")

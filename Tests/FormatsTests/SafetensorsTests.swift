@@ -3,7 +3,6 @@ import TestSupport
 import Foundation
 @testable import Formats
 
-
 /// Builds a raw safetensors file from a header dictionary and a data blob.
 func rawSafetensors(header: String, data: [UInt8], lengthOverride: UInt64? = nil) -> Data {
     var d = Data()
@@ -42,8 +41,9 @@ final class SafetensorsTests: XCTestCase {
     func testRoundTripWriter() throws {
         let p = tmpDir("w") + "/a.safetensors"
         let vals: [Float] = [1, -2, 3.5, 0]
-        try SafetensorsWriter.write([.init(name: "a", dtype: .f32, shape: [2, 2], data: vals.withUnsafeBufferPointer { Data(buffer: $0) })],
-                                    metadata: ["format": "pt"], to: p)
+        try SafetensorsWriter.write(
+            [.init(name: "a", dtype: .f32, shape: [2, 2], data: vals.withUnsafeBufferPointer { Data(buffer: $0) })],
+            metadata: ["format": "pt"], to: p)
         let f = try SafetensorsFile(path: p)
         XCTAssertEqual(f.metadata["format"], "pt")
         let t = try XCTUnwrap(f.tensors["a"])
@@ -59,23 +59,52 @@ final class SafetensorsTests: XCTestCase {
         expectError(rawSafetensors(header: "{not json", data: []), "invalid JSON")
         expectError(rawSafetensors(header: "[1,2]", data: []), "not a JSON object")
         expectError(rawSafetensors(header: String(repeating: "[", count: 5000), data: []), "nesting")
-        expectError(rawSafetensors(header: #"{"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)), "unknown dtype 'F33'")
-        expectError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}}"#, data: Array(repeating: 0, count: 8)), "past the end")
-        expectError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)), "needs 12")
-        expectError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
-                                   data: Array(repeating: 0, count: 12)), "overlaps")
-        expectError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)), "non-negative")
-        expectError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#, data: Array(repeating: 0, count: 8)), "not ordered")
-        expectError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)), "larger than the file")
-        expectError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2]}}"#, data: Array(repeating: 0, count: 8)), "data_offsets")
-        expectError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)), "duplicate key")
+        expectError(
+            rawSafetensors(
+                header: #"{"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)),
+            "unknown dtype 'F33'")
+        expectError(
+            rawSafetensors(
+                header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}}"#, data: Array(repeating: 0, count: 8)
+            ), "past the end")
+        expectError(
+            rawSafetensors(
+                header: #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)),
+            "needs 12")
+        expectError(
+            rawSafetensors(
+                header:
+                    #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                data: Array(repeating: 0, count: 12)), "overlaps")
+        expectError(
+            rawSafetensors(
+                header: #"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)
+            ), "non-negative")
+        expectError(
+            rawSafetensors(
+                header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#, data: Array(repeating: 0, count: 8)),
+            "not ordered")
+        expectError(
+            rawSafetensors(
+                header: #"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#,
+                data: Array(repeating: 0, count: 8)), "larger than the file")
+        expectError(
+            rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2]}}"#, data: Array(repeating: 0, count: 8)),
+            "data_offsets")
+        expectError(
+            rawSafetensors(
+                header:
+                    #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                data: Array(repeating: 0, count: 8)), "duplicate key")
         expectError(rawSafetensors(header: #"{"__metadata__":{"k":1}}"#, data: []), "__metadata__")
     }
 }
 
 final class JSONValueTests: XCTestCase {
     func testParsesEscapesAndNumbers() throws {
-        let v = try JSONValue.parse(data: Data(#"{"s":"a\"b\\c\n\u00e9\ud83d\ude00","i":-12,"d":1.5e3,"t":true,"n":null,"a":[1,2]}"#.utf8), file: "x")
+        let v = try JSONValue.parse(
+            data: Data(#"{"s":"a\"b\\c\n\u00e9\ud83d\ude00","i":-12,"d":1.5e3,"t":true,"n":null,"a":[1,2]}"#.utf8),
+            file: "x")
         XCTAssertEqual(v["s"]?.stringValue, "a\"b\\c\né😀")
         XCTAssertEqual(v["i"]?.intValue, -12)
         XCTAssertEqual(v["d"]?.doubleValue, 1500)

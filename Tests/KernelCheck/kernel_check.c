@@ -13,7 +13,9 @@
 
 static unsigned long long rng = 88172645463325252ULL;
 static float frand(void) {
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
     return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
 }
 
@@ -26,24 +28,50 @@ static void check(const char *tier, const char *what, double err, double tol) {
 
 static size_t type_bytes(int type, int n) {
     switch (type) {
-    case LFM_T_F32: return (size_t)n * 4;
-    case LFM_T_F16: case LFM_T_BF16: return (size_t)n * 2;
-    case LFM_T_Q8_0: return (size_t)n / 32 * 34;
-    case LFM_T_Q4_0: return (size_t)n / 32 * 18;
+    case LFM_T_F32:
+        return (size_t)n * 4;
+    case LFM_T_F16:
+    case LFM_T_BF16:
+        return (size_t)n * 2;
+    case LFM_T_Q8_0:
+        return (size_t)n / 32 * 34;
+    case LFM_T_Q4_0:
+        return (size_t)n / 32 * 18;
     }
     return 0;
 }
 static void encode(int type, const float *x, int n, void *out) {
     switch (type) {
-    case LFM_T_F32: memcpy(out, x, (size_t)n * 4); break;
-    case LFM_T_F16: lfm_convert_f32_to_f16(x, out, n); break;
-    case LFM_T_BF16: lfm_convert_f32_to_bf16(x, out, n); break;
-    case LFM_T_Q8_0: lfm_quantize_q8_0(x, out, n); break;
-    case LFM_T_Q4_0: lfm_quantize_q4_0(x, out, n); break;
+    case LFM_T_F32:
+        memcpy(out, x, (size_t)n * 4);
+        break;
+    case LFM_T_F16:
+        lfm_convert_f32_to_f16(x, out, n);
+        break;
+    case LFM_T_BF16:
+        lfm_convert_f32_to_bf16(x, out, n);
+        break;
+    case LFM_T_Q8_0:
+        lfm_quantize_q8_0(x, out, n);
+        break;
+    case LFM_T_Q4_0:
+        lfm_quantize_q4_0(x, out, n);
+        break;
     }
 }
 static const char *type_name(int t) {
-    switch (t) { case LFM_T_F32: return "f32"; case LFM_T_F16: return "f16"; case LFM_T_BF16: return "bf16"; case LFM_T_Q8_0: return "q8_0"; case LFM_T_Q4_0: return "q4_0"; }
+    switch (t) {
+    case LFM_T_F32:
+        return "f32";
+    case LFM_T_F16:
+        return "f16";
+    case LFM_T_BF16:
+        return "bf16";
+    case LFM_T_Q8_0:
+        return "q8_0";
+    case LFM_T_Q4_0:
+        return "q4_0";
+    }
     return "?";
 }
 
@@ -52,8 +80,10 @@ static void run_mm(int type, const void *w, int rows, int cols, int T, const flo
     int8_t *q = malloc((size_t)T * cols);
     float *d = malloc(sizeof(float) * (size_t)T * cols / 32 + 4);
     int32_t *s = malloc(sizeof(int32_t) * (size_t)T * cols / 32 + 4);
-    for (int t = 0; t < T; t++) lfm_quantize_act_q8(X + (size_t)t * cols, cols, q + (size_t)t * cols, d + (size_t)t * cols / 32, s + (size_t)t * cols / 32);
-    int half = rows / 2;   // two calls, as two workers would split the rows
+    for (int t = 0; t < T; t++)
+        lfm_quantize_act_q8(X + (size_t)t * cols, cols, q + (size_t)t * cols, d + (size_t)t * cols / 32,
+                            s + (size_t)t * cols / 32);
+    int half = rows / 2; // two calls, as two workers would split the rows
     if (T == 1) {
         lfm_matvec(type, w, cols, 0, half, X, q, d, s, Y);
         lfm_matvec(type, w, cols, half, rows, X, q, d, s, Y);
@@ -61,7 +91,9 @@ static void run_mm(int type, const void *w, int rows, int cols, int T, const flo
         lfm_matmul(type, w, cols, 0, half, T, X, cols, q, d, s, cols, Y, rows);
         lfm_matmul(type, w, cols, half, rows, T, X, cols, q, d, s, cols, Y, rows);
     }
-    free(q); free(d); free(s);
+    free(q);
+    free(d);
+    free(s);
 }
 
 static void check_tier(int tier) {
@@ -72,16 +104,21 @@ static void check_tier(int tier) {
         int n = 4096;
         float *x = malloc(sizeof(float) * n);
         for (int i = 0; i < n; i++) x[i] = frand() * (i % 97 == 0 ? 40.f : 1.f);
-        for (int i = 0; i < 64; i++) x[i] = 0;     // an all-zero block
-        int8_t q0[4096], q1[4096]; float d0[128], d1[128]; int32_t s0[128], s1[128];
-        lfm_set_tier(LFM_TIER_SCALAR); lfm_quantize_act_q8(x, n, q0, d0, s0);
-        lfm_set_tier(tier); lfm_quantize_act_q8(x, n, q1, d1, s1);
+        for (int i = 0; i < 64; i++) x[i] = 0; // an all-zero block
+        int8_t q0[4096], q1[4096];
+        float d0[128], d1[128];
+        int32_t s0[128], s1[128];
+        lfm_set_tier(LFM_TIER_SCALAR);
+        lfm_quantize_act_q8(x, n, q0, d0, s0);
+        lfm_set_tier(tier);
+        lfm_quantize_act_q8(x, n, q1, d1, s1);
         int diff = memcmp(q0, q1, n) != 0 || memcmp(d0, d1, sizeof d0) != 0 || memcmp(s0, s1, sizeof s0) != 0;
         check(tn, "quantize_act (bit-exact)", diff ? 1 : 0, 0);
         free(x);
     }
     int types[] = {LFM_T_F32, LFM_T_F16, LFM_T_BF16, LFM_T_Q8_0, LFM_T_Q4_0};
-    int shapes[][3] = {{7, 64, 1}, {33, 2048, 1}, {9, 96, 1}, {16, 512, 5}, {37, 2048, 13}, {6, 64, 4}, {3, 32, 8}, {10, 8192, 9}, {40, 256, 17}};
+    int shapes[][3] = {{7, 64, 1}, {33, 2048, 1}, {9, 96, 1},    {16, 512, 5}, {37, 2048, 13},
+                       {6, 64, 4}, {3, 32, 8},    {10, 8192, 9}, {40, 256, 17}};
     for (int ti = 0; ti < 5; ti++) {
         int type = types[ti];
         double worst_mv = 0, worst_mm = 0;
@@ -93,44 +130,92 @@ static void check_tier(int tier) {
             void *w = malloc(type_bytes(type, rows * cols));
             encode(type, wf, rows * cols, w);
             float *Y0 = malloc(sizeof(float) * (size_t)T * rows), *Y1 = malloc(sizeof(float) * (size_t)T * rows);
-            lfm_set_tier(LFM_TIER_SCALAR); run_mm(type, w, rows, cols, T, X, Y0);
-            lfm_set_tier(tier); run_mm(type, w, rows, cols, T, X, Y1);
+            lfm_set_tier(LFM_TIER_SCALAR);
+            run_mm(type, w, rows, cols, T, X, Y0);
+            lfm_set_tier(tier);
+            run_mm(type, w, rows, cols, T, X, Y1);
             // yardstick: Σ|w||x| ≤ cols for |w|, |x| ≤ 1
             double err = 0;
-            for (size_t i = 0; i < (size_t)T * rows; i++) { double e = fabs((double)Y0[i] - Y1[i]) / cols; if (e > err || isnan(Y1[i])) err = isnan(Y1[i]) ? NAN : e; }
-            if (T == 1) worst_mv = fmax(worst_mv, err); else worst_mm = fmax(worst_mm, err);
-            if (isnan(err)) { if (T == 1) worst_mv = NAN; else worst_mm = NAN; }
+            for (size_t i = 0; i < (size_t)T * rows; i++) {
+                double e = fabs((double)Y0[i] - Y1[i]) / cols;
+                if (e > err || isnan(Y1[i])) err = isnan(Y1[i]) ? NAN : e;
+            }
+            if (T == 1)
+                worst_mv = fmax(worst_mv, err);
+            else
+                worst_mm = fmax(worst_mm, err);
+            if (isnan(err)) {
+                if (T == 1)
+                    worst_mv = NAN;
+                else
+                    worst_mm = NAN;
+            }
             // row dequantization: exact
             float *r0 = malloc(sizeof(float) * cols), *r1 = malloc(sizeof(float) * cols);
-            lfm_set_tier(LFM_TIER_SCALAR); lfm_row_to_f32(type, w, cols, rows - 1, r0);
-            lfm_set_tier(tier); lfm_row_to_f32(type, w, cols, rows - 1, r1);
-            if (memcmp(r0, r1, sizeof(float) * cols) != 0) { printf("  row_to_f32 %s differs\n", type_name(type)); failures++; }
-            free(r0); free(r1); free(wf); free(X); free(w); free(Y0); free(Y1);
+            lfm_set_tier(LFM_TIER_SCALAR);
+            lfm_row_to_f32(type, w, cols, rows - 1, r0);
+            lfm_set_tier(tier);
+            lfm_row_to_f32(type, w, cols, rows - 1, r1);
+            if (memcmp(r0, r1, sizeof(float) * cols) != 0) {
+                printf("  row_to_f32 %s differs\n", type_name(type));
+                failures++;
+            }
+            free(r0);
+            free(r1);
+            free(wf);
+            free(X);
+            free(w);
+            free(Y0);
+            free(Y1);
         }
         char name[64];
-        snprintf(name, sizeof name, "matvec_%s", type_name(type)); check(tn, name, worst_mv, 1e-6);
+        snprintf(name, sizeof name, "matvec_%s", type_name(type));
+        check(tn, name, worst_mv, 1e-6);
         // the avx512 tier runs prefill of quantized/bf16 weights on bf16 dot products: bf16 rounding of activations
-        double tol = (tier == LFM_TIER_AVX512 && lfm_cpu_has_avx512bf16() && type != LFM_T_F32 && type != LFM_T_F16) ? 1e-2 : 1e-6;
-        snprintf(name, sizeof name, "gemm_%s", type_name(type)); check(tn, name, worst_mm, tol);
+        double tol = (tier == LFM_TIER_AVX512 && lfm_cpu_has_avx512bf16() && type != LFM_T_F32 && type != LFM_T_F16)
+                         ? 1e-2
+                         : 1e-6;
+        snprintf(name, sizeof name, "gemm_%s", type_name(type));
+        check(tn, name, worst_mm, tol);
     }
     // elementwise and row kernels
     {
         int n = 1000 + 7;
-        float *x = malloc(sizeof(float) * n), *g = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+        float *x = malloc(sizeof(float) * n), *g = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n),
+              *b = malloc(sizeof(float) * n);
         float *a0 = malloc(sizeof(float) * n), *a1 = malloc(sizeof(float) * n);
-        for (int i = 0; i < n; i++) { x[i] = frand() * 6; g[i] = frand() * 6; w[i] = frand(); b[i] = frand(); }
-        x[3] = -90; x[4] = 89; x[5] = 1e-6f; x[6] = -1e-6f; x[7] = 0;
-#define ELEM(NAME, CALL, TOL)                                                                                \
-        {                                                                                                    \
-            double err = 0;                                                                                  \
-            lfm_set_tier(LFM_TIER_SCALAR); memcpy(a0, x, sizeof(float) * n); { float *o = a0; CALL; }        \
-            lfm_set_tier(tier); memcpy(a1, x, sizeof(float) * n); { float *o = a1; CALL; }                   \
-            for (int i = 0; i < n; i++) {                                                                    \
-                double e = fabs((double)a0[i] - a1[i]) / fmax(1.0, fabs((double)a0[i]));                     \
-                if (!(e <= err)) err = e;                                                                    \
-            }                                                                                                \
-            check(tn, NAME, err, TOL);                                                                       \
+        for (int i = 0; i < n; i++) {
+            x[i] = frand() * 6;
+            g[i] = frand() * 6;
+            w[i] = frand();
+            b[i] = frand();
         }
+        x[3] = -90;
+        x[4] = 89;
+        x[5] = 1e-6f;
+        x[6] = -1e-6f;
+        x[7] = 0;
+#define ELEM(NAME, CALL, TOL)                                                                                          \
+    {                                                                                                                  \
+        double err = 0;                                                                                                \
+        lfm_set_tier(LFM_TIER_SCALAR);                                                                                 \
+        memcpy(a0, x, sizeof(float) * n);                                                                              \
+        {                                                                                                              \
+            float *o = a0;                                                                                             \
+            CALL;                                                                                                      \
+        }                                                                                                              \
+        lfm_set_tier(tier);                                                                                            \
+        memcpy(a1, x, sizeof(float) * n);                                                                              \
+        {                                                                                                              \
+            float *o = a1;                                                                                             \
+            CALL;                                                                                                      \
+        }                                                                                                              \
+        for (int i = 0; i < n; i++) {                                                                                  \
+            double e = fabs((double)a0[i] - a1[i]) / fmax(1.0, fabs((double)a0[i]));                                   \
+            if (!(e <= err)) err = e;                                                                                  \
+        }                                                                                                              \
+        check(tn, NAME, err, TOL);                                                                                     \
+    }
         ELEM("silu", lfm_silu(o, n), 1e-6)
         ELEM("glu", lfm_glu(x, g, n, o), 1e-6)
         ELEM("gelu", lfm_gelu_erf(o, n), 1e-6)
@@ -139,10 +224,11 @@ static void check_tier(int tier) {
         ELEM("layernorm", lfm_layernorm(x, w, b, n, 1e-5f, o), 1e-6)
         ELEM("rmsnorm", lfm_rmsnorm(x, w, n, 1e-5f, o), 1e-6)
         ELEM("softmax", lfm_softmax(o, n), 1e-6)
-        ELEM("axpy", lfm_axpy(0.37f, g, o, n), 1e-6)
-        {
-            lfm_set_tier(LFM_TIER_SCALAR); double d0 = lfm_dot_f32(x, g, n);
-            lfm_set_tier(tier); double d1 = lfm_dot_f32(x, g, n);
+        ELEM("axpy", lfm_axpy(0.37f, g, o, n), 1e-6) {
+            lfm_set_tier(LFM_TIER_SCALAR);
+            double d0 = lfm_dot_f32(x, g, n);
+            lfm_set_tier(tier);
+            double d1 = lfm_dot_f32(x, g, n);
             check(tn, "dot", fabs(d0 - d1) / n, 1e-6);
         }
         // attention: one query over 77 keys, head sizes 64, 128, 40
@@ -150,23 +236,39 @@ static void check_tier(int tier) {
         double err = 0;
         for (int h = 0; h < 3; h++) {
             int hd = hds[h], nk = 77, ld = hd + 8;
-            float *K = malloc(sizeof(float) * nk * ld), *V = malloc(sizeof(float) * nk * ld), q[128], sc[77], o0[128], o1[128];
-            for (int i = 0; i < nk * ld; i++) { K[i] = frand(); V[i] = frand(); }
+            float *K = malloc(sizeof(float) * nk * ld), *V = malloc(sizeof(float) * nk * ld), q[128], sc[77], o0[128],
+                  o1[128];
+            for (int i = 0; i < nk * ld; i++) {
+                K[i] = frand();
+                V[i] = frand();
+            }
             for (int i = 0; i < hd; i++) q[i] = frand();
-            lfm_set_tier(LFM_TIER_SCALAR); lfm_attend(q, hd, K, V, ld, nk, 0.125f, sc, o0);
-            lfm_set_tier(tier); lfm_attend(q, hd, K, V, ld, nk, 0.125f, sc, o1);
-            for (int i = 0; i < hd; i++) { double e = fabs((double)o0[i] - o1[i]); if (!(e <= err)) err = e; }
-            free(K); free(V);
+            lfm_set_tier(LFM_TIER_SCALAR);
+            lfm_attend(q, hd, K, V, ld, nk, 0.125f, sc, o0);
+            lfm_set_tier(tier);
+            lfm_attend(q, hd, K, V, ld, nk, 0.125f, sc, o1);
+            for (int i = 0; i < hd; i++) {
+                double e = fabs((double)o0[i] - o1[i]);
+                if (!(e <= err)) err = e;
+            }
+            free(K);
+            free(V);
         }
         check(tn, "attend", err, 1e-6);
-        free(x); free(g); free(w); free(b); free(a0); free(a1);
+        free(x);
+        free(g);
+        free(w);
+        free(b);
+        free(a0);
+        free(a1);
     }
     // who serves what (a function still on scalar is named)
     int scalar_left = 0;
-    for (int i = 0; i < lfm_kernel_count(); i++) if (lfm_kernel_tier(i) == LFM_TIER_SCALAR && tier != LFM_TIER_SCALAR) {
-        printf("  %-12s %-28s served by scalar\n", tn, lfm_kernel_name(i));
-        scalar_left++;
-    }
+    for (int i = 0; i < lfm_kernel_count(); i++)
+        if (lfm_kernel_tier(i) == LFM_TIER_SCALAR && tier != LFM_TIER_SCALAR) {
+            printf("  %-12s %-28s served by scalar\n", tn, lfm_kernel_name(i));
+            scalar_left++;
+        }
     (void)scalar_left;
 }
 
@@ -174,8 +276,15 @@ int main(void) {
     int best = lfm_best_tier();
     printf("best tier: %s; BLAS for large F32 GEMMs: %s\n", lfm_tier_name(best), lfm_blas_name());
     int ran = 0;
-    for (int t = 1; t < LFM_TIER_COUNT; t++) if (lfm_tier_supported(t)) { check_tier(t); ran++; }
-    if (lfm_set_tier(LFM_TIER_COUNT) != -1 || lfm_tier_from_name("nonsense") != -1) { printf("tier API accepted a bad tier\n"); failures++; }
+    for (int t = 1; t < LFM_TIER_COUNT; t++)
+        if (lfm_tier_supported(t)) {
+            check_tier(t);
+            ran++;
+        }
+    if (lfm_set_tier(LFM_TIER_COUNT) != -1 || lfm_tier_from_name("nonsense") != -1) {
+        printf("tier API accepted a bad tier\n");
+        failures++;
+    }
     printf("%d tier(s) checked, %d failure(s)\n", ran, failures);
     return failures ? 1 : 0;
 }

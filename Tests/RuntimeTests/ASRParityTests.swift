@@ -10,7 +10,8 @@ import TestSupport
 final class ASRParityTests: XCTestCase {
     func check(_ fixture: String) throws {
         let g = try Goldens(fixtures + "/audio/asr-\(fixture).safetensors")
-        let model = try LFMModel(path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: 2, contextLimit: 256))
+        let model = try LFMModel(
+            path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: 2, contextLimit: 256))
         let clip = try WAVReader.read(fixtures + "/audio/speech.wav")
         XCTAssertEqual(clip.sampleRate, 22050)
         let emb = try XCTUnwrap(model.audioEncoder).embed(clip)
@@ -38,7 +39,9 @@ final class ASRParityTests: XCTestCase {
             worst = max(worst, relErr(s, Array(wantLogits[(i * V)..<((i + 1) * V)])))
         }
         XCTAssertLessThan(worst, 1e-4, "\(fixture) step logits")
-        print("\(fixture): ASR \(tokens.count) tokens identical (\(stats.stopReason)); audio emb rel err \(eEmb); logits worst \(worst)")
+        print(
+            "\(fixture): ASR \(tokens.count) tokens identical (\(stats.stopReason)); audio emb rel err \(eEmb); logits worst \(worst)"
+        )
     }
 
     func testASRMatchesReference() throws { try check("tiny-a"); try check("tiny-b") }

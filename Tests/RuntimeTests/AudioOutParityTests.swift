@@ -11,7 +11,8 @@ final class AudioOutParityTests: XCTestCase {
     func testDepthformerFrameFromHiddenState() throws {
         for fixture in ["tiny-a", "tiny-b"] {
             let g = try Goldens(fixtures + "/\(fixture)/golden.safetensors")
-            let model = try LFMModel(path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: 2, contextLimit: 256))
+            let model = try LFMModel(
+                path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: 2, contextLimit: 256))
             let head = try XCTUnwrap(model.audioHead)
             let h = model.backbone.hidden
             let last = Array(g.floats("c.last_hidden").suffix(h))
@@ -21,13 +22,17 @@ final class AudioOutParityTests: XCTestCase {
         }
     }
 
-    func stream(_ fixture: String, _ mode: GenerationMode, preset: Preset = .f32) throws -> (text: [Int], frames: [[Int]], modality: [Int]) {
+    func stream(
+        _ fixture: String, _ mode: GenerationMode, preset: Preset = .f32
+    ) throws -> (text: [Int], frames: [[Int]], modality: [Int]) {
         let g = try Goldens(fixtures + "/\(fixture)/golden.safetensors")
-        let model = try LFMModel(path: try Bundles.path(fixture, preset), options: ModelOptions(threads: 2, contextLimit: 256))
+        let model = try LFMModel(
+            path: try Bundles.path(fixture, preset), options: ModelOptions(threads: 2, contextLimit: 256))
         let s = ChatSession(model: model, system: ChatFormat.System.interleaved)
         let clip = AudioClip(samples: g.floats("input.wave_16k"), sampleRate: 16000, channels: 1)
         var text: [Int] = [], frames: [[Int]] = [], modality: [Int] = []
-        _ = try s.generate(user: [.audio(clip)], mode: mode, maxTokens: 20, sampling: .greedy, audioSampling: .greedy) { ev in
+        _ = try s.generate(user: [.audio(clip)], mode: mode, maxTokens: 20, sampling: .greedy, audioSampling: .greedy) {
+            ev in
             switch ev {
             case .text(let id, _): text.append(id); modality.append(1)
             case .audio(let c): frames.append(c); modality.append(3)
@@ -50,7 +55,9 @@ final class AudioOutParityTests: XCTestCase {
                 let want = (0..<n).map { f in (0..<8).map { wantFrames[$0 * n + f] } }
                 XCTAssertEqual(frames, want, "\(fixture) \(mode) frames")
                 XCTAssertEqual(modality, g.ints(key + "step_modality"), "\(fixture) \(mode) modality")
-                print("\(fixture) \(mode): \(text.count) text tokens and \(frames.count) frames identical to the reference")
+                print(
+                    "\(fixture) \(mode): \(text.count) text tokens and \(frames.count) frames identical to the reference"
+                )
             }
         }
     }

@@ -9,7 +9,8 @@ import TestSupport
 final class BackboneParityTests: XCTestCase {
     func check(_ fixture: String, threads: Int) throws {
         let g = try Goldens(fixtures + "/\(fixture)/golden.safetensors")
-        let model = try LFMModel(path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: threads, contextLimit: 256))
+        let model = try LFMModel(
+            path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: threads, contextLimit: 256))
         let bb = model.backbone
         let h = bb.hidden
         let inEmb = g.floats("c.in_emb")
@@ -36,11 +37,14 @@ final class BackboneParityTests: XCTestCase {
         let wantLast = g.floats("c.last_hidden")
         XCTAssertLessThan(relErr(last, Array(wantLast.suffix(h))), 1e-4)
         var logits = [Float](repeating: 0, count: bb.vocab)
-        last.withUnsafeBufferPointer { l in logits.withUnsafeMutableBufferPointer { bb.logits(l.baseAddress!, into: $0.baseAddress!) } }
+        last.withUnsafeBufferPointer { l in
+            logits.withUnsafeMutableBufferPointer { bb.logits(l.baseAddress!, into: $0.baseAddress!) }
+        }
         let wantLogits = g.floats("c.text_logits_last")
         let le = relErr(logits, wantLogits)
         XCTAssertLessThan(le, 1e-4)
-        XCTAssertEqual(logits.indices.max { logits[$0] < logits[$1] }, wantLogits.indices.max { wantLogits[$0] < wantLogits[$1] })
+        XCTAssertEqual(
+            logits.indices.max { logits[$0] < logits[$1] }, wantLogits.indices.max { wantLogits[$0] < wantLogits[$1] })
         print("\(fixture) threads \(threads): worst layer rel err \(worst), logits rel err \(le)")
     }
 

@@ -10,7 +10,8 @@ final class DetokenizerParityTests: XCTestCase {
     func testStreamingDetokenizerMatchesReference() throws {
         for fixture in ["tiny-a", "tiny-b"] {
             let g = try Goldens(fixtures + "/\(fixture)/golden.safetensors")
-            let model = try LFMModel(path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: 2, contextLimit: 64))
+            let model = try LFMModel(
+                path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: 2, contextLimit: 64))
             let det = try XCTUnwrap(model.detokenizer)
             let codes = g.ints("e.codes"), T = codes.count / 8
             var stages: [String: [Float]] = [:]
@@ -32,7 +33,9 @@ final class DetokenizerParityTests: XCTestCase {
             }
             let e = relErr(wave, g.floats("e.detok_wave"))
             XCTAssertLessThan(e, 1e-4, "\(fixture) waveform")
-            print("\(fixture): detokenizer streaming of \(T) frames (window \(det.window)), waveform rel err \(e), stages worst \(worst)")
+            print(
+                "\(fixture): detokenizer streaming of \(T) frames (window \(det.window)), waveform rel err \(e), stages worst \(worst)"
+            )
             // a new utterance after reset gives the same samples
             det.stageObserver = nil
             det.reset()
@@ -47,7 +50,9 @@ final class DetokenizerWindowTests: XCTestCase {
         let path = try Bundles.path("tiny-b", .f32)
         let bundle = try ModelBundle(path: path)
         let pool = WorkerPool(threads: 2)
-        let cfg = try decodeConfig(LFM2Config.self, from: Data(bundle.gguf.metadata[BundleKeys.detokenizerConfig]!.stringValue!.utf8), file: path)
+        let cfg = try decodeConfig(
+            LFM2Config.self, from: Data(bundle.gguf.metadata[BundleKeys.detokenizerConfig]!.stringValue!.utf8),
+            file: path)
         let small = try Detokenizer(TensorLoader(bundle), config: cfg, pool: pool, extraCapacity: 6)
         let big = try Detokenizer(TensorLoader(bundle), config: cfg, pool: pool, extraCapacity: 4000)
         var rng = SeededRandom(seed: 7)

@@ -9,7 +9,8 @@ import TestSupport
 final class EncoderParityTests: XCTestCase {
     func check(_ fixture: String, threads: Int) throws {
         let g = try Goldens(fixtures + "/\(fixture)/golden.safetensors")
-        let model = try LFMModel(path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: threads, contextLimit: 256))
+        let model = try LFMModel(
+            path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: threads, contextLimit: 256))
         let enc = try XCTUnwrap(model.audioEncoder)
         let d = enc.config.dModel
         let melShape = g.shape("a.mel")
@@ -44,7 +45,9 @@ final class EncoderParityTests: XCTestCase {
         XCTAssertEqual(emb.count, Tenc)
         let eE2E = relErr(emb.values, g.floats("b.adapter_out"))
         XCTAssertLessThan(eE2E, 1e-4, "\(fixture) waveform → adapter")
-        print("\(fixture) threads \(threads): layers worst \(worst), encoder out \(eOut), adapter \(eAd), waveform→adapter \(eE2E)")
+        print(
+            "\(fixture) threads \(threads): layers worst \(worst), encoder out \(eOut), adapter \(eAd), waveform→adapter \(eE2E)"
+        )
     }
 
     func testEncoderMatchesReference() throws {
@@ -56,7 +59,8 @@ final class EncoderParityTests: XCTestCase {
         let g = try Goldens(fixtures + "/tiny-a/golden.safetensors")
         let clip = AudioClip(samples: g.floats("input.wave_16k"), sampleRate: 16000, channels: 1)
         for p in [Preset.q8_0, .q4_0, .f16] {
-            let model = try LFMModel(path: try Bundles.path("tiny-a", p), options: ModelOptions(threads: 2, contextLimit: 256))
+            let model = try LFMModel(
+                path: try Bundles.path("tiny-a", p), options: ModelOptions(threads: 2, contextLimit: 256))
             let emb = try XCTUnwrap(model.audioEncoder).embed(clip)
             let e = relErr(emb.values, g.floats("b.adapter_out"))
             XCTAssertLessThan(e, 0.1, "\(p)")

@@ -8,7 +8,9 @@ import TestSupport
 final class FuzzRegressionTests: XCTestCase {
     func testReplayCorpus() throws {
         let root = fixtures + "/fuzz"
-        let tok = try Tokenizer(json: Data(contentsOf: URL(fileURLWithPath: fixtures + "/tiny-a/model/tokenizer.json")), file: "tokenizer.json")
+        let tok = try Tokenizer(
+            json: Data(contentsOf: URL(fileURLWithPath: fixtures + "/tiny-a/model/tokenizer.json")),
+            file: "tokenizer.json")
         var n = 0
         for target in ["safetensors", "gguf", "wav", "tokenizer", "config", "codes"] {
             let dir = root + "/" + target

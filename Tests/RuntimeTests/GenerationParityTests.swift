@@ -10,10 +10,13 @@ import TestSupport
 final class GenerationParityTests: XCTestCase {
     func check(_ fixture: String) throws {
         let g = try Goldens(fixtures + "/text/\(fixture).safetensors")
-        let m = try JSONValue.parse(data: try Data(contentsOf: URL(fileURLWithPath: fixtures + "/text/manifest.json")), file: "manifest")
+        let m = try JSONValue.parse(
+            data: try Data(contentsOf: URL(fileURLWithPath: fixtures + "/text/manifest.json")), file: "manifest")
         let prompts = m["fixtures"]![fixture]!["prompts"]!
-        let system = prompts["system"]!.stringValue!, user = prompts["user"]!.stringValue!, user2 = prompts["user2"]!.stringValue!
-        let model = try LFMModel(path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: 2, contextLimit: 512))
+        let system = prompts["system"]!.stringValue!, user = prompts["user"]!.stringValue!,
+            user2 = prompts["user2"]!.stringValue!
+        let model = try LFMModel(
+            path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: 2, contextLimit: 512))
         let session = ChatSession(model: model, system: system)
         var logits: [[Float]] = []
         session.logitsObserver = { logits.append($0) }
@@ -21,29 +24,42 @@ final class GenerationParityTests: XCTestCase {
         // turn 1
         let want1 = g.ints("t.tokens")
         var got1: [Int] = []
-        let stats1 = try session.generate(user: user, maxTokens: 24, sampling: .greedy) { if case .text(let id, _) = $0 { got1.append(id) } }
-        XCTAssertEqual(Array(session.history.prefix(g.ints("t.text_ids").count)), g.ints("t.text_ids"), "\(fixture) prompt ids")
+        let stats1 = try session.generate(user: user, maxTokens: 24, sampling: .greedy) {
+            if case .text(let id, _) = $0 { got1.append(id) }
+        }
+        XCTAssertEqual(
+            Array(session.history.prefix(g.ints("t.text_ids").count)), g.ints("t.text_ids"), "\(fixture) prompt ids")
         XCTAssertEqual(got1, want1, "\(fixture) turn-1 greedy stream")
         XCTAssertEqual(stats1.stopReason, want1.last == 7 ? "im_end" : "max_tokens")
         let stepLogits = g.floats("t.step_logits")
         let V = model.backbone.vocab
         var worst: Float = 0
-        for (i, l) in logits.prefix(want1.count).enumerated() { worst = max(worst, relErr(l, Array(stepLogits[(i * V)..<((i + 1) * V)]))) }
+        for (i, l) in logits.prefix(want1.count).enumerated() {
+            worst = max(worst, relErr(l, Array(stepLogits[(i * V)..<((i + 1) * V)])))
+        }
         XCTAssertLessThan(worst, 1e-4, "\(fixture) turn-1 logits")
 
         // turn 2 from the cache
         logits = []
         let want2 = g.ints("t2.tokens")
         var got2: [Int] = []
-        _ = try session.generate(user: user2, maxTokens: want2.count, sampling: .greedy) { if case .text(let id, _) = $0 { got2.append(id) } }
+        _ = try session.generate(user: user2, maxTokens: want2.count, sampling: .greedy) {
+            if case .text(let id, _) = $0 { got2.append(id) }
+        }
         let hist2 = g.ints("t2.text_ids")
-        XCTAssertEqual(Array(session.history.prefix(hist2.count)), hist2, "\(fixture) turn-2 history = what the reference re-prefills")
+        XCTAssertEqual(
+            Array(session.history.prefix(hist2.count)), hist2,
+            "\(fixture) turn-2 history = what the reference re-prefills")
         XCTAssertEqual(got2, want2, "\(fixture) turn-2 greedy stream")
         let step2 = g.floats("t2.step_logits")
         var worst2: Float = 0
-        for (i, l) in logits.prefix(want2.count).enumerated() { worst2 = max(worst2, relErr(l, Array(step2[(i * V)..<((i + 1) * V)]))) }
+        for (i, l) in logits.prefix(want2.count).enumerated() {
+            worst2 = max(worst2, relErr(l, Array(step2[(i * V)..<((i + 1) * V)])))
+        }
         XCTAssertLessThan(worst2, 1e-4, "\(fixture) turn-2 logits")
-        print("\(fixture): turn 1 \(got1.count) tokens (logit rel err \(worst)), turn 2 \(got2.count) tokens from the cache (\(worst2))")
+        print(
+            "\(fixture): turn 1 \(got1.count) tokens (logit rel err \(worst)), turn 2 \(got2.count) tokens from the cache (\(worst2))"
+        )
     }
 
     func testTinyA() throws { try check("tiny-a") }
@@ -51,36 +67,52 @@ final class GenerationParityTests: XCTestCase {
 
     func testPrefillHiddenStatesOfTextPrompt() throws {
         let g = try Goldens(fixtures + "/text/tiny-b.safetensors")
-        let model = try LFMModel(path: try Bundles.path("tiny-b", .f32), options: ModelOptions(threads: 1, contextLimit: 256))
+        let model = try LFMModel(
+            path: try Bundles.path("tiny-b", .f32), options: ModelOptions(threads: 1, contextLimit: 256))
         let ids = g.ints("t.text_ids")
         let bb = model.backbone, h = bb.hidden
         var emb = [Float](repeating: 0, count: ids.count * h)
-        emb.withUnsafeMutableBufferPointer { e in for (i, id) in ids.enumerated() { bb.embedding(id, into: e.baseAddress! + i * h) } }
+        emb.withUnsafeMutableBufferPointer { e in
+            for (i, id) in ids.enumerated() { bb.embedding(id, into: e.baseAddress! + i * h) }
+        }
         XCTAssertLessThan(relErr(emb, g.floats("t.in_emb")), 1e-6)
         var layers = [[Float]](repeating: [], count: bb.config.numHiddenLayers + 1)
         var last = [Float](repeating: 0, count: h)
-        try emb.withUnsafeBufferPointer { e in try last.withUnsafeMutableBufferPointer { l in
-            try bb.forward(e.baseAddress!, count: ids.count, last: l.baseAddress!) { i, p, n in layers[i] += Array(UnsafeBufferPointer(start: p, count: n * h)) }
-        } }
+        try emb.withUnsafeBufferPointer { e in
+            try last.withUnsafeMutableBufferPointer { l in
+                try bb.forward(e.baseAddress!, count: ids.count, last: l.baseAddress!) { i, p, n in
+                    layers[i] += Array(UnsafeBufferPointer(start: p, count: n * h))
+                }
+            }
+        }
         let hs = g.floats("t.hidden_states")
-        for i in layers.indices { XCTAssertLessThan(relErr(layers[i], Array(hs[(i * ids.count * h)..<((i + 1) * ids.count * h)])), 1e-4, "layer \(i)") }
+        for i in layers.indices {
+            XCTAssertLessThan(
+                relErr(layers[i], Array(hs[(i * ids.count * h)..<((i + 1) * ids.count * h)])), 1e-4, "layer \(i)")
+        }
     }
 
     /// Cancel, context overflow, the AsyncSequence API.
     func testSessionAPI() async throws {
-        let model = try LFMModel(path: try Bundles.path("tiny-a", .q8_0), options: ModelOptions(threads: 2, contextLimit: 64))
+        let model = try LFMModel(
+            path: try Bundles.path("tiny-a", .q8_0), options: ModelOptions(threads: 2, contextLimit: 64))
         let s = ChatSession(model: model, system: nil)
         var ids: [Int] = []
         var done: GenerationStats?
         for try await ev in s.reply(to: "Hello", maxTokens: 8) {
-            switch ev { case .text(let id, _): ids.append(id); case .done(let st): done = st; case .audio: XCTFail("no audio in text mode") }
+            switch ev {
+            case .text(let id, _): ids.append(id);
+            case .done(let st): done = st;
+            case .audio: XCTFail("no audio in text mode")
+            }
         }
         XCTAssertEqual(ids.count, done?.generatedTokens)
         XCTAssertFalse(ids.isEmpty)
         // the context limit is a clear error
         let long = String(repeating: "word ", count: 200)
-        do { _ = try s.generate(user: long, maxTokens: 4, sampling: .greedy) { _ in }; XCTFail("expected overflow") }
-        catch let e as RuntimeError { XCTAssertTrue("\(e)".contains("context limit")) }
+        do {
+            _ = try s.generate(user: long, maxTokens: 4, sampling: .greedy) { _ in }; XCTFail("expected overflow")
+        } catch let e as RuntimeError { XCTAssertTrue("\(e)".contains("context limit")) }
         // cancel stops at the next token
         let s2 = ChatSession(model: model, system: nil)
         let st = try s2.generate(user: "Hi", maxTokens: 50, sampling: SamplingParams(temperature: 1, seed: 1)) { ev in
@@ -96,7 +128,8 @@ final class GenerationParityTests: XCTestCase {
         // tiny random models have small top-2 margins, so these are loose sanity bounds
         for (preset, minTop1) in [(Preset.q8_0, 0.8), (.q4_0, 0.3)] {
             let q = try LFMModel(path: try Bundles.path("tiny-a", preset), options: ModelOptions(threads: 2))
-            let r = try NextTokenComparison.run(baseline: f32, candidate: q, system: nil, prompts: ["Hello there", "2+2=?"], steps: 16)
+            let r = try NextTokenComparison.run(
+                baseline: f32, candidate: q, system: nil, prompts: ["Hello there", "2+2=?"], steps: 16)
             XCTAssertGreaterThan(r.steps, 2)
             XCTAssertLessThanOrEqual(r.steps, 32)
             XCTAssertGreaterThan(r.top1Rate, minTop1, "\(preset)")

@@ -17,12 +17,15 @@ final class HostileInputTests: XCTestCase {
         XCTAssertLessThan(MemoryMonitor.current().hwm - before, 256 << 20, "\(what): memory", line: line)
     }
 
-    func wav(format: Int = 1, channels: Int = 1, rate: Int = 16000, bits: Int = 16, blockAlign: Int? = nil,
-             dataSize: Int? = nil, payload: Data = Data(count: 64), extra: Data = Data()) -> Data {
+    func wav(
+        format: Int = 1, channels: Int = 1, rate: Int = 16000, bits: Int = 16, blockAlign: Int? = nil,
+        dataSize: Int? = nil, payload: Data = Data(count: 64), extra: Data = Data()
+    ) -> Data {
         var d = Data()
         func u32(_ v: Int) { var x = UInt32(truncatingIfNeeded: v).littleEndian; d.append(Data(bytes: &x, count: 4)) }
         func u16(_ v: Int) { var x = UInt16(truncatingIfNeeded: v).littleEndian; d.append(Data(bytes: &x, count: 2)) }
-        d.append(contentsOf: Array("RIFF".utf8)); u32(36 + payload.count + extra.count); d.append(contentsOf: Array("WAVE".utf8))
+        d.append(contentsOf: Array("RIFF".utf8)); u32(36 + payload.count + extra.count);
+        d.append(contentsOf: Array("WAVE".utf8))
         d.append(contentsOf: Array("fmt ".utf8)); u32(16); u16(format); u16(channels); u32(rate)
         u32(rate * channels * bits / 8); u16(blockAlign ?? channels * bits / 8); u16(bits)
         d.append(extra)
@@ -39,11 +42,18 @@ final class HostileInputTests: XCTestCase {
         expectError("float 16-bit", "16-bit float", P(wav(format: 3, bits: 16)))
         expectError("block align too small", "block align", P(wav(channels: 2, blockAlign: 3)))
         expectError("data size beyond the file", "truncated", P(wav(dataSize: 0x7FFF_FFF0)))
-        var list = Data(); list.append(contentsOf: Array("LIST".utf8)); list.append(contentsOf: [0xF0, 0xFF, 0xFF, 0xFF])
+        var list = Data(); list.append(contentsOf: Array("LIST".utf8));
+        list.append(contentsOf: [0xF0, 0xFF, 0xFF, 0xFF])
         expectError("absurd LIST chunk size", "no data chunk", P(wav(extra: list)))
-        var nanPayload = Data(); for v: Float in [0.5, .nan, 0.1, 0] { var b = v.bitPattern.littleEndian; nanPayload.append(Data(bytes: &b, count: 4)) }
+        var nanPayload = Data();
+        for v: Float in [0.5, .nan, 0.1, 0] {
+            var b = v.bitPattern.littleEndian; nanPayload.append(Data(bytes: &b, count: 4))
+        }
         expectError("NaN sample", "finite", P(wav(format: 3, bits: 32, payload: nanPayload)))
-        var infPayload = Data(); for v: Double in [0.5, .infinity] { var b = v.bitPattern.littleEndian; infPayload.append(Data(bytes: &b, count: 8)) }
+        var infPayload = Data();
+        for v: Double in [0.5, .infinity] {
+            var b = v.bitPattern.littleEndian; infPayload.append(Data(bytes: &b, count: 8))
+        }
         expectError("infinite sample", "finite", P(wav(format: 3, bits: 64, payload: infPayload)))
         expectError("RIFF only", "not a WAV", P(Data("RIFF".utf8)))
         expectError("no fmt chunk", "no fmt", P(Data("RIFF\u{24}\0\0\0WAVEdata\u{4}\0\0\0abcd".utf8)))
@@ -62,18 +72,26 @@ final class HostileInputTests: XCTestCase {
         expectError("2049", "0…2048", P("[[2049]]"))
         expectError("1e300", "0…2048", P("[[1e300]]"))
         expectError("65 codes", "65 codes", P("[[" + Array(repeating: "1", count: 65).joined(separator: ",") + "]]"))
-        expectError("nesting bomb", "codes.json", P(String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)))
+        expectError(
+            "nesting bomb", "codes.json",
+            P(String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)))
         expectError("null", "list of frames", P("null"))
     }
 
     func testHostileConfigs() throws {
         let good = try String(contentsOfFile: fixtures + "/tiny-a/model/config.json", encoding: .utf8)
-        let P = { (s: String) in { _ = try decodeConfig(LFM2AudioConfig.self, from: Data(s.utf8), file: "config.json") } }
+        let P = { (s: String) in { _ = try decodeConfig(LFM2AudioConfig.self, from: Data(s.utf8), file: "config.json") }
+        }
         expectError("not JSON", "config.json", P("{codebooks: 8"))
         expectError("array", "config.json", P("[1,2]"))
-        expectError("no codebooks", "codebooks", P(good.replacingOccurrences(of: "\"codebooks\"", with: "\"codebookz\"")))
-        expectError("codebooks a string", "codebooks", P(good.replacingOccurrences(of: "\"codebooks\": 8", with: "\"codebooks\": \"8\"")))
-        expectError("nesting bomb", "config.json", P(String(repeating: "{\"a\":", count: 50_000) + "1" + String(repeating: "}", count: 50_000)))
+        expectError(
+            "no codebooks", "codebooks", P(good.replacingOccurrences(of: "\"codebooks\"", with: "\"codebookz\"")))
+        expectError(
+            "codebooks a string", "codebooks",
+            P(good.replacingOccurrences(of: "\"codebooks\": 8", with: "\"codebooks\": \"8\"")))
+        expectError(
+            "nesting bomb", "config.json",
+            P(String(repeating: "{\"a\":", count: 50_000) + "1" + String(repeating: "}", count: 50_000)))
         // values the config parses but the runtime cannot build: caught by validation before any allocation
         let bundle = try Bundles.path("tiny-a", .f32)
         let cfgs = [("negative layers", "\"n_layers\": -1"), ("huge vocab", "\"vocab_size\": 1099511627776")]
@@ -93,9 +111,15 @@ final class HostileInputTests: XCTestCase {
         let P = { (s: String) in { _ = try Tokenizer(json: Data(s.utf8), file: "tokenizer.json") } }
         expectError("not JSON", "tokenizer.json", P("{"))
         expectError("no model", "tokenizer.json", P("{\"added_tokens\": []}"))
-        expectError("vocab not an object", "tokenizer.json", P("{\"model\": {\"type\": \"BPE\", \"vocab\": [1], \"merges\": []}}"))
-        expectError("negative id", "tokenizer.json", P("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -5}, \"merges\": []}}"))
-        expectError("huge id", "tokenizer.json", P("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 4611686018427387904}, \"merges\": []}}"))
+        expectError(
+            "vocab not an object", "tokenizer.json",
+            P("{\"model\": {\"type\": \"BPE\", \"vocab\": [1], \"merges\": []}}"))
+        expectError(
+            "negative id", "tokenizer.json",
+            P("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -5}, \"merges\": []}}"))
+        expectError(
+            "huge id", "tokenizer.json",
+            P("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 4611686018427387904}, \"merges\": []}}"))
     }
 
     /// Damaged bundles are refused at open with the file named.
@@ -117,16 +141,21 @@ final class HostileInputTests: XCTestCase {
         if let r = arch.range(of: Data("lfm2-audio".utf8)) { arch.replaceSubrange(r, with: Data("lfm2-audiX".utf8)) }
         expectError("architecture", "b4.gguf", open(arch, "b4.gguf"))
         var cfg = data
-        if let r = cfg.range(of: Data("\"codebooks\"".utf8)) { cfg.replaceSubrange(r, with: Data("\"codebookz\"".utf8)) }
+        if let r = cfg.range(of: Data("\"codebooks\"".utf8)) {
+            cfg.replaceSubrange(r, with: Data("\"codebookz\"".utf8))
+        }
         expectError("config metadata", "b5.gguf", open(cfg, "b5.gguf"))
         var name = data
-        if let r = name.range(of: Data("lfm.embedding_norm.weight".utf8)) { name.replaceSubrange(r, with: Data("lfm.embedding_norm.weighX".utf8)) }
+        if let r = name.range(of: Data("lfm.embedding_norm.weight".utf8)) {
+            name.replaceSubrange(r, with: Data("lfm.embedding_norm.weighX".utf8))
+        }
         expectError("a tensor renamed (caught by the header checksum)", "header checksum", open(name, "b6.gguf"))
     }
 
     /// Runtime edge cases: empty and very short audio, silence, context overflow with audio.
     func testRuntimeEdgeCases() throws {
-        let model = try LFMModel(path: try Bundles.path("tiny-a", .f32), options: ModelOptions(threads: 2, contextLimit: 128))
+        let model = try LFMModel(
+            path: try Bundles.path("tiny-a", .f32), options: ModelOptions(threads: 2, contextLimit: 128))
         let enc = try XCTUnwrap(model.audioEncoder)
         for (what, n) in [("empty", 0), ("10 samples", 10), ("< 20 ms", 300), ("silence 1 s", 16000)] {
             let e = try enc.embed(AudioClip(samples: [Float](repeating: 0, count: n), sampleRate: 16000, channels: 1))
@@ -143,8 +172,13 @@ final class HostileInputTests: XCTestCase {
         let s = ChatSession(model: model, system: nil)
         let before = s.history.count
         expectError("context overflow", "context limit") {
-            _ = try s.generate(user: [.audio(AudioClip(samples: [Float](repeating: 0.1, count: 16000 * 20), sampleRate: 16000, channels: 1))],
-                               maxTokens: 4, sampling: .greedy) { _ in }
+            _ = try s.generate(
+                user: [
+                    .audio(
+                        AudioClip(samples: [Float](repeating: 0.1, count: 16000 * 20), sampleRate: 16000, channels: 1))
+                ],
+                maxTokens: 4, sampling: .greedy
+            ) { _ in }
         }
         XCTAssertEqual(s.history.count, before)
         // invalid UTF-8 bytes in a prompt arrive as replacement characters and are tokenized byte-level
@@ -164,15 +198,21 @@ final class ConcurrentSessionTests: XCTestCase {
             let s = ChatSession(model: m, system: ChatFormat.System.interleaved)
             var ids: [Int] = [], frames: [[Int]] = []
             let content: [UserContent] = i == 0 ? [.audio(clip)] : [.text("Hello there, how are you?")]
-            _ = try s.generate(user: content, mode: i == 0 ? .interleaved : .sequential, maxTokens: 24, sampling: .greedy) { ev in
+            _ = try s.generate(
+                user: content, mode: i == 0 ? .interleaved : .sequential, maxTokens: 24, sampling: .greedy
+            ) { ev in
                 if case .text(let id, _) = ev { ids.append(id) }
                 if case .audio(let c) = ev { frames.append(c) }
             }
             return (ids, frames)
         }
-        let models = try (0..<2).map { _ in try LFMModel(bundle: bundle, options: ModelOptions(threads: 1, contextLimit: 256)) }
+        let models = try (0..<2).map { _ in
+            try LFMModel(bundle: bundle, options: ModelOptions(threads: 1, contextLimit: 256))
+        }
         let sequential = try (0..<2).map { try answer(models[$0], $0) }
-        final class Box: @unchecked Sendable { var r = [([Int], [[Int]])?](repeating: nil, count: 2); let lock = NSLock() }
+        final class Box: @unchecked Sendable {
+            var r = [([Int], [[Int]])?](repeating: nil, count: 2); let lock = NSLock()
+        }
         let box = Box()
         DispatchQueue.concurrentPerform(iterations: 2) { i in
             let r = try? answer(models[i], i)
@@ -197,9 +237,12 @@ final class KeepAllBundleTests: XCTestCase {
         _ = try Converter.convert(ckpt, plan: plan, to: out, options: ConvertOptions(threads: 2))
         func answer(_ path: String) throws -> [Int] {
             let m = try LFMModel(path: path, options: ModelOptions(threads: 2, contextLimit: 128))
-            XCTAssertNotNil(m.audioEncoder); XCTAssertNotNil(m.audioHead); XCTAssertNotNil(m.mimi); XCTAssertNotNil(m.detokenizer)
+            XCTAssertNotNil(m.audioEncoder); XCTAssertNotNil(m.audioHead); XCTAssertNotNil(m.mimi);
+            XCTAssertNotNil(m.detokenizer)
             var ids: [Int] = []
-            _ = try ChatSession(model: m).generate(user: "Hello", maxTokens: 6, sampling: .greedy) { if case .text(let id, _) = $0 { ids.append(id) } }
+            _ = try ChatSession(model: m).generate(user: "Hello", maxTokens: 6, sampling: .greedy) {
+                if case .text(let id, _) = $0 { ids.append(id) }
+            }
             return ids
         }
         XCTAssertEqual(try answer(out), try answer(try Bundles.path("tiny-a", .f32)))

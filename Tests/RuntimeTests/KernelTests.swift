@@ -10,9 +10,17 @@ final class KernelTests: XCTestCase {
     func makeMatrix(_ type: GGMLType, rows: Int, cols: Int, rng: inout SeededRandom) -> ([UInt8], [Float]) {
         let x = (0..<(rows * cols)).map { _ in Float(rng.unit() * 2 - 1) }
         var bytes = [UInt8](repeating: 0, count: type.byteCount(elements: rows * cols))
-        x.withUnsafeBufferPointer { s in bytes.withUnsafeMutableBytes { Codec.encode(s.baseAddress!, count: x.count, as: type, into: $0.baseAddress!) } }
+        x.withUnsafeBufferPointer { s in
+            bytes.withUnsafeMutableBytes {
+                Codec.encode(s.baseAddress!, count: x.count, as: type, into: $0.baseAddress!)
+            }
+        }
         var deq = [Float](repeating: 0, count: x.count)
-        bytes.withUnsafeBytes { b in deq.withUnsafeMutableBufferPointer { Codec.decode(b.baseAddress!, count: x.count, type: type, into: $0.baseAddress!) } }
+        bytes.withUnsafeBytes { b in
+            deq.withUnsafeMutableBufferPointer {
+                Codec.decode(b.baseAddress!, count: x.count, type: type, into: $0.baseAddress!)
+            }
+        }
         return (bytes, deq)
     }
 
@@ -51,14 +59,18 @@ final class KernelTests: XCTestCase {
                     let T = 21
                     let X = (0..<(T * cols)).map { _ in Float(rng.unit() * 2 - 1) }
                     let Y = bytes.withUnsafeBytes { wb in
-                        product(Matrix(name: "w", type: type, data: wb.baseAddress!, rows: rows, cols: cols), X, T: T, pool: pool)
+                        product(
+                            Matrix(name: "w", type: type, data: wb.baseAddress!, rows: rows, cols: cols), X, T: T,
+                            pool: pool)
                     }
                     var worst = 0.0
-                    for t in 0..<T { for r in 0..<rows {
-                        var s = 0.0
-                        for c in 0..<cols { s += Double(deq[r * cols + c]) * Double(X[t * cols + c]) }
-                        worst = max(worst, abs(Double(Y[t * rows + r]) - s) / Double(cols).squareRoot())
-                    } }
+                    for t in 0..<T {
+                        for r in 0..<rows {
+                            var s = 0.0
+                            for c in 0..<cols { s += Double(deq[r * cols + c]) * Double(X[t * cols + c]) }
+                            worst = max(worst, abs(Double(Y[t * rows + r]) - s) / Double(cols).squareRoot())
+                        }
+                    }
                     XCTAssertLessThan(worst, 0.01, "\(String(cString: lfm_tier_name(tier))) \(type) \(rows)x\(cols)")
                     XCTAssertFalse(Y.contains { $0.isNaN })
                 }
@@ -87,15 +99,23 @@ final class KernelTests: XCTestCase {
                         let name = String(cString: lfm_tier_name(tier))
                         let bf16Prefill = tier == LFM_TIER_AVX512 && lfm_cpu_has_avx512bf16() != 0 && T >= 8
                         let fast = product(m, X, T: T, pool: pool), mv = product(m, X, T: 1, pool: pool)
-                        for i in 0..<(T * rows) { XCTAssertEqual(fast[i], ref[i], accuracy: (bf16Prefill ? 1e-2 : 2e-6) * scale, "\(name) \(type) \(rows)x\(cols) [\(i)]") }
-                        for r in 0..<rows { XCTAssertEqual(mv[r], ref1[r], accuracy: 2e-6 * scale, "\(name) \(type) matvec") }
+                        for i in 0..<(T * rows) {
+                            XCTAssertEqual(
+                                fast[i], ref[i], accuracy: (bf16Prefill ? 1e-2 : 2e-6) * scale,
+                                "\(name) \(type) \(rows)x\(cols) [\(i)]")
+                        }
+                        for r in 0..<rows {
+                            XCTAssertEqual(mv[r], ref1[r], accuracy: 2e-6 * scale, "\(name) \(type) matvec")
+                        }
                     }
                     // the reference against float math on the dequantized weights (activation quantization error only)
                     for t in 0..<T {
                         for r in 0..<rows {
                             var s: Double = 0
                             for c in 0..<cols { s += Double(deq[r * cols + c]) * Double(X[t * cols + c]) }
-                            let tol = m.usesQuantizedActivations ? 0.01 * Double(cols).squareRoot() : 1e-4 * Double(cols).squareRoot()
+                            let tol =
+                                m.usesQuantizedActivations
+                                ? 0.01 * Double(cols).squareRoot() : 1e-4 * Double(cols).squareRoot()
                             XCTAssertEqual(Double(ref[t * rows + r]), s, accuracy: tol, "\(type) \(rows)x\(cols)")
                         }
                     }
@@ -115,7 +135,8 @@ final class KernelTests: XCTestCase {
             y = x; lfm_softmax(&y, Int32(n)); outs.append(y)
             y = x; lfm_layernorm(x, w, b, Int32(n), 1e-5, &y); outs.append(y)
             y = x; lfm_rmsnorm(x, w, Int32(n), 1e-5, &y); outs.append(y)
-            var kv = [Float](repeating: 0, count: 64 * 40), sc = [Float](repeating: 0, count: 40), o = [Float](repeating: 0, count: 64)
+            var kv = [Float](repeating: 0, count: 64 * 40), sc = [Float](repeating: 0, count: 40),
+                o = [Float](repeating: 0, count: 64)
             for i in kv.indices { kv[i] = x[i % n] / 6 }
             lfm_attend(g, 64, kv, kv, 64, 40, 0.125, &sc, &o); outs.append(o)
             return outs
@@ -148,22 +169,30 @@ final class KernelTests: XCTestCase {
         let saved = lfm_tier()
         defer { _ = lfm_set_tier(saved) }
         XCTAssertEqual(lfm_set_tier(lfm_best_tier()), 0)
-        let left = (0..<lfm_kernel_count()).filter { lfm_kernel_tier($0) == LFM_TIER_SCALAR }.map { String(cString: lfm_kernel_name($0)) }
+        let left = (0..<lfm_kernel_count()).filter { lfm_kernel_tier($0) == LFM_TIER_SCALAR }.map {
+            String(cString: lfm_kernel_name($0))
+        }
         XCTAssertEqual(left, [], "kernels still on scalar code at the best tier")
         XCTAssertEqual(KernelTier.report().tier, String(cString: lfm_tier_name(lfm_best_tier())))
     }
 
     /// The C driver (Tests/KernelCheck) compiled and run natively: every kernel of every tier here.
     func testCKernelDriver() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/cc") else { throw XCTSkip("no C compiler at /usr/bin/cc") }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/cc") else {
+            throw XCTSkip("no C compiler at /usr/bin/cc")
+        }
         let exe = FileManager.default.temporaryDirectory.appendingPathComponent("lfm-kernel-check-\(getpid())")
         defer { try? FileManager.default.removeItem(at: exe) }
-        let sources = try FileManager.default.contentsOfDirectory(atPath: root.path + "/Sources/CKernels").filter { $0.hasSuffix(".c") }
-            .map { root.path + "/Sources/CKernels/" + $0 }
+        let sources = try FileManager.default.contentsOfDirectory(atPath: root.path + "/Sources/CKernels").filter {
+            $0.hasSuffix(".c")
+        }
+        .map { root.path + "/Sources/CKernels/" + $0 }
         let cc = Process()
         cc.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
-        cc.arguments = ["-O2", "-I", root.path + "/Sources/CKernels/include"] + sources
+        cc.arguments =
+            ["-O2", "-I", root.path + "/Sources/CKernels/include"] + sources
             + [root.path + "/Tests/KernelCheck/kernel_check.c", "-lm", "-lpthread", "-o", exe.path]
         try cc.run(); cc.waitUntilExit()
         XCTAssertEqual(cc.terminationStatus, 0, "kernel_check.c did not compile")
@@ -182,7 +211,9 @@ final class KernelTests: XCTestCase {
         for _ in 0..<200 {
             let box = UnsafeMutablePointer<Int>.allocate(capacity: 3); box.initialize(repeating: 0, count: 3)
             let p = SendablePtr(box)
-            pool.run { ith, nth in XCTAssertEqual(nth, 3); p.p[ith] += 1 }
+            pool.run { ith, nth in
+                XCTAssertEqual(nth, 3); p.p[ith] += 1
+            }
             XCTAssertEqual(Array(UnsafeBufferPointer(start: box, count: 3)), [1, 1, 1])
             box.deallocate()
         }
@@ -195,7 +226,8 @@ final class SamplerTests: XCTestCase {
         var s = Sampler(.greedy)
         XCTAssertEqual(l.withUnsafeMutableBufferPointer { s.sample($0) }, 1)
         var topk1 = Sampler(SamplingParams(temperature: 0.7, topK: 1, seed: 3))
-        XCTAssertEqual(l.withUnsafeMutableBufferPointer { topk1.sample($0) }, 1, "top_k == 1 is greedy in the reference")
+        XCTAssertEqual(
+            l.withUnsafeMutableBufferPointer { topk1.sample($0) }, 1, "top_k == 1 is greedy in the reference")
     }
 
     func testTopKKeepsTiesAtTheThreshold() {
@@ -235,7 +267,9 @@ final class SamplerTests: XCTestCase {
         var s = Sampler(SamplingParams(temperature: 1e-3, repetitionPenalty: 2, seed: 1))
         XCTAssertEqual(l.withUnsafeMutableBufferPointer { s.sample($0, history: [0]) }, 1)
         var p = Sampler(SamplingParams(temperature: 1, topP: 0.5, seed: 2))
-        for _ in 0..<200 { var m: [Float] = [2, 0, 0]; XCTAssertEqual(m.withUnsafeMutableBufferPointer { p.sample($0) }, 0) }
+        for _ in 0..<200 {
+            var m: [Float] = [2, 0, 0]; XCTAssertEqual(m.withUnsafeMutableBufferPointer { p.sample($0) }, 0)
+        }
     }
 }
 
@@ -247,9 +281,12 @@ final class TaskPresetTests: XCTestCase {
         XCTAssertEqual(TaskPreset.chat.system, "Respond with interleaved text and audio.")
         XCTAssertEqual(TaskPreset.chat.mode, .interleaved)
         XCTAssertEqual(TaskPreset.asr.system, "Perform ASR.")
-        XCTAssertEqual(TaskPreset.tts(.usMale).audioSampling(seed: 3), SamplingParams(temperature: 0.8, topK: 64, seed: 3))
+        XCTAssertEqual(
+            TaskPreset.tts(.usMale).audioSampling(seed: 3), SamplingParams(temperature: 0.8, topK: 64, seed: 3))
         XCTAssertEqual(TaskPreset.chat.audioSampling(seed: 3), SamplingParams(temperature: 1.0, topK: 4, seed: 3))
-        XCTAssertEqual(TaskPreset.chat.audioSampling(temperature: 0.5, seed: 3), SamplingParams(temperature: 0.5, topK: 4, seed: 3))
+        XCTAssertEqual(
+            TaskPreset.chat.audioSampling(temperature: 0.5, seed: 3), SamplingParams(temperature: 0.5, topK: 4, seed: 3)
+        )
         XCTAssertEqual(TaskPreset.tts(.ukFemale).audioSampling(seed: 9, greedy: true), SamplingParams(seed: 9))
         XCTAssertEqual(Voice.allCases.map(\.rawValue), ["us-male", "us-female", "uk-male", "uk-female"])
     }

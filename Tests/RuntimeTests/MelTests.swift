@@ -16,7 +16,8 @@ final class MelTests: XCTestCase {
             let T = got[0].count
             XCTAssertEqual(T, mel.frameCount(samples: wave.count))
             XCTAssertEqual(valid, wave.count / 160)
-            XCTAssertEqual(T, g.ints("a.mel_len").first, "a.mel_len is the frame count fed to the encoder (all T frames)")
+            XCTAssertEqual(
+                T, g.ints("a.mel_len").first, "a.mel_len is the frame count fed to the encoder (all T frames)")
             XCTAssertEqual(shape.suffix(2), [128, T])
             let flat = got.flatMap { $0 }
             let e = relErr(flat, want)

@@ -18,11 +18,14 @@ final class MimiParityTests: XCTestCase {
     func testStreamingDecodeMatchesReference() throws {
         for fixture in ["tiny-a", "tiny-b"] {
             let g = try Goldens(fixtures + "/\(fixture)/golden.safetensors")
-            let model = try LFMModel(path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: 2, contextLimit: 64))
+            let model = try LFMModel(
+                path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: 2, contextLimit: 64))
             let mimi = try XCTUnwrap(model.mimi)
             let codes = g.ints("e.codes"), T = codes.count / 8
             var stages: [String: [Float]] = [:], channels: [String: Int] = [:]
-            mimi.stageObserver = { name, x, c in stages[name, default: []] += x; channels[name] = c }
+            mimi.stageObserver = { name, x, c in
+                stages[name, default: []] += x; channels[name] = c
+            }
             var wave: [Float] = []
             for t in 0..<T {
                 let frame = (0..<8).map { codes[$0 * T + t] }
@@ -31,7 +34,9 @@ final class MimiParityTests: XCTestCase {
                 wave += y
             }
             var worst: (String, Float) = ("", 0)
-            for name in ["latent", "upsampled", "transformer_out"] + [0, 2, 3, 5, 6, 8, 9, 11, 12].map({ "seanet.\($0)" }) {
+            for name in ["latent", "upsampled", "transformer_out"]
+                + [0, 2, 3, 5, 6, 8, 9, 11, 12].map({ "seanet.\($0)" })
+            {
                 let want = g.floats("e.mimi.\(name)"), c = try XCTUnwrap(channels[name])
                 let tm = timeMajor(want, channels: c)
                 let got = Array(try XCTUnwrap(stages[name]).prefix(tm.count))
@@ -41,7 +46,9 @@ final class MimiParityTests: XCTestCase {
             }
             let e = relErr(wave, g.floats("e.mimi_decode_wave"))
             XCTAssertLessThan(e, 1e-4, "\(fixture) waveform")
-            print("\(fixture): Mimi streaming decode of \(T) frames, waveform rel err \(e) (worst stage \(worst.0) \(worst.1))")
+            print(
+                "\(fixture): Mimi streaming decode of \(T) frames, waveform rel err \(e) (worst stage \(worst.0) \(worst.1))"
+            )
             // reset starts a new stream: decoding again gives the same samples
             mimi.stageObserver = nil
             mimi.reset()
@@ -59,11 +66,14 @@ final class MimiRingTests: XCTestCase {
     func testRingMatchesBatchUpTo250StepsThenDropsOneKey() throws {
         let bundle = try ModelBundle(path: try Bundles.path("tiny-a", .f32))
         let L = TensorLoader(bundle)
-        let cfg = try decodeConfig(MimiConfig.self, from: Data(bundle.gguf.metadata[BundleKeys.mimiConfig]!.stringValue!.utf8), file: "mimi")
+        let cfg = try decodeConfig(
+            MimiConfig.self, from: Data(bundle.gguf.metadata[BundleKeys.mimiConfig]!.stringValue!.utf8), file: "mimi")
         XCTAssertEqual(cfg.transformer.context, 250)
         let pool = WorkerPool(threads: 1)
-        let paired = try MimiTransformerLayer(L, "mimi.decoder_transformer.transformer.layers.0.", config: cfg.transformer)
-        let single = try MimiTransformerLayer(L, "mimi.decoder_transformer.transformer.layers.0.", config: cfg.transformer)
+        let paired = try MimiTransformerLayer(
+            L, "mimi.decoder_transformer.transformer.layers.0.", config: cfg.transformer)
+        let single = try MimiTransformerLayer(
+            L, "mimi.decoder_transformer.transformer.layers.0.", config: cfg.transformer)
         let d = cfg.transformer.dModel
         var rng = SeededRandom(seed: 3)
         var firstDiff: Int? = nil
@@ -75,7 +85,11 @@ final class MimiRingTests: XCTestCase {
             var b0 = Array(x[0..<d]), b1 = Array(x[d...])
             single.step(&b0, T: 1, pool: pool); single.step(&b1, T: 1, pool: pool)
             let e = relErr(a, b0 + b1)
-            if 2 * f + 1 < 250 { maxBefore = max(maxBefore, e) } else if e > 1e-6 && firstDiff == nil { firstDiff = 2 * f }
+            if 2 * f + 1 < 250 {
+                maxBefore = max(maxBefore, e)
+            } else if e > 1e-6 && firstDiff == nil {
+                firstDiff = 2 * f
+            }
             // the second query of every frame always sees the same 250 keys
             XCTAssertLessThan(relErr(Array(a[d...]), b1), 1e-6, "frame \(f) second step")
         }

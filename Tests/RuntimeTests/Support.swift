@@ -5,7 +5,6 @@ import TestSupport
 @testable import Quantize
 @testable import MiniRuntime
 
-
 /// Bundles of the fixtures, converted once per process and preset.
 enum Bundles {
     nonisolated(unsafe) static var cache: [String: String] = [:]

@@ -7,9 +7,13 @@ import TestSupport
 /// scripts/reference/make_tokenizer_goldens.py), for both fixture tokenizers (LFM2 structure and plain GPT-2).
 final class TokenizerTests: XCTestCase {
     func load(_ fixture: String) throws -> (Tokenizer, JSONValue, [String]) {
-        let tok = try Tokenizer(json: try Data(contentsOf: URL(fileURLWithPath: fixtures + "/\(fixture)/model/tokenizer.json")), file: fixture)
-        let g = try JSONValue.parse(data: try Data(contentsOf: URL(fileURLWithPath: fixtures + "/tokenizer/\(fixture).json")), file: fixture)
-        let corpus = try JSONValue.parse(data: try Data(contentsOf: URL(fileURLWithPath: fixtures + "/tokenizer/corpus.json")), file: "corpus")
+        let tok = try Tokenizer(
+            json: try Data(contentsOf: URL(fileURLWithPath: fixtures + "/\(fixture)/model/tokenizer.json")),
+            file: fixture)
+        let g = try JSONValue.parse(
+            data: try Data(contentsOf: URL(fileURLWithPath: fixtures + "/tokenizer/\(fixture).json")), file: fixture)
+        let corpus = try JSONValue.parse(
+            data: try Data(contentsOf: URL(fileURLWithPath: fixtures + "/tokenizer/corpus.json")), file: "corpus")
         return (tok, g, corpus.arrayValue!.map { $0.stringValue! })
     }
 
@@ -30,12 +34,19 @@ final class TokenizerTests: XCTestCase {
             let dec = tok.decode(want)
             if dec != c["decoded"]!.stringValue! {
                 decodeFail += 1
-                if decodeFail <= 5 { XCTFail("\(fixture) decode \(want): got \(dec.debugDescription), want \(c["decoded"]!.stringValue!.debugDescription)") }
+                if decodeFail <= 5 {
+                    XCTFail(
+                        "\(fixture) decode \(want): got \(dec.debugDescription), want \(c["decoded"]!.stringValue!.debugDescription)"
+                    )
+                }
             }
             // streaming decode yields the same text, never splitting a character
             var sd = StreamingDecoder(tok)
             var streamed = ""
-            for id in want { let p = sd.push(id); streamed += p; XCTAssertFalse(p.unicodeScalars.contains { $0.value == 0xFFFD } && !dec.contains("\u{FFFD}")) }
+            for id in want {
+                let p = sd.push(id); streamed += p;
+                XCTAssertFalse(p.unicodeScalars.contains { $0.value == 0xFFFD } && !dec.contains("\u{FFFD}"))
+            }
             streamed += sd.flush()
             XCTAssertEqual(streamed, dec, "\(fixture) streamed \(s.debugDescription)")
         }
@@ -44,7 +55,9 @@ final class TokenizerTests: XCTestCase {
         // chat pieces and system prompts, tokenized one piece at a time as ChatState does
         for key in ["chat_pieces", "system_prompts"] {
             for p in g[key]!.arrayValue! {
-                XCTAssertEqual(tok.encode(p["text"]!.stringValue!), p["ids"]!.arrayValue!.map { $0.intValue! }, p["text"]!.stringValue!)
+                XCTAssertEqual(
+                    tok.encode(p["text"]!.stringValue!), p["ids"]!.arrayValue!.map { $0.intValue! },
+                    p["text"]!.stringValue!)
             }
         }
     }
@@ -65,15 +78,20 @@ final class TokenizerTests: XCTestCase {
 final class IgnoreMergesTests: XCTestCase {
     func testIgnoreMerges() throws {
         let dir = fixtures + "/tokenizer"
-        let tok = try Tokenizer(json: try Data(contentsOf: URL(fileURLWithPath: dir + "/ignore-merges/tokenizer.json")), file: "ignore-merges")
-        let g = try JSONValue.parse(data: try Data(contentsOf: URL(fileURLWithPath: dir + "/ignore-merges.json")), file: "g")
+        let tok = try Tokenizer(
+            json: try Data(contentsOf: URL(fileURLWithPath: dir + "/ignore-merges/tokenizer.json")),
+            file: "ignore-merges")
+        let g = try JSONValue.parse(
+            data: try Data(contentsOf: URL(fileURLWithPath: dir + "/ignore-merges.json")), file: "g")
         var sensitive = 0
         for c in g["cases"]!.arrayValue! {
             let s = c["text"]!.stringValue!
             let want = c["ids"]!.arrayValue!.map { $0.intValue! }
             XCTAssertEqual(tok.encode(s), want, s.debugDescription)
             XCTAssertEqual(tok.decode(want), c["decoded"]!.stringValue!)
-            if let alt = c["ids_if_ignore_merges_were_false"]?.arrayValue?.map({ $0.intValue! }), alt != want { sensitive += 1 }
+            if let alt = c["ids_if_ignore_merges_were_false"]?.arrayValue?.map({ $0.intValue! }), alt != want {
+                sensitive += 1
+            }
         }
         XCTAssertGreaterThanOrEqual(sensitive, 5, "the corpus must exercise ignore_merges")
     }

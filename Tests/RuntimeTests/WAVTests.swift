@@ -5,8 +5,10 @@ import TestSupport
 /// WAV decoding over every encoding, layouts real files have, and malformed files.
 final class WAVTests: XCTestCase {
     /// Builds a WAV: fmt (optionally extensible), optional extra chunks before/after data, data before fmt.
-    func wav(format: Int, bits: Int, channels: Int, rate: Int, frames: [[Double]], extensible: Bool = false,
-             extraBefore: [(String, [UInt8])] = [], extraAfter: [(String, [UInt8])] = [], dataFirst: Bool = false) -> Data {
+    func wav(
+        format: Int, bits: Int, channels: Int, rate: Int, frames: [[Double]], extensible: Bool = false,
+        extraBefore: [(String, [UInt8])] = [], extraAfter: [(String, [UInt8])] = [], dataFirst: Bool = false
+    ) -> Data {
         func le(_ v: Int, _ n: Int) -> [UInt8] { (0..<n).map { UInt8((v >> (8 * $0)) & 0xff) } }
         let bytesPer = bits / 8
         var data: [UInt8] = []
@@ -23,12 +25,25 @@ final class WAVTests: XCTestCase {
                 }
             }
         }
-        var fmt = le(extensible ? 0xFFFE : format, 2) + le(channels, 2) + le(rate, 4) + le(rate * channels * bytesPer, 4) + le(channels * bytesPer, 2) + le(bits, 2)
-        if extensible { fmt += le(22, 2) + le(bits, 2) + le(0, 4) + le(format, 2) + [0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xAA, 0, 0x38, 0x9B, 0x71] }
-        func chunk(_ id: String, _ body: [UInt8]) -> [UInt8] { Array(id.utf8) + le(body.count, 4) + body + (body.count % 2 == 1 ? [0] : []) }
+        var fmt =
+            le(extensible ? 0xFFFE : format, 2) + le(channels, 2) + le(rate, 4) + le(rate * channels * bytesPer, 4)
+            + le(channels * bytesPer, 2) + le(bits, 2)
+        if extensible {
+            fmt +=
+                le(22, 2) + le(bits, 2) + le(0, 4) + le(format, 2) + [
+                    0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xAA, 0, 0x38, 0x9B, 0x71,
+                ]
+        }
+        func chunk(_ id: String, _ body: [UInt8]) -> [UInt8] {
+            Array(id.utf8) + le(body.count, 4) + body + (body.count % 2 == 1 ? [0] : [])
+        }
         var body: [UInt8] = Array("WAVE".utf8)
         for (id, c) in extraBefore { body += chunk(id, c) }
-        if dataFirst { body += chunk("data", data) + chunk("fmt ", fmt) } else { body += chunk("fmt ", fmt) + chunk("data", data) }
+        if dataFirst {
+            body += chunk("data", data) + chunk("fmt ", fmt)
+        } else {
+            body += chunk("fmt ", fmt) + chunk("data", data)
+        }
         for (id, c) in extraAfter { body += chunk(id, c) }
         return Data(Array("RIFF".utf8) + le(body.count, 4) + body)
     }
@@ -36,26 +51,37 @@ final class WAVTests: XCTestCase {
     let sine = (0..<480).map { [0.5 * sin(Double($0) * 0.05), -0.25 * cos(Double($0) * 0.02)] }
 
     func testEveryEncodingDecodes() throws {
-        for (format, bits, tol) in [(1, 8, 1.0 / 64), (1, 16, 1e-4), (1, 24, 1e-6), (1, 32, 1e-6), (3, 32, 1e-7), (3, 64, 1e-7)] {
+        for (format, bits, tol) in [
+            (1, 8, 1.0 / 64), (1, 16, 1e-4), (1, 24, 1e-6), (1, 32, 1e-6), (3, 32, 1e-7), (3, 64, 1e-7),
+        ] {
             for ext in [false, true] {
-                let clip = try WAVReader.parse(wav(format: format, bits: bits, channels: 2, rate: 22050, frames: sine, extensible: ext), name: "t.wav")
+                let clip = try WAVReader.parse(
+                    wav(format: format, bits: bits, channels: 2, rate: 22050, frames: sine, extensible: ext),
+                    name: "t.wav")
                 XCTAssertEqual(clip.sampleRate, 22050)
                 XCTAssertEqual(clip.channels, 2)
                 XCTAssertEqual(clip.samples.count, sine.count)
-                for (i, f) in sine.enumerated() { XCTAssertEqual(Double(clip.samples[i]), (f[0] + f[1]) / 2, accuracy: tol, "\(format)/\(bits) ext \(ext)") }
+                for (i, f) in sine.enumerated() {
+                    XCTAssertEqual(
+                        Double(clip.samples[i]), (f[0] + f[1]) / 2, accuracy: tol, "\(format)/\(bits) ext \(ext)")
+                }
             }
         }
     }
 
     func testChunkLayouts() throws {
         let mono = sine.map { [$0[0]] }
-        let withList = wav(format: 1, bits: 16, channels: 1, rate: 16000, frames: mono, extraBefore: [("LIST", Array("INFOISFT".utf8) + [1, 2, 3])], extraAfter: [("cue ", [1, 2, 3, 4, 5])])
+        let withList = wav(
+            format: 1, bits: 16, channels: 1, rate: 16000, frames: mono,
+            extraBefore: [("LIST", Array("INFOISFT".utf8) + [1, 2, 3])], extraAfter: [("cue ", [1, 2, 3, 4, 5])])
         XCTAssertEqual(try WAVReader.parse(withList, name: "a").samples.count, mono.count)
         let dataFirst = wav(format: 3, bits: 32, channels: 1, rate: 48000, frames: mono, dataFirst: true)
         let c = try WAVReader.parse(dataFirst, name: "b")
         XCTAssertEqual(c.samples.count, mono.count); XCTAssertEqual(c.sampleRate, 48000)
         // an odd-sized data chunk (8-bit mono, odd count) followed by another chunk
-        let odd = wav(format: 1, bits: 8, channels: 1, rate: 8000, frames: Array(mono.prefix(101)), extraAfter: [("LIST", [9, 9])])
+        let odd = wav(
+            format: 1, bits: 8, channels: 1, rate: 8000, frames: Array(mono.prefix(101)),
+            extraAfter: [("LIST", [9, 9])])
         XCTAssertEqual(try WAVReader.parse(odd, name: "c").samples.count, 101)
     }
 

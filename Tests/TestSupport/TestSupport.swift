@@ -2,7 +2,8 @@ import Foundation
 import Formats
 
 /// The committed fixtures folder (Tests/Fixtures).
-public let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures").path
+public let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures").path
 
 /// Every temporary folder of this test process, removed when the process exits (set LFM_KEEP_TMP=1 to keep them).
 nonisolated(unsafe) private var created: [String] = []

@@ -53,13 +53,13 @@ enum { LFM_T_F32 = 0, LFM_T_F16 = 1, LFM_T_Q4_0 = 2, LFM_T_Q8_0 = 8, LFM_T_BF16 
 /// Kernel tiers: one table of kernels per instruction-set level, chosen once at start (LFM_CPU or the best the CPU
 /// has). Each tier falls back per function to the best lower tier of its family.
 enum {
-    LFM_TIER_SCALAR = 0,      // portable C, the reference
-    LFM_TIER_AVX2 = 1,        // AVX2 + FMA + F16C
-    LFM_TIER_AVX2_VNNI = 2,   // plus VEX AVX-VNNI
-    LFM_TIER_AVX512 = 3,      // AVX-512 F/BW/VL/DQ + VNNI (+ BF16 where present)
-    LFM_TIER_NEON = 4,        // ARMv8 Advanced SIMD
-    LFM_TIER_NEON_DOTPROD = 5,// plus SDOT/UDOT
-    LFM_TIER_NEON_I8MM = 6,   // plus SMMLA/USMMLA
+    LFM_TIER_SCALAR = 0,       // portable C, the reference
+    LFM_TIER_AVX2 = 1,         // AVX2 + FMA + F16C
+    LFM_TIER_AVX2_VNNI = 2,    // plus VEX AVX-VNNI
+    LFM_TIER_AVX512 = 3,       // AVX-512 F/BW/VL/DQ + VNNI (+ BF16 where present)
+    LFM_TIER_NEON = 4,         // ARMv8 Advanced SIMD
+    LFM_TIER_NEON_DOTPROD = 5, // plus SDOT/UDOT
+    LFM_TIER_NEON_I8MM = 6,    // plus SMMLA/USMMLA
     LFM_TIER_COUNT = 7
 };
 const char *lfm_tier_name(int tier);
@@ -96,14 +96,13 @@ void lfm_quantize_act_q8(const float *x, int n, int8_t *q, float *d, int32_t *s)
 
 /// y[r] = dot(W row r, x) for rows [r0, r1). `w` is the tensor's first byte, `cols` the row length.
 /// For F32/F16/BF16 weights `xf` is used; for Q8_0/Q4_0 the quantized activation (xq, xd, xs).
-void lfm_matvec(int type, const void *w, int cols, int r0, int r1,
-                const float *xf, const int8_t *xq, const float *xd, const int32_t *xs, float *y);
+void lfm_matvec(int type, const void *w, int cols, int r0, int r1, const float *xf, const int8_t *xq, const float *xd,
+                const int32_t *xs, float *y);
 
 /// Y[t][r] = dot(W row r, X[t]) for rows [r0, r1) and tokens [0, T): X rows are `ldx` apart (floats) and
 /// their quantized forms `ldq` bytes / `ldq/32` blocks apart; Y rows are `ldy` apart.
-void lfm_matmul(int type, const void *w, int cols, int r0, int r1, int T,
-                const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
-                float *Y, int ldy);
+void lfm_matmul(int type, const void *w, int cols, int r0, int r1, int T, const float *X, int ldx, const int8_t *XQ,
+                const float *XD, const int32_t *XS, int ldq, float *Y, int ldy);
 
 /// One row of a (possibly quantized) table, as floats.
 void lfm_row_to_f32(int type, const void *w, int cols, int row, float *out);
@@ -135,18 +134,19 @@ float lfm_sum_f32(const float *x, size_t n);
 extern "C" {
 #endif
 /// Row and elementwise kernels, dispatched through the active tier.
-void lfm_silu(float *x, size_t n);                                   // x ← x·σ(x)
-void lfm_glu(const float *a, const float *g, size_t n, float *y);    // y ← a·σ(g)
-void lfm_gelu_erf(float *x, size_t n);                               // x ← ½x(1 + erf(x/√2))
+void lfm_silu(float *x, size_t n);                                // x ← x·σ(x)
+void lfm_glu(const float *a, const float *g, size_t n, float *y); // y ← a·σ(g)
+void lfm_gelu_erf(float *x, size_t n);                            // x ← ½x(1 + erf(x/√2))
 void lfm_relu(float *x, size_t n);
-void lfm_elu(const float *x, float *y, size_t n);                     // y ← x > 0 ? x : expm1(x)
+void lfm_elu(const float *x, float *y, size_t n); // y ← x > 0 ? x : expm1(x)
 void lfm_layernorm(const float *x, const float *w, const float *b, int n, float eps, float *y);
-void lfm_softmax(float *x, int n);                                   // in place, over n
-void lfm_rmsnorm(const float *x, const float *w, int n, float eps, float *y);   // y = w ⊙ x / √(mean(x²) + eps)
-void lfm_axpy(float a, const float *x, float *y, size_t n);          // y ← y + a·x
+void lfm_softmax(float *x, int n);                                            // in place, over n
+void lfm_rmsnorm(const float *x, const float *w, int n, float eps, float *y); // y = w ⊙ x / √(mean(x²) + eps)
+void lfm_axpy(float a, const float *x, float *y, size_t n);                   // y ← y + a·x
 float lfm_dot_f32(const float *a, const float *b, size_t n);
 /// One query against n keys/values (rows `ld` floats apart): out = softmax(q·Kᵀ·scale)·V; `scores` holds n floats.
-void lfm_attend(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *scores, float *out);
+void lfm_attend(const float *q, int hd, const float *K, const float *V, int ld, int n, float scale, float *scores,
+                float *out);
 #ifdef __cplusplus
 }
 #endif
