@@ -5,7 +5,7 @@ let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(con
 
 let package = Package(
     name: "LFMAudio",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "Formats", targets: ["Formats"]),
         .library(name: "Quantize", targets: ["Quantize"]),
@@ -28,20 +28,23 @@ let package = Package(
             swiftSettings: optimized),
         .target(name: "Quantize", dependencies: ["Formats", "CKernels"], swiftSettings: optimized),
         .target(name: "MiniRuntime", dependencies: ["Formats", "CKernels"], swiftSettings: optimized),
+        // Parity against reference dumps, benchmarks and logit comparison: tools over the runtime, not its API.
+        .target(name: "RuntimeTools", dependencies: ["Formats", "MiniRuntime", "CKernels"], swiftSettings: optimized),
         .executableTarget(
             name: "lfm-convert",
             dependencies: ["Formats", "Quantize", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "lfm-run",
             dependencies: [
-                "Formats", "MiniRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Formats", "MiniRuntime", "RuntimeTools",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimized),
         .target(name: "TestSupport", dependencies: ["Formats"], path: "Tests/TestSupport"),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Quantize", "TestSupport"]),
         .testTarget(name: "QuantizeTests", dependencies: ["Formats", "Quantize", "TestSupport"]),
         .testTarget(
-            name: "RuntimeTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "CKernels", "TestSupport"]),
+            name: "RuntimeTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "RuntimeTools", "CKernels", "TestSupport"]),
         .testTarget(
             name: "ConvertTests",
             dependencies: ["Formats", "Quantize", "MiniRuntime", "lfm-convert", "lfm-run", "TestSupport"]),

@@ -21,6 +21,7 @@ struct lfm_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    pthread_mutex_t run_mu; // one job at a time: callers from several conversations take turns, job by job
     atomic_int generation;
     atomic_int pending;
     atomic_int stop;
@@ -68,6 +69,7 @@ lfm_pool *lfm_pool_create(int nthreads) {
     lfm_pool *p = calloc(1, sizeof(lfm_pool));
     p->n = nthreads;
     pthread_mutex_init(&p->mu, NULL);
+    pthread_mutex_init(&p->run_mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     atomic_init(&p->generation, 0);
     atomic_init(&p->pending, 0);
@@ -85,8 +87,12 @@ lfm_pool *lfm_pool_create(int nthreads) {
 int lfm_pool_size(const lfm_pool *p) { return p->n; }
 
 void lfm_pool_run(lfm_pool *p, void (*fn)(void *, int, int), void *ctx) {
+    // Several conversations share one pool: a second caller waits (asleep) for the running job, so no more than
+    // n threads compute at once. A job must not start another job (it would wait on itself).
+    pthread_mutex_lock(&p->run_mu);
     if (p->n == 1) {
         fn(ctx, 0, 1);
+        pthread_mutex_unlock(&p->run_mu);
         return;
     }
     p->fn = fn;
@@ -105,6 +111,13 @@ void lfm_pool_run(lfm_pool *p, void (*fn)(void *, int, int), void *ctx) {
             sched_yield();
         }
     }
+    pthread_mutex_unlock(&p->run_mu);
+}
+
+void lfm_pool_solo(lfm_pool *p, void (*fn)(void *, int, int), void *ctx) {
+    pthread_mutex_lock(&p->run_mu);
+    fn(ctx, 0, 1);
+    pthread_mutex_unlock(&p->run_mu);
 }
 
 void lfm_pool_destroy(lfm_pool *p) {

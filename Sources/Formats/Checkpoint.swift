@@ -50,6 +50,44 @@ public enum SpecialTokens {
     public static let required: [(String, Int)] = [
         ("<|startoftext|>", 1), ("<|im_start|>", 6), ("<|im_end|>", 7), ("<|audio_start|>", 128), ("<|text_end|>", 130),
     ]
+    /// The end-of-audio code (codebook value 2048), written as `lfm2audio.audio.end_of_audio_code`.
+    public static let endOfAudio = 2048
+    /// The metadata key of a special token ("<|im_end|>" → `lfm2audio.token.im_end`).
+    public static func key(_ token: String) -> String {
+        BundleKeys.token(token.trimmingCharacters(in: CharacterSet(charactersIn: "<|>")))
+    }
+}
+
+/// The special ids a bundle's runtime uses, read from its metadata (`lfm2audio.token.*`,
+/// `lfm2audio.audio.end_of_audio_code`): the converter writes them once from `SpecialTokens`.
+public struct SpecialTokenIds: Sendable, Equatable {
+    public let startOfText: Int, imStart: Int, imEnd: Int, audioStart: Int, textEnd: Int
+    public let endOfAudio: Int
+
+    /// The reference's ids.
+    public static let reference = SpecialTokenIds(
+        startOfText: 1, imStart: 6, imEnd: 7, audioStart: 128, textEnd: 130, endOfAudio: SpecialTokens.endOfAudio)
+
+    public init(startOfText: Int, imStart: Int, imEnd: Int, audioStart: Int, textEnd: Int, endOfAudio: Int) {
+        self.startOfText = startOfText; self.imStart = imStart; self.imEnd = imEnd; self.audioStart = audioStart
+        self.textEnd = textEnd; self.endOfAudio = endOfAudio
+    }
+
+    /// Reads the ids; a missing or non-integer key is an error naming it.
+    public init(metadata m: [String: GGUFValue], file: String) throws {
+        func id(_ key: String) throws -> Int {
+            guard let v = m[key]?.intValue, v >= 0 else {
+                throw FormatsError.badHeader(file: file, detail: "metadata \(key) is missing or not an integer")
+            }
+            return v
+        }
+        startOfText = try id(SpecialTokens.key("<|startoftext|>"))
+        imStart = try id(SpecialTokens.key("<|im_start|>"))
+        imEnd = try id(SpecialTokens.key("<|im_end|>"))
+        audioStart = try id(SpecialTokens.key("<|audio_start|>"))
+        textEnd = try id(SpecialTokens.key("<|text_end|>"))
+        endOfAudio = try id(BundleKeys.endOfAudio)
+    }
 }
 
 /// A released LFM2-Audio checkpoint on disk: config, tensors of every component, tokenizer.

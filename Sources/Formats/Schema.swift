@@ -19,6 +19,36 @@ public enum Component: String, Sendable, Codable, CaseIterable {
     case backbone, conformer, adapter, depthformer, audioEmbedding = "audio_embedding", mimi, detokenizer
 }
 
+/// Names the bundle uses beyond the checkpoint's own: component prefixes and derived tensors (docs/format.md §4).
+/// The converter writes them, the runtime and the verifier read them, from here only.
+public enum BundleNames {
+    public static let backbonePrefix = "lfm."
+    public static let mimiPrefix = "mimi."
+    public static let detokenizerPrefix = "detokenizer."
+    /// The conformer's depthwise conv with its batch norm folded in (§4.1), per layer; `.weight` / `.bias`.
+    public static func foldedDepthwise(_ layer: Int) -> String {
+        "conformer.layers.\(layer).conv.depthwise_conv_bn_folded"
+    }
+    /// The prefix of Mimi codebook k's tensors (k = 0 is `rvq_first`, then `rvq_rest` layers), without `mimi.`.
+    public static func mimiCodebook(_ k: Int) -> String {
+        k == 0 ? "quantizer.rvq_first.vq.layers.0._codebook." : "quantizer.rvq_rest.vq.layers.\(k - 1)._codebook."
+    }
+    /// Codebook k's precomputed centroids (§4.2), with the `mimi.` prefix.
+    public static func mimiCentroids(_ k: Int) -> String { mimiPrefix + mimiCodebook(k) + "centroids" }
+    /// The tensor-name prefixes of a component's tensors in a bundle.
+    public static func prefixes(_ c: Component) -> [String] {
+        switch c {
+        case .backbone: return [backbonePrefix]
+        case .conformer: return ["conformer."]
+        case .adapter: return ["audio_adapter."]
+        case .depthformer: return ["depthformer.", "depth_linear.", "depth_embeddings."]
+        case .audioEmbedding: return ["audio_embedding."]
+        case .mimi: return [mimiPrefix]
+        case .detokenizer: return [detokenizerPrefix]
+        }
+    }
+}
+
 /// One tensor a checkpoint must contain, with the shape derived from the config (PyTorch order).
 public struct ExpectedTensor: Sendable, Equatable {
     public var name: String
@@ -283,8 +313,7 @@ public enum Schema {
                 .init(p + "_initialized", [1], .buffer, .mimi, drop: "training-only flag"),
             ]
         }
-        codebook("quantizer.rvq_first.vq.layers.0._codebook.")
-        for k in 0..<max(usedCodebooks - 1, 0) { codebook("quantizer.rvq_rest.vq.layers.\(k)._codebook.") }
+        for k in 0..<max(usedCodebooks, 1) { codebook(BundleNames.mimiCodebook(k)) }
         t += [
             .init("quantizer.rvq_first.output_proj.weight", [q.outputDimension, q.dimension, 1], .matrix, .mimi),
             .init("quantizer.rvq_rest.output_proj.weight", [q.outputDimension, q.dimension, 1], .matrix, .mimi),

@@ -3,24 +3,16 @@ import Formats
 import CKernels
 
 /// LFM2 grouped-query attention: q/k RMSNorm per head, half-split (NeoX) RoPE, causal softmax over the KV cache.
-final class Attention {
+final class Attention: Sendable {
     let q: Matrix, k: Matrix, v: Matrix, o: Matrix
     let qNorm: [Float], kNorm: [Float]
     let heads: Int, kvHeads: Int, headDim: Int, hidden: Int
     let eps: Float
     let rope: RoPE
-    /// KV cache: keys (after norm and RoPE) and values, `capacity` × kvHeads × headDim each.
-    var keys: UnsafeMutablePointer<Float>
-    var values: UnsafeMutablePointer<Float>
+    /// KV-cache capacity in positions.
     let capacity: Int
-    /// Positions written so far; the cache holds positions base..<length (base > 0 only with a window).
-    var length = 0
-    var base = 0
     /// Sliding window (each query sees itself and the window − 1 previous positions); nil = full causal.
     let window: Int?
-    /// Softmax scratch, one row of `capacity` per worker thread (allocated on first use).
-    private var scores: UnsafeMutablePointer<Float>?
-    private var scoresThreads = 0
 
     init(
         _ L: TensorLoader, prefix p: String, config c: LFM2Config, rope: RoPE, capacity: Int, window: Int? = nil
@@ -36,23 +28,24 @@ final class Attention {
         kNorm = try L.floats(p + "self_attn.k_layernorm.weight", shape: [headDim])
         self.rope = rope
         self.capacity = capacity
-        // Reserved address space; pages are committed only as positions are written.
-        keys = .allocate(capacity: capacity * kvHeads * headDim)
-        values = .allocate(capacity: capacity * kvHeads * headDim)
     }
-    deinit { keys.deallocate(); values.deallocate(); scores?.deallocate() }
 
-    func reset() { length = 0; base = 0 }
+    func makeState(capacity: Int? = nil) -> KVCache { KVCache(capacity: capacity ?? self.capacity, width: kvHeads * headDim) }
 
     /// x: T × H normed input at positions length..<length+T; out: T × H.
-    func forward(_ x: UnsafePointer<Float>, T: Int, out: UnsafeMutablePointer<Float>, ws: Workspace, pool: WorkerPool) {
+    func forward(
+        _ x: UnsafePointer<Float>, T: Int, out: UnsafeMutablePointer<Float>, cache: KVCache, ws: Workspace,
+        pool: WorkerPool
+    ) {
+        let keys = cache.keys, values = cache.values, capacity = cache.capacity
+        var base = cache.base
         let qd = heads * headDim, kd = kvHeads * headDim
         let qs = ws.big, ks = ws.big + T * qd, vs = ks + T * kd, att = ws.mid
         ws.act.bind(x, rows: T, cols: hidden)
         q.matmul(ws.act, into: qs, ldy: qd, pool: pool)
         k.matmul(ws.act, into: ks, ldy: kd, pool: pool)
         v.matmul(ws.act, into: vs, ldy: kd, pool: pool)
-        let p0 = length
+        let p0 = cache.length
         qNorm.withUnsafeBufferPointer { qn in
             kNorm.withUnsafeBufferPointer { kn in
                 for t in 0..<T {
@@ -75,21 +68,17 @@ final class Attention {
             memmove(keys, keys + from * kd, keep * kd * MemoryLayout<Float>.size)
             memmove(values, values + from * kd, keep * kd * MemoryLayout<Float>.size)
             base = p0 - keep
+            cache.base = base
         }
         (keys + (p0 - base) * kd).update(from: ks, count: T * kd)
         (values + (p0 - base) * kd).update(from: vs, count: T * kd)
-        length = p0 + T
+        cache.length = p0 + T
         // softmax(q·kᵀ/√d) v, causal; parallel over (token, head)
         let scale = 1 / Float(headDim).squareRoot()
         let group = heads / kvHeads
         let K = SendablePtr(keys), V = SendablePtr(values), Q = SendablePtr(qs), A = SendablePtr(att)
         let hd = headDim, nh = heads, cap = capacity, b0 = base, win = window ?? Int.max
-        if scoresThreads < pool.threads {
-            scores?.deallocate()
-            scores = .allocate(capacity: pool.threads * capacity)
-            scoresThreads = pool.threads
-        }
-        let S = SendablePtr(scores!)
+        let S = SendablePtr(ws.scores(pool.threads * capacity))
         pool.run { ith, nth in
             let scores = S.p + ith * cap
             var job = ith
@@ -107,6 +96,25 @@ final class Attention {
         ws.act.bind(att, rows: T, cols: qd)
         o.matmul(ws.act, into: out, ldy: hidden, pool: pool)
     }
+}
+
+/// An attention layer's KV cache: keys (after norm and RoPE) and values, `capacity` × width floats each. The space
+/// is reserved up front and committed by the OS only as positions are written.
+final class KVCache: StreamingState {
+    let keys: UnsafeMutablePointer<Float>
+    let values: UnsafeMutablePointer<Float>
+    let capacity: Int, width: Int
+    /// Positions written so far; the cache holds positions base..<length (base > 0 only with a window).
+    var length = 0
+    var base = 0
+    init(capacity: Int, width: Int) {
+        self.capacity = capacity; self.width = width
+        keys = .allocate(capacity: capacity * width)
+        values = .allocate(capacity: capacity * width)
+    }
+    deinit { keys.deallocate(); values.deallocate() }
+    func reset() { length = 0; base = 0 }
+    var bytes: Int { 2 * capacity * width * MemoryLayout<Float>.size }
 }
 
 /// Rotary position embedding, half-split layout (`rotate_half`): pairs (i, i + d/2).

@@ -6,7 +6,6 @@ public enum ChatFormat {
     public static let startOfText = "<|startoftext|>"
     public static func turnStart(_ role: String) -> String { "<|im_start|>\(role)\n" }
     public static let turnEnd = "<|im_end|>\n"
-    public static let imEnd = 7, audioStart = 128, textEnd = 130, startOfTextId = 1
 
     /// Pieces of a conversation start: start token, optional system turn.
     public static func opening(system: String?) -> [String] {

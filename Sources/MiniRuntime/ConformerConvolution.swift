@@ -5,21 +5,22 @@ import CKernels
 /// Conformer convolution module (liquid_audio/model/conformer/modules.py, `ConformerConvolution`): pointwise 512→1024, GLU (value ⊙ σ(gate)), depthwise conv
 /// k=9 with 4+4 zero padding over time whose weights already carry the eval-mode batch norm (folded by the
 /// converter: `conv.depthwise_conv_bn_folded.*`), SiLU, pointwise 512→512. Whole segment at once (offline).
-final class ConformerConvolution {
+final class ConformerConvolution: Sendable {
     let pw1: Linear, pw2: Linear
     /// Depthwise kernel as [K][d] (tap-major) and the folded bias.
     let dw: [Float], dwBias: [Float]
     let d: Int, kernel: Int
 
-    init(_ L: TensorLoader, prefix p: String, dModel: Int, kernel k: Int) throws {
+    init(_ L: TensorLoader, prefix p: String, layer: Int, dModel: Int, kernel k: Int) throws {
         d = dModel; kernel = k
         pw1 = try Linear(L, p + "pointwise_conv1", out: 2 * d, in: d)
         pw2 = try Linear(L, p + "pointwise_conv2", out: d, in: d)
-        let w = try L.floats(p + "depthwise_conv_bn_folded.weight", shape: [d, 1, k])
+        let folded = BundleNames.foldedDepthwise(layer)
+        let w = try L.floats(folded + ".weight", shape: [d, 1, k])
         var t = [Float](repeating: 0, count: k * d)
         for c in 0..<d { for i in 0..<k { t[i * d + c] = w[c * k + i] } }
         dw = t
-        dwBias = try L.floats(p + "depthwise_conv_bn_folded.bias", shape: [d])
+        dwBias = try L.floats(folded + ".bias", shape: [d])
     }
 
     /// x: T × d (normed); out: T × d.

@@ -3,7 +3,7 @@ import Formats
 import CKernels
 
 /// Conformer feed-forward: Linear d→4d, SiLU, Linear 4d→d (used twice per layer, macaron style, at half weight).
-final class ConformerFeedForward {
+final class ConformerFeedForward: Sendable {
     let l1: Linear, l2: Linear
     init(_ L: TensorLoader, prefix p: String, dModel d: Int, ff: Int) throws {
         l1 = try Linear(L, p + "linear1", out: ff, in: d)
@@ -22,7 +22,7 @@ final class ConformerFeedForward {
 /// One pre-LN macaron Conformer layer (liquid_audio/model/conformer/modules.py, `ConformerLayer`):
 /// r = x + ½FF1(LN(x)); r += MHSA(LN(r)); r += Conv(LN(r)); r += ½FF2(LN(r)); x' = LN_out(r).
 /// Checkpoint names `conformer.layers.{i}.*`.
-final class ConformerLayer {
+final class ConformerLayer: Sendable {
     let normFF1: LayerNorm, ff1: ConformerFeedForward
     let normAtt: LayerNorm, attention: RelPositionAttention
     let normConv: LayerNorm, conv: ConformerConvolution
@@ -38,7 +38,7 @@ final class ConformerLayer {
         normAtt = try LayerNorm(L, p + "norm_self_att", dim: d)
         attention = try RelPositionAttention(L, prefix: p + "self_attn.", dModel: d, heads: e.nHeads)
         normConv = try LayerNorm(L, p + "norm_conv", dim: d)
-        conv = try ConformerConvolution(L, prefix: p + "conv.", dModel: d, kernel: e.convKernelSize)
+        conv = try ConformerConvolution(L, prefix: p + "conv.", layer: i, dModel: d, kernel: e.convKernelSize)
         normFF2 = try LayerNorm(L, p + "norm_feed_forward2", dim: d)
         ff2 = try ConformerFeedForward(L, prefix: p + "feed_forward2.", dModel: d, ff: e.ffWidth)
         normOut = try LayerNorm(L, p + "norm_out", dim: d)

@@ -5,13 +5,11 @@ import CKernels
 /// One depthformer layer (liquid `StandardBlock` with `MHA`, liquid_audio/model/transformer.py): RMSNorm → fused QKV → per-head
 /// q/k RMSNorm → adjacent-pair RoPE (θ = 1e6, position = codebook index) → GQA attention over the frame's cache
 /// → out_proj; then a SwiGLU FFN. The cache holds at most one frame (8 positions) and is reset per frame.
-final class DepthformerLayer {
+final class DepthformerLayer: Sendable {
     let qkv: Matrix, out: Matrix, w1: Matrix, w3: Matrix, w2: Matrix
     let opNorm: [Float], ffnNorm: [Float], qNorm: [Float], kNorm: [Float]
     let d: Int, heads: Int, kvHeads: Int, hd: Int, ffn: Int
     let rope: PairRoPE
-    var keys: [Float], values: [Float]
-    var length = 0
     let maxLen: Int
 
     init(_ L: TensorLoader, index i: Int, config c: DepthformerConfig, positions: Int) throws {
@@ -31,19 +29,17 @@ final class DepthformerLayer {
         let headDim = c.headDim
         rope = PairRoPE(invFreq: (0..<(headDim / 2)).map { 1 / powf(1_000_000, Float(2 * $0) / Float(headDim)) })
         maxLen = positions
-        keys = [Float](repeating: 0, count: positions * kvHeads * hd)
-        values = [Float](repeating: 0, count: positions * kvHeads * hd)
     }
 
-    func reset() { length = 0 }
+    func makeState() -> DepthCache { DepthCache(count: maxLen * kvHeads * hd) }
 
     /// One position: x (d floats) updated in place. `s` is scratch.
-    func step(_ x: UnsafeMutablePointer<Float>, s: DepthScratch, pool: WorkerPool) {
+    func step(_ x: UnsafeMutablePointer<Float>, cache: DepthCache, s: DepthScratch, pool: WorkerPool) {
         let kd = kvHeads * hd
         opNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, d, eps: 1e-5, into: s.norm) }
         s.q.bind(s.norm, rows: 1, cols: d)
         qkv.matvec(s.q, into: s.qkv, pool: pool)
-        let pos = length
+        let pos = cache.length
         qNorm.withUnsafeBufferPointer { qn in
             kNorm.withUnsafeBufferPointer { kn in
                 for h in 0..<heads {
@@ -56,12 +52,12 @@ final class DepthformerLayer {
                 }
             }
         }
-        keys.withUnsafeMutableBufferPointer { K in
-            values.withUnsafeMutableBufferPointer { V in
+        cache.keys.withUnsafeMutableBufferPointer { K in
+            cache.values.withUnsafeMutableBufferPointer { V in
                 (K.baseAddress! + pos * kd).update(from: s.qkv + d, count: kd)
                 (V.baseAddress! + pos * kd).update(from: s.qkv + d + kd, count: kd)
-                length = pos + 1
-                let n = length, group = heads / kvHeads, scale = 1 / Float(hd).squareRoot()
+                cache.length = pos + 1
+                let n = pos + 1, group = heads / kvHeads, scale = 1 / Float(hd).squareRoot()
                 for h in 0..<heads {
                     let kvh = h / group
                     lfm_attend(
@@ -85,7 +81,18 @@ final class DepthformerLayer {
     }
 }
 
-/// Scratch for one depthformer step.
+/// A depthformer layer's cache over one frame's codebooks.
+final class DepthCache: StreamingState {
+    var keys: [Float], values: [Float]
+    var length = 0
+    init(count: Int) {
+        keys = [Float](repeating: 0, count: count); values = [Float](repeating: 0, count: count)
+    }
+    func reset() { length = 0 }
+    var bytes: Int { (keys.count + values.count) * MemoryLayout<Float>.size }
+}
+
+/// Scratch for one depthformer frame.
 final class DepthScratch {
     let norm, qkv, att, tmp, g, u, scores: UnsafeMutablePointer<Float>
     let q = Activations(capacity: 1 << 14)
@@ -103,8 +110,9 @@ final class DepthScratch {
 /// and its `embedding` row is added to the next codebook's input. A frame is fed back to the LM as the sum of 8
 /// `audio_embedding` rows (code + 2049·k). Checkpoint names: `depthformer.*`, `depth_linear.*`,
 /// `depth_embeddings.{k}.*`, `audio_embedding.embedding.weight`.
-public final class AudioHead: @unchecked Sendable {
-    public static let eoa = 2048
+public final class AudioHead: StreamingModule {
+    /// The end-of-audio code (from the bundle's metadata).
+    public let endOfAudio: Int
     public let codebooks: Int
     public let vocab = LFM2AudioConfig.audioVocab
     let depthLinear: Linear
@@ -112,14 +120,12 @@ public final class AudioHead: @unchecked Sendable {
     let embedding: [Matrix], toLogits: [Matrix], embNorm: [[Float]]
     let audioEmbedding: Matrix
     let d: Int, hidden: Int
-    let s: DepthScratch
+    let qkvWidth: Int, ffnWidth: Int
     let pool: WorkerPool
-    let act = Activations(capacity: 1 << 12)
-    /// Called with each codebook's logits (parity tools).
-    public var logitsObserver: ((Int, [Float]) -> Void)?
 
-    init(_ L: TensorLoader, config c: LFM2AudioConfig, pool: WorkerPool) throws {
+    init(_ L: TensorLoader, config c: LFM2AudioConfig, endOfAudio: Int, pool: WorkerPool) throws {
         self.pool = pool
+        self.endOfAudio = endOfAudio
         codebooks = c.codebooks; d = c.depthformer.dim; hidden = c.lfm.hiddenSize
         depthLinear = try Linear(L, "depth_linear", out: codebooks * d, in: hidden)
         layers = try (0..<c.depthformer.layers).map {
@@ -133,47 +139,72 @@ public final class AudioHead: @unchecked Sendable {
         }
         embedding = e; toLogits = t; embNorm = n
         audioEmbedding = try L.matrix("audio_embedding.embedding.weight", rows: vocab * codebooks, cols: hidden)
-        s = DepthScratch(
-            d: d, qkv: c.depthformer.qkvWidth, ffn: c.depthformer.ffnWidth, hidden: hidden, vocab: vocab,
-            positions: c.codebooks)
+        qkvWidth = c.depthformer.qkvWidth; ffnWidth = c.depthformer.ffnWidth
+    }
+
+    /// The depthformer's per-frame caches (reset at every frame), the audio sampler (its random stream is state
+    /// too) and an optional trace of each codebook's logits ("depth.logits", layer = codebook).
+    public final class State: StreamingState {
+        let layers: StateList<DepthCache>
+        public var sampler: Sampler
+        public var trace: Trace?
+        init(_ layers: [DepthCache], sampling: SamplingParams) {
+            self.layers = StateList(layers); sampler = Sampler(sampling)
+        }
+        public func reset() { layers.reset(); sampler = Sampler(sampler.params) }
+        public var bytes: Int { layers.bytes }
+    }
+
+    public func makeState() -> State { makeState(sampling: .greedy) }
+    public func makeState(sampling: SamplingParams) -> State {
+        State(layers.map { $0.makeState() }, sampling: sampling)
+    }
+
+    /// One frame from a final-normed LM hidden state (`hidden` floats), sampled with the state's sampler.
+    public func step(_ input: [Float], state: State) -> [Int] {
+        input.withUnsafeBufferPointer { sampleFrame($0.baseAddress!, state: state) }
     }
 
     /// Samples one frame of `codebooks` codes from a final-normed LM hidden state. When codebook 0 is EOA the
     /// whole frame becomes EOA (as the reference does).
-    public func sampleFrame(_ h: UnsafePointer<Float>, sampler: inout Sampler) -> [Int] {
-        var codes = run(h) { _, logits in logits.withUnsafeMutableBufferPointer { sampler.sample($0) } }
-        if codes[0] == Self.eoa { codes = Array(repeating: Self.eoa, count: codebooks) }
+    func sampleFrame(_ h: UnsafePointer<Float>, state: State) -> [Int] {
+        var codes = run(h, state: state) { _, logits in
+            logits.withUnsafeMutableBufferPointer { state.sampler.sample($0) }
+        }
+        if codes[0] == endOfAudio { codes = Array(repeating: endOfAudio, count: codebooks) }
         return codes
     }
 
     /// Teacher-forced frame: each codebook's logits given the previous codebooks' codes `forced` (parity tools).
-    public func frameLogits(_ h: UnsafePointer<Float>, forced: [Int]) -> [[Float]] {
+    public func frameLogits(_ h: UnsafePointer<Float>, forced: [Int], state: State) -> [[Float]] {
         var out: [[Float]] = []
-        _ = run(h) { k, logits in
+        _ = run(h, state: state) { k, logits in
             out.append(logits); return forced[k]
         }
         return out
     }
 
     /// The depthformer over the codebooks; `choose(k, logits)` picks codebook k's code.
-    func run(_ h: UnsafePointer<Float>, choose: (Int, inout [Float]) -> Int) -> [Int] {
+    func run(_ h: UnsafePointer<Float>, state: State, choose: (Int, inout [Float]) -> Int) -> [Int] {
+        let s = DepthScratch(d: d, qkv: qkvWidth, ffn: ffnWidth, hidden: hidden, vocab: vocab, positions: codebooks)
+        let act = Activations(capacity: hidden)
         var inputs = [Float](repeating: 0, count: codebooks * d)
         inputs.withUnsafeMutableBufferPointer { depthLinear(h, rows: 1, into: $0.baseAddress!, act: act, pool: pool) }
-        layers.forEach { $0.reset() }
+        state.layers.reset()
         var codes: [Int] = []
         var x = [Float](repeating: 0, count: d), prev = [Float](repeating: 0, count: d)
         var logits = [Float](repeating: 0, count: vocab)
         for k in 0..<codebooks {
             for i in 0..<d { x[i] = inputs[k * d + i] + prev[i] }
             x.withUnsafeMutableBufferPointer { xb in
-                for l in layers { l.step(xb.baseAddress!, s: s, pool: pool) }
+                for (i, l) in layers.enumerated() { l.step(xb.baseAddress!, cache: state.layers[i], s: s, pool: pool) }
                 embNorm[k].withUnsafeBufferPointer {
                     Ops.rmsNorm(xb.baseAddress!, $0.baseAddress!, d, eps: 1e-5, into: s.norm)
                 }
             }
             s.q.bind(s.norm, rows: 1, cols: d)
             logits.withUnsafeMutableBufferPointer { toLogits[k].matvec(s.q, into: $0.baseAddress!, pool: pool) }
-            logitsObserver?(k, logits)
+            state.trace?(TraceEvent(name: "depth.logits", layer: k, values: logits, width: vocab))
             let c = choose(k, &logits)
             codes.append(c)
             prev.withUnsafeMutableBufferPointer { embedding[k].row(c, into: $0.baseAddress!) }

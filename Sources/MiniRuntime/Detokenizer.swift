@@ -8,7 +8,8 @@ import CKernels
 /// (n_fft = win = 1280, hop 320, periodic Hann, Σw² envelope, "same" trim of 480). Samples are emitted once every
 /// STFT frame that covers them has arrived (20 ms lookahead): frame 0 gives 1440 samples, later frames 1920, and
 /// `flush()` the last 480. Checkpoint names: `detokenizer.*` (the `audio_detokenizer/` folder).
-public final class Detokenizer: @unchecked Sendable {
+public final class Detokenizer: StreamingModule, @unchecked Sendable {
+    // @unchecked: `idft` is written once in init and only read afterwards.
     public let config: LFM2Config
     public let window: Int
     public static let sampleRate = 24000
@@ -19,35 +20,48 @@ public final class Detokenizer: @unchecked Sendable {
     let layers: [LFM2Block]
     let finalNorm: [Float]
     let lin: Linear
-    let ws: Workspace
-    let act = Activations(capacity: 1 << 14)
     let pool: WorkerPool
     /// The synthesis window (`istft.window`).
     let hann: [Float]
     /// Inverse real DFT with the window folded in: [1280 rows][1282 cols] (cos part, then −sin part), 1/N included.
     let idft: UnsafeMutablePointer<Float>
     let idftMatrix: Matrix
-    var position = 0
-    /// Overlap-add accumulators for samples p ≥ `olaStart` (signal and Σw²).
-    var ola: [Float] = [], env: [Float] = []
-    var olaStart = 0
-    var emittedTo = 0  // samples p < emittedTo were emitted (or skipped)
-    var frames = 0  // STFT frames received
-    /// Called with (stage, rows, width) for parity tests: "emb" (per code frame), "hidden", "spectra" (per STFT frame).
-    public var stageObserver: ((String, [Float], Int) -> Void)?
+    /// KV rows of a state: the window and 64 more before the cache is compacted.
+    let capacity: Int
 
-    /// `extraCapacity`: KV rows kept beyond the window before the cache is compacted (tests vary it).
-    init(_ L: TensorLoader, config c: LFM2Config, pool: WorkerPool, extraCapacity: Int = 64) throws {
+    /// A stream's state: the LFM2 stack's caches, the overlap-add accumulators, and an optional trace ("detok.emb"
+    /// per code frame, "detok.hidden", "detok.spectra" per STFT frame).
+    public final class State: StreamingState {
+        let stack: LFM2StackState
+        /// Overlap-add accumulators for samples p ≥ `olaStart` (signal and Σw²).
+        var ola: [Float] = [], env: [Float] = []
+        var olaStart = 0
+        var emittedTo = 0  // samples p < emittedTo were emitted (or skipped)
+        var frames = 0  // STFT frames received
+        public var trace: Trace?
+        init(_ stack: LFM2StackState) { self.stack = stack }
+        public func reset() { stack.reset(); ola = []; env = []; olaStart = 0; emittedTo = 0; frames = 0 }
+        public var bytes: Int { stack.bytes + (ola.count + env.count) * MemoryLayout<Float>.size }
+    }
+
+    public func makeState() -> State { makeState(capacity: capacity) }
+    /// A state whose KV caches hold `capacity` rows (at least the window and a frame; tests vary it).
+    func makeState(capacity: Int) -> State {
+        State(LFM2StackState(layers.map { $0.makeState(capacity: max(capacity, window + Self.upsample)) }))
+    }
+
+    init(_ L: TensorLoader, config c: LFM2Config, pool: WorkerPool) throws {
         config = c; self.pool = pool
         window = c.slidingWindow ?? 30
-        let p = "detokenizer."
+        let p = BundleNames.detokenizerPrefix
         let h = c.hiddenSize
         guard h == DetokenizerConfig.width else {
             throw RuntimeError.badInput("\(L.file): detokenizer hidden size \(h), expected \(DetokenizerConfig.width)")
         }
         emb = try L.matrix(p + "emb.emb.weight", rows: codebooks * codebookSize, cols: h)
         let rope = RoPE(dim: c.headDim, theta: c.ropeTheta)
-        let win = c.slidingWindow ?? 30, cap = win + max(extraCapacity, Self.upsample)
+        let win = c.slidingWindow ?? 30, cap = win + 64
+        capacity = cap
         layers = try (0..<c.numHiddenLayers).map {
             try LFM2Block(L, prefix: p + "lfm.", index: $0, config: c, rope: rope, capacity: cap, window: win)
         }
@@ -60,8 +74,6 @@ public final class Detokenizer: @unchecked Sendable {
         guard stored.allSatisfy({ $0.isFinite }) else {
             throw RuntimeError.badInput("\(L.file): detokenizer.istft.window holds non-finite values")
         }
-        let qd = c.numAttentionHeads * c.headDim, kvd = c.numKeyValueHeads * c.headDim
-        ws = Workspace(maxT: Self.upsample, hidden: h, ffn: c.ffnWidth, qdim: qd, kvdim: kvd)
         let B = Self.bins
         idft = .allocate(capacity: N * 2 * B)
         for n in 0..<N {
@@ -77,31 +89,32 @@ public final class Detokenizer: @unchecked Sendable {
     }
     deinit { idft.deallocate() }
 
-    /// Starts a new utterance.
-    public func reset() {
-        layers.forEach { $0.reset() }
-        position = 0; ola = []; env = []; olaStart = 0; emittedTo = 0; frames = 0
-    }
-
     /// Samples of one code frame (1440 for the first frame of an utterance, then 1920).
-    public func decode(frame codes: [Int]) throws -> [Float] {
+    public func step(_ codes: [Int], state: State) throws -> [Float] {
         guard codes.count == codebooks, codes.allSatisfy({ $0 >= 0 && $0 < codebookSize }) else {
             throw RuntimeError.badInput(
                 "detokenizer: a frame must hold \(codebooks) codes in 0…\(codebookSize - 1), got \(codes)")
         }
-        let h = config.hiddenSize, U = Self.upsample
+        let h = config.hiddenSize, U = Self.upsample, c = config
+        let ws = Workspace(
+            maxT: U, hidden: h, ffn: c.ffnWidth, qdim: c.numAttentionHeads * c.headDim,
+            kvdim: c.numKeyValueHeads * c.headDim)
+        let act = Activations(capacity: U * h)
+        let trace = state.trace
         var e = [Float](repeating: 0, count: h), row = [Float](repeating: 0, count: h)
         for (k, c) in codes.enumerated() {
             row.withUnsafeMutableBufferPointer { emb.row(k * codebookSize + c, into: $0.baseAddress!) }
             for i in 0..<h { e[i] += row[i] }
         }
         for i in 0..<h { e[i] /= Float(codebooks) }
-        stageObserver?("emb", e, h)
+        trace?(TraceEvent(name: "detok.emb", values: e, width: h))
         var x = [Float](repeating: 0, count: U * h)
         for r in 0..<U { for i in 0..<h { x[r * h + i] = e[i] } }
         var spectra = [Float](repeating: 0, count: U * DetokenizerConfig.outputSize)
         x.withUnsafeMutableBufferPointer { xb in
-            for l in layers { l.forward(xb.baseAddress!, T: U, ws: ws, pool: pool) }
+            for (i, l) in layers.enumerated() {
+                l.forward(xb.baseAddress!, T: U, cache: state.stack.layers[i], ws: ws, pool: pool)
+            }
             finalNorm.withUnsafeBufferPointer { w in
                 for t in 0..<U {
                     Ops.rmsNorm(
@@ -110,14 +123,14 @@ public final class Detokenizer: @unchecked Sendable {
                 }
             }
         }
-        position += U
-        stageObserver?("hidden", x, h)
+        state.stack.position += U
+        trace?(TraceEvent(name: "detok.hidden", values: x, width: h))
         x.withUnsafeBufferPointer { xb in
             spectra.withUnsafeMutableBufferPointer {
                 lin(xb.baseAddress!, rows: U, into: $0.baseAddress!, act: act, pool: pool)
             }
         }
-        stageObserver?("spectra", spectra, DetokenizerConfig.outputSize)
+        trace?(TraceEvent(name: "detok.spectra", values: spectra, width: DetokenizerConfig.outputSize))
         // polar → (re, im), inverse DFT with the window, overlap-add
         let B = Self.bins, N = Self.nFFT, O = DetokenizerConfig.outputSize
         var ri = [Float](repeating: 0, count: U * 2 * B)
@@ -135,39 +148,41 @@ public final class Detokenizer: @unchecked Sendable {
             }
         }
         var out: [Float] = []
+        let s = state
         for t in 0..<U {
-            let j = frames, start = j * Self.hop
-            let need = start + N - olaStart
-            if ola.count < need {
-                ola += [Float](repeating: 0, count: need - ola.count);
-                env += [Float](repeating: 0, count: need - env.count)
+            let j = s.frames, start = j * Self.hop
+            let need = start + N - s.olaStart
+            if s.ola.count < need {
+                s.ola += [Float](repeating: 0, count: need - s.ola.count)
+                s.env += [Float](repeating: 0, count: need - s.env.count)
             }
             for n in 0..<N {
-                ola[start - olaStart + n] += frameOut[t * N + n]; env[start - olaStart + n] += hann[n] * hann[n]
+                s.ola[start - s.olaStart + n] += frameOut[t * N + n]
+                s.env[start - s.olaStart + n] += hann[n] * hann[n]
             }
-            frames += 1
-            out += emit(upTo: (j + 1) * Self.hop)
+            s.frames += 1
+            out += emit(upTo: (j + 1) * Self.hop, state: s)
         }
         return out
     }
 
     /// Emits samples p < `end` (skipping the first 480 of the utterance).
-    func emit(upTo end: Int) -> [Float] {
+    func emit(upTo end: Int, state s: State) -> [Float] {
         let skip = (Self.nFFT - Self.hop) / 2
         var out: [Float] = []
-        out.reserveCapacity(max(0, end - emittedTo))
-        for p in emittedTo..<end where p >= skip { out.append(ola[p - olaStart] / env[p - olaStart]) }
-        emittedTo = max(emittedTo, end)
+        out.reserveCapacity(max(0, end - s.emittedTo))
+        for p in s.emittedTo..<end where p >= skip { out.append(s.ola[p - s.olaStart] / s.env[p - s.olaStart]) }
+        s.emittedTo = max(s.emittedTo, end)
         // drop what is no longer needed
-        let drop = emittedTo - olaStart
-        if drop > 4096 { ola.removeFirst(drop); env.removeFirst(drop); olaStart = emittedTo }
+        let drop = s.emittedTo - s.olaStart
+        if drop > 4096 { s.ola.removeFirst(drop); s.env.removeFirst(drop); s.olaStart = s.emittedTo }
         return out
     }
 
     /// The last 480 samples of the utterance (normalised by the partial envelope, as the reference's batch ISTFT).
-    public func flush() -> [Float] {
-        guard frames > 0 else { return [] }
+    public func flush(state: State) -> [Float] {
+        guard state.frames > 0 else { return [] }
         let skip = (Self.nFFT - Self.hop) / 2
-        return emit(upTo: frames * Self.hop + skip)
+        return emit(upTo: state.frames * Self.hop + skip, state: state)
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// SwiGLU feed-forward: w2(silu(w1 x) ⊙ w3 x).
-final class FeedForward {
+final class FeedForward: Sendable {
     let w1: Matrix, w3: Matrix, w2: Matrix
     let hidden: Int, ffn: Int
     init(_ L: TensorLoader, prefix p: String, hidden h: Int, ffn f: Int) throws {

@@ -1,6 +1,7 @@
 import Foundation
 import CKernels
 import Formats
+import Synchronization
 
 /// A raw pointer that may cross threads (the pool's workers read weights and write disjoint outputs).
 struct SendablePtr<T>: @unchecked Sendable {
@@ -8,35 +9,54 @@ struct SendablePtr<T>: @unchecked Sendable {
     init(_ p: UnsafeMutablePointer<T>) { self.p = p }
 }
 
-/// The persistent worker pool (C, `lfm_pool_*`): fork/join over `threads` threads, the caller included.
-public final class WorkerPool: @unchecked Sendable {
+/// The persistent worker pool (C, `lfm_pool_*`): fork/join over `threads` threads, the caller included. One job
+/// runs at a time: callers from several conversations take turns job by job (the C side holds a mutex), so the
+/// process never computes on more threads than the pool has.
+@_spi(Tools) public final class WorkerPool: @unchecked Sendable {
+    // @unchecked: the only state is the C pool, whose job queue is guarded by its own mutex.
     let pool: OpaquePointer
     public let threads: Int
-    public init(threads: Int) {
+    init(threads: Int) {
         self.threads = max(1, threads)
         pool = lfm_pool_create(Int32(self.threads))
     }
     deinit { lfm_pool_destroy(pool) }
 
+    private static let pools = Mutex<[Int: WorkerPool]>([:])
+    /// The process's pool of `threads` threads (made on first use; every model asking for that count shares it).
+    public static func shared(threads: Int) -> WorkerPool {
+        pools.withLock { p in
+            let n = max(1, threads)
+            if let existing = p[n] { return existing }
+            let made = WorkerPool(threads: n)
+            p[n] = made
+            return made
+        }
+    }
+
     private final class Box { let body: (Int, Int) -> Void; init(_ b: @escaping (Int, Int) -> Void) { body = b } }
 
     /// Runs body(ith, nth) on every thread and waits.
-    func run(_ body: (Int, Int) -> Void) {
+    func run(_ body: (Int, Int) -> Void) { dispatch(body, solo: false) }
+
+    private func dispatch(_ body: (Int, Int) -> Void, solo: Bool) {
         withoutActuallyEscaping(body) { b in
             let box = Box(b)
             let ctx = Unmanaged.passUnretained(box).toOpaque()
-            lfm_pool_run(
-                pool,
-                { ctx, ith, nth in
-                    Unmanaged<Box>.fromOpaque(ctx!).takeUnretainedValue().body(Int(ith), Int(nth))
-                }, ctx)
+            let fn: @convention(c) (UnsafeMutableRawPointer?, Int32, Int32) -> Void = { ctx, ith, nth in
+                Unmanaged<Box>.fromOpaque(ctx!).takeUnretainedValue().body(Int(ith), Int(nth))
+            }
+            if solo { lfm_pool_solo(pool, fn, ctx) } else { lfm_pool_run(pool, fn, ctx) }
             withExtendedLifetime(box) {}
         }
     }
 
     /// Splits [0, n) in pieces aligned to `align` and runs body(begin, end) on each thread's piece.
-    func parallelFor(_ n: Int, align: Int = 4, _ body: (Int, Int) -> Void) {
-        if threads == 1 || n <= align { body(0, n); return }
+    public func parallelFor(_ n: Int, align: Int = 4, _ body: (Int, Int) -> Void) {
+        if threads == 1 || n <= align {
+            dispatch({ _, _ in body(0, n) }, solo: true)
+            return
+        }
         run { ith, nth in
             let units = (n + align - 1) / align
             let per = (units + nth - 1) / nth

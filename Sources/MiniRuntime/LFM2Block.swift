@@ -2,8 +2,8 @@ import Foundation
 import Formats
 
 /// One LFM2 decoder layer: h = x + Op(RMSNorm(x)); x' = h + FFN(RMSNorm(h)), Op = short conv or attention.
-final class LFM2Block {
-    enum Operator { case conv(ShortConv), attention(Attention) }
+final class LFM2Block: Sendable {
+    enum Operator: Sendable { case conv(ShortConv), attention(Attention) }
     let op: Operator
     let ffn: FeedForward
     let opNorm: [Float], ffnNorm: [Float]
@@ -27,23 +27,24 @@ final class LFM2Block {
         ffn = try FeedForward(L, prefix: p, hidden: hidden, ffn: c.ffnWidth)
     }
 
-    func reset() {
+    func makeState(capacity: Int? = nil) -> LayerCache {
         switch op {
-        case .conv(let c): c.reset();
-        case .attention(let a): a.reset()
+        case .conv(let c): return .conv(c.makeState())
+        case .attention(let a): return .attention(a.makeState(capacity: capacity))
         }
     }
 
-    /// x: T × H, updated in place.
-    func forward(_ x: UnsafeMutablePointer<Float>, T: Int, ws: Workspace, pool: WorkerPool) {
+    /// x: T × H, updated in place; `cache` is this layer's state.
+    func forward(_ x: UnsafeMutablePointer<Float>, T: Int, cache: LayerCache, ws: Workspace, pool: WorkerPool) {
         let h = hidden
         let n = ws.norm, o = ws.out
         opNorm.withUnsafeBufferPointer { w in
             for t in 0..<T { Ops.rmsNorm(x + t * h, w.baseAddress!, h, eps: eps, into: n + t * h) }
         }
-        switch op {
-        case .conv(let c): c.forward(n, T: T, out: o, ws: ws, pool: pool)
-        case .attention(let a): a.forward(n, T: T, out: o, ws: ws, pool: pool)
+        switch (op, cache) {
+        case (.conv(let c), .conv(let carry)): c.forward(n, T: T, out: o, carry: carry, ws: ws, pool: pool)
+        case (.attention(let a), .attention(let kv)): a.forward(n, T: T, out: o, cache: kv, ws: ws, pool: pool)
+        default: preconditionFailure("layer state of another kind")
         }
         Ops.add(x, o, T * h)
         ffnNorm.withUnsafeBufferPointer { w in
@@ -54,12 +55,35 @@ final class LFM2Block {
     }
 }
 
-/// Scratch buffers for a chunk of up to `maxT` positions.
+/// The state of one LFM2 layer: its conv carry or its KV cache.
+enum LayerCache {
+    case conv(ConvCarry), attention(KVCache)
+    var state: StreamingState {
+        switch self {
+        case .conv(let c): return c
+        case .attention(let a): return a
+        }
+    }
+}
+
+/// The states of a stack of LFM2 layers and the position they have reached.
+final class LFM2StackState: StreamingState {
+    let layers: [LayerCache]
+    var position = 0
+    init(_ layers: [LayerCache]) { self.layers = layers }
+    func reset() { position = 0; layers.forEach { $0.state.reset() } }
+    var bytes: Int { layers.reduce(0) { $0 + $1.state.bytes } }
+}
+
+/// Scratch buffers for one forward call of up to `maxT` positions: made per call and dropped after it, so a
+/// conversation holds only its caches between steps (a decode step's scratch is a few hundred kilobytes).
 final class Workspace {
     let maxT: Int
     let norm: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
     let big: UnsafeMutablePointer<Float>, mid: UnsafeMutablePointer<Float>
     let act: Activations
+    private var scoreRows: UnsafeMutablePointer<Float>?
+    private var scoreCount = 0
     init(maxT: Int, hidden: Int, ffn: Int, qdim: Int, kvdim: Int) {
         self.maxT = maxT
         norm = .allocate(capacity: maxT * hidden); out = .allocate(capacity: maxT * hidden)
@@ -67,5 +91,13 @@ final class Workspace {
         mid = .allocate(capacity: maxT * max(qdim, hidden))
         act = Activations(capacity: maxT * max(ffn, qdim, hidden))
     }
-    deinit { norm.deallocate(); out.deallocate(); big.deallocate(); mid.deallocate() }
+    deinit { norm.deallocate(); out.deallocate(); big.deallocate(); mid.deallocate(); scoreRows?.deallocate() }
+    /// Softmax scratch of at least `n` floats (one row per worker thread).
+    func scores(_ n: Int) -> UnsafeMutablePointer<Float> {
+        if let scoreRows, scoreCount >= n { return scoreRows }
+        scoreRows?.deallocate()
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        scoreRows = p; scoreCount = n
+        return p
+    }
 }

@@ -3,7 +3,7 @@ import Formats
 import CKernels
 
 /// A dense layer y = W x + b over a bundle matrix (any stored type) and an optional float bias.
-struct Linear {
+struct Linear: Sendable {
     let w: Matrix
     let bias: [Float]?
     var inFeatures: Int { w.cols }
@@ -32,7 +32,7 @@ struct Linear {
 }
 
 /// LayerNorm over the last dimension with affine weight and bias.
-struct LayerNorm {
+struct LayerNorm: Sendable {
     let weight: [Float], bias: [Float]
     let eps: Float
     init(_ L: TensorLoader, _ prefix: String, dim: Int, eps: Float = 1e-5) throws {

@@ -5,15 +5,12 @@ import CKernels
 /// One layer of Mimi's decoder transformer (liquid_audio/moshi/modules/transformer.py, `StreamingTransformerLayer`): pre-LayerNorm, fused q/k/v without bias,
 /// interleaved RoPE (max period 10⁴), causal attention within `context` steps, LayerScale, GELU (erf) MLP.
 /// Streaming state: a ring of `context` K/V slots written before attending, as the reference's RingKVCache.
-final class MimiTransformerLayer {
+final class MimiTransformerLayer: Sendable {
     let norm1: LayerNorm, norm2: LayerNorm
     let inProj: Matrix, outProj: Matrix, linear1: Matrix, linear2: Matrix
     let scale1: [Float], scale2: [Float]
     let d: Int, heads: Int, hd: Int, ff: Int, context: Int
     let rope: PairRoPE
-    var keys: [Float], values: [Float]  // [context][d] ring, slot = position % context
-    var written = 0  // positions written so far
-    let act = Activations(capacity: 1 << 12)
 
     init(_ L: TensorLoader, _ p: String, config c: MimiConfig.Transformer) throws {
         d = c.dModel; heads = c.numHeads; hd = c.dModel / c.numHeads; ff = c.dimFeedforward; context = c.context
@@ -29,28 +26,41 @@ final class MimiTransformerLayer {
         let c32 = Float(-log(Double(c.maxPeriod)) * 2 / Double(c.dModel / c.numHeads))
         let headDim = c.dModel / c.numHeads
         rope = PairRoPE(invFreq: (0..<(headDim / 2)).map { expf(Float($0) * c32) })
-        keys = [Float](repeating: 0, count: c.context * c.dModel)
-        values = [Float](repeating: 0, count: c.context * c.dModel)
     }
-    func reset() { written = 0 }
 
-    func linear(_ m: Matrix, _ x: UnsafePointer<Float>, T: Int, _ y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
+    /// The ring of `context` K/V slots ([context][d], slot = position % context) and the positions written.
+    final class Ring: StreamingState {
+        var keys: [Float], values: [Float]
+        var written = 0
+        init(count: Int) { keys = [Float](repeating: 0, count: count); values = keys }
+        func reset() { written = 0 }
+        var bytes: Int { (keys.count + values.count) * MemoryLayout<Float>.size }
+    }
+    func makeState() -> Ring { Ring(count: context * d) }
+
+    func linear(
+        _ m: Matrix, _ x: UnsafePointer<Float>, T: Int, _ y: UnsafeMutablePointer<Float>, act: Activations,
+        pool: WorkerPool
+    ) {
         act.bind(x, rows: T, cols: m.cols)
         m.matmul(act, into: y, ldy: m.rows, pool: pool)
     }
 
-    /// x: T × d (time-major), updated in place; positions continue from `written`.
-    func step(_ x: inout [Float], T: Int, pool: WorkerPool) {
+    /// x: T × d (time-major), updated in place; positions continue from `ring.written`.
+    func step(_ x: inout [Float], T: Int, ring: Ring, pool: WorkerPool) {
         let d = d, hd = hd
+        let act = Activations(capacity: T * max(d, ff))
         var u = [Float](repeating: 0, count: T * d), qkv = [Float](repeating: 0, count: T * 3 * d)
         var att = [Float](repeating: 0, count: T * d), o = [Float](repeating: 0, count: T * d)
         x.withUnsafeBufferPointer { xb in
             u.withUnsafeMutableBufferPointer { norm1(xb.baseAddress!, rows: T, into: $0.baseAddress!) }
         }
         u.withUnsafeBufferPointer { ub in
-            qkv.withUnsafeMutableBufferPointer { linear(inProj, ub.baseAddress!, T: T, $0.baseAddress!, pool: pool) }
+            qkv.withUnsafeMutableBufferPointer {
+                linear(inProj, ub.baseAddress!, T: T, $0.baseAddress!, act: act, pool: pool)
+            }
         }
-        let p0 = written
+        let p0 = ring.written
         qkv.withUnsafeMutableBufferPointer { q in
             for t in 0..<T {
                 for h in 0..<heads {
@@ -63,11 +73,12 @@ final class MimiTransformerLayer {
         for t in 0..<T {
             let slot = (p0 + t) % context
             for i in 0..<d {
-                keys[slot * d + i] = qkv[t * 3 * d + d + i]; values[slot * d + i] = qkv[t * 3 * d + 2 * d + i]
+                ring.keys[slot * d + i] = qkv[t * 3 * d + d + i]
+                ring.values[slot * d + i] = qkv[t * 3 * d + 2 * d + i]
             }
         }
-        written = p0 + T
-        let latest = written - 1
+        ring.written = p0 + T
+        let latest = ring.written - 1
         let scale = 1 / Float(hd).squareRoot()
         for t in 0..<T {
             let p = p0 + t
@@ -75,8 +86,8 @@ final class MimiTransformerLayer {
             let n = p - lo + 1
             var sc = [Float](repeating: 0, count: n)
             // the ring may wrap, so keys are visited slot by slot: dot, softmax, then a weighted sum of values
-            keys.withUnsafeBufferPointer { K in
-                values.withUnsafeBufferPointer { V in
+            ring.keys.withUnsafeBufferPointer { K in
+                ring.values.withUnsafeBufferPointer { V in
                     qkv.withUnsafeBufferPointer { Q in
                         att.withUnsafeMutableBufferPointer { A in
                             sc.withUnsafeMutableBufferPointer { S in
@@ -99,7 +110,9 @@ final class MimiTransformerLayer {
             }
         }
         att.withUnsafeBufferPointer { a in
-            o.withUnsafeMutableBufferPointer { linear(outProj, a.baseAddress!, T: T, $0.baseAddress!, pool: pool) }
+            o.withUnsafeMutableBufferPointer {
+                linear(outProj, a.baseAddress!, T: T, $0.baseAddress!, act: act, pool: pool)
+            }
         }
         for t in 0..<T { for i in 0..<d { x[t * d + i] += scale1[i] * o[t * d + i] } }
         x.withUnsafeBufferPointer { xb in
@@ -107,11 +120,15 @@ final class MimiTransformerLayer {
         }
         var hbuf = [Float](repeating: 0, count: T * ff)
         u.withUnsafeBufferPointer { ub in
-            hbuf.withUnsafeMutableBufferPointer { linear(linear1, ub.baseAddress!, T: T, $0.baseAddress!, pool: pool) }
+            hbuf.withUnsafeMutableBufferPointer {
+                linear(linear1, ub.baseAddress!, T: T, $0.baseAddress!, act: act, pool: pool)
+            }
         }
         hbuf.withUnsafeMutableBufferPointer { lfm_gelu_erf($0.baseAddress!, T * ff) }
         hbuf.withUnsafeBufferPointer { hb in
-            o.withUnsafeMutableBufferPointer { linear(linear2, hb.baseAddress!, T: T, $0.baseAddress!, pool: pool) }
+            o.withUnsafeMutableBufferPointer {
+                linear(linear2, hb.baseAddress!, T: T, $0.baseAddress!, act: act, pool: pool)
+            }
         }
         for t in 0..<T { for i in 0..<d { x[t * d + i] += scale2[i] * o[t * d + i] } }
     }
@@ -123,7 +140,7 @@ final class MimiTransformerLayer {
 /// new stream (the reference resets per turn). Past 250 transformer steps (10 s) it behaves as the reference's
 /// streaming decode (the ring overwrites the oldest key before the first query of a frame attends), which differs
 /// from its batch decode by a negligible amount; under 10 s both are equal.
-public final class MimiDecoder: @unchecked Sendable {
+public final class MimiDecoder: StreamingModule {
     public let config: MimiConfig
     public let codebooks: Int
     public static let sampleRate = MimiConfig.sampleRate
@@ -136,51 +153,65 @@ public final class MimiDecoder: @unchecked Sendable {
     let stages: [(StreamingConvTranspose1d, SEANetResBlock)]
     let convLast: StreamingConv1d
     let pool: WorkerPool
-    /// Called with (stage name, time-major output [T][C], channels) for parity tests: "latent", "upsampled",
-    /// "transformer_out", "seanet.N".
-    public var stageObserver: ((String, [Float], Int) -> Void)?
 
     init(_ L: TensorLoader, config c: MimiConfig, codebooks: Int, pool: WorkerPool) throws {
         config = c; self.codebooks = codebooks; self.pool = pool
-        let p = "mimi."
+        let p = BundleNames.mimiPrefix
         let q = c.quantizer, D = c.seanet.dimension
-        var cents: [[Float]] = [
-            try L.floats(p + "quantizer.rvq_first.vq.layers.0._codebook.centroids", shape: [q.bins, q.dimension])
-        ]
-        for k in 0..<(codebooks - 1) {
-            cents.append(
-                try L.floats(p + "quantizer.rvq_rest.vq.layers.\(k)._codebook.centroids", shape: [q.bins, q.dimension]))
+        centroids = try (0..<codebooks).map {
+            try L.floats(BundleNames.mimiCentroids($0), shape: [q.bins, q.dimension])
         }
-        centroids = cents
         projFirst = try L.floats(p + "quantizer.rvq_first.output_proj.weight", shape: [q.outputDimension, q.dimension])
         projRest = try L.floats(p + "quantizer.rvq_rest.output_proj.weight", shape: [q.outputDimension, q.dimension])
         upsample = try StreamingConvTranspose1d(
-            L, p + "upsample.convtr.convtr.convtr", cin: D, cout: D, kernel: 4, stride: 2, bias: false, depthwise: true)
+            L, p + "upsample.convtr.convtr.convtr", cin: D, cout: D, kernel: 4, stride: 2, bias: false, depthwise: true,
+            pool: pool)
         layers = try (0..<c.transformer.numLayers).map {
             try MimiTransformerLayer(L, p + "decoder_transformer.transformer.layers.\($0).", config: c.transformer)
         }
         let s = c.seanet
         var ch = s.nFilters << s.ratios.count
-        conv0 = try StreamingConv1d(L, p + "decoder.model.0.conv.conv", cin: D, cout: ch, kernel: s.kernelSize)
+        conv0 = try StreamingConv1d(
+            L, p + "decoder.model.0.conv.conv", cin: D, cout: ch, kernel: s.kernelSize, pool: pool)
         var st: [(StreamingConvTranspose1d, SEANetResBlock)] = []
         var idx = 0
         for r in s.ratios {
             let tr = try StreamingConvTranspose1d(
-                L, p + "decoder.model.\(idx + 2).convtr.convtr", cin: ch, cout: ch / 2, kernel: 2 * r, stride: r)
+                L, p + "decoder.model.\(idx + 2).convtr.convtr", cin: ch, cout: ch / 2, kernel: 2 * r, stride: r, pool: pool)
             let rb = try SEANetResBlock(
                 L, p + "decoder.model.\(idx + 3)", dim: ch / 2, hidden: ch / 2 / s.compress,
-                kernel: s.residualKernelSize)
+                kernel: s.residualKernelSize, pool: pool)
             st.append((tr, rb)); ch /= 2; idx += 3
         }
         stages = st
         convLast = try StreamingConv1d(
-            L, p + "decoder.model.\(idx + 2).conv.conv", cin: ch, cout: s.channels, kernel: s.lastKernelSize)
+            L, p + "decoder.model.\(idx + 2).conv.conv", cin: ch, cout: s.channels, kernel: s.lastKernelSize, pool: pool)
     }
 
-    public func reset() {
-        upsample.reset(); layers.forEach { $0.reset() }; conv0.reset(); convLast.reset()
-        for (a, b) in stages { a.reset(); b.reset() }
+    /// A decoding stream's state: every conv carry and transformer ring, and an optional trace of the stages
+    /// ("mimi.latent", "mimi.upsampled", "mimi.transformer_out", "mimi.seanet.N"; time-major rows).
+    public final class State: StreamingState {
+        let upsample: StreamingConv1d.Carry
+        let layers: StateList<MimiTransformerLayer.Ring>
+        let conv0: StreamingConv1d.Carry
+        let stages: [(StreamingConv1d.Carry, StateList<StreamingConv1d.Carry>)]
+        let convLast: StreamingConv1d.Carry
+        public var trace: Trace?
+        init(_ m: MimiDecoder) {
+            upsample = m.upsample.makeState(); layers = StateList(m.layers.map { $0.makeState() })
+            conv0 = m.conv0.makeState(); stages = m.stages.map { ($0.0.makeState(), $0.1.makeState()) }
+            convLast = m.convLast.makeState()
+        }
+        public func reset() {
+            upsample.reset(); layers.reset(); conv0.reset(); convLast.reset()
+            for (a, b) in stages { a.reset(); b.reset() }
+        }
+        public var bytes: Int {
+            upsample.bytes + layers.bytes + conv0.bytes + convLast.bytes
+                + stages.reduce(0) { $0 + $1.0.bytes + $1.1.bytes }
+        }
     }
+    public func makeState() -> State { State(self) }
 
     /// The 512-d latent of one frame: W_first·E₀[c₀] + W_rest·Σ_k E_k[c_k].
     func latent(_ codes: [Int]) -> [Float] {
@@ -199,29 +230,30 @@ public final class MimiDecoder: @unchecked Sendable {
     }
 
     /// Decodes one frame of `codebooks` codes (0…2047) into `samplesPerFrame` samples.
-    public func decode(frame codes: [Int]) throws -> [Float] {
+    public func step(_ codes: [Int], state: State) throws -> [Float] {
         guard codes.count == codebooks, codes.allSatisfy({ $0 >= 0 && $0 < config.quantizer.bins }) else {
             throw RuntimeError.badInput(
                 "Mimi: a frame must hold \(codebooks) codes in 0…\(config.quantizer.bins - 1), got \(codes)")
         }
         let lat = latent(codes)
         let D = config.seanet.dimension
-        stageObserver?("latent", lat, D)
-        var x = upsample.step(lat, T: 1, pool: pool)  // 2 × D
-        stageObserver?("upsampled", x, D)
-        for l in layers { l.step(&x, T: 2, pool: pool) }
-        stageObserver?("transformer_out", x, D)
+        let trace = state.trace
+        trace?(TraceEvent(name: "mimi.latent", values: lat, width: D))
+        var x = upsample.step(lat, T: 1, state: state.upsample)  // 2 × D
+        trace?(TraceEvent(name: "mimi.upsampled", values: x, width: D))
+        for (i, l) in layers.enumerated() { l.step(&x, T: 2, ring: state.layers[i], pool: pool) }
+        trace?(TraceEvent(name: "mimi.transformer_out", values: x, width: D))
         var T = 2
-        var y = conv0.step(x, T: T, pool: pool)
-        stageObserver?("seanet.0", y, conv0.cout)
+        var y = conv0.step(x, T: T, state: state.conv0)
+        trace?(TraceEvent(name: "mimi.seanet.0", values: y, width: conv0.cout))
         var idx = 0
-        for (tr, rb) in stages {
-            y = tr.step(elu(y), T: T, pool: pool); T *= tr.stride
-            stageObserver?("seanet.\(idx + 2)", y, tr.cout)
-            y = rb.step(y, T: T, pool: pool)
-            stageObserver?("seanet.\(idx + 3)", y, tr.cout)
+        for (i, (tr, rb)) in stages.enumerated() {
+            y = tr.step(elu(y), T: T, state: state.stages[i].0); T *= tr.stride
+            trace?(TraceEvent(name: "mimi.seanet.\(idx + 2)", values: y, width: tr.cout))
+            y = rb.step(y, state: state.stages[i].1)
+            trace?(TraceEvent(name: "mimi.seanet.\(idx + 3)", values: y, width: tr.cout))
             idx += 3
         }
-        return convLast.step(elu(y), T: T, pool: pool)
+        return convLast.step(elu(y), T: T, state: state.convLast)
     }
 }

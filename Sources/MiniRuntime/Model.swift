@@ -13,10 +13,11 @@ public struct ModelOptions: Sendable {
     }
 }
 
-/// A bundle opened for inference: the mapping, the worker pool, the tokenizer and the LFM2 backbone.
-/// Weights are read in place from the mapping. One model serves one session at a time; for concurrent sessions,
-/// open one `LFMModel(bundle:)` per session over the same `ModelBundle`.
-public final class LFMModel: @unchecked Sendable {
+/// A bundle opened for inference: the mapping, the tokenizer and every component the bundle holds, read in place
+/// from the mapping. Immutable and `Sendable`: open it once and run any number of conversations on it at the same
+/// time (`Conversation(model:)`); each conversation holds only its own caches, and their work shares the one
+/// worker pool of the process.
+public final class LFMModel: Sendable {
     public let bundle: ModelBundle
     public let backbone: LFM2Backbone
     public let tokenizer: Tokenizer
@@ -28,20 +29,25 @@ public final class LFMModel: @unchecked Sendable {
     public let mimi: MimiDecoder?
     /// The LFM2 detokenizer (codes → 24 kHz), when the bundle has it (LFM2.5-Audio).
     public let detokenizer: Detokenizer?
+    /// Special token ids and the end-of-audio code, from the bundle's metadata.
+    public let tokens: SpecialTokenIds
     let pool: WorkerPool
     public var config: LFM2AudioConfig { bundle.config }
+    /// Worker threads computing for this model's conversations.
+    public var threads: Int { pool.threads }
 
     public convenience init(path: String, options: ModelOptions = ModelOptions()) throws {
         try self.init(bundle: ModelBundle(path: path), options: options)
     }
 
-    /// A second model over an already mapped bundle: the weights are shared (mapped once), the caches and worker
-    /// pool are its own, so two sessions can run at the same time in one process, one per model.
+    /// A model over an already mapped bundle (the weights are read in place; nothing is copied).
     public init(bundle: ModelBundle, options: ModelOptions = ModelOptions()) throws {
         try KernelTier.checkEnvironment()
         self.bundle = bundle
         let path = bundle.gguf.path
-        pool = WorkerPool(threads: options.threads)
+        pool = WorkerPool.shared(threads: options.threads)
+        tokens = try SpecialTokenIds(metadata: bundle.gguf.metadata, file: path)
+        let has = { (c: Component) in bundle.components.contains(c.rawValue) }
         let L = TensorLoader(bundle)
         // Tensors a `--keep-all` bundle carries that inference never reads (the schema's drop list): not an error.
         let cfg = bundle.config
@@ -51,7 +57,7 @@ public final class LFMModel: @unchecked Sendable {
         {
             keptUnused.formUnion(
                 Schema.mimiDecode(mc, usedCodebooks: cfg.codebooks).filter { $0.dropReason != nil }.map {
-                    "mimi." + $0.name
+                    BundleNames.mimiPrefix + $0.name
                 })
         }
         if let dj = bundle.gguf.metadata[BundleKeys.detokenizerConfig]?.stringValue,
@@ -59,44 +65,54 @@ public final class LFMModel: @unchecked Sendable {
         {
             keptUnused.formUnion(
                 Schema.detokenizer(DetokenizerConfig(lfm: dc)).filter { $0.dropReason != nil }.map {
-                    "detokenizer." + $0.name
+                    BundleNames.detokenizerPrefix + $0.name
                 })
         }
         let unusedByDesign: (String) -> Bool = { n in
             keptUnused.contains(n)
-                || (n.hasPrefix("mimi.")
-                    && Schema.mimiDropReason(String(n.dropFirst(5)), usedCodebooks: cfg.codebooks) != nil)
+                || (n.hasPrefix(BundleNames.mimiPrefix)
+                    && Schema.mimiDropReason(
+                        String(n.dropFirst(BundleNames.mimiPrefix.count)), usedCodebooks: cfg.codebooks) != nil)
         }
         backbone = try LFM2Backbone(
-            L, prefix: "lfm.", config: bundle.config.lfm, contextLimit: options.contextLimit, pool: pool)
-        try L.checkAllConsumed(prefixes: ["lfm."], except: unusedByDesign)
-        if bundle.tensor("conformer.pre_encode.out.weight") != nil {
+            L, prefix: BundleNames.backbonePrefix, config: bundle.config.lfm, contextLimit: options.contextLimit,
+            pool: pool)
+        try L.checkAllConsumed(prefixes: BundleNames.prefixes(.backbone), except: unusedByDesign)
+        if has(.conformer) {
             audioEncoder = try AudioEncoder(L, config: bundle.config, pool: pool)
-            try L.checkAllConsumed(prefixes: ["conformer.", "audio_adapter."], except: unusedByDesign)
+            try L.checkAllConsumed(
+                prefixes: BundleNames.prefixes(.conformer) + BundleNames.prefixes(.adapter), except: unusedByDesign)
         } else {
             audioEncoder = nil
         }
-        if bundle.tensor("depth_linear.weight") != nil {
-            audioHead = try AudioHead(L, config: bundle.config, pool: pool)
+        if has(.depthformer) {
+            audioHead = try AudioHead(L, config: bundle.config, endOfAudio: tokens.endOfAudio, pool: pool)
             try L.checkAllConsumed(
-                prefixes: ["depthformer.", "depth_linear.", "depth_embeddings.", "audio_embedding."],
+                prefixes: BundleNames.prefixes(.depthformer) + BundleNames.prefixes(.audioEmbedding),
                 except: unusedByDesign)
         } else {
             audioHead = nil
         }
-        if let mj = bundle.gguf.metadata[BundleKeys.mimiConfig]?.stringValue {
+        if has(.mimi) {
+            guard let mj = bundle.gguf.metadata[BundleKeys.mimiConfig]?.stringValue else {
+                throw FormatsError.badHeader(file: path, detail: "the bundle lists mimi but has no \(BundleKeys.mimiConfig)")
+            }
             let mc = try decodeConfig(
                 MimiConfig.self, from: Data(mj.utf8), file: path + " (" + BundleKeys.mimiConfig + ")")
             mimi = try MimiDecoder(L, config: mc, codebooks: bundle.config.codebooks, pool: pool)
-            try L.checkAllConsumed(prefixes: ["mimi."], except: unusedByDesign)
+            try L.checkAllConsumed(prefixes: BundleNames.prefixes(.mimi), except: unusedByDesign)
         } else {
             mimi = nil
         }
-        if let dj = bundle.gguf.metadata[BundleKeys.detokenizerConfig]?.stringValue {
+        if has(.detokenizer) {
+            guard let dj = bundle.gguf.metadata[BundleKeys.detokenizerConfig]?.stringValue else {
+                throw FormatsError.badHeader(
+                    file: path, detail: "the bundle lists detokenizer but has no \(BundleKeys.detokenizerConfig)")
+            }
             let dc = try decodeConfig(
                 LFM2Config.self, from: Data(dj.utf8), file: path + " (" + BundleKeys.detokenizerConfig + ")")
             detokenizer = try Detokenizer(L, config: dc, pool: pool)
-            try L.checkAllConsumed(prefixes: ["detokenizer."], except: unusedByDesign)
+            try L.checkAllConsumed(prefixes: BundleNames.prefixes(.detokenizer), except: unusedByDesign)
         } else {
             detokenizer = nil
         }

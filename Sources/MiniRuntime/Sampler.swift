@@ -43,7 +43,7 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
 }
 
 /// Picks the next id from logits with the reference's semantics.
-public struct Sampler {
+public struct Sampler: Sendable {
     public var params: SamplingParams
     var rng: SeededRandom
     public init(_ p: SamplingParams) { params = p; rng = SeededRandom(seed: p.seed) }

@@ -2,13 +2,11 @@ import Foundation
 
 /// LFM2 gated short convolution: BCx = in_proj(x); u = B ⊙ x; v = causal depthwise conv_K(u); y = out_proj(C ⊙ v).
 /// Streaming state: the last K−1 values of u per channel.
-final class ShortConv {
+final class ShortConv: Sendable {
     let inProj: Matrix, outProj: Matrix
     let kernel: [Float]  // [H, K]
     let inBias: [Float]?, convBias: [Float]?, outBias: [Float]?
     let h: Int, k: Int
-    /// (K−1) × H, oldest first.
-    var state: [Float]
 
     init(_ L: TensorLoader, prefix p: String, hidden h: Int, kernelSize k: Int, bias: Bool) throws {
         self.h = h; self.k = k
@@ -18,13 +16,15 @@ final class ShortConv {
         inBias = bias ? try L.floats(p + "conv.in_proj.bias", shape: [3 * h]) : nil
         convBias = bias ? try L.floats(p + "conv.conv.bias", shape: [h]) : nil
         outBias = bias ? try L.floats(p + "conv.out_proj.bias", shape: [h]) : nil
-        state = [Float](repeating: 0, count: (k - 1) * h)
     }
 
-    func reset() { for i in state.indices { state[i] = 0 } }
+    func makeState() -> ConvCarry { ConvCarry(count: (k - 1) * h) }
 
     /// x: T × H (normed input), out: T × H. `ws` provides scratch of ≥ T × 3H floats.
-    func forward(_ x: UnsafePointer<Float>, T: Int, out: UnsafeMutablePointer<Float>, ws: Workspace, pool: WorkerPool) {
+    func forward(
+        _ x: UnsafePointer<Float>, T: Int, out: UnsafeMutablePointer<Float>, carry: ConvCarry, ws: Workspace,
+        pool: WorkerPool
+    ) {
         let bcx = ws.big
         ws.act.bind(x, rows: T, cols: h)
         inProj.matmul(ws.act, into: bcx, ldy: 3 * h, pool: pool)
@@ -33,7 +33,7 @@ final class ShortConv {
         let k = self.k, h = self.h
         for t in 0..<T { let r = bcx + t * 3 * h; for c in 0..<h { r[c] = r[c] * r[2 * h + c] } }
         kernel.withUnsafeBufferPointer { w in
-            state.withUnsafeMutableBufferPointer { st in
+            carry.values.withUnsafeMutableBufferPointer { st in
                 for t in 0..<T {
                     let r = bcx + t * 3 * h
                     for c in 0..<h {
@@ -63,4 +63,12 @@ final class ShortConv {
         outProj.matmul(ws.act, into: out, ldy: h, pool: pool)
         if let b = outBias { for t in 0..<T { for i in 0..<h { out[t * h + i] += b[i] } } }
     }
+}
+
+/// A short conv's carry: the last K−1 rows of u, (K−1) × H, oldest first.
+final class ConvCarry: StreamingState {
+    var values: [Float]
+    init(count: Int) { values = [Float](repeating: 0, count: count) }
+    func reset() { for i in values.indices { values[i] = 0 } }
+    var bytes: Int { values.count * MemoryLayout<Float>.size }
 }

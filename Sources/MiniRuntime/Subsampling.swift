@@ -7,7 +7,7 @@ import CKernels
 /// the first conv and after every pointwise conv, flattened as feature c·F + f into `out` (C·F → d_model).
 /// Activations are kept channel-last ([t][f][c]) so that the depthwise convs vectorise over channels and the
 /// pointwise convs are matrix products. Checkpoint names: `conformer.pre_encode.*`.
-final class Subsampling {
+final class Subsampling: Sendable {
     let channels: Int, stages: Int, featIn: Int, dModel: Int
     /// conv.0 kernel as [9][C] (tap-major) and bias.
     let conv0: [Float], conv0Bias: [Float]

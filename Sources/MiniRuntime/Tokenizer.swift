@@ -1,10 +1,11 @@
 import Foundation
 import Formats
+import Synchronization
 
 /// Byte-level BPE from a bundle's `tokenizer.json`: added/special tokens matched first (longest match), then the
 /// pre-tokenizer (the Llama-3 split pattern of LFM2, or GPT-2's ByteLevel pattern), byte→unicode mapping, and
 /// rank-ordered merges (with `ignore_merges`: a pre-token that is itself in the vocabulary is emitted directly).
-public final class Tokenizer: @unchecked Sendable {
+public final class Tokenizer: Sendable {
     public enum Pattern: Sendable { case llama3, gpt2 }
     public let pattern: Pattern
     public let vocabSize: Int
@@ -17,8 +18,8 @@ public final class Tokenizer: @unchecked Sendable {
     let added: [(content: [Unicode.Scalar], id: Int, lstrip: Bool, rstrip: Bool)]
     let addedIds: [Int: String]
     public let specialIds: Set<Int>
-    private var cache: [String: [Int]] = [:]
-    private let cacheLock = NSLock()
+    /// Merge results by pre-token, shared by every conversation.
+    private let cache = Mutex<[String: [Int]]>([:])
 
     static let byteToChar: [Character] = {
         var bs = Array(33...126) + Array(161...172) + Array(174...255)
@@ -177,9 +178,7 @@ public final class Tokenizer: @unchecked Sendable {
     func bpe(_ piece: ArraySlice<Unicode.Scalar>) -> [Int] {
         var mapped = ""
         for b in String(String.UnicodeScalarView(piece)).utf8 { mapped.append(Self.byteToChar[Int(b)]) }
-        cacheLock.lock()
-        if let c = cache[mapped] { cacheLock.unlock(); return c }
-        cacheLock.unlock()
+        if let c = cache.withLock({ $0[mapped] }) { return c }
         var result: [Int]
         if ignoreMerges, let id = vocab[mapped] {
             result = [id]
@@ -196,9 +195,8 @@ public final class Tokenizer: @unchecked Sendable {
             }
             result = syms.compactMap { vocab[$0] }
         }
-        cacheLock.lock()
-        if cache.count < 100_000 { cache[mapped] = result }
-        cacheLock.unlock()
+        let r = result
+        cache.withLock { if $0.count < 100_000 { $0[mapped] = r } }
         return result
     }
 

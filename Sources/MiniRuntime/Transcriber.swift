@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Events of a transcription.
 public enum TranscriptEvent: Sendable {
@@ -31,7 +32,7 @@ public struct TranscriptionStats: Sendable {
     public var prefillSeconds = 0.0
     public var decodeSeconds = 0.0
     public var firstTokenSeconds = 0.0
-    public var stopReasons: [String] = []
+    public var stopReasons: [StopReason] = []
     /// Audio seconds per wall second.
     public var realTimeFactor: Double { wallSeconds > 0 ? audioSeconds / wallSeconds : 0 }
 }
@@ -39,11 +40,13 @@ public struct TranscriptionStats: Sendable {
 /// ASR in the reference's way (system "Perform ASR.", the clip as the user turn, sequential mode, text until
 /// <|im_end|>; an <|audio_start|> also ends the transcript). Recordings longer than the window are split at
 /// low-energy points and transcribed window after window, each as its own conversation.
-public final class Transcriber: @unchecked Sendable {
+public final class Transcriber: Sendable {
     public let model: LFMModel
-    private var session: ChatSession?
-    private let lock = NSLock()
-    private var cancelled = false
+    private struct Running {
+        var conversation: Conversation?
+        var cancelled = false
+    }
+    private let running = Mutex(Running())
 
     public init(model: LFMModel) throws {
         guard model.audioEncoder != nil else {
@@ -53,8 +56,14 @@ public final class Transcriber: @unchecked Sendable {
         self.model = model
     }
 
-    public func cancel() { lock.lock(); cancelled = true; let s = session; lock.unlock(); s?.cancel() }
-    var isCancelled: Bool { lock.lock(); defer { lock.unlock() }; return cancelled }
+    public func cancel() {
+        let c = running.withLock { r in
+            r.cancelled = true
+            return r.conversation
+        }
+        c?.cancel()
+    }
+    var isCancelled: Bool { running.withLock { $0.cancelled } }
 
     /// Window boundaries (sample indices) for `samples` at `rate`: one window when the clip fits; otherwise each cut
     /// is placed at the quietest 20 ms frame (smoothed over 100 ms) in the last half of the allowed window.
@@ -96,25 +105,25 @@ public final class Transcriber: @unchecked Sendable {
         _ clip: AudioClip, options: TranscriptionOptions = TranscriptionOptions(),
         emit: (TranscriptEvent) -> Void
     ) throws -> TranscriptionStats {
-        lock.lock(); cancelled = false; lock.unlock()
+        running.withLock { $0.cancelled = false }
         let t0 = Date()
         var st = TranscriptionStats()
         st.audioSeconds = clip.seconds
         let rate = clip.sampleRate
         let ws = Self.windows(clip.samples, rate: rate, maxSeconds: options.maxWindowSeconds)
         for (i, w) in ws.enumerated() {
-            if isCancelled { st.stopReasons.append("cancelled"); break }
+            if isCancelled { st.stopReasons.append(.cancelled); break }
             emit(
                 .segment(index: i, start: Double(w.lowerBound) / Double(rate), end: Double(w.upperBound) / Double(rate))
             )
-            let s = ChatSession(model: model, system: options.system)
-            lock.lock(); session = s; lock.unlock()
+            let s = Conversation(model: model, system: options.system)
+            running.withLock { $0.conversation = s }
             let part = AudioClip(samples: Array(clip.samples[w]), sampleRate: rate, channels: clip.channels)
             let tw = Date()
             let gs = try s.generate(user: [.audio(part)], maxTokens: options.maxTokens, sampling: options.sampling) {
                 ev in
                 guard case .text(let id, let piece) = ev else { return }
-                if id == ChatFormat.imEnd || id == ChatFormat.audioStart { return }
+                if id == model.tokens.imEnd || id == model.tokens.audioStart { return }
                 emit(.text(id: id, piece: piece))
             }
             if i == 0 { st.firstTokenSeconds = tw.timeIntervalSince(t0) + gs.timeToFirstToken }
@@ -125,9 +134,9 @@ public final class Transcriber: @unchecked Sendable {
             st.prefillSeconds += gs.prefillSeconds; st.decodeSeconds += gs.decodeSeconds
             st.stopReasons.append(gs.stopReason)
             emit(.segmentDone(index: i, stats: gs))
-            if gs.stopReason == "cancelled" { break }
+            if gs.stopReason == .cancelled { break }
         }
-        lock.lock(); session = nil; lock.unlock()
+        running.withLock { $0.conversation = nil }
         st.wallSeconds = Date().timeIntervalSince(t0)
         return st
     }

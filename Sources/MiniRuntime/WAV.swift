@@ -7,6 +7,10 @@ public struct AudioClip: Sendable {
     public var sampleRate: Int
     public var channels: Int
     public var seconds: Double { Double(samples.count) / Double(max(sampleRate, 1)) }
+    /// `channels`: how many channels the mono samples were averaged from (1 for mono sources).
+    public init(samples: [Float], sampleRate: Int, channels: Int = 1) {
+        self.samples = samples; self.sampleRate = sampleRate; self.channels = channels
+    }
 }
 
 /// RIFF/WAVE reader: PCM 8/16/24/32-bit, IEEE float 32/64, WAVE_FORMAT_EXTENSIBLE, any sample rate, several

@@ -12,8 +12,9 @@ private let sysWrite = Darwin.write
 /// Streams a mono WAV file while audio is produced: 16-bit PCM (clamped to [−1, 1], ×32767, rounded) or 32-bit
 /// float. A file is written to a temporary name beside the destination with its header sizes updated after every
 /// write (what is on disk is always a valid WAV), and renamed into place by `finish()`. "-" streams to standard
-/// output with the streaming size convention (0xFFFFFFFF) since the header cannot be rewritten.
-public final class WAVWriter: @unchecked Sendable {
+/// output with the streaming size convention (0xFFFFFFFF) since the header cannot be rewritten. A streaming sink:
+/// `step` appends samples, `reset` empties a file (standard output cannot be rewound).
+public final class WAVWriter: StreamingState {
     public enum Format: String, Sendable { case pcm16 = "pcm16", f32 = "f32" }
     public let path: String
     public let sampleRate: Int
@@ -81,6 +82,20 @@ public final class WAVWriter: @unchecked Sendable {
     }
 
     public var seconds: Double { Double(samplesWritten) / Double(sampleRate) }
+
+    /// Appends samples (the streaming protocol's step).
+    public func step(_ samples: [Float]) throws { try write(samples) }
+
+    /// Empties the file: what follows starts a new recording (no effect on standard output).
+    public func reset() {
+        guard let file else { return }
+        samplesWritten = 0
+        _ = ftruncate(file.fd, 44)
+        try? put(header(dataBytes: 0), at: 0)
+    }
+
+    /// Bytes held in memory (none: every write goes to the file).
+    public var bytes: Int { 0 }
 
     /// Completes the file (fsync and rename into place).
     public func finish() throws { try file?.commit() }

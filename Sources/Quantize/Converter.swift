@@ -77,11 +77,8 @@ public enum Converter {
         m.append((BundleKeys.bos, .uint32(1)))
         m.append((BundleKeys.eos, .uint32(7)))
         m.append((BundleKeys.pad, .uint32(UInt32(ckpt.specialTokenIds["<|pad|>"] ?? 0))))
-        for (name, id) in SpecialTokens.required {
-            let key = name.trimmingCharacters(in: CharacterSet(charactersIn: "<|>"))
-            m.append((BundleKeys.token(key), .uint32(UInt32(id))))
-        }
-        m.append((BundleKeys.endOfAudio, .uint32(2048)))
+        for (name, id) in SpecialTokens.required { m.append((SpecialTokens.key(name), .uint32(UInt32(id)))) }
+        m.append((BundleKeys.endOfAudio, .uint32(UInt32(SpecialTokens.endOfAudio))))
         m.append((BundleKeys.preset, .string(plan.recipe.preset.rawValue)))
         m.append((BundleKeys.overrides, .strings(plan.recipe.overrides.map(\.description))))
         m.append((BundleKeys.recipe, .string(plan.recipe.json)))

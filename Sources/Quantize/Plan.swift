@@ -63,13 +63,8 @@ public struct ConversionPlan: Sendable {
 /// Builds and validates a conversion plan: every expected tensor present with the shape the config
 /// implies, every checkpoint tensor accounted for (kept, transformed or dropped with a reason).
 public enum Planner {
-    public static let mimiPrefix = "mimi."
-    public static let detokenizerPrefix = "detokenizer."
-    /// Derived tensor names (documented in docs/format.md).
-    public static func foldedDepthwise(_ layer: Int) -> String {
-        "conformer.layers.\(layer).conv.depthwise_conv_bn_folded"
-    }
-    public static func centroids(_ codebookPrefix: String) -> String { mimiPrefix + codebookPrefix + "centroids" }
+    static let mimiPrefix = BundleNames.mimiPrefix
+    static let detokenizerPrefix = BundleNames.detokenizerPrefix
     public static let batchNormEps = 1e-5
     public static let codebookEpsilon: Float = 1e-5
 
@@ -100,7 +95,7 @@ public enum Planner {
                 let g = floats(ts[2]), v = floats(ts[5])
                 return (0..<d).map { Double(g[$0]) / (Double(v[$0]) + batchNormEps).squareRoot() }
             }
-            let wName = foldedDepthwise(i) + ".weight", bName = foldedDepthwise(i) + ".bias"
+            let wName = BundleNames.foldedDepthwise(i) + ".weight", bName = BundleNames.foldedDepthwise(i) + ".bias"
             let (wt, wr) = recipe.type(
                 name: wName, shape: [d, 1, k], role: .convKernel, component: .conformer, sourceIsFloat: true)
             folded.append(
@@ -141,15 +136,14 @@ public enum Planner {
                 extraDrop: { Schema.mimiDropReason($0, usedCodebooks: used) })
             try emit(m, prefix: mimiPrefix, recipe: recipe, keepAll: keepAll, into: &out, dropped: &dropped)
             // Centroids E = embedding_sum / max(cluster_usage, ε), per used codebook.
-            var cbs = ["quantizer.rvq_first.vq.layers.0._codebook."]
-            for k in 0..<max(used - 1, 0) { cbs.append("quantizer.rvq_rest.vq.layers.\(k)._codebook.") }
             let q = mimi.config.quantizer
-            for cb in cbs {
+            for k in 0..<max(used, 1) {
+                let cb = BundleNames.mimiCodebook(k)
                 let sum = mimi.tensors[cb + "embedding_sum"]!, usage = mimi.tensors[cb + "cluster_usage"]!
                 let dim = q.dimension
                 out.append(
                     PlannedTensor(
-                        name: centroids(cb), shape: [q.bins, dim], role: .vector, component: .mimi, type: .f32,
+                        name: BundleNames.mimiCentroids(k), shape: [q.bins, dim], role: .vector, component: .mimi, type: .f32,
                         reason: "Mimi centroids embedding_sum / max(cluster_usage, 1e-5)",
                         source: .derived(
                             inputs: [cb + "embedding_sum", cb + "cluster_usage"],

@@ -50,7 +50,7 @@ struct ASRCommand: ParsableCommand {
             }
         }
         let peak = peakRSSBytes()
-        let stop = st.stopReasons.last ?? "none"
+        let stop = st.stopReasons.last?.rawValue ?? "none"
         if runtime.json {
             out(
                 jsonLine([

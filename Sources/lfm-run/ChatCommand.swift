@@ -24,8 +24,8 @@ struct ChatCommand: ParsableCommand {
     func run() throws {
         Interrupt.install()
         let (model, loadSeconds) = try openModel(runtime)
-        let decoder = audioOut.output != nil ? try SpeechDecoder(model: model, kind: audioOut.decoderKind) : nil
-        let session = ChatSession(model: model, system: system)
+        let decoder = audioOut.decoderKind
+        let session = Conversation(model: model, system: system)
         let sampling = audioOut.sampling(for: .chat, seed: generation.seed, greedy: generation.greedy)
         func speak(_ content: [UserContent], output: String?, start: Date) throws {
             let writer = try output.map {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MiniRuntime
+import RuntimeTools
 
 struct ParityCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

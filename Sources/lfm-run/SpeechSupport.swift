@@ -35,18 +35,17 @@ struct AudioOutputOptions: ParsableArguments {
     }
 }
 
-/// Runs one assistant turn that may speak: text to stdout (or JSON events), audio frames decoded and written to a
-/// WAV as they come, Ctrl-C stops cleanly (the WAV keeps what was spoken), statistics at the end.
+/// Runs one assistant turn that may speak: text to stdout (or JSON events), the library's decoded samples written
+/// to a WAV as they come, Ctrl-C stops cleanly (the WAV keeps what was spoken), statistics at the end.
 final class SpeechTurn {
     let runtime: RuntimeOptions
-    let session: ChatSession
-    let decoder: SpeechDecoder?
+    let session: Conversation
+    let decoder: DecoderKind?
     var writer: WAVWriter?
     let textToStderr: Bool
-    var firstAudible: Double = 0
-    var firstDecode: Double = 0
 
-    init(runtime: RuntimeOptions, session: ChatSession, decoder: SpeechDecoder?, writer: WAVWriter?) {
+    /// `decoder`: the decoder to speak with (nil: the bundle's default); ignored without a writer.
+    init(runtime: RuntimeOptions, session: Conversation, decoder: DecoderKind?, writer: WAVWriter?) {
         self.runtime = runtime; self.session = session; self.decoder = decoder; self.writer = writer
         textToStderr = writer?.path == "-"
     }
@@ -57,13 +56,12 @@ final class SpeechTurn {
         _ content: [UserContent], mode: GenerationMode, generation: GenerationOptions, audioSampling: SamplingParams,
         turnStart: Date, loadSeconds: Double
     ) throws {
-        decoder?.reset()
-        firstAudible = 0; firstDecode = 0
         let samples0 = writer?.samplesWritten ?? 0
-        let decode0 = decoder?.decodeSeconds ?? 0
+        var writeError: Error?
+        let offset = Date().timeIntervalSince(turnStart)  // reading the input, before the library's turn clock
         let stats = try session.generate(
             user: content, mode: mode, maxTokens: generation.maxTokens, sampling: generation.sampling,
-            audioSampling: audioSampling
+            audioSampling: audioSampling, audio: writer != nil ? .speech(decoder: decoder) : .codes
         ) { ev in
             if Interrupt.requested { session.cancel() }
             switch ev {
@@ -75,37 +73,36 @@ final class SpeechTurn {
                 }
             case .audio(let codes):
                 if runtime.json && !textToStderr { out(jsonLine(["type": "audio", "codes": codes]) + "\n") }
-                guard let decoder, let writer else { return }
-                do {
-                    let t0 = Date()
-                    let y = try decoder.push(codes)
-                    if firstDecode == 0 && !y.isEmpty { firstDecode = Date().timeIntervalSince(t0) }
-                    try writer.write(y)
-                    if firstAudible == 0 && !y.isEmpty { firstAudible = Date().timeIntervalSince(turnStart) }
-                } catch { printErr("error: \(error)"); session.cancel() }
+            case .samples(let y):
+                guard let writer, writeError == nil else { return }
+                do { try writer.write(y) } catch {
+                    printErr("error: \(error)"); writeError = error; session.cancel()
+                }
             case .done: break
             }
         }
-        if let decoder, let writer { try writer.write(decoder.finish()) }
+        if let writeError { throw writeError }
         let peak = peakRSSBytes()
         let spoken = Double((writer?.samplesWritten ?? 0) - samples0) / Double(SpeechDecoder.sampleRate)
-        let decodeSec = (decoder?.decodeSeconds ?? 0) - decode0
         let wall = Date().timeIntervalSince(turnStart)
+        let firstAudible = stats.timeToFirstAudio > 0 ? offset + stats.timeToFirstAudio : 0
+        let decoderName = stats.decoder?.rawValue ?? "none"
         if runtime.json && !textToStderr {
             out(
                 jsonLine([
                     "type": "done", "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas,
-                    "stop_reason": stats.stopReason, "prompt_tokens": stats.promptTokens,
+                    "stop_reason": stats.stopReason.rawValue, "prompt_tokens": stats.promptTokens,
                     "generated_tokens": stats.generatedTokens, "audio_frames": stats.audioFrames,
                     "load_seconds": loadSeconds,
                     "audio_in_positions": stats.audioPositions, "mel_seconds": stats.melSeconds,
                     "encoder_seconds": stats.encoderSeconds,
                     "prefill_seconds": stats.prefillSeconds, "text_steps_before_audio": stats.textStepsBeforeAudio,
                     "time_to_first_token": stats.timeToFirstToken, "time_to_first_frame": stats.timeToFirstFrame,
-                    "first_frame_head_seconds": stats.firstFrameHeadSeconds, "first_frame_decode_seconds": firstDecode,
+                    "first_frame_head_seconds": stats.firstFrameHeadSeconds,
+                    "first_frame_decode_seconds": stats.firstDecodeSeconds,
                     "time_to_first_audio": firstAudible, "audio_head_seconds": stats.audioHeadSeconds,
-                    "decoder_seconds": decodeSec,
-                    "decoder": decoder?.kind.rawValue ?? "none", "audio_seconds": spoken, "wall_seconds": wall,
+                    "decoder_seconds": stats.decoderSeconds,
+                    "decoder": decoderName, "audio_seconds": spoken, "wall_seconds": wall,
                     "real_time_factor": wall > 0 ? spoken / wall : 0, "peak_rss_bytes": peak,
                 ]) + "\n")
         } else if !runtime.json {
@@ -119,10 +116,10 @@ final class SpeechTurn {
                             "load %.3f s | read+mel %.3f s | encoder %.3f s (%d positions) | prefill %.3f s (%d positions) | %d text steps before audio | first frame at %.3f s (depthformer %.3f s) | first decode %.3f s | first audio %.3f s | %d frames, %.2f s of audio in %.2f s = %.2fx real time | depthformer %.3f s, decoder (%@) %.3f s | peak RSS %.1f MB | stop: %@",
                         loadSeconds, stats.melSeconds, stats.encoderSeconds, stats.audioPositions, stats.prefillSeconds,
                         stats.promptTokens,
-                        stats.textStepsBeforeAudio, stats.timeToFirstFrame, stats.firstFrameHeadSeconds, firstDecode,
-                        firstAudible,
+                        stats.textStepsBeforeAudio, stats.timeToFirstFrame, stats.firstFrameHeadSeconds,
+                        stats.firstDecodeSeconds, firstAudible,
                         stats.audioFrames, spoken, wall, wall > 0 ? spoken / wall : 0, stats.audioHeadSeconds,
-                        decoder?.kind.rawValue ?? "none", decodeSec, Double(peak) / 1048576, stats.stopReason))
+                        decoderName, stats.decoderSeconds, Double(peak) / 1048576, stats.stopReason.rawValue))
         }
     }
 }

@@ -28,11 +28,11 @@ struct TTSCommand: ParsableCommand {
     func run() throws {
         Interrupt.install()
         let (model, loadSeconds) = try openModel(runtime)
-        let decoder = try SpeechDecoder(model: model, kind: audioOut.decoderKind)
+        let decoder = audioOut.decoderKind
         let writer = try WAVWriter(
             path: audioOut.output!, sampleRate: SpeechDecoder.sampleRate, format: audioOut.format)
         let task = TaskPreset.tts(Voice(rawValue: voice)!)
-        let session = ChatSession(model: model, system: task.system)
+        let session = Conversation(model: model, system: task.system)
         let turn = SpeechTurn(runtime: runtime, session: session, decoder: decoder, writer: writer)
         do {
             try turn.run(

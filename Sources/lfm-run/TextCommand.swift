@@ -94,7 +94,7 @@ struct TextCommand: ParsableCommand {
     func run() throws {
         Interrupt.install()
         let (model, loadSeconds) = try openModel(runtime)
-        let session = ChatSession(model: model, system: system)
+        let session = Conversation(model: model, system: system)
         if prompt != nil || audio != nil {
             var content: [UserContent] = []
             if let audio { content.append(.audio(try WAVReader.read(audio))) }
@@ -123,7 +123,7 @@ struct TextCommand: ParsableCommand {
         }
     }
 
-    func turn(_ session: ChatSession, _ content: [UserContent], loadSeconds: Double) throws {
+    func turn(_ session: Conversation, _ content: [UserContent], loadSeconds: Double) throws {
         let stats = try session.generate(user: content, maxTokens: generation.maxTokens, sampling: generation.sampling)
         { ev in
             if Interrupt.requested { session.cancel() }
@@ -135,7 +135,7 @@ struct TextCommand: ParsableCommand {
             out(
                 jsonLine([
                     "type": "done", "kernel_tier": KernelTier.report().tier, "blas": KernelTier.report().blas,
-                    "stop_reason": stats.stopReason, "prompt_tokens": stats.promptTokens,
+                    "stop_reason": stats.stopReason.rawValue, "prompt_tokens": stats.promptTokens,
                     "generated_tokens": stats.generatedTokens, "load_seconds": loadSeconds,
                     "prefill_seconds": stats.prefillSeconds, "prefill_tokens_per_second": stats.prefillTokensPerSecond,
                     "time_to_first_token": stats.timeToFirstToken,
@@ -153,7 +153,7 @@ struct TextCommand: ParsableCommand {
                         format:
                             "load %.3f s | prompt %d tokens, prefill %.1f tok/s | first token %.3f s | decode %d tokens, %.2f tok/s | peak RSS %.1f MB | stop: %@",
                         loadSeconds, stats.promptTokens, stats.prefillTokensPerSecond, stats.timeToFirstToken,
-                        stats.generatedTokens, stats.decodeTokensPerSecond, Double(peak) / 1048576, stats.stopReason))
+                        stats.generatedTokens, stats.decodeTokensPerSecond, Double(peak) / 1048576, stats.stopReason.rawValue))
         }
     }
 }

@@ -3,7 +3,8 @@ import TestSupport
 import Foundation
 @testable import Formats
 @testable import Quantize
-@testable import MiniRuntime
+@_spi(Tools) @testable import MiniRuntime
+import RuntimeTools
 
 /// A copy of a fixture checkpoint with the detokenizer weights regenerated from their recipe.
 func fixtureWithDetokenizer(_ name: String) throws -> String {
@@ -81,8 +82,8 @@ final class ConvertTests: XCTestCase {
         let w = f("depthwise_conv.weight"), bias = f("depthwise_conv.bias"), g = f("batch_norm.weight"),
             beta = f("batch_norm.bias")
         let mean = f("batch_norm.running_mean"), v = f("batch_norm.running_var")
-        let fw = Array(b.bytes(of: b.tensor(Planner.foldedDepthwise(1) + ".weight")!).bindMemory(to: Float.self))
-        let fb = Array(b.bytes(of: b.tensor(Planner.foldedDepthwise(1) + ".bias")!).bindMemory(to: Float.self))
+        let fw = Array(b.bytes(of: b.tensor(BundleNames.foldedDepthwise(1) + ".weight")!).bindMemory(to: Float.self))
+        let fb = Array(b.bytes(of: b.tensor(BundleNames.foldedDepthwise(1) + ".bias")!).bindMemory(to: Float.self))
         let k = ckpt.config.encoder.convKernelSize
         for c in 0..<ckpt.config.encoder.dModel {
             let s = Double(g[c]) / (Double(v[c]) + 1e-5).squareRoot()
@@ -90,10 +91,11 @@ final class ConvertTests: XCTestCase {
             for j in 0..<k { XCTAssertEqual(Double(fw[c * k + j]), Double(w[c * k + j]) * s, accuracy: 1e-6) }
         }
         // Mimi centroids
-        let cb = "quantizer.rvq_rest.vq.layers.3._codebook."
+        let cb = BundleNames.mimiCodebook(4)
+        XCTAssertEqual(cb, "quantizer.rvq_rest.vq.layers.3._codebook.")
         let sum = Planner.floats(ckpt.mimi!.tensors[cb + "embedding_sum"]!),
             use = Planner.floats(ckpt.mimi!.tensors[cb + "cluster_usage"]!)
-        let cent = Array(b.bytes(of: b.tensor(Planner.centroids(cb))!).bindMemory(to: Float.self))
+        let cent = Array(b.bytes(of: b.tensor(BundleNames.mimiCentroids(4))!).bindMemory(to: Float.self))
         let dim = ckpt.mimi!.config.quantizer.dimension
         for i in stride(from: 0, to: sum.count, by: 97) { XCTAssertEqual(cent[i], sum[i] / max(use[i / dim], 1e-5)) }
         // --keep-all keeps what was dropped

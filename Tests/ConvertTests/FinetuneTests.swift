@@ -141,7 +141,7 @@ final class FinetuneTests: XCTestCase {
                 let stream = m["stream"] as! [String: Any]
                 let wantTokens = stream["text_tokens"] as! [Int], wantFrames = stream["frames"] as! [[Int]],
                     wantSteps = stream["step_modality"] as! [Int]
-                let session = ChatSession(model: model, system: m["system"] as? String)
+                let session = Conversation(model: model, system: m["system"] as? String)
                 var content: [UserContent] = []
                 if mode == "asr" || mode == "chat" {
                     content.append(.audio(try WAVReader.read(fixtures + "/audio/speech.wav")))
@@ -155,7 +155,7 @@ final class FinetuneTests: XCTestCase {
                     switch ev {
                     case .text(let id, _): tokens.append(id); steps.append(1)
                     case .audio(let codes): frames.append(codes); steps.append(3)
-                    case .done: break
+                    case .done, .samples: break
                     }
                 }
                 XCTAssertEqual(tokens, wantTokens, "\(mode)-\(name) text tokens")

@@ -2,7 +2,8 @@ import XCTest
 import TestSupport
 @testable import Formats
 @testable import Quantize
-@testable import MiniRuntime
+@_spi(Tools) @testable import MiniRuntime
+import RuntimeTools
 
 /// ASR against the reference (f32 bundles): the bundled 22.05 kHz WAV read by the runtime, resampled, encoded and
 /// placed in the "Perform ASR." prompt; the prompt layout, the audio embeddings, every step's logits and the greedy
@@ -18,9 +19,9 @@ final class ASRParityTests: XCTestCase {
         let eEmb = relErr(emb.values, g.floats("asr.audio_in_emb"))
         XCTAssertLessThan(eEmb, 1e-4, "\(fixture) audio embeddings")
 
-        let session = ChatSession(model: model, system: ChatFormat.System.asr)
-        var steps: [[Float]] = []
-        session.logitsObserver = { steps.append($0) }
+        let session = Conversation(model: model, system: ChatFormat.System.asr)
+        let rec = TraceRecorder()
+        session.setTrace(rec.trace)
         var tokens: [Int] = []
         let want = g.ints("asr.tokens")
         let stats = try session.generate(user: [.audio(clip)], maxTokens: want.count, sampling: .greedy) { ev in
@@ -29,8 +30,9 @@ final class ASRParityTests: XCTestCase {
         // prompt: text ids at text positions, audio positions where the reference puts them
         let flags = g.ints("asr.modality_flag"), ids = g.ints("asr.text_ids")
         let prompt = Array(session.history.prefix(flags.count))
-        XCTAssertEqual(session.modalities.prefix(flags.count).map(\.rawValue), flags, "\(fixture) modality layout")
-        XCTAssertEqual(prompt.filter { $0 != ChatSession.audioInPlaceholder }, ids, "\(fixture) prompt ids")
+        XCTAssertEqual(prompt.map(\.modality.rawValue), flags, "\(fixture) modality layout")
+        XCTAssertEqual(prompt.compactMap(\.textId), ids, "\(fixture) prompt ids")
+        let steps = rec.values("text.logits")
         XCTAssertEqual(stats.audioPositions, emb.count)
         XCTAssertEqual(tokens, want, "\(fixture) greedy ASR stream")
         let wantLogits = g.floats("asr.step_logits"), V = model.backbone.vocab

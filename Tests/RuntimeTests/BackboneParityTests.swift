@@ -2,7 +2,8 @@ import XCTest
 import TestSupport
 @testable import Formats
 @testable import Quantize
-@testable import MiniRuntime
+@_spi(Tools) @testable import MiniRuntime
+import RuntimeTools
 
 /// The backbone against the reference's per-stage goldens (f32 bundles): feed the golden prefill embeddings
 /// (`c.in_emb`), compare every layer's hidden states, the final hidden state and the text logits.
@@ -19,14 +20,10 @@ final class BackboneParityTests: XCTestCase {
         let nLayers = bb.config.numHiddenLayers
         XCTAssertEqual(hs.count, (nLayers + 1) * L * h)
         var got = [[Float]](repeating: [], count: nLayers + 1)
-        var last = [Float](repeating: 0, count: h)
-        try inEmb.withUnsafeBufferPointer { x in
-            try last.withUnsafeMutableBufferPointer { l in
-                try bb.forward(x.baseAddress!, count: L, last: l.baseAddress!) { layer, ptr, n in
-                    got[layer] += Array(UnsafeBufferPointer(start: ptr, count: n * h))
-                }
-            }
-        }
+        let state = bb.makeState(), rec = TraceRecorder()
+        state.trace = rec.trace
+        let last = try inEmb.withUnsafeBufferPointer { try bb.step(.init(embeddings: $0.baseAddress!, count: L), state: state) }
+        for e in rec.all() where e.name == "lfm.hidden" { got[e.layer!] += e.values }
         var worst: Float = 0
         for layer in 0...nLayers {
             let want = Array(hs[(layer * L * h)..<((layer + 1) * L * h)])
@@ -36,10 +33,7 @@ final class BackboneParityTests: XCTestCase {
         }
         let wantLast = g.floats("c.last_hidden")
         XCTAssertLessThan(relErr(last, Array(wantLast.suffix(h))), 1e-4)
-        var logits = [Float](repeating: 0, count: bb.vocab)
-        last.withUnsafeBufferPointer { l in
-            logits.withUnsafeMutableBufferPointer { bb.logits(l.baseAddress!, into: $0.baseAddress!) }
-        }
+        let logits = bb.logits(last)
         let wantLogits = g.floats("c.text_logits_last")
         let le = relErr(logits, wantLogits)
         XCTAssertLessThan(le, 1e-4)

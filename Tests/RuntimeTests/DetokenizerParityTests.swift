@@ -2,7 +2,8 @@ import XCTest
 import TestSupport
 @testable import Formats
 @testable import Quantize
-@testable import MiniRuntime
+@_spi(Tools) @testable import MiniRuntime
+import RuntimeTools
 
 /// The LFM2 detokenizer streamed frame by frame against the reference's batch `LFM2AudioDetokenizer(e.codes)`:
 /// embeddings, hidden states, spectra and the waveform (1440 samples for frame 0, 1920 after, 480 at the flush).
@@ -14,15 +15,17 @@ final class DetokenizerParityTests: XCTestCase {
                 path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: 2, contextLimit: 64))
             let det = try XCTUnwrap(model.detokenizer)
             let codes = g.ints("e.codes"), T = codes.count / 8
-            var stages: [String: [Float]] = [:]
-            det.stageObserver = { name, x, _ in stages[name, default: []] += x }
+            let st = det.makeState(), rec = TraceRecorder()
+            st.trace = rec.trace
             var wave: [Float] = []
             for t in 0..<T {
-                let y = try det.decode(frame: (0..<8).map { codes[$0 * T + t] })
+                let y = try det.step((0..<8).map { codes[$0 * T + t] }, state: st)
                 XCTAssertEqual(y.count, t == 0 ? 1440 : 1920)
                 wave += y
             }
-            let tail = det.flush()
+            let tail = det.flush(state: st)
+            var stages: [String: [Float]] = [:]
+            for e in rec.all() { stages[String(e.name.dropFirst("detok.".count)), default: []] += e.values }
             XCTAssertEqual(tail.count, 480)
             wave += tail
             var worst: Float = 0
@@ -37,9 +40,9 @@ final class DetokenizerParityTests: XCTestCase {
                 "\(fixture): detokenizer streaming of \(T) frames (window \(det.window)), waveform rel err \(e), stages worst \(worst)"
             )
             // a new utterance after reset gives the same samples
-            det.stageObserver = nil
-            det.reset()
-            XCTAssertEqual(try det.decode(frame: (0..<8).map { codes[$0 * T] }), Array(wave.prefix(1440)))
+            st.trace = nil
+            st.reset()
+            XCTAssertEqual(try det.step((0..<8).map { codes[$0 * T] }, state: st), Array(wave.prefix(1440)))
         }
     }
 }
@@ -49,19 +52,19 @@ final class DetokenizerWindowTests: XCTestCase {
     func testCompactedCacheEqualsUncompacted() throws {
         let path = try Bundles.path("tiny-b", .f32)
         let bundle = try ModelBundle(path: path)
-        let pool = WorkerPool(threads: 2)
+        let pool = WorkerPool.shared(threads: 2)
         let cfg = try decodeConfig(
             LFM2Config.self, from: Data(bundle.gguf.metadata[BundleKeys.detokenizerConfig]!.stringValue!.utf8),
             file: path)
-        let small = try Detokenizer(TensorLoader(bundle), config: cfg, pool: pool, extraCapacity: 6)
-        let big = try Detokenizer(TensorLoader(bundle), config: cfg, pool: pool, extraCapacity: 4000)
+        let det = try Detokenizer(TensorLoader(bundle), config: cfg, pool: pool)
+        let small = det.makeState(capacity: det.window + 6), big = det.makeState(capacity: det.window + 4000)
         var rng = SeededRandom(seed: 7)
         var a: [Float] = [], b: [Float] = []
         for _ in 0..<60 {
             let f = (0..<8).map { _ in Int(rng.next() % 2048) }
-            a += try small.decode(frame: f); b += try big.decode(frame: f)
+            a += try det.step(f, state: small); b += try det.step(f, state: big)
         }
-        a += small.flush(); b += big.flush()
+        a += det.flush(state: small); b += det.flush(state: big)
         XCTAssertEqual(a.count, 60 * 1920)
         XCTAssertLessThan(relErr(a, b), 1e-6)
     }

@@ -2,7 +2,8 @@ import XCTest
 import TestSupport
 @testable import Formats
 @testable import Quantize
-@testable import MiniRuntime
+@_spi(Tools) @testable import MiniRuntime
+import RuntimeTools
 
 /// The audio input path against the reference's goldens (f32 bundles): subsampling output, every Conformer
 /// layer, the encoder output and the adapter output, from the golden mel and end to end from the waveform.
@@ -19,7 +20,10 @@ final class EncoderParityTests: XCTestCase {
         let mel = (0..<F).map { f in Array(flat[(f * T)..<((f + 1) * T)]) }
         var worst: Float = 0
         var seen = 0
-        let out = enc.conformer(mel: mel) { i, x in
+        let rec = TraceRecorder()
+        let out = enc.conformer(mel: mel, trace: rec.trace)
+        for ev in rec.all() {
+            let i = ev.layer!, x = ev.values
             let name = i == 0 ? "b.conformer_pre_encode" : "b.conformer_layer\(i - 1)"
             let want = g.floats(name)
             let e = relErr(x, want)

@@ -1,7 +1,7 @@
 import XCTest
 import TestSupport
 @testable import Formats
-@testable import MiniRuntime
+@_spi(Tools) @testable import MiniRuntime
 
 /// Replays the fuzz regression corpus (Tests/Fixtures/fuzz/<target>/: crashing inputs found by scripts/fuzz.sh, and
 /// a sample of its working corpus) through the same parsers as the fuzz harness: each must return or throw.

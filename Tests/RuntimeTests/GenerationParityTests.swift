@@ -2,7 +2,8 @@ import XCTest
 import TestSupport
 @testable import Formats
 @testable import Quantize
-@testable import MiniRuntime
+@_spi(Tools) @testable import MiniRuntime
+import RuntimeTools
 
 /// Text chat against the reference (goldens from scripts/reference/make_text_goldens.py, f32 bundles): prompt
 /// ids, per-layer prefill hidden states, the logits of every greedy step and the greedy token stream of two
@@ -17,9 +18,9 @@ final class GenerationParityTests: XCTestCase {
             user2 = prompts["user2"]!.stringValue!
         let model = try LFMModel(
             path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: 2, contextLimit: 512))
-        let session = ChatSession(model: model, system: system)
-        var logits: [[Float]] = []
-        session.logitsObserver = { logits.append($0) }
+        let session = Conversation(model: model, system: system)
+        let rec = TraceRecorder()
+        session.setTrace(rec.trace)
 
         // turn 1
         let want1 = g.ints("t.tokens")
@@ -28,9 +29,11 @@ final class GenerationParityTests: XCTestCase {
             if case .text(let id, _) = $0 { got1.append(id) }
         }
         XCTAssertEqual(
-            Array(session.history.prefix(g.ints("t.text_ids").count)), g.ints("t.text_ids"), "\(fixture) prompt ids")
+            session.history.prefix(g.ints("t.text_ids").count).map { $0.textId ?? -1 }, g.ints("t.text_ids"),
+            "\(fixture) prompt ids")
         XCTAssertEqual(got1, want1, "\(fixture) turn-1 greedy stream")
-        XCTAssertEqual(stats1.stopReason, want1.last == 7 ? "im_end" : "max_tokens")
+        XCTAssertEqual(stats1.stopReason, want1.last == 7 ? .imEnd : .maxTokens)
+        var logits = rec.values("text.logits")
         let stepLogits = g.floats("t.step_logits")
         let V = model.backbone.vocab
         var worst: Float = 0
@@ -40,7 +43,7 @@ final class GenerationParityTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-4, "\(fixture) turn-1 logits")
 
         // turn 2 from the cache
-        logits = []
+        rec.clear()
         let want2 = g.ints("t2.tokens")
         var got2: [Int] = []
         _ = try session.generate(user: user2, maxTokens: want2.count, sampling: .greedy) {
@@ -48,9 +51,10 @@ final class GenerationParityTests: XCTestCase {
         }
         let hist2 = g.ints("t2.text_ids")
         XCTAssertEqual(
-            Array(session.history.prefix(hist2.count)), hist2,
+            session.history.prefix(hist2.count).map { $0.textId ?? -1 }, hist2,
             "\(fixture) turn-2 history = what the reference re-prefills")
         XCTAssertEqual(got2, want2, "\(fixture) turn-2 greedy stream")
+        logits = rec.values("text.logits")
         let step2 = g.floats("t2.step_logits")
         var worst2: Float = 0
         for (i, l) in logits.prefix(want2.count).enumerated() {
@@ -77,14 +81,10 @@ final class GenerationParityTests: XCTestCase {
         }
         XCTAssertLessThan(relErr(emb, g.floats("t.in_emb")), 1e-6)
         var layers = [[Float]](repeating: [], count: bb.config.numHiddenLayers + 1)
-        var last = [Float](repeating: 0, count: h)
-        try emb.withUnsafeBufferPointer { e in
-            try last.withUnsafeMutableBufferPointer { l in
-                try bb.forward(e.baseAddress!, count: ids.count, last: l.baseAddress!) { i, p, n in
-                    layers[i] += Array(UnsafeBufferPointer(start: p, count: n * h))
-                }
-            }
-        }
+        let state = bb.makeState(), rec = TraceRecorder()
+        state.trace = rec.trace
+        _ = try emb.withUnsafeBufferPointer { try bb.step(.init(embeddings: $0.baseAddress!, count: ids.count), state: state) }
+        for e in rec.all() where e.name == "lfm.hidden" { layers[e.layer!] += e.values }
         let hs = g.floats("t.hidden_states")
         for i in layers.indices {
             XCTAssertLessThan(
@@ -96,14 +96,14 @@ final class GenerationParityTests: XCTestCase {
     func testSessionAPI() async throws {
         let model = try LFMModel(
             path: try Bundles.path("tiny-a", .q8_0), options: ModelOptions(threads: 2, contextLimit: 64))
-        let s = ChatSession(model: model, system: nil)
+        let s = Conversation(model: model, system: nil)
         var ids: [Int] = []
         var done: GenerationStats?
         for try await ev in s.reply(to: "Hello", maxTokens: 8) {
             switch ev {
             case .text(let id, _): ids.append(id);
             case .done(let st): done = st;
-            case .audio: XCTFail("no audio in text mode")
+            case .audio, .samples: XCTFail("no audio in text mode")
             }
         }
         XCTAssertEqual(ids.count, done?.generatedTokens)
@@ -114,11 +114,11 @@ final class GenerationParityTests: XCTestCase {
             _ = try s.generate(user: long, maxTokens: 4, sampling: .greedy) { _ in }; XCTFail("expected overflow")
         } catch let e as RuntimeError { XCTAssertTrue("\(e)".contains("context limit")) }
         // cancel stops at the next token
-        let s2 = ChatSession(model: model, system: nil)
+        let s2 = Conversation(model: model, system: nil)
         let st = try s2.generate(user: "Hi", maxTokens: 50, sampling: SamplingParams(temperature: 1, seed: 1)) { ev in
             if case .text = ev { s2.cancel() }
         }
-        XCTAssertEqual(st.stopReason, "cancelled")
+        XCTAssertEqual(st.stopReason, .cancelled)
         XCTAssertEqual(st.generatedTokens, 1)
     }
 

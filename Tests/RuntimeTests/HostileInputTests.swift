@@ -2,7 +2,7 @@ import XCTest
 import TestSupport
 @testable import Formats
 @testable import Quantize
-@testable import MiniRuntime
+@_spi(Tools) @testable import MiniRuntime
 
 /// Hostile inputs across the formats a user feeds the runtime: each must give a clear error naming the input (no
 /// crash, no hang) with memory bounded (absurd sizes are refused before anything is allocated). The safetensors,
@@ -169,7 +169,7 @@ final class HostileInputTests: XCTestCase {
         let w = Transcriber.windows(hour, rate: 1000, maxSeconds: 30)
         XCTAssertEqual(w.count, 120); XCTAssertTrue(w.allSatisfy { $0.count <= 30_000 })
         // audio longer than the context: a clear error, the session unchanged
-        let s = ChatSession(model: model, system: nil)
+        let s = Conversation(model: model, system: nil)
         let before = s.history.count
         expectError("context overflow", "context limit") {
             _ = try s.generate(
@@ -195,7 +195,7 @@ final class ConcurrentSessionTests: XCTestCase {
         let g = try Goldens(fixtures + "/tiny-a/golden.safetensors")
         let clip = AudioClip(samples: g.floats("input.wave_16k"), sampleRate: 16000, channels: 1)
         @Sendable func answer(_ m: LFMModel, _ i: Int) throws -> ([Int], [[Int]]) {
-            let s = ChatSession(model: m, system: ChatFormat.System.interleaved)
+            let s = Conversation(model: m, system: ChatFormat.System.interleaved)
             var ids: [Int] = [], frames: [[Int]] = []
             let content: [UserContent] = i == 0 ? [.audio(clip)] : [.text("Hello there, how are you?")]
             _ = try s.generate(
@@ -240,7 +240,7 @@ final class KeepAllBundleTests: XCTestCase {
             XCTAssertNotNil(m.audioEncoder); XCTAssertNotNil(m.audioHead); XCTAssertNotNil(m.mimi);
             XCTAssertNotNil(m.detokenizer)
             var ids: [Int] = []
-            _ = try ChatSession(model: m).generate(user: "Hello", maxTokens: 6, sampling: .greedy) {
+            _ = try Conversation(model: m).generate(user: "Hello", maxTokens: 6, sampling: .greedy) {
                 if case .text(let id, _) = $0 { ids.append(id) }
             }
             return ids

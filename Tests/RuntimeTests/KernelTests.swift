@@ -3,7 +3,7 @@ import TestSupport
 import CKernels
 @testable import Formats
 @testable import Quantize
-@testable import MiniRuntime
+@_spi(Tools) @testable import MiniRuntime
 
 /// Every fast kernel against its plain reference version (and against float math on dequantized weights).
 final class KernelTests: XCTestCase {

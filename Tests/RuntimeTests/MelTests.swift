@@ -1,7 +1,7 @@
 import XCTest
 import TestSupport
 @testable import Formats
-@testable import MiniRuntime
+@_spi(Tools) @testable import MiniRuntime
 
 /// The log-mel front end against the reference's `a.mel` (fixtures' 1 s synthetic waveform at 16 kHz).
 final class MelTests: XCTestCase {

@@ -2,7 +2,8 @@ import XCTest
 import TestSupport
 @testable import Formats
 @testable import Quantize
-@testable import MiniRuntime
+@_spi(Tools) @testable import MiniRuntime
+import RuntimeTools
 
 /// Mimi's streaming decoder (frame by frame, zero lookahead) against the reference's batch `MimiModel.decode` of
 /// the fixtures' 12 frames: every stage and the waveform.
@@ -22,16 +23,19 @@ final class MimiParityTests: XCTestCase {
                 path: try Bundles.path(fixture, .f32), options: ModelOptions(threads: 2, contextLimit: 64))
             let mimi = try XCTUnwrap(model.mimi)
             let codes = g.ints("e.codes"), T = codes.count / 8
-            var stages: [String: [Float]] = [:], channels: [String: Int] = [:]
-            mimi.stageObserver = { name, x, c in
-                stages[name, default: []] += x; channels[name] = c
-            }
+            let st = mimi.makeState(), rec = TraceRecorder()
+            st.trace = rec.trace
             var wave: [Float] = []
             for t in 0..<T {
                 let frame = (0..<8).map { codes[$0 * T + t] }
-                let y = try mimi.decode(frame: frame)
+                let y = try mimi.step(frame, state: st)
                 XCTAssertEqual(y.count, mimi.samplesPerFrame)
                 wave += y
+            }
+            var stages: [String: [Float]] = [:], channels: [String: Int] = [:]
+            for e in rec.all() {
+                let name = String(e.name.dropFirst("mimi.".count))
+                stages[name, default: []] += e.values; channels[name] = e.width
             }
             var worst: (String, Float) = ("", 0)
             for name in ["latent", "upsampled", "transformer_out"]
@@ -50,11 +54,11 @@ final class MimiParityTests: XCTestCase {
                 "\(fixture): Mimi streaming decode of \(T) frames, waveform rel err \(e) (worst stage \(worst.0) \(worst.1))"
             )
             // reset starts a new stream: decoding again gives the same samples
-            mimi.stageObserver = nil
-            mimi.reset()
-            let again = try mimi.decode(frame: (0..<8).map { codes[$0 * T] })
+            st.trace = nil
+            st.reset()
+            let again = try mimi.step((0..<8).map { codes[$0 * T] }, state: st)
             XCTAssertEqual(again, Array(wave.prefix(mimi.samplesPerFrame)))
-            XCTAssertThrowsError(try mimi.decode(frame: [2048, 0, 0, 0, 0, 0, 0, 0]))
+            XCTAssertThrowsError(try mimi.step([2048, 0, 0, 0, 0, 0, 0, 0], state: st))
         }
     }
 }
@@ -69,21 +73,22 @@ final class MimiRingTests: XCTestCase {
         let cfg = try decodeConfig(
             MimiConfig.self, from: Data(bundle.gguf.metadata[BundleKeys.mimiConfig]!.stringValue!.utf8), file: "mimi")
         XCTAssertEqual(cfg.transformer.context, 250)
-        let pool = WorkerPool(threads: 1)
+        let pool = WorkerPool.shared(threads: 1)
         let paired = try MimiTransformerLayer(
             L, "mimi.decoder_transformer.transformer.layers.0.", config: cfg.transformer)
         let single = try MimiTransformerLayer(
             L, "mimi.decoder_transformer.transformer.layers.0.", config: cfg.transformer)
         let d = cfg.transformer.dModel
+        let pairedRing = paired.makeState(), singleRing = single.makeState()
         var rng = SeededRandom(seed: 3)
         var firstDiff: Int? = nil
         var maxBefore: Float = 0
         for f in 0..<140 {
             let x = (0..<(2 * d)).map { _ in Float(rng.unit() * 2 - 1) }
             var a = x
-            paired.step(&a, T: 2, pool: pool)
+            paired.step(&a, T: 2, ring: pairedRing, pool: pool)
             var b0 = Array(x[0..<d]), b1 = Array(x[d...])
-            single.step(&b0, T: 1, pool: pool); single.step(&b1, T: 1, pool: pool)
+            single.step(&b0, T: 1, ring: singleRing, pool: pool); single.step(&b1, T: 1, ring: singleRing, pool: pool)
             let e = relErr(a, b0 + b1)
             if 2 * f + 1 < 250 {
                 maxBefore = max(maxBefore, e)

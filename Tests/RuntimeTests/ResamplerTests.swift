@@ -1,6 +1,6 @@
 import XCTest
 import TestSupport
-@testable import MiniRuntime
+@_spi(Tools) @testable import MiniRuntime
 
 /// The resampler against torchaudio.functional.resample (goldens from scripts/reference/make_resample_goldens.py).
 final class ResamplerTests: XCTestCase {

@@ -3,7 +3,7 @@ import XCTest
 import TestSupport
 @testable import Formats
 @testable import Quantize
-@testable import MiniRuntime
+@_spi(Tools) @testable import MiniRuntime
 
 /// Bundles of the fixtures, converted once per process and preset.
 enum Bundles {

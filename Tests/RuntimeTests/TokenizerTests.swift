@@ -1,7 +1,7 @@
 import XCTest
 import TestSupport
 @testable import Formats
-@testable import MiniRuntime
+@_spi(Tools) @testable import MiniRuntime
 
 /// The Swift tokenizer against the `tokenizers` package on the committed corpus (goldens made by
 /// scripts/reference/make_tokenizer_goldens.py), for both fixture tokenizers (LFM2 structure and plain GPT-2).

@@ -1,6 +1,6 @@
 import XCTest
 import TestSupport
-@testable import MiniRuntime
+@_spi(Tools) @testable import MiniRuntime
 
 /// WAV decoding over every encoding, layouts real files have, and malformed files.
 final class WAVTests: XCTestCase {

@@ -114,6 +114,8 @@ lfm_pool *lfm_pool_create(int nthreads);
 void lfm_pool_destroy(lfm_pool *p);
 int lfm_pool_size(const lfm_pool *p);
 void lfm_pool_run(lfm_pool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx);
+/// Runs fn(ctx, 0, 1) on the caller alone, in turn with the pool's other jobs (a job too small to split).
+void lfm_pool_solo(lfm_pool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx);
 
 #ifdef __cplusplus
 }

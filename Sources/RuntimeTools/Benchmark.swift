@@ -1,6 +1,12 @@
 import Foundation
 import CKernels
 import Formats
+@_spi(Tools) import MiniRuntime
+
+/// A raw pointer handed to the pool's threads (each reads its own range).
+struct SharedPointer<T>: @unchecked Sendable {
+    let p: UnsafeMutablePointer<T>
+}
 
 /// Measurements for benchmarks (not timed tests): llama-bench-style prefill/decode throughput and the machine's
 /// read bandwidth, so throughput can be put against the memory-bandwidth bound.
@@ -18,27 +24,24 @@ public enum Benchmark {
         let bb = model.backbone
         let h = bb.hidden
         var rng = SeededRandom(seed: 42)
-        r.weightBytesPerToken = model.bundle.gguf.tensors.filter { $0.name.hasPrefix("lfm.") }.reduce(0) {
-            $0 + $1.byteCount
-        }
-        var last = [Float](repeating: 0, count: h)
-        var logits = [Float](repeating: 0, count: bb.vocab)
+        r.weightBytesPerToken = model.bundle.gguf.tensors.filter {
+            $0.name.hasPrefix(BundleNames.backbonePrefix)
+        }.reduce(0) { $0 + $1.byteCount }
+        _ = h
         for _ in 0..<repeats {
             if promptTokens > 0 {
-                bb.reset()
+                let st = bb.makeState()
                 let ids = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(bb.vocab)) }
                 let t0 = Date()
-                try bb.forward(tokens: ids, last: &last)
-                bb.logits(last, into: &logits)
+                _ = bb.logits(try bb.forward(tokens: ids, state: st))
                 r.prefillTokensPerSecond.append(Double(promptTokens) / Date().timeIntervalSince(t0))
             }
             if genTokens > 0 {
-                bb.reset()
+                let st = bb.makeState()
                 var id = 1
                 let t0 = Date()
                 for _ in 0..<genTokens {
-                    try bb.forward(tokens: [id], last: &last)
-                    bb.logits(last, into: &logits)
+                    let logits = bb.logits(try bb.forward(tokens: [id], state: st))
                     id = logits.withUnsafeBufferPointer { Sampler.argmax($0) }
                 }
                 r.decodeTokensPerSecond.append(Double(genTokens) / Date().timeIntervalSince(t0))
@@ -69,7 +72,6 @@ public enum Benchmark {
         var r = AudioResult()
         r.audioSeconds = clip.seconds
         let bb = model.backbone, h = bb.hidden
-        var last = [Float](repeating: 0, count: h), logits = [Float](repeating: 0, count: bb.vocab)
         for _ in 0..<repeats {
             let t0 = Date()
             let x = try enc.resample(clip)
@@ -78,17 +80,20 @@ public enum Benchmark {
             let e = enc.adapt(enc.conformer(mel: mel))
             let t2 = Date()
             r.positions = e.count / h
-            let session = ChatSession(model: model, system: ChatFormat.System.asr)  // resets the backbone
-            session.appendUserTurn(
+            var prompt = PromptBuilder(tokenizer: model.tokenizer, system: TaskPreset.asr.system)
+            prompt.userTurn(
                 [.audio(clip)],
                 encoded: [AudioEmbeddings(values: e, count: r.positions, hidden: h, stats: AudioEncodeStats())])
-            r.promptPositions = session.unfedCount
-            try session.prefill(last: &last)
+            r.promptPositions = prompt.pendingCount
+            let st = bb.makeState()
+            let emb = prompt.pendingEmbeddings(model)
+            var last = try emb.withUnsafeBufferPointer {
+                try bb.step(.init(embeddings: $0.baseAddress!, count: prompt.pendingCount), state: st)
+            }
             let t3 = Date()
             for _ in 0..<tokens {
-                bb.logits(last, into: &logits)
-                let id = logits.withUnsafeBufferPointer { Sampler.argmax($0) }
-                try bb.forward(tokens: [id], last: &last)
+                let id = bb.logits(last).withUnsafeBufferPointer { Sampler.argmax($0) }
+                last = try bb.forward(tokens: [id], state: st)
             }
             let t4 = Date()
             r.melSeconds.append(t1.timeIntervalSince(t0)); r.encoderSeconds.append(t2.timeIntervalSince(t1))
@@ -120,34 +125,32 @@ public enum Benchmark {
         let dec = try SpeechDecoder(model: model, kind: kind)
         var r = SpeechResult()
         r.frames = frames
-        let bb = model.backbone, h = bb.hidden
+        let bb = model.backbone, h = bb.hidden, eoa = model.tokens.endOfAudio
+        let task = TaskPreset.tts(.ukFemale)
         let prompt =
             ChatFormat.tokenize(
-                ChatFormat.opening(system: ChatFormat.System.tts(voice: "UK female"))
+                ChatFormat.opening(system: task.system)
                     + ChatFormat.userTurn("The quick brown fox jumps over the lazy dog, again and again."),
-                model.tokenizer) + [ChatFormat.audioStart]
-        var last = [Float](repeating: 0, count: h), emb = [Float](repeating: 0, count: h)
+                model.tokenizer) + [model.tokens.audioStart]
+        var emb = [Float](repeating: 0, count: h)
         for rep in 0..<repeats {
-            bb.reset(); dec.reset()
-            try bb.forward(tokens: prompt, last: &last)
-            var sampler = Sampler(TaskPreset.tts(.ukFemale).audioSampling(seed: UInt64(rep)))
+            dec.reset()
+            let st = bb.makeState()
+            var last = try bb.forward(tokens: prompt, state: st)
+            let hs = head.makeState(sampling: task.audioSampling(seed: UInt64(rep)))
             var lm = 0.0, hd = 0.0, dc = 0.0, samples = 0
             let t0 = Date()
             for _ in 0..<frames {
                 var t = Date()
-                var codes = last.withUnsafeBufferPointer { head.sampleFrame($0.baseAddress!, sampler: &sampler) }
+                var codes = head.step(last, state: hs)
                 hd += Date().timeIntervalSince(t)
-                if codes.contains(where: { $0 >= AudioHead.eoa }) { codes = codes.map { $0 >= AudioHead.eoa ? 0 : $0 } }
+                if codes.contains(where: { $0 >= eoa }) { codes = codes.map { $0 >= eoa ? 0 : $0 } }
                 t = Date()
                 samples += try dec.push(codes).count
                 dc += Date().timeIntervalSince(t)
                 t = Date()
                 emb.withUnsafeMutableBufferPointer { head.frameEmbedding(codes, into: $0.baseAddress!) }
-                try emb.withUnsafeBufferPointer { e in
-                    try last.withUnsafeMutableBufferPointer {
-                        try bb.forward(e.baseAddress!, count: 1, last: $0.baseAddress!)
-                    }
-                }
+                last = try emb.withUnsafeBufferPointer { try bb.step(.init(embeddings: $0.baseAddress!, count: 1), state: st) }
                 lm += Date().timeIntervalSince(t)
             }
             samples += dec.finish().count
@@ -165,8 +168,8 @@ public enum Benchmark {
         defer { buf.deallocate() }
         for i in stride(from: 0, to: n, by: 1024) { buf[i] = 1 }  // touch every page
         buf.initialize(repeating: 1, count: n)
-        let pool = WorkerPool(threads: threads)
-        let p = SendablePtr(buf)
+        let pool = WorkerPool.shared(threads: threads)
+        let p = SharedPointer(p: buf)
         var rates: [Double] = []
         for _ in 0..<repeats {
             let t0 = Date()

@@ -1,4 +1,7 @@
 import Foundation
+import Formats
+import Synchronization
+@_spi(Tools) import MiniRuntime
 
 /// Next-token agreement of a candidate bundle (e.g. q4_0) against a baseline (f32) on the same prompts:
 /// the baseline generates greedily; the candidate is teacher-forced on the baseline's tokens; at every step the
@@ -32,18 +35,16 @@ public enum NextTokenComparison {
     ) throws -> Result {
         var r = Result()
         for prompt in prompts {
-            let sb = ChatSession(model: baseline, system: system)
-            var refLogits: [[Float]] = []
-            sb.logitsObserver = { refLogits.append($0) }
+            let sb = Conversation(model: baseline, system: system)
+            let seen = TraceRecorder()
+            sb.setTrace(seen.trace)
             var tokens: [Int] = []
             _ = try sb.generate(user: prompt, maxTokens: steps, sampling: .greedy) { ev in
                 if case .text(let id, _) = ev { tokens.append(id) }
             }
+            let refLogits = seen.values("text.logits")
             // candidate, teacher-forced
-            let sc = ChatSession(model: candidate, system: system)
-            var candLogits: [[Float]] = []
-            sc.logitsObserver = { candLogits.append($0) }
-            _ = try sc.generateForced(user: prompt, tokens: tokens)
+            let candLogits = try teacherForced(candidate, system: system, user: prompt, tokens: tokens)
             for (a, b) in zip(refLogits, candLogits) {
                 let k = kl(a, b)
                 r.sumKL += k; r.maxKL = max(r.maxKL, k); r.steps += 1
@@ -52,22 +53,34 @@ public enum NextTokenComparison {
         }
         return r
     }
+
+    /// Prefills a first user turn and then feeds `tokens` one by one (teacher forcing): the logits before each.
+    static func teacherForced(_ model: LFMModel, system: String?, user text: String, tokens: [Int]) throws -> [[Float]] {
+        let bb = model.backbone
+        var prompt = PromptBuilder(tokenizer: model.tokenizer, system: system)
+        prompt.userTurn([.text(text)], encoded: [nil])
+        let st = bb.makeState()
+        let emb = prompt.pendingEmbeddings(model)
+        var hidden = try emb.withUnsafeBufferPointer {
+            try bb.step(.init(embeddings: $0.baseAddress!, count: prompt.pendingCount), state: st)
+        }
+        var out: [[Float]] = []
+        for (n, id) in tokens.enumerated() {
+            out.append(bb.logits(hidden))
+            if n == tokens.count - 1 { break }
+            hidden = try bb.forward(tokens: [id], state: st)
+        }
+        return out
+    }
 }
 
-extension ChatSession {
-    /// Prefills a user turn and then feeds `tokens` one by one (teacher forcing), reporting logits before each.
-    func generateForced(user text: String, tokens: [Int]) throws {
-        let t = model.tokenizer, bb = model.backbone
-        appendTokens(ChatFormat.tokenize(ChatFormat.userTurn(text), t))
-        let h = bb.hidden
-        var hidden = [Float](repeating: 0, count: h)
-        var logits = [Float](repeating: 0, count: bb.vocab)
-        try prefill(last: &hidden)
-        for (n, id) in tokens.enumerated() {
-            bb.logits(hidden, into: &logits)
-            logitsObserver?(logits)
-            if n == tokens.count - 1 { break }
-            try bb.forward(tokens: [id], last: &hidden)
-        }
-    }
+/// Collects the events of a trace (thread-safe), by name.
+public final class TraceRecorder: Sendable {
+    private let events = Mutex<[TraceEvent]>([])
+    public init() {}
+    public var trace: Trace { { e in self.events.withLock { $0.append(e) } } }
+    /// Every recorded event's values with this name, in order.
+    public func values(_ name: String) -> [[Float]] { events.withLock { $0.filter { $0.name == name }.map(\.values) } }
+    public func all() -> [TraceEvent] { events.withLock { $0 } }
+    public func clear() { events.withLock { $0 = [] } }
 }
