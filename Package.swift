@@ -40,11 +40,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimized),
-        .target(name: "TestSupport", dependencies: ["Formats"], path: "Tests/TestSupport"),
+        .target(
+            name: "TestSupport", dependencies: ["Formats", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Tests/TestSupport"),
+        // Test fixtures only: regenerates a fixture's detokenizer weights from its recipe (scripts/demo.sh uses it).
+        .executableTarget(name: "fixture-weights", dependencies: ["TestSupport"], path: "Tests/FixtureTool"),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Quantize", "TestSupport"]),
         .testTarget(name: "QuantizeTests", dependencies: ["Formats", "Quantize", "TestSupport"]),
         .testTarget(
-            name: "RuntimeTests", dependencies: ["Formats", "Quantize", "MiniRuntime", "RuntimeTools", "CKernels", "TestSupport"]),
+            name: "RuntimeTests",
+            dependencies: ["Formats", "Quantize", "MiniRuntime", "RuntimeTools", "CKernels", "TestSupport"]),
         .testTarget(
             name: "ConvertTests",
             dependencies: ["Formats", "Quantize", "MiniRuntime", "lfm-convert", "lfm-run", "TestSupport"]),

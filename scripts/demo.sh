@@ -10,7 +10,7 @@ RUN=.build/release/lfm-run
 WORK=$(mktemp -d /tmp/lfm-demo.XXXXXX)
 cp -r Tests/Fixtures/tiny-a/model "$WORK/tiny-a"
 # The fixture describes its detokenizer weights by a recipe (to stay small): regenerate them bit-exactly.
-$BIN fixture-weights "$WORK/tiny-a"
+.build/release/fixture-weights "$WORK/tiny-a"
 $BIN "$WORK/tiny-a" -o "$WORK/tiny-a-q8_0.gguf" --quant q8_0
 $BIN inspect "$WORK/tiny-a-q8_0.gguf" | sed -n 1,40p
 $BIN verify "$WORK/tiny-a-q8_0.gguf" --against "$WORK/tiny-a" | tail -n 16

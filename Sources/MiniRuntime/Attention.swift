@@ -30,7 +30,9 @@ final class Attention: Sendable {
         self.capacity = capacity
     }
 
-    func makeState(capacity: Int? = nil) -> KVCache { KVCache(capacity: capacity ?? self.capacity, width: kvHeads * headDim) }
+    func makeState(capacity: Int? = nil) -> KVCache {
+        KVCache(capacity: capacity ?? self.capacity, width: kvHeads * headDim)
+    }
 
     /// x: T × H normed input at positions length..<length+T; out: T × H.
     func forward(

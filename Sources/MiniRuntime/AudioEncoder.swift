@@ -60,7 +60,7 @@ public final class AudioEncoder: Sendable {
     public func positions(samples: Int) -> Int { subsampling.outputLength(mel.frameCount(samples: samples)) }
 
     /// Mono samples at the model's sample rate (identity when already there).
-    public func resample(_ clip: AudioClip) throws -> [Float] {
+    @_spi(Tools) public func resample(_ clip: AudioClip) throws -> [Float] {
         if clip.sampleRate == sampleRate { return clip.samples }
         let r = try resamplers.withLock { cache in
             if let r = cache[clip.sampleRate] { return r }
@@ -72,11 +72,11 @@ public final class AudioEncoder: Sendable {
     }
 
     /// Log-mel features ([features][T], T = floor(N/hop) + 1) of model-rate samples.
-    public func melFeatures(_ samples: [Float]) -> [[Float]] { mel.features(samples).mel }
+    @_spi(Tools) public func melFeatures(_ samples: [Float]) -> [[Float]] { mel.features(samples).mel }
 
     /// The conformer on log-mel features: [T'][d_model]. A trace sees the subsampling output ("conformer.layer",
     /// layer 0) and every layer's output (layer i + 1).
-    public func conformer(mel m: [[Float]], trace: Trace? = nil) -> [Float] {
+    @_spi(Tools) public func conformer(mel m: [[Float]], trace: Trace? = nil) -> [Float] {
         let act = Activations(capacity: 1 << 16)
         var x = subsampling.forward(mel: m, act: act, pool: pool)
         let d = config.dModel, T = x.count / d
@@ -94,7 +94,7 @@ public final class AudioEncoder: Sendable {
     }
 
     /// The adapter on conformer output rows: [T'][hidden].
-    public func adapt(_ enc: [Float]) -> [Float] {
+    @_spi(Tools) public func adapt(_ enc: [Float]) -> [Float] {
         let T = enc.count / config.dModel
         let act = Activations(capacity: 1 << 16)
         return enc.withUnsafeBufferPointer { adapter.forward($0.baseAddress!, T: T, act: act, pool: pool) }

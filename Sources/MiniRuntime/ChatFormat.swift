@@ -2,7 +2,7 @@ import Foundation
 
 /// Prompt assembly exactly as the reference's `ChatState`: "<|startoftext|>" first, each piece tokenized on its
 /// own, no automatic BOS, a system turn only when a system prompt is given, the assistant prompt last.
-public enum ChatFormat {
+@_spi(Tools) public enum ChatFormat {
     public static let startOfText = "<|startoftext|>"
     public static func turnStart(_ role: String) -> String { "<|im_start|>\(role)\n" }
     public static let turnEnd = "<|im_end|>\n"

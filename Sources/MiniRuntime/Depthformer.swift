@@ -146,7 +146,7 @@ public final class AudioHead: StreamingModule {
     /// too) and an optional trace of each codebook's logits ("depth.logits", layer = codebook).
     public final class State: StreamingState {
         let layers: StateList<DepthCache>
-        public var sampler: Sampler
+        @_spi(Tools) public var sampler: Sampler
         public var trace: Trace?
         init(_ layers: [DepthCache], sampling: SamplingParams) {
             self.layers = StateList(layers); sampler = Sampler(sampling)
@@ -176,7 +176,7 @@ public final class AudioHead: StreamingModule {
     }
 
     /// Teacher-forced frame: each codebook's logits given the previous codebooks' codes `forced` (parity tools).
-    public func frameLogits(_ h: UnsafePointer<Float>, forced: [Int], state: State) -> [[Float]] {
+    @_spi(Tools) public func frameLogits(_ h: UnsafePointer<Float>, forced: [Int], state: State) -> [[Float]] {
         var out: [[Float]] = []
         _ = run(h, state: state) { k, logits in
             out.append(logits); return forced[k]
@@ -213,7 +213,7 @@ public final class AudioHead: StreamingModule {
     }
 
     /// The LM input embedding of a frame: Σ_k audio_embedding[code_k + 2049·k].
-    public func frameEmbedding(_ codes: [Int], into out: UnsafeMutablePointer<Float>) {
+    @_spi(Tools) public func frameEmbedding(_ codes: [Int], into out: UnsafeMutablePointer<Float>) {
         var row = [Float](repeating: 0, count: hidden)
         for i in 0..<hidden { out[i] = 0 }
         for (k, c) in codes.enumerated() {

@@ -79,7 +79,10 @@ public final class LFM2Backbone: StreamingModule {
         while done < T {
             let n = min(Self.chunk, T - done)
             x0.update(from: x + done * h, count: n * h)
-            trace?(TraceEvent(name: "lfm.hidden", layer: 0, values: Array(UnsafeBufferPointer(start: x0, count: n * h)), width: h))
+            trace?(
+                TraceEvent(
+                    name: "lfm.hidden", layer: 0, values: Array(UnsafeBufferPointer(start: x0, count: n * h)), width: h)
+            )
             for (i, l) in layers.enumerated() {
                 l.forward(x0, T: n, cache: st.layers[i], ws: ws, pool: pool)
                 if let trace {
@@ -91,7 +94,10 @@ public final class LFM2Backbone: StreamingModule {
                         }
                         trace(TraceEvent(name: "lfm.hidden", layer: i + 1, values: normed, width: h))
                     } else {
-                        trace(TraceEvent(name: "lfm.hidden", layer: i + 1, values: Array(UnsafeBufferPointer(start: x0, count: n * h)), width: h))
+                        trace(
+                            TraceEvent(
+                                name: "lfm.hidden", layer: i + 1,
+                                values: Array(UnsafeBufferPointer(start: x0, count: n * h)), width: h))
                     }
                 }
             }
@@ -102,11 +108,13 @@ public final class LFM2Backbone: StreamingModule {
     }
 
     func rmsNorm(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
-        finalNorm.withUnsafeBufferPointer { w in Ops.rmsNorm(x, w.baseAddress!, hidden, eps: Float(config.normEps), into: y) }
+        finalNorm.withUnsafeBufferPointer { w in
+            Ops.rmsNorm(x, w.baseAddress!, hidden, eps: Float(config.normEps), into: y)
+        }
     }
 
     /// The input embedding of a token id (a row of the tied table).
-    public func embedding(_ id: Int, into out: UnsafeMutablePointer<Float>) { embed.row(id, into: out) }
+    @_spi(Tools) public func embedding(_ id: Int, into out: UnsafeMutablePointer<Float>) { embed.row(id, into: out) }
 
     /// Runs token ids (their embedding rows) through the backbone; returns the final-normed hidden state of the last.
     public func forward(tokens ids: [Int], state: State) throws -> [Float] {
@@ -115,7 +123,9 @@ public final class LFM2Backbone: StreamingModule {
         emb.withUnsafeMutableBufferPointer { e in
             for (i, id) in ids.enumerated() { embedding(id, into: e.baseAddress! + i * h) }
         }
-        return try emb.withUnsafeBufferPointer { try step(Chunk(embeddings: $0.baseAddress!, count: ids.count), state: state) }
+        return try emb.withUnsafeBufferPointer {
+            try step(Chunk(embeddings: $0.baseAddress!, count: ids.count), state: state)
+        }
     }
 
     /// Tied-head text logits of a final-normed hidden state.

@@ -6,7 +6,7 @@ import Formats
 /// 128 Slaney mel bands over 0–8 kHz, ln(x + 2⁻²⁴), per-feature normalisation over the floor(N/160) valid frames
 /// (ddof 1, std + 1e-5), invalid frames zeroed. All T = floor(N/160) + 1 frames are returned (the encoder is fed
 /// all of them). Computed in double precision, returned as float32, feature-major [128][T].
-public struct MelFrontEnd: Sendable {
+@_spi(Tools) public struct MelFrontEnd: Sendable {
     public let config: PreprocessorConfig
     public let nFFT: Int, hop: Int, winLength: Int, nMels: Int
     /// [nMels][nFFT/2 + 1], float32 values (as the reference stores the filterbank).

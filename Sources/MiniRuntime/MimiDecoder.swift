@@ -177,7 +177,8 @@ public final class MimiDecoder: StreamingModule {
         var idx = 0
         for r in s.ratios {
             let tr = try StreamingConvTranspose1d(
-                L, p + "decoder.model.\(idx + 2).convtr.convtr", cin: ch, cout: ch / 2, kernel: 2 * r, stride: r, pool: pool)
+                L, p + "decoder.model.\(idx + 2).convtr.convtr", cin: ch, cout: ch / 2, kernel: 2 * r, stride: r,
+                pool: pool)
             let rb = try SEANetResBlock(
                 L, p + "decoder.model.\(idx + 3)", dim: ch / 2, hidden: ch / 2 / s.compress,
                 kernel: s.residualKernelSize, pool: pool)
@@ -185,7 +186,8 @@ public final class MimiDecoder: StreamingModule {
         }
         stages = st
         convLast = try StreamingConv1d(
-            L, p + "decoder.model.\(idx + 2).conv.conv", cin: ch, cout: s.channels, kernel: s.lastKernelSize, pool: pool)
+            L, p + "decoder.model.\(idx + 2).conv.conv", cin: ch, cout: s.channels, kernel: s.lastKernelSize, pool: pool
+        )
     }
 
     /// A decoding stream's state: every conv carry and transformer ring, and an optional trace of the stages

@@ -95,7 +95,8 @@ public final class LFMModel: Sendable {
         }
         if has(.mimi) {
             guard let mj = bundle.gguf.metadata[BundleKeys.mimiConfig]?.stringValue else {
-                throw FormatsError.badHeader(file: path, detail: "the bundle lists mimi but has no \(BundleKeys.mimiConfig)")
+                throw FormatsError.badHeader(
+                    file: path, detail: "the bundle lists mimi but has no \(BundleKeys.mimiConfig)")
             }
             let mc = try decodeConfig(
                 MimiConfig.self, from: Data(mj.utf8), file: path + " (" + BundleKeys.mimiConfig + ")")

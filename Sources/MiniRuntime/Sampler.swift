@@ -22,7 +22,7 @@ public struct SamplingParams: Sendable, Equatable {
 }
 
 /// xoshiro256** seeded by SplitMix64: reproducible streams for `--seed`.
-public struct SeededRandom: RandomNumberGenerator, Sendable {
+@_spi(Tools) public struct SeededRandom: RandomNumberGenerator, Sendable {
     var s: (UInt64, UInt64, UInt64, UInt64)
     public init(seed: UInt64) {
         var x = seed
@@ -43,7 +43,7 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
 }
 
 /// Picks the next id from logits with the reference's semantics.
-public struct Sampler: Sendable {
+@_spi(Tools) public struct Sampler: Sendable {
     public var params: SamplingParams
     var rng: SeededRandom
     public init(_ p: SamplingParams) { params = p; rng = SeededRandom(seed: p.seed) }

@@ -7,6 +7,8 @@ import Synchronization
 /// overlap. The decoder stream lives on the decoder thread only.
 final class SpeechPipeline: Sendable {
     let kind: DecoderKind
+    /// `LFM_DECODE_OVERLAP=0` decodes every frame before the next step (for side-by-side benchmarks).
+    static let overlap = ProcessInfo.processInfo.environment["LFM_DECODE_OVERLAP"] != "0"
     private struct Queue {
         var frames: [[Int]] = []
         var chunks: [[Float]] = []
@@ -82,7 +84,7 @@ final class SpeechPipeline: Sendable {
             return q.submitted
         }
         work.signal()
-        if wait {
+        if wait || !Self.overlap {
             while queue.withLock({ $0.decoded < n && $0.failure == nil }) { progress.wait() }
         }
     }

@@ -331,7 +331,7 @@ public final class Tokenizer: Sendable {
 
 /// Streaming detokenization that never splits a UTF-8 character across pieces: bytes of an incomplete
 /// character are held until the next token completes them (or `flush` ends the stream).
-public struct StreamingDecoder {
+@_spi(Tools) public struct StreamingDecoder {
     let tokenizer: Tokenizer
     var pending: [UInt8] = []
     public init(_ t: Tokenizer) { tokenizer = t }

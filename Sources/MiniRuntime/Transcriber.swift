@@ -91,7 +91,8 @@ public final class Transcriber: Sendable {
         while n - start > maxLen {
             let lo = (start + maxLen / 2) / hop + 1, hi = (start + maxLen) / hop
             var best = hi, bestE = Double.infinity
-            if lo <= hi { for f in lo...hi where smooth[f] <= bestE { bestE = smooth[f]; best = f } }  // ties: the later cut
+            // ties: the later cut
+            if lo <= hi { for f in lo...hi where smooth[f] <= bestE { bestE = smooth[f]; best = f } }
             let cut = min(max(best * hop, start + 1), start + maxLen)
             out.append(start..<cut)
             start = cut

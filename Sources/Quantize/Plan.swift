@@ -143,7 +143,8 @@ public enum Planner {
                 let dim = q.dimension
                 out.append(
                     PlannedTensor(
-                        name: BundleNames.mimiCentroids(k), shape: [q.bins, dim], role: .vector, component: .mimi, type: .f32,
+                        name: BundleNames.mimiCentroids(k), shape: [q.bins, dim], role: .vector, component: .mimi,
+                        type: .f32,
                         reason: "Mimi centroids embedding_sum / max(cluster_usage, 1e-5)",
                         source: .derived(
                             inputs: [cb + "embedding_sum", cb + "cluster_usage"],

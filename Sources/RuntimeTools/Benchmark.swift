@@ -150,7 +150,9 @@ public enum Benchmark {
                 dc += Date().timeIntervalSince(t)
                 t = Date()
                 emb.withUnsafeMutableBufferPointer { head.frameEmbedding(codes, into: $0.baseAddress!) }
-                last = try emb.withUnsafeBufferPointer { try bb.step(.init(embeddings: $0.baseAddress!, count: 1), state: st) }
+                last = try emb.withUnsafeBufferPointer {
+                    try bb.step(.init(embeddings: $0.baseAddress!, count: 1), state: st)
+                }
                 lm += Date().timeIntervalSince(t)
             }
             samples += dec.finish().count

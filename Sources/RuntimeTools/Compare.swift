@@ -55,7 +55,8 @@ public enum NextTokenComparison {
     }
 
     /// Prefills a first user turn and then feeds `tokens` one by one (teacher forcing): the logits before each.
-    static func teacherForced(_ model: LFMModel, system: String?, user text: String, tokens: [Int]) throws -> [[Float]] {
+    static func teacherForced(_ model: LFMModel, system: String?, user text: String, tokens: [Int]) throws -> [[Float]]
+    {
         let bb = model.backbone
         var prompt = PromptBuilder(tokenizer: model.tokenizer, system: system)
         prompt.userTurn([.text(text)], encoded: [nil])

@@ -151,15 +151,22 @@ final class ParityRun {
     func audioInput() throws -> (AudioClip, [Float])? {
         guard let wave = try f("input.wave"), let rate = try ints("input.sample_rate")?.first else { return nil }
         guard let enc = model.audioEncoder else {
-            throw RuntimeError.badInput("\(report.bundle): the dump has audio input but the bundle has no audio encoder")
+            throw RuntimeError.badInput(
+                "\(report.bundle): the dump has audio input but the bundle has no audio encoder")
         }
         let clip = AudioClip(samples: wave, sampleRate: rate, channels: 1)
         let x = try enc.resample(clip)
-        if let w = try f("audio.resampled") { compare("audio.resampled", x, w, shape: shape("audio.resampled"), strict: true) }
+        if let w = try f("audio.resampled") {
+            compare("audio.resampled", x, w, shape: shape("audio.resampled"), strict: true)
+        }
         let mel = enc.melFeatures(x)
-        if let w = try f("audio.mel") { compare("audio.mel", mel.flatMap { $0 }, w, shape: shape("audio.mel"), strict: true) }
+        if let w = try f("audio.mel") {
+            compare("audio.mel", mel.flatMap { $0 }, w, shape: shape("audio.mel"), strict: true)
+        }
         let conf = enc.conformer(mel: mel)
-        if let w = try f("audio.conformer_out") { compare("audio.conformer_out", conf, w, shape: shape("audio.conformer_out")) }
+        if let w = try f("audio.conformer_out") {
+            compare("audio.conformer_out", conf, w, shape: shape("audio.conformer_out"))
+        }
         let ad = enc.adapt(conf)
         if let w = try f("audio.adapter_out") { compare("audio.adapter_out", ad, w, shape: shape("audio.adapter_out")) }
         return (clip, ad)
@@ -196,7 +203,9 @@ final class ParityRun {
         let recorder = TraceRecorder()
         state.trace = recorder.trace
         let emb = builder.pendingEmbeddings(model)
-        let last = try emb.withUnsafeBufferPointer { try bb.step(.init(embeddings: $0.baseAddress!, count: L), state: state) }
+        let last = try emb.withUnsafeBufferPointer {
+            try bb.step(.init(embeddings: $0.baseAddress!, count: L), state: state)
+        }
         state.trace = nil
         var layers = [[Float]](repeating: [], count: bb.config.numHiddenLayers + 1)
         for e in recorder.all() where e.name == "lfm.hidden" { layers[e.layer!] += e.values }
@@ -258,16 +267,24 @@ final class ParityRun {
                 let am = logits.withUnsafeBufferPointer { Sampler.argmax($0) }
                 var err: Float = 0
                 for i in 0..<V { err = max(err, abs(logits[i] - want[i])) }
-                if am == tokens[t] { text.reproduced += 1 } else { text.diverged(at: s, margin: textMargins[t], error: err) }
+                if am == tokens[t] {
+                    text.reproduced += 1
+                } else {
+                    text.diverged(at: s, margin: textMargins[t], error: err)
+                }
                 klSum += Parity.kl(want, logits)
                 text.steps += 1
                 if s < modality.count - 1 { last = try bb.forward(tokens: [tokens[t]], state: state) }
             } else {
-                guard let head = model.audioHead, let headState, (depth.steps + 1) * 8 <= framesFlat.count else { break }
+                guard let head = model.audioHead, let headState, (depth.steps + 1) * 8 <= framesFlat.count else {
+                    break
+                }
                 let fStep = depth.steps
                 let frame = Array(framesFlat[(fStep * 8)..<((fStep + 1) * 8)])
                 let isEOA = frame.allSatisfy { $0 == model.tokens.endOfAudio }
-                let fl = last.withUnsafeBufferPointer { head.frameLogits($0.baseAddress!, forced: frame, state: headState) }
+                let fl = last.withUnsafeBufferPointer {
+                    head.frameLogits($0.baseAddress!, forced: frame, state: headState)
+                }
                 let nDepth = depthLogits.count / (8 * AV)
                 var ok = true
                 for k in 0..<(isEOA ? 1 : 8) where fl[k].withUnsafeBufferPointer({ Sampler.argmax($0) }) != frame[k] {

@@ -14,7 +14,6 @@ struct LFMConvert: ParsableCommand {
         version: "lfm-convert \(LFMVersion.converter)",
         subcommands: [
             ConvertCommand.self, InspectCommand.self, VerifyCommand.self, ExportLlamaCommand.self,
-            FixtureWeightsCommand.self,
         ],
         defaultSubcommand: ConvertCommand.self)
 }

@@ -153,7 +153,8 @@ struct TextCommand: ParsableCommand {
                         format:
                             "load %.3f s | prompt %d tokens, prefill %.1f tok/s | first token %.3f s | decode %d tokens, %.2f tok/s | peak RSS %.1f MB | stop: %@",
                         loadSeconds, stats.promptTokens, stats.prefillTokensPerSecond, stats.timeToFirstToken,
-                        stats.generatedTokens, stats.decodeTokensPerSecond, Double(peak) / 1048576, stats.stopReason.rawValue))
+                        stats.generatedTokens, stats.decodeTokensPerSecond, Double(peak) / 1048576,
+                        stats.stopReason.rawValue))
         }
     }
 }

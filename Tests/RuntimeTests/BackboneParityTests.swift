@@ -22,7 +22,9 @@ final class BackboneParityTests: XCTestCase {
         var got = [[Float]](repeating: [], count: nLayers + 1)
         let state = bb.makeState(), rec = TraceRecorder()
         state.trace = rec.trace
-        let last = try inEmb.withUnsafeBufferPointer { try bb.step(.init(embeddings: $0.baseAddress!, count: L), state: state) }
+        let last = try inEmb.withUnsafeBufferPointer {
+            try bb.step(.init(embeddings: $0.baseAddress!, count: L), state: state)
+        }
         for e in rec.all() where e.name == "lfm.hidden" { got[e.layer!] += e.values }
         var worst: Float = 0
         for layer in 0...nLayers {

@@ -20,7 +20,8 @@ final class ConcurrencyTests: XCTestCase {
         let c = Conversation(model: model, system: "You are a helpful assistant.")
         var s = Streams()
         for turn in ["Hello there, how are you?", "Tell me more."] {
-            _ = try c.generate(user: turn, maxTokens: 12, sampling: SamplingParams(temperature: 0.9, topK: 20, seed: 5)) {
+            _ = try c.generate(user: turn, maxTokens: 12, sampling: SamplingParams(temperature: 0.9, topK: 20, seed: 5))
+            {
                 if case .text(let id, _) = $0 { s.text.append(id) }
             }
         }

@@ -83,7 +83,9 @@ final class GenerationParityTests: XCTestCase {
         var layers = [[Float]](repeating: [], count: bb.config.numHiddenLayers + 1)
         let state = bb.makeState(), rec = TraceRecorder()
         state.trace = rec.trace
-        _ = try emb.withUnsafeBufferPointer { try bb.step(.init(embeddings: $0.baseAddress!, count: ids.count), state: state) }
+        _ = try emb.withUnsafeBufferPointer {
+            try bb.step(.init(embeddings: $0.baseAddress!, count: ids.count), state: state)
+        }
         for e in rec.all() where e.name == "lfm.hidden" { layers[e.layer!] += e.values }
         let hs = g.floats("t.hidden_states")
         for i in layers.indices {

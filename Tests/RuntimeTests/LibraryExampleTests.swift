@@ -7,7 +7,9 @@ import MiniRuntime
 /// README shows exactly this code, so the two cannot drift apart.
 final class LibraryExampleTests: XCTestCase {
     // README example begins
-    static func speakBack(bundle bundlePath: String, question questionPath: String, reply replyPath: String) async throws {
+    static func speakBack(
+        bundle bundlePath: String, question questionPath: String, reply replyPath: String
+    ) async throws {
         let model = try LFMModel(path: bundlePath, options: ModelOptions(threads: 2))  // open once, share it
         let chat = Conversation(model: model, task: .chat)  // the reference's interleaved system prompt
         let question = try WAVReader.read(questionPath)  // any rate, mono or not
@@ -35,9 +37,11 @@ final class LibraryExampleTests: XCTestCase {
         let me = try String(contentsOfFile: #filePath, encoding: .utf8)
         let readme = try String(contentsOfFile: fixtures + "/../../README.md", encoding: .utf8)
         let begin = me.range(of: "    // README example begins\n")!, end = me.range(of: "    // README example ends")!
-        let body = me[begin.upperBound..<end.lowerBound].split(separator: "\n", omittingEmptySubsequences: false)
-            .dropFirst().dropLast(2)  // the function's signature and closing brace
+        let lines = me[begin.upperBound..<end.lowerBound].split(separator: "\n", omittingEmptySubsequences: false)
+        let open = try XCTUnwrap(lines.firstIndex { $0.hasSuffix("throws {") })  // the signature's last line
+        let body = lines[(open + 1)...].dropLast(2)  // the closing brace
             .map { $0.hasPrefix("        ") ? String($0.dropFirst(8)) : String($0) }
+        XCTAssertGreaterThan(body.count, 8)
         for line in body where !line.isEmpty {
             XCTAssertTrue(readme.contains(line), "README lacks the example line: \(line)")
         }

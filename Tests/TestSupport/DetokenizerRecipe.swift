@@ -1,4 +1,5 @@
 import Foundation
+import Formats
 import Crypto
 
 /// Test fixtures describe the detokenizer's weights by a deterministic integer-hash recipe
