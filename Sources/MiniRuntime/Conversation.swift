@@ -183,8 +183,8 @@ public final class Conversation: Sendable {
 
     /// Synchronous generation for a user turn of text and audio (each piece tokenized or encoded on its own, in
     /// order, as `ChatState.add_text` / `add_audio`); `emit` is called on this thread for every token, frame and
-    /// chunk of samples. A turn that fails before generating (bad audio, context overflow) leaves the conversation
-    /// unchanged.
+    /// chunk of samples, and may call `cancel()` but nothing else of this conversation (the turn holds its state).
+    /// A turn that fails before generating (bad audio, context overflow) leaves the conversation unchanged.
     public func generate(
         user content: [UserContent], mode: GenerationMode = .text, maxTokens: Int, sampling: SamplingParams,
         audioSampling: SamplingParams = .greedy, audio: AudioOutput = .codes, emit: (GenerationEvent) -> Void

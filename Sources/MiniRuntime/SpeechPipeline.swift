@@ -5,10 +5,10 @@ import Synchronization
 /// the decoder works on the last one (their matrix products share the one worker pool, job by job). The first
 /// frame of a turn is awaited, so the first audio comes as soon as a sequential decode would give it; later frames
 /// overlap. The decoder stream lives on the decoder thread only.
-final class SpeechPipeline: Sendable {
-    let kind: DecoderKind
+@_spi(Tools) public final class SpeechPipeline: Sendable {
+    public let kind: DecoderKind
     /// `LFM_DECODE_OVERLAP=0` decodes every frame before the next step (for side-by-side benchmarks).
-    static let overlap = ProcessInfo.processInfo.environment["LFM_DECODE_OVERLAP"] != "0"
+    public static let overlap = ProcessInfo.processInfo.environment["LFM_DECODE_OVERLAP"] != "0"
     private struct Queue {
         var frames: [[Int]] = []
         var chunks: [[Float]] = []
@@ -25,7 +25,7 @@ final class SpeechPipeline: Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
     /// Checks the bundle has the decoder, then starts the decoder thread.
-    init(model: LFMModel, kind: DecoderKind?, trace: Trace?) throws {
+    public init(model: LFMModel, kind: DecoderKind?, trace: Trace?) throws {
         let k = try SpeechDecoder(model: model, kind: kind).kind  // validates availability, names the default
         self.kind = k
         let thread = Thread { [self] in self.loop(model: model, trace: trace) }
@@ -78,7 +78,7 @@ final class SpeechPipeline: Sendable {
     }
 
     /// Hands a frame to the decoder; with `wait`, returns once it is decoded.
-    func submit(_ codes: [Int], wait: Bool = false) {
+    public func submit(_ codes: [Int], wait: Bool = false) {
         let n = queue.withLock { q -> Int in
             q.frames.append(codes); q.submitted += 1
             return q.submitted
@@ -90,10 +90,10 @@ final class SpeechPipeline: Sendable {
     }
 
     /// Frames submitted so far.
-    var submitted: Int { queue.withLock { $0.submitted } }
+    public var submitted: Int { queue.withLock { $0.submitted } }
 
     /// The chunks decoded so far (never waits).
-    func poll() throws -> [[Float]] {
+    public func poll() throws -> [[Float]] {
         try queue.withLock { q in
             if let f = q.failure { throw RuntimeError.badInput(f) }
             let c = q.chunks
@@ -104,7 +104,7 @@ final class SpeechPipeline: Sendable {
 
     /// Waits for every submitted frame and the utterance's tail; returns the chunks not yet polled and the decoder's
     /// time (total, and the first chunk's).
-    func finish() throws -> (chunks: [[Float]], seconds: Double, first: Double) {
+    public func finish() throws -> (chunks: [[Float]], seconds: Double, first: Double) {
         queue.withLock { $0.closed = true }
         work.signal()  // wakes the thread with no frame left: it decodes the tail and exits
         finished.wait()

@@ -71,19 +71,14 @@ public enum Benchmark {
         }
         var r = AudioResult()
         r.audioSeconds = clip.seconds
-        let bb = model.backbone, h = bb.hidden
+        let bb = model.backbone
         for _ in 0..<repeats {
             let t0 = Date()
-            let x = try enc.resample(clip)
-            let mel = enc.melFeatures(x)
-            let t1 = Date()
-            let e = enc.adapt(enc.conformer(mel: mel))
+            let e = try enc.embed(clip)  // the encode path a conversation runs, with its own timings
             let t2 = Date()
-            r.positions = e.count / h
+            r.positions = e.count
             var prompt = PromptBuilder(tokenizer: model.tokenizer, system: TaskPreset.asr.system)
-            prompt.userTurn(
-                [.audio(clip)],
-                encoded: [AudioEmbeddings(values: e, count: r.positions, hidden: h, stats: AudioEncodeStats())])
+            prompt.userTurn([.audio(clip)], encoded: [e])
             r.promptPositions = prompt.pendingCount
             let st = bb.makeState()
             let emb = prompt.pendingEmbeddings(model)
@@ -96,7 +91,8 @@ public enum Benchmark {
                 last = try bb.forward(tokens: [id], state: st)
             }
             let t4 = Date()
-            r.melSeconds.append(t1.timeIntervalSince(t0)); r.encoderSeconds.append(t2.timeIntervalSince(t1))
+            r.melSeconds.append(e.stats.resampleSeconds + e.stats.melSeconds)
+            r.encoderSeconds.append(e.stats.encoderSeconds + e.stats.adapterSeconds)
             r.prefillSeconds.append(t3.timeIntervalSince(t2)); r.decodeSeconds.append(t4.timeIntervalSince(t3))
             r.totalSeconds.append(t4.timeIntervalSince(t0))
         }
@@ -115,14 +111,17 @@ public enum Benchmark {
 
     /// TTS speed with a fixed number of frames: the TTS prompt is prefilled, <|audio_start|> fed, then `frames`
     /// frames are sampled (audio temperature 0.8, top-k 64 as the reference's TTS) and decoded as they come, whatever
-    /// a random model's codebook 0 says (an end-of-audio frame is decoded as silence is not: it is skipped).
+    /// a random model's codebook 0 says (an end-of-audio frame is decoded as silence is not: it is skipped). Frames go
+    /// to the conversations' speech pipeline, so decoding overlaps the next frame's sampling as in `Conversation`
+    /// (`LFM_DECODE_OVERLAP=0` decodes inline instead, for side-by-side runs); `decoderSeconds` is then the decoder
+    /// thread's own time, and the total is the wall time until the last sample.
     public static func speech(
         _ model: LFMModel, frames: Int, decoder kind: DecoderKind?, repeats: Int
     ) throws -> SpeechResult {
         guard let head = model.audioHead else {
             throw RuntimeError.badInput("\(model.bundle.gguf.path): no audio head")
         }
-        let dec = try SpeechDecoder(model: model, kind: kind)
+        _ = try SpeechDecoder(model: model, kind: kind)  // the decoder exists
         var r = SpeechResult()
         r.frames = frames
         let bb = model.backbone, h = bb.hidden, eoa = model.tokens.endOfAudio
@@ -134,20 +133,19 @@ public enum Benchmark {
                 model.tokenizer) + [model.tokens.audioStart]
         var emb = [Float](repeating: 0, count: h)
         for rep in 0..<repeats {
-            dec.reset()
+            let pipeline = try SpeechPipeline(model: model, kind: kind, trace: nil)
             let st = bb.makeState()
             var last = try bb.forward(tokens: prompt, state: st)
             let hs = head.makeState(sampling: task.audioSampling(seed: UInt64(rep)))
-            var lm = 0.0, hd = 0.0, dc = 0.0, samples = 0
+            var lm = 0.0, hd = 0.0, samples = 0
             let t0 = Date()
             for _ in 0..<frames {
                 var t = Date()
                 var codes = head.step(last, state: hs)
                 hd += Date().timeIntervalSince(t)
                 if codes.contains(where: { $0 >= eoa }) { codes = codes.map { $0 >= eoa ? 0 : $0 } }
-                t = Date()
-                samples += try dec.push(codes).count
-                dc += Date().timeIntervalSince(t)
+                pipeline.submit(codes, wait: pipeline.submitted == 0)
+                samples += try pipeline.poll().reduce(0) { $0 + $1.count }
                 t = Date()
                 emb.withUnsafeMutableBufferPointer { head.frameEmbedding(codes, into: $0.baseAddress!) }
                 last = try emb.withUnsafeBufferPointer {
@@ -155,7 +153,8 @@ public enum Benchmark {
                 }
                 lm += Date().timeIntervalSince(t)
             }
-            samples += dec.finish().count
+            let (rest, dc, _) = try pipeline.finish()
+            samples += rest.reduce(0) { $0 + $1.count }
             r.totalSeconds.append(Date().timeIntervalSince(t0))
             r.lmSeconds.append(lm); r.headSeconds.append(hd); r.decoderSeconds.append(dc)
             r.audioSeconds = Double(samples) / Double(SpeechDecoder.sampleRate)
