@@ -13,10 +13,6 @@ import Foundation
         if let s = system { p += [turnStart("system"), s, turnEnd] }
         return p
     }
-    /// Pieces of a user turn followed by the assistant prompt.
-    public static func userTurn(_ text: String) -> [String] {
-        [turnStart("user"), text, turnEnd, turnStart("assistant")]
-    }
     public static func tokenize(_ pieces: [String], _ t: Tokenizer) -> [Int] { pieces.flatMap { t.encode($0) } }
 
     /// System prompts of the reference README.

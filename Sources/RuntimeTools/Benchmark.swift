@@ -126,16 +126,17 @@ public enum Benchmark {
         r.frames = frames
         let bb = model.backbone, h = bb.hidden, eoa = model.tokens.endOfAudio
         let task = TaskPreset.tts(.ukFemale)
-        let prompt =
-            ChatFormat.tokenize(
-                ChatFormat.opening(system: task.system)
-                    + ChatFormat.userTurn("The quick brown fox jumps over the lazy dog, again and again."),
-                model.tokenizer) + [model.tokens.audioStart]
+        var prompt = PromptBuilder(tokenizer: model.tokenizer, system: task.system)
+        prompt.userTurn([.text("The quick brown fox jumps over the lazy dog, again and again.")], encoded: [nil])
+        prompt.text([model.tokens.audioStart])
+        let promptEmbeddings = prompt.pendingEmbeddings(model)
         var emb = [Float](repeating: 0, count: h)
         for rep in 0..<repeats {
             let pipeline = try SpeechPipeline(model: model, kind: kind, trace: nil)
             let st = bb.makeState()
-            var last = try bb.forward(tokens: prompt, state: st)
+            var last = try promptEmbeddings.withUnsafeBufferPointer {
+                try bb.step(.init(embeddings: $0.baseAddress!, count: prompt.pendingCount), state: st)
+            }
             let hs = head.makeState(sampling: task.audioSampling(seed: UInt64(rep)))
             var lm = 0.0, hd = 0.0, samples = 0
             let t0 = Date()
