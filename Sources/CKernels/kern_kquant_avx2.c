@@ -159,6 +159,44 @@ KQ_ENTRY(mv_q4_k, mm_q4_k, prod_q4_k)
 KQ_ENTRY(mv_q5_k, mm_q5_k, prod_q5_k)
 KQ_ENTRY(mv_q6_k, mm_q6_k, prod_q6_k)
 
+// Row dequantization, bit-equal to the scalar dequantizers (products and differences rounded separately, no FMA).
+AVX2 static inline void store_levels(__m256i q, __m256 f, __m256 m, int sign_levels, float *out) {
+    for (int k = 0; k < 4; k++) {
+        __m128i b = _mm_loadl_epi64((const __m128i *)((const uint8_t *)&q + 8 * k));
+        __m256 v = _mm256_cvtepi32_ps(sign_levels ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b));
+        _mm256_storeu_ps(out + 8 * k, _mm256_sub_ps(_mm256_mul_ps(f, v), m));
+    }
+}
+AVX2 static void row_affine(const uint8_t *p, int cols, float *out, int q5) {
+    for (int i = 0; i < cols / 256; i++) {
+        affine_sb u;
+        if (q5)
+            unpack_q5_k(p + (size_t)i * LFM_Q5_K_BYTES, &u);
+        else
+            unpack_q4_k(p + (size_t)i * LFM_Q4_K_BYTES, &u);
+        for (int j = 0; j < 8; j++) store_levels(u.q[j], lane(u.dsc, j), lane(u.dmn, j), 0, out + 256 * i + 32 * j);
+    }
+}
+AVX2 static void row_q4_k(const uint8_t *p, int cols, float *out) { row_affine(p, cols, out, 0); }
+AVX2 static void row_q5_k(const uint8_t *p, int cols, float *out) { row_affine(p, cols, out, 1); }
+AVX2 static void row_q6_k(const uint8_t *p, int cols, float *out) {
+    for (int i = 0; i < cols / 256; i++) {
+        const uint8_t *blk = p + (size_t)i * LFM_Q6_K_BYTES;
+        const int8_t *sc = (const int8_t *)(blk + 192);
+        q6_sb u;
+        unpack_q6_k(blk, &u);
+        for (int b = 0; b < 8; b++) {
+            float *o = out + 256 * i + 32 * b;
+            __m256 f0 = _mm256_set1_ps(u.d * sc[2 * b]), f1 = _mm256_set1_ps(u.d * sc[2 * b + 1]);
+            for (int k = 0; k < 4; k++) {
+                __m128i v = _mm_loadl_epi64((const __m128i *)((const uint8_t *)&u.q[b] + 8 * k));
+                _mm256_storeu_ps(o + 8 * k,
+                                 _mm256_mul_ps(k < 2 ? f0 : f1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))));
+            }
+        }
+    }
+}
+
 void lfm_register_kquant_avx2(lfm_table *t) {
     const int T = LFM_TIER_AVX2;
     lfm_matvec_fn mv[] = {mv_q4_k, mv_q5_k, mv_q6_k};
@@ -169,6 +207,10 @@ void lfm_register_kquant_avx2(lfm_table *t) {
         LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q4_K + i, T);
         LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_K + i, T);
     }
+    t->row[LFM_TYPE_Q4_K] = row_q4_k;
+    t->row[LFM_TYPE_Q5_K] = row_q5_k;
+    t->row[LFM_TYPE_Q6_K] = row_q6_k;
+    for (int i = 0; i < 3; i++) LFM_MARK(t, LFM_FN_ROW + LFM_TYPE_Q4_K + i, T);
 }
 #else
 void lfm_register_kquant_avx2(lfm_table *t) { (void)t; }

@@ -128,9 +128,72 @@ DOTPROD static inline int32x4_t dot16_sdot(int32x4_t acc, int8x16_t a, int8x16_t
     }
 
 KQ_NEON(neon, , dot16_neon)
+
+// Row dequantization, bit-equal to the scalar dequantizers (separate multiply and subtract, no fused ops).
+static inline void store16(uint8x16_t q, float f, float m, float *out) {
+    uint16x8_t lo = vmovl_u8(vget_low_u8(q)), hi = vmovl_u8(vget_high_u8(q));
+    float32x4_t vf = vdupq_n_f32(f), vm = vdupq_n_f32(m);
+    uint32x4_t w[4] = {vmovl_u16(vget_low_u16(lo)), vmovl_u16(vget_high_u16(lo)), vmovl_u16(vget_low_u16(hi)),
+                       vmovl_u16(vget_high_u16(hi))};
+    for (int k = 0; k < 4; k++) vst1q_f32(out + 4 * k, vsubq_f32(vmulq_f32(vf, vcvtq_f32_u32(w[k])), vm));
+}
+static void row_affine(const uint8_t *p, int cols, float *out, int q5) {
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), one = vdupq_n_u8(1);
+    size_t bytes = q5 ? LFM_Q5_K_BYTES : LFM_Q4_K_BYTES;
+    for (int i = 0; i < cols / 256; i++) {
+        const uint8_t *blk = p + (size_t)i * bytes, *qs = blk + (q5 ? 48 : 16);
+        float d = lfm_f16_to_f32(lfm_rd16(blk)), dmin = lfm_f16_to_f32(lfm_rd16(blk + 2));
+        uint8x16_t h[2] = {vld1q_u8(blk + 16), vld1q_u8(blk + 32)};
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            lfm_kq_sm(j, blk + 4, &sc, &m);
+            float f = d * sc, mm = dmin * m;
+            for (int s = 0; s < 2; s++) {
+                uint8x16_t v = vld1q_u8(qs + 32 * (j / 2) + 16 * s);
+                v = (j & 1) ? vshrq_n_u8(v, 4) : vandq_u8(v, m4);
+                if (q5) v = vorrq_u8(v, vshlq_n_u8(vandq_u8(vshlq_u8(h[s], vdupq_n_s8((int8_t)-j)), one), 4));
+                store16(v, f, mm, out + 256 * i + 32 * j + 16 * s);
+            }
+        }
+    }
+}
+static void row_q4_k(const uint8_t *p, int cols, float *out) { row_affine(p, cols, out, 0); }
+static void row_q5_k(const uint8_t *p, int cols, float *out) { row_affine(p, cols, out, 1); }
+static void row_q6_k(const uint8_t *p, int cols, float *out) {
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), m3 = vdupq_n_u8(3);
+    for (int i = 0; i < cols / 256; i++) {
+        const uint8_t *blk = p + (size_t)i * LFM_Q6_K_BYTES;
+        const int8_t *sc = (const int8_t *)(blk + 192);
+        float d = lfm_f16_to_f32(lfm_rd16(blk + 208));
+        for (int h = 0; h < 2; h++)
+            for (int s = 0; s < 2; s++) {
+                uint8x16_t l0 = vld1q_u8(blk + 64 * h + 16 * s), l1 = vld1q_u8(blk + 64 * h + 32 + 16 * s);
+                uint8x16_t qh = vld1q_u8(blk + 128 + 32 * h + 16 * s);
+                uint8x16_t q[4] = {vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8(vandq_u8(qh, m3), 4)),
+                                   vorrq_u8(vandq_u8(l1, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 2), m3), 4)),
+                                   vorrq_u8(vshrq_n_u8(l0, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 4), m3), 4)),
+                                   vorrq_u8(vshrq_n_u8(l1, 4), vshlq_n_u8(vshrq_n_u8(qh, 6), 4))};
+                for (int k = 0; k < 4; k++) {
+                    int e = 128 * h + 32 * k + 16 * s;
+                    int8x16_t v = vsubq_s8(vreinterpretq_s8_u8(q[k]), vdupq_n_s8(32));
+                    int16x8_t lo = vmovl_s8(vget_low_s8(v)), hi = vmovl_s8(vget_high_s8(v));
+                    int32x4_t w[4] = {vmovl_s16(vget_low_s16(lo)), vmovl_s16(vget_high_s16(lo)),
+                                      vmovl_s16(vget_low_s16(hi)), vmovl_s16(vget_high_s16(hi))};
+                    float32x4_t f = vdupq_n_f32(d * sc[e / 16]);
+                    for (int c = 0; c < 4; c++) vst1q_f32(out + 256 * i + e + 4 * c, vmulq_f32(f, vcvtq_f32_s32(w[c])));
+                }
+            }
+    }
+}
 KQ_NEON(sdot, DOTPROD, dot16_sdot)
 
-void lfm_register_kquant_neon(lfm_table *t) { register_neon(t, LFM_TIER_NEON); }
+void lfm_register_kquant_neon(lfm_table *t) {
+    register_neon(t, LFM_TIER_NEON);
+    t->row[LFM_TYPE_Q4_K] = row_q4_k;
+    t->row[LFM_TYPE_Q5_K] = row_q5_k;
+    t->row[LFM_TYPE_Q6_K] = row_q6_k;
+    for (int i = 0; i < 3; i++) LFM_MARK(t, LFM_FN_ROW + LFM_TYPE_Q4_K + i, LFM_TIER_NEON);
+}
 void lfm_register_kquant_neon_dotprod(lfm_table *t) { register_sdot(t, LFM_TIER_NEON_DOTPROD); }
 #else
 void lfm_register_kquant_neon(lfm_table *t) { (void)t; }
