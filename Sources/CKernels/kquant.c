@@ -27,115 +27,143 @@ static inline float get_f16(const uint8_t *p) {
     return lfm_f16_to_f32(h);
 }
 
-// Scale and offset for n values into [0, nmax] (an asymmetric group): a first guess from min..max, then nstep+1
-// trial scales (nmax + rmin + rdelta·k over the range), each refitted by weighted least squares for scale and
-// offset (offset clamped to ≤ 0), kept when its weighted squared error is lower. Returns the scale; *neg_min gets
-// the negated offset. L receives the levels of the best fit.
-static float fit_affine(int n, int nmax, const float *x, const float *w, uint8_t *L, float *neg_min, uint8_t *tmp,
-                        float rmin, float rdelta, int nstep) {
-    float lo = x[0], hi = x[0];
-    float sw = w[0];
-    float swx = sw * x[0];
-    for (int i = 1; i < n; ++i) {
-        if (x[i] < lo) lo = x[i];
-        if (x[i] > hi) hi = x[i];
-        float wi = w[i];
-        sw += wi;
-        swx += wi * x[i];
+// The fits run on 8 groups at once, one per vector lane (GCC/Clang vector extensions: AVX2 or NEON code where the
+// compiler targets it, plain C otherwise). Each lane performs exactly the scalar reference's sequence of IEEE
+// operations (same order, no contraction; comparisons become lane masks), so the result is bit-identical to
+// fitting the groups one after another.
+// The exported quantizers are compiled for AVX2 and baseline x86-64 (picked at load time) where clones are available.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LFM_KQ_NO_CLONES 1
+#endif
+#endif
+#if defined(__x86_64__) && defined(__clang__) && defined(__linux__) && !defined(LFM_KQ_NO_CLONES)
+#define KQ_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define KQ_CLONES
+#endif
+#define KQ_INLINE static inline __attribute__((always_inline))
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+KQ_INLINE v8f vsplat(float v) { return (v8f){v, v, v, v, v, v, v, v}; }
+KQ_INLINE v8i isplat(int32_t v) { return (v8i){v, v, v, v, v, v, v, v}; }
+KQ_INLINE v8f sel(v8i m, v8f a, v8f b) {
+    v8i r = ((v8i)a & m) | ((v8i)b & ~m);
+    return (v8f)r;
+}
+KQ_INLINE v8i seli(v8i m, v8i a, v8i b) { return (a & m) | (b & ~m); }
+KQ_INLINE v8f vabs(v8f a) { return (v8f)((v8i)a & isplat(0x7fffffff)); }
+// round_mantissa lane by lane, clamped to [lo, hi]
+KQ_INLINE v8i vround_clamp(v8f v, int lo, int hi) {
+    v8f t = v + vsplat(12582912.f);
+    v8i q = ((v8i)t & isplat(0x007fffff)) - isplat(0x00400000);
+    q = seli(q < isplat(lo), isplat(lo), q);
+    return seli(q > isplat(hi), isplat(hi), q);
+}
+KQ_INLINE v8f vfloat(v8i q) { return __builtin_convertvector(q, v8f); }
+
+// Scale and offset for 8 groups of 32 values (X[i] lane j: value i of group j) into [0, nmax] (an asymmetric
+// group): a first guess from min..max, then nstep+1 trial scales (nmax + rmin + rdelta·k over the range), each
+// refitted by weighted least squares for scale and offset (offset clamped to ≤ 0), kept when its weighted squared
+// error is lower (later trials use the offset kept so far). *scale_out gets the scales, *neg_min the negated offsets;
+// L[i] lane j receives level i of group j.
+KQ_INLINE void fit_affine8(const v8f *X, const v8f *W, int nmax, float rmin, float rdelta, int nstep, v8i *L,
+                           v8f *scale_out, v8f *neg_min) {
+    v8f lo = X[0], hi = X[0], sw = W[0], swx = W[0] * X[0];
+    for (int i = 1; i < 32; ++i) {
+        lo = sel(X[i] < lo, X[i], lo);
+        hi = sel(X[i] > hi, X[i], hi);
+        sw = sw + W[i];
+        swx = swx + W[i] * X[i];
     }
-    if (lo > 0) lo = 0;
-    if (hi == lo) {
-        memset(L, 0, (size_t)n);
-        *neg_min = -lo;
-        return 0.f;
+    lo = sel(lo > vsplat(0), vsplat(0), lo);
+    v8i flat = hi == lo;
+    v8f lo0 = lo;
+    v8f inv = vsplat((float)nmax) / (hi - lo);
+    v8f scale = vsplat(1) / inv;
+    v8f err_best = vsplat(0);
+    for (int i = 0; i < 32; ++i) {
+        L[i] = vround_clamp(inv * (X[i] - lo), 0, nmax);
+        v8f e = scale * vfloat(L[i]) + lo - X[i];
+        err_best = err_best + W[i] * (e * e);
     }
-    float inv = nmax / (hi - lo);
-    float scale = 1 / inv;
-    float err_best = 0;
-    for (int i = 0; i < n; ++i) {
-        int q = clampi(round_mantissa(inv * (x[i] - lo)), 0, nmax);
-        L[i] = (uint8_t)q;
-        float e = scale * L[i] + lo - x[i];
-        err_best += w[i] * (e * e);
-    }
+    v8i T[32];
     for (int k = 0; k <= nstep; ++k) {
-        inv = (rmin + rdelta * k + nmax) / (hi - lo);
-        float sl = 0, sl2 = 0, sxl = 0;
-        for (int i = 0; i < n; ++i) {
-            int q = clampi(round_mantissa(inv * (x[i] - lo)), 0, nmax);
-            tmp[i] = (uint8_t)q;
-            float wi = w[i];
-            sl += wi * q;
-            sl2 += wi * q * q;
-            sxl += wi * q * x[i];
+        inv = vsplat(rmin + rdelta * k + nmax) / (hi - lo);
+        v8f sl = vsplat(0), sl2 = vsplat(0), sxl = vsplat(0);
+        for (int i = 0; i < 32; ++i) {
+            T[i] = vround_clamp(inv * (X[i] - lo), 0, nmax);
+            v8f q = vfloat(T[i]);
+            sl = sl + W[i] * q;
+            sl2 = sl2 + W[i] * q * q;
+            sxl = sxl + W[i] * q * X[i];
         }
-        float det = sw * sl2 - sl * sl;
-        if (!(det > 0)) continue;
-        float s = (sw * sxl - swx * sl) / det;
-        float m = (sl2 * swx - sl * sxl) / det;
-        if (m > 0) {
-            m = 0;
-            s = sxl / sl2;
+        v8f det = sw * sl2 - sl * sl;
+        v8i ok = det > vsplat(0);
+        v8f sc = (sw * sxl - swx * sl) / det;
+        v8f m = (sl2 * swx - sl * sxl) / det;
+        v8i pos = m > vsplat(0);
+        m = sel(pos, vsplat(0), m);
+        sc = sel(pos, sxl / sl2, sc);
+        v8f err = vsplat(0);
+        for (int i = 0; i < 32; ++i) {
+            v8f e = sc * vfloat(T[i]) + m - X[i];
+            err = err + W[i] * (e * e);
         }
-        float err = 0;
-        for (int i = 0; i < n; ++i) {
-            float e = s * tmp[i] + m - x[i];
-            err += w[i] * (e * e);
-        }
-        if (err < err_best) {
-            memcpy(L, tmp, (size_t)n);
-            err_best = err;
-            scale = s;
-            lo = m;
-        }
+        v8i better = ok & (err < err_best);
+        for (int i = 0; i < 32; ++i) L[i] = seli(better, T[i], L[i]);
+        err_best = sel(better, err, err_best);
+        scale = sel(better, sc, scale);
+        lo = sel(better, m, lo);
     }
-    *neg_min = -lo;
-    return scale;
+    for (int i = 0; i < 32; ++i) L[i] = seli(flat, isplat(0), L[i]);
+    *neg_min = -sel(flat, lo0, lo);
+    *scale_out = sel(flat, vsplat(0), scale);
 }
 
-// Symmetric scale for n values into [-nmax, nmax-1] with x²-weighted least squares over 19 trial scales around
-// -nmax/max (the signed value of largest magnitude). L receives level + nmax.
-static float fit_symmetric(int n, int nmax, const float *x, int8_t *L) {
-    float amax = 0, vmax = 0;
-    for (int i = 0; i < n; ++i) {
-        float a = fabsf(x[i]);
-        if (a > amax) {
-            amax = a;
-            vmax = x[i];
-        }
+// Symmetric scales for 8 groups of 16 values (X[i] lane j) into [-nmax, nmax-1] with x²-weighted least squares over
+// 19 trial scales around -nmax/max (the signed value of largest magnitude). L[i] receives level + nmax.
+KQ_INLINE void fit_symmetric8(const v8f *X, int nmax, v8i *L, v8f *scale_out) {
+    v8f amax = vsplat(0), vmax = vsplat(0);
+    for (int i = 0; i < 16; ++i) {
+        v8f a = vabs(X[i]);
+        v8i gt = a > amax;
+        amax = sel(gt, a, amax);
+        vmax = sel(gt, X[i], vmax);
     }
-    if (amax < 1e-15f) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
+    v8i zero = amax < vsplat(1e-15f);
+    v8f inv = vsplat((float)-nmax) / vmax;
+    v8f sxl = vsplat(0), sl2 = vsplat(0);
+    for (int i = 0; i < 16; ++i) {
+        v8i q = vround_clamp(inv * X[i], -nmax, nmax - 1);
+        L[i] = q + isplat(nmax);
+        v8f qf = vfloat(q), w = X[i] * X[i];
+        sxl = sxl + w * X[i] * qf;
+        sl2 = sl2 + w * qf * qf;
     }
-    float inv = -nmax / vmax;
-    float sxl = 0, sl2 = 0;
-    for (int i = 0; i < n; ++i) {
-        int q = clampi(round_mantissa(inv * x[i]), -nmax, nmax - 1);
-        L[i] = (int8_t)(q + nmax);
-        float wi = x[i] * x[i];
-        sxl += wi * x[i] * q;
-        sl2 += wi * q * q;
-    }
-    float scale = sl2 ? sxl / sl2 : 0.0f;
-    float best = scale * sxl;
+    v8f scale = sel(sl2 != vsplat(0), sxl / sl2, vsplat(0));
+    v8f best = scale * sxl;
     for (int k = -9; k <= 9; ++k) {
         if (k == 0) continue;
-        inv = -(nmax + 0.1f * k) / vmax;
-        sxl = sl2 = 0;
-        for (int i = 0; i < n; ++i) {
-            int q = clampi(round_mantissa(inv * x[i]), -nmax, nmax - 1);
-            float wi = x[i] * x[i];
-            sxl += wi * x[i] * q;
-            sl2 += wi * q * q;
+        inv = vsplat(-(nmax + 0.1f * k)) / vmax;
+        v8i T[16];
+        sxl = sl2 = vsplat(0);
+        for (int i = 0; i < 16; ++i) {
+            T[i] = vround_clamp(inv * X[i], -nmax, nmax - 1);
+            v8f qf = vfloat(T[i]), w = X[i] * X[i];
+            sxl = sxl + w * X[i] * qf;
+            sl2 = sl2 + w * qf * qf;
         }
-        if (sl2 > 0 && sxl * sxl > best * sl2) {
-            for (int i = 0; i < n; ++i) L[i] = (int8_t)(nmax + clampi(round_mantissa(inv * x[i]), -nmax, nmax - 1));
-            scale = sxl / sl2;
-            best = scale * sxl;
-        }
+        v8i better = (sl2 > vsplat(0)) & (sxl * sxl > best * sl2);
+        for (int i = 0; i < 16; ++i) L[i] = seli(better, T[i] + isplat(nmax), L[i]);
+        scale = sel(better, sxl / sl2, scale);
+        best = sel(better, scale * sxl, best);
     }
-    return scale;
+    for (int i = 0; i < 16; ++i) L[i] = seli(zero, isplat(0), L[i]);
+    *scale_out = sel(zero, vsplat(0), scale);
 }
 
 // The 12 bytes of 6-bit (scale, min) pairs of Q4_K/Q5_K: pairs 0-3 in the low 6 bits of bytes 0-3 / 4-7; pairs 4-7
@@ -148,17 +176,24 @@ void lfm_kq_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *m) {
 }
 
 // Q4_K / Q5_K share everything but the level count and the search parameters.
-static void quantize_affine_k(const float *x, uint8_t *blk, int nmax, float rmin, int nstep, uint8_t *L) {
-    float sc[8], mn[8], w[32];
-    uint8_t tmp[32];
+KQ_INLINE void quantize_affine_k(const float *x, uint8_t *blk, int nmax, float rmin, int nstep, uint8_t *L) {
+    v8f X[32], W[32], vs, vm;
+    v8i Lv[32];
+    float s2[8];
+    for (int l = 0; l < 32; ++l)
+        for (int j = 0; j < 8; ++j) X[l][j] = x[32 * j + l];
+    v8f acc = vsplat(0);
+    for (int l = 0; l < 32; ++l) acc = acc + X[l] * X[l];
+    for (int j = 0; j < 8; ++j) s2[j] = sqrtf(acc[j] / 32);
+    v8f rms = {s2[0], s2[1], s2[2], s2[3], s2[4], s2[5], s2[6], s2[7]};
+    for (int l = 0; l < 32; ++l) W[l] = rms + vabs(X[l]);
+    fit_affine8(X, W, nmax, rmin, 0.1f, nstep, Lv, &vs, &vm);
+    float sc[8], mn[8];
     float top_sc = 0, top_mn = 0;
     for (int j = 0; j < 8; ++j) {
-        const float *xj = x + 32 * j;
-        float s2 = 0;
-        for (int l = 0; l < 32; ++l) s2 += xj[l] * xj[l];
-        float rms = sqrtf(s2 / 32);
-        for (int l = 0; l < 32; ++l) w[l] = rms + fabsf(xj[l]);
-        sc[j] = fit_affine(32, nmax, xj, w, L + 32 * j, &mn[j], tmp, rmin, 0.1f, nstep);
+        sc[j] = vs[j];
+        mn[j] = vm[j];
+        for (int l = 0; l < 32; ++l) L[32 * j + l] = (uint8_t)Lv[l][j];
         if (sc[j] > top_sc) top_sc = sc[j];
         if (mn[j] > top_mn) top_mn = mn[j];
     }
@@ -193,6 +228,7 @@ static void quantize_affine_k(const float *x, uint8_t *blk, int nmax, float rmin
     }
 }
 
+KQ_CLONES
 void lfm_quantize_q4_k(const float *src, uint8_t *dst, size_t n) {
     uint8_t L[256];
     for (size_t b = 0; b < n / 256; b++) {
@@ -205,6 +241,7 @@ void lfm_quantize_q4_k(const float *src, uint8_t *dst, size_t n) {
     }
 }
 
+KQ_CLONES
 void lfm_quantize_q5_k(const float *src, uint8_t *dst, size_t n) {
     uint8_t L[256];
     for (size_t b = 0; b < n / 256; b++) {
@@ -223,6 +260,7 @@ void lfm_quantize_q5_k(const float *src, uint8_t *dst, size_t n) {
     }
 }
 
+KQ_CLONES
 void lfm_quantize_q6_k(const float *src, uint8_t *dst, size_t n) {
     int8_t L[256];
     float sc[16];
@@ -230,8 +268,19 @@ void lfm_quantize_q6_k(const float *src, uint8_t *dst, size_t n) {
         const float *x = src + b * 256;
         uint8_t *blk = dst + b * LFM_Q6_K_BYTES;
         float top = 0, top_abs = 0;
+        for (int half = 0; half < 2; ++half) { // sub-blocks 8·half … 8·half+7, one per lane
+            v8f X[16];
+            v8i Lv[16];
+            for (int i = 0; i < 16; ++i)
+                for (int j = 0; j < 8; ++j) X[i][j] = x[16 * (8 * half + j) + i];
+            v8f vs;
+            fit_symmetric8(X, 32, Lv, &vs);
+            for (int j = 0; j < 8; ++j) {
+                sc[8 * half + j] = vs[j];
+                for (int i = 0; i < 16; ++i) L[16 * (8 * half + j) + i] = (int8_t)Lv[i][j];
+            }
+        }
         for (int j = 0; j < 16; ++j) {
-            sc[j] = fit_symmetric(16, 32, x + 16 * j, L + 16 * j);
             float a = fabsf(sc[j]);
             if (a > top_abs) {
                 top_abs = a;
