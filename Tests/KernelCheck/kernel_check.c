@@ -299,6 +299,45 @@ static void check_tier(int tier) {
     (void)scalar_left;
 }
 
+// The K-quant quantizers as compiled for this machine (on ARM64: the NEON lowering of their lane-parallel fits)
+// against ggml: FNV-1a hashes of the bytes that ggml's quantize_row_q*_K_ref (libggml-base of the vendored
+// llama.cpp) writes for this input (made once on x86 with the same generator; docs/format.md §6.1).
+static void check_kquant_bytes(void) {
+    uint64_t st = 0x9E3779B97F4A7C15ULL;
+    int n = 256 * 96;
+    float *x = malloc(sizeof(float) * n);
+    for (int i = 0; i < n; i++) {
+        st ^= st << 13;
+        st ^= st >> 7;
+        st ^= st << 17;
+        float v = (float)((st >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
+        int b = i / 256;
+        x[i] = b % 6 == 0   ? v
+               : b % 6 == 1 ? v * v * v
+               : b % 6 == 2 ? (v > 0 ? v : 0) * 7.f
+               : b % 6 == 3 ? 0.f
+               : b % 6 == 4 ? ((i % 256) == 5 ? 25.f : v * 0.01f)
+                            : -fabsf(v) * 1e-3f;
+    }
+    uint8_t *o = malloc((size_t)n);
+    const uint64_t want[3] = {0xaf44dfd6a7be30c6ULL, 0x0ebed1c469a629eaULL, 0xa1900484dfc87f5aULL};
+    int types[3] = {LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K};
+    for (int t = 0; t < 3; t++) {
+        encode(types[t], x, n, o);
+        size_t len = type_bytes(types[t], n);
+        uint64_t h = 1469598103934665603ULL;
+        for (size_t i = 0; i < len; i++) {
+            h ^= o[i];
+            h *= 1099511628211ULL;
+        }
+        char name[64];
+        snprintf(name, sizeof name, "quantize_%s = ggml (hash)", type_name(types[t]));
+        check("scalar", name, h == want[t] ? 0 : 1, 0);
+    }
+    free(x);
+    free(o);
+}
+
 // The scalar K-quant products against their definition: dequantized weights · dequantized q8 activations.
 static void check_kquant_reference(void) {
     int types[] = {LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K};
@@ -339,6 +378,7 @@ static void check_kquant_reference(void) {
 
 int main(void) {
     int best = lfm_best_tier();
+    check_kquant_bytes();
     check_kquant_reference();
     printf("best tier: %s; BLAS for large F32 GEMMs: %s\n", lfm_tier_name(best), lfm_blas_name());
     int ran = 0;
