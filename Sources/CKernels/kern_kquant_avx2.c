@@ -35,10 +35,19 @@ typedef struct {
 } affine_sb;
 
 AVX2 static inline void affine_factors(const uint8_t *blk, affine_sb *u) {
-    int32_t sc[8], mn[8];
-    for (int j = 0; j < 8; j++) lfm_kq_sm(j, blk + 4, &sc[j], &mn[j]);
-    u->dsc = _mm256_mul_ps(_mm256_set1_ps(f16at(blk)), _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)sc)));
-    u->dmn = _mm256_mul_ps(_mm256_set1_ps(f16at(blk + 2)), _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)mn)));
+    // the 12 scale bytes as three words a, b, c: sc0-3 = a & 63, m0-3 = b & 63, sc4-7 = c's low nibbles with a's
+    // top 2 bits, m4-7 = c's high nibbles with b's top 2 bits (byte-wise, four at a time)
+    uint32_t a, b, c;
+    memcpy(&a, blk + 4, 4);
+    memcpy(&b, blk + 8, 4);
+    memcpy(&c, blk + 12, 4);
+    uint64_t sc = (uint64_t)(a & 0x3f3f3f3fu) | (uint64_t)((c & 0x0f0f0f0fu) | (((a >> 6) & 0x03030303u) << 4)) << 32;
+    uint64_t mn = (uint64_t)(b & 0x3f3f3f3fu) | (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | (((b >> 6) & 0x03030303u) << 4))
+                                                    << 32;
+    __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc)));
+    __m256 mnf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)mn)));
+    u->dsc = _mm256_mul_ps(_mm256_set1_ps(f16at(blk)), scf);
+    u->dmn = _mm256_mul_ps(_mm256_set1_ps(f16at(blk + 2)), mnf);
 }
 AVX2 static inline void unpack_q4_k(const uint8_t *blk, affine_sb *u) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
