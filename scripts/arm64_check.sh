@@ -24,6 +24,6 @@ if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64-st
     echo "arm64_check: needs gcc-aarch64-linux-gnu and qemu-user-static (run with --install)"; exit 2
   fi
 fi
-aarch64-linux-gnu-gcc -O2 -static -DLFM_NO_DLOPEN -Wall -Wno-unknown-pragmas -Wno-misleading-indentation -ISources/CKernels/include \
+aarch64-linux-gnu-gcc -O2 -ffp-contract=off -static -DLFM_NO_DLOPEN -Wall -Wno-unknown-pragmas -Wno-misleading-indentation -ISources/CKernels/include \
   "${srcs[@]}" -lm -lpthread -o "$out/check"
 qemu-aarch64-static -cpu max "$out/check"

@@ -15,7 +15,19 @@ typedef void (*lfm_gemm_fn)(const uint8_t *w, size_t ld, int cols, int r0, int r
                             const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy);
 typedef void (*lfm_row_fn)(const uint8_t *row, int cols, float *out);
 
-enum { LFM_TYPE_F32, LFM_TYPE_F16, LFM_TYPE_BF16, LFM_TYPE_Q8_0, LFM_TYPE_Q4_0, LFM_TYPE_COUNT };
+enum {
+    LFM_TYPE_F32,
+    LFM_TYPE_F16,
+    LFM_TYPE_BF16,
+    LFM_TYPE_Q8_0,
+    LFM_TYPE_Q4_0,
+    LFM_TYPE_Q4_K, // the K-quants: kern_kquant_*.c register them on each tier
+    LFM_TYPE_Q5_K,
+    LFM_TYPE_Q6_K,
+    LFM_TYPE_COUNT
+};
+/// The types `lfm_set_products` installs (f32 … q4_0, in order); the K-quants are installed by their own files.
+#define LFM_TYPE_BLOCK32_COUNT (LFM_TYPE_Q4_0 + 1)
 
 /// The functions of one table, by index (for reporting which tier serves each).
 enum {
@@ -66,6 +78,11 @@ void lfm_register_avx512(lfm_table *t);
 void lfm_register_neon(lfm_table *t);
 void lfm_register_neon_dotprod(lfm_table *t);
 void lfm_register_neon_i8mm(lfm_table *t);
+/// The K-quant products of each tier (kern_kquant_*.c), called by the tier's own registration.
+void lfm_register_kquant_scalar(lfm_table *t);
+void lfm_register_kquant_avx2(lfm_table *t);
+void lfm_register_kquant_neon(lfm_table *t);
+void lfm_register_kquant_neon_dotprod(lfm_table *t);
 /// OpenBLAS for large F32 GEMMs on top of a vector tier, when the library can be loaded (blas.c).
 void lfm_register_blas(lfm_table *t, int tier);
 
@@ -81,6 +98,12 @@ static inline int lfm_type_index(int ggml_type) {
         return LFM_TYPE_Q8_0;
     case LFM_T_Q4_0:
         return LFM_TYPE_Q4_0;
+    case LFM_T_Q4_K:
+        return LFM_TYPE_Q4_K;
+    case LFM_T_Q5_K:
+        return LFM_TYPE_Q5_K;
+    case LFM_T_Q6_K:
+        return LFM_TYPE_Q6_K;
     }
     return -1;
 }
@@ -96,6 +119,12 @@ static inline size_t lfm_row_bytes(int type_index, int cols) {
         return (size_t)cols / 32 * 34;
     case LFM_TYPE_Q4_0:
         return (size_t)cols / 32 * 18;
+    case LFM_TYPE_Q4_K:
+        return (size_t)cols / 256 * LFM_Q4_K_BYTES;
+    case LFM_TYPE_Q5_K:
+        return (size_t)cols / 256 * LFM_Q5_K_BYTES;
+    case LFM_TYPE_Q6_K:
+        return (size_t)cols / 256 * LFM_Q6_K_BYTES;
     }
     return 0;
 }
@@ -110,6 +139,42 @@ static inline uint16_t lfm_rd16(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
     return h;
+}
+
+/// K-quant super-block helpers shared by the tiers (kquant.c has the layouts). Sub-block j's 6-bit scale and min.
+static inline void lfm_kq_sm(int j, const uint8_t *s, int *sc, int *m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+/// One Q4_K/Q5_K super-block's dot from the exact integer dots of its eight 32-element sub-blocks with the q8
+/// activation blocks (`xd`, `xs`: that super-block's eight scales and quant sums):
+/// Σⱼ xdⱼ·(d·scⱼ·isumⱼ − dmin·mⱼ·xsⱼ).
+static inline float lfm_kq_affine_block(const uint8_t *blk, const int32_t *isum, const float *xd, const int32_t *xs) {
+    uint16_t h0, h1;
+    memcpy(&h0, blk, 2);
+    memcpy(&h1, blk + 2, 2);
+    float d = lfm_f16_to_f32(h0), dmin = lfm_f16_to_f32(h1), acc = 0.f;
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        lfm_kq_sm(j, blk + 4, &sc, &m);
+        acc += xd[j] * (d * (float)(sc * isum[j]) - dmin * (float)(m * xs[j]));
+    }
+    return acc;
+}
+/// One Q6_K super-block's dot from the exact integer dots of its sixteen 16-element sub-blocks (levels − 32):
+/// Σ_b xd_b·d·(sc₂b·isum₂b + sc₂b₊₁·isum₂b₊₁) over its eight q8 activation blocks.
+static inline float lfm_kq_q6_block(const uint8_t *blk, const int32_t *isum, const float *xd) {
+    uint16_t h;
+    memcpy(&h, blk + 208, 2);
+    const int8_t *sc = (const int8_t *)(blk + 192);
+    float d = lfm_f16_to_f32(h), acc = 0.f;
+    for (int b = 0; b < 8; b++) acc += xd[b] * (d * (float)(sc[2 * b] * isum[2 * b] + sc[2 * b + 1] * isum[2 * b + 1]));
+    return acc;
 }
 
 /// Scalar reference pieces that vector tiers reuse for tails and odd shapes.
@@ -128,9 +193,9 @@ const lfm_table *lfm_active(void);
 
 #define LFM_MARK(t, fn, tier) ((t)->from[(fn)] = (signed char)(tier))
 
-/// Installs a tier's matvec and GEMM for every weight type (in LFM_TYPE_* order).
+/// Installs a tier's matvec and GEMM for the f32 … q4_0 weight types (LFM_TYPE_BLOCK32_COUNT, in LFM_TYPE_* order).
 static inline void lfm_set_products(lfm_table *t, const lfm_matvec_fn *mv, const lfm_gemm_fn *mm, int tier) {
-    for (int i = 0; i < LFM_TYPE_COUNT; i++) {
+    for (int i = 0; i < LFM_TYPE_BLOCK32_COUNT; i++) {
         t->matvec[i] = mv[i];
         LFM_MARK(t, LFM_FN_MATVEC + i, tier);
         t->gemm[i] = mm[i];

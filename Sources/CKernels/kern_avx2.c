@@ -457,7 +457,7 @@ void lfm_register_avx2(lfm_table *t) {
     t->row[LFM_TYPE_BF16] = row_bf16; // F32 rows are a memcpy on every tier
     t->row[LFM_TYPE_Q8_0] = row_q8_0;
     t->row[LFM_TYPE_Q4_0] = row_q4_0;
-    for (int i = 0; i < LFM_TYPE_COUNT; i++) LFM_MARK(t, LFM_FN_ROW + i, T);
+    for (int i = 0; i < LFM_TYPE_BLOCK32_COUNT; i++) LFM_MARK(t, LFM_FN_ROW + i, T);
     t->silu = silu;
     t->glu = glu;
     t->gelu = gelu;
@@ -470,6 +470,7 @@ void lfm_register_avx2(lfm_table *t) {
     t->axpy = axpy;
     t->dot = dot;
     for (int f = LFM_FN_SILU; f < LFM_FN_COUNT; f++) LFM_MARK(t, f, T);
+    lfm_register_kquant_avx2(t);
 }
 
 void lfm_register_avx2_vnni(lfm_table *t) {

@@ -492,7 +492,7 @@ void lfm_register_neon(lfm_table *t) {
     t->row[LFM_TYPE_BF16] = row_bf16; // F32 rows are a memcpy on every tier
     t->row[LFM_TYPE_Q8_0] = row_q8_0;
     t->row[LFM_TYPE_Q4_0] = row_q4_0;
-    for (int i = 0; i < LFM_TYPE_COUNT; i++) LFM_MARK(t, LFM_FN_ROW + i, T);
+    for (int i = 0; i < LFM_TYPE_BLOCK32_COUNT; i++) LFM_MARK(t, LFM_FN_ROW + i, T);
     t->silu = silu;
     t->glu = glu;
     t->gelu = gelu;
@@ -507,6 +507,7 @@ void lfm_register_neon(lfm_table *t) {
     int fns[] = {LFM_FN_SILU,    LFM_FN_GLU,     LFM_FN_GELU,   LFM_FN_RELU, LFM_FN_ELU, LFM_FN_LAYERNORM,
                  LFM_FN_RMSNORM, LFM_FN_SOFTMAX, LFM_FN_ATTEND, LFM_FN_AXPY, LFM_FN_DOT};
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) LFM_MARK(t, fns[i], T);
+    lfm_register_kquant_neon(t);
 }
 void lfm_register_neon_dotprod(lfm_table *t) {
     const int T = LFM_TIER_NEON_DOTPROD;
@@ -518,6 +519,7 @@ void lfm_register_neon_dotprod(lfm_table *t) {
     LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q4_0, T);
     LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q8_0, T);
     LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_0, T);
+    lfm_register_kquant_neon_dotprod(t);
 }
 void lfm_register_neon_i8mm(lfm_table *t) {
     const int T = LFM_TIER_NEON_I8MM;

@@ -187,7 +187,7 @@ void lfm_register_scalar(lfm_table *t) {
     lfm_matvec_fn mv[] = {mv_f32, mv_f16, mv_bf16, mv_q8_0, mv_q4_0};
     lfm_gemm_fn mm[] = {mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0};
     lfm_row_fn rw[] = {row_f32, row_f16, row_bf16, row_q8_0, row_q4_0};
-    for (int i = 0; i < LFM_TYPE_COUNT; i++) {
+    for (int i = 0; i < LFM_TYPE_BLOCK32_COUNT; i++) {
         t->matvec[i] = mv[i];
         t->gemm[i] = mm[i];
         t->row[i] = rw[i];
@@ -203,5 +203,6 @@ void lfm_register_scalar(lfm_table *t) {
     t->attend = attend;
     t->axpy = axpy;
     t->dot = dot;
+    lfm_register_kquant_scalar(t);
     for (int f = 0; f < LFM_FN_COUNT; f++) LFM_MARK(t, f, LFM_TIER_SCALAR);
 }

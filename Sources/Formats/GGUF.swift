@@ -2,7 +2,8 @@ import Foundation
 
 /// ggml tensor types used by bundles (ids and block layouts are ggml's; no private ids).
 public enum GGMLType: UInt32, Sendable, CaseIterable, Codable {
-    case f32 = 0, f16 = 1, q4_0 = 2, q8_0 = 8, i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28, bf16 = 30
+    case f32 = 0, f16 = 1, q4_0 = 2, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14, i8 = 24, i16 = 25, i32 = 26, i64 = 27,
+        f64 = 28, bf16 = 30
 
     public var name: String {
         switch self {
@@ -11,6 +12,9 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, Codable {
         case .bf16: return "BF16"
         case .q8_0: return "Q8_0";
         case .q4_0: return "Q4_0"
+        case .q4_K: return "Q4_K";
+        case .q5_K: return "Q5_K";
+        case .q6_K: return "Q6_K"
         case .i8: return "I8";
         case .i16: return "I16";
         case .i32: return "I32";
@@ -23,7 +27,15 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, Codable {
         self = t
     }
     /// Elements per block.
-    public var blockSize: Int { self == .q4_0 || self == .q8_0 ? 32 : 1 }
+    public var blockSize: Int {
+        switch self {
+        case .q4_0, .q8_0: return 32
+        case .q4_K, .q5_K, .q6_K: return 256
+        default: return 1
+        }
+    }
+    /// ggml's K-quants (256-element super-blocks).
+    public var isKQuant: Bool { blockSize == 256 }
     /// Bytes per block.
     public var blockBytes: Int {
         switch self {
@@ -33,6 +45,9 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, Codable {
         case .i64, .f64: return 8
         case .q8_0: return 34
         case .q4_0: return 18
+        case .q4_K: return 144
+        case .q5_K: return 176
+        case .q6_K: return 210
         }
     }
     public var isQuantized: Bool { blockSize > 1 }

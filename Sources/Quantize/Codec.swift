@@ -48,6 +48,9 @@ public enum Codec {
         case .bf16: lfm_convert_f32_to_bf16(src, dst.assumingMemoryBound(to: UInt16.self), count)
         case .q8_0: lfm_quantize_q8_0(src, dst.assumingMemoryBound(to: UInt8.self), count)
         case .q4_0: lfm_quantize_q4_0(src, dst.assumingMemoryBound(to: UInt8.self), count)
+        case .q4_K: lfm_quantize_q4_k(src, dst.assumingMemoryBound(to: UInt8.self), count)
+        case .q5_K: lfm_quantize_q5_k(src, dst.assumingMemoryBound(to: UInt8.self), count)
+        case .q6_K: lfm_quantize_q6_k(src, dst.assumingMemoryBound(to: UInt8.self), count)
         case .f64: for i in 0..<count { dst.storeBytes(of: Double(src[i]), toByteOffset: i * 8, as: Double.self) }
         case .i8: for i in 0..<count { dst.storeBytes(of: Int8(src[i]), toByteOffset: i, as: Int8.self) }
         case .i16: for i in 0..<count { dst.storeBytes(of: Int16(src[i]), toByteOffset: i * 2, as: Int16.self) }
@@ -66,6 +69,9 @@ public enum Codec {
         case .bf16: lfm_convert_bf16_to_f32(src.assumingMemoryBound(to: UInt16.self), dst, count)
         case .q8_0: lfm_dequantize_q8_0(src.assumingMemoryBound(to: UInt8.self), dst, count)
         case .q4_0: lfm_dequantize_q4_0(src.assumingMemoryBound(to: UInt8.self), dst, count)
+        case .q4_K: lfm_dequantize_q4_k(src.assumingMemoryBound(to: UInt8.self), dst, count)
+        case .q5_K: lfm_dequantize_q5_k(src.assumingMemoryBound(to: UInt8.self), dst, count)
+        case .q6_K: lfm_dequantize_q6_k(src.assumingMemoryBound(to: UInt8.self), dst, count)
         case .f64: for i in 0..<count { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
         case .i8: for i in 0..<count { dst[i] = Float(src.load(fromByteOffset: i, as: Int8.self)) }
         case .i16: for i in 0..<count { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 2, as: Int16.self)) }

@@ -48,7 +48,7 @@ public enum Converter {
         m.append((BundleKeys.architecture, .string(BundleKeys.architectureValue)))
         m.append((BundleKeys.alignment, .uint32(UInt32(GGUF.defaultAlignment))))
         m.append((BundleKeys.name, .string(checkpointName(ckpt.root))))
-        let ftype: UInt32 = [.f32: 0, .f16: 1, .q4_0: 2, .q8_0: 7, .bf16: 32][plan.recipe.preset]!
+        let ftype = plan.recipe.preset.llamaFileType
         m.append((BundleKeys.fileType, .uint32(ftype)))
         m.append((BundleKeys.quantizationVersion, .uint32(2)))
         m.append((BundleKeys.formatVersion, .uint32(BundleKeys.currentFormatVersion)))

@@ -34,7 +34,8 @@ public enum LlamaExport {
             throw QuantizeError.source(
                 file: ckpt.root, tensor: "lfm", detail: "conv_bias is not supported by llama.cpp's lfm2")
         }
-        let recipe = Recipe(preset: preset)
+        var recipe = Recipe(preset: preset)
+        recipe.backboneLayers = c.layerTypes
         let expected = Schema.lfm2(c, prefix: "lfm.", component: .backbone)
         var out: [PlannedTensor] = []
         for e in expected {
@@ -92,7 +93,7 @@ public enum LlamaExport {
                 merges.append(a + " " + b)
             }
         }
-        let ftype: UInt32 = [.f32: 0, .f16: 1, .q4_0: 2, .q8_0: 7, .bf16: 32][preset]!
+        let ftype = preset.llamaFileType
         var m: [(String, GGUFValue)] = [
             ("general.architecture", .string("lfm2")),
             ("general.name", .string(Converter.checkpointName(ckpt.root) + " (backbone)")),

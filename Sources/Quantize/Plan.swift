@@ -69,6 +69,8 @@ public enum Planner {
     public static let codebookEpsilon: Float = 1e-5
 
     public static func plan(_ ckpt: Checkpoint, recipe: Recipe, keepAll: Bool = false) throws -> ConversionPlan {
+        var recipe = recipe
+        recipe.backboneLayers = ckpt.config.lfm.layerTypes
         var out: [PlannedTensor] = []
         var dropped: [DroppedTensor] = []
 

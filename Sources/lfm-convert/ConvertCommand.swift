@@ -23,7 +23,7 @@ struct ConvertCommand: ParsableCommand {
 
     @OptionGroup var target: OutputOptions
 
-    @Option(name: .customLong("quant"), help: "Preset: f32, f16, bf16, q8_0, q4_0.")
+    @Option(name: .customLong("quant"), help: "Preset: f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k.")
     var quant: String = "q8_0"
 
     @Option(
@@ -41,7 +41,7 @@ struct ConvertCommand: ParsableCommand {
 
     func validate() throws {
         guard Preset(rawValue: quant) != nil else {
-            throw ValidationError("unknown preset '\(quant)' (f32, f16, bf16, q8_0, q4_0)")
+            throw ValidationError("unknown preset '\(quant)' (\(Preset.names))")
         }
         for o in overrides {
             do { _ = try TypeOverride(parsing: o) } catch { throw ValidationError("\(error)") }

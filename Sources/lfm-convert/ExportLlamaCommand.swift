@@ -21,12 +21,12 @@ struct ExportLlamaCommand: ParsableCommand {
     )
     var base: String?
 
-    @Option(name: .customLong("quant"), help: "f32, f16, bf16, q8_0, q4_0.")
+    @Option(name: .customLong("quant"), help: "f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k.")
     var quant: String = "bf16"
 
     func validate() throws {
         guard Preset(rawValue: quant) != nil else {
-            throw ValidationError("unknown preset '\(quant)' (f32, f16, bf16, q8_0, q4_0)")
+            throw ValidationError("unknown preset '\(quant)' (\(Preset.names))")
         }
     }
 

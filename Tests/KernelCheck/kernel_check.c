@@ -37,6 +37,12 @@ static size_t type_bytes(int type, int n) {
         return (size_t)n / 32 * 34;
     case LFM_T_Q4_0:
         return (size_t)n / 32 * 18;
+    case LFM_T_Q4_K:
+        return (size_t)n / 256 * LFM_Q4_K_BYTES;
+    case LFM_T_Q5_K:
+        return (size_t)n / 256 * LFM_Q5_K_BYTES;
+    case LFM_T_Q6_K:
+        return (size_t)n / 256 * LFM_Q6_K_BYTES;
     }
     return 0;
 }
@@ -57,6 +63,15 @@ static void encode(int type, const float *x, int n, void *out) {
     case LFM_T_Q4_0:
         lfm_quantize_q4_0(x, out, n);
         break;
+    case LFM_T_Q4_K:
+        lfm_quantize_q4_k(x, out, n);
+        break;
+    case LFM_T_Q5_K:
+        lfm_quantize_q5_k(x, out, n);
+        break;
+    case LFM_T_Q6_K:
+        lfm_quantize_q6_k(x, out, n);
+        break;
     }
 }
 static const char *type_name(int t) {
@@ -71,6 +86,12 @@ static const char *type_name(int t) {
         return "q8_0";
     case LFM_T_Q4_0:
         return "q4_0";
+    case LFM_T_Q4_K:
+        return "q4_k";
+    case LFM_T_Q5_K:
+        return "q5_k";
+    case LFM_T_Q6_K:
+        return "q6_k";
     }
     return "?";
 }
@@ -116,14 +137,20 @@ static void check_tier(int tier) {
         check(tn, "quantize_act (bit-exact)", diff ? 1 : 0, 0);
         free(x);
     }
-    int types[] = {LFM_T_F32, LFM_T_F16, LFM_T_BF16, LFM_T_Q8_0, LFM_T_Q4_0};
+    int types[] = {LFM_T_F32, LFM_T_F16, LFM_T_BF16, LFM_T_Q8_0, LFM_T_Q4_0, LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K};
     int shapes[][3] = {{7, 64, 1}, {33, 2048, 1}, {9, 96, 1},    {16, 512, 5}, {37, 2048, 13},
                        {6, 64, 4}, {3, 32, 8},    {10, 8192, 9}, {40, 256, 17}};
-    for (int ti = 0; ti < 5; ti++) {
+    // K-quant rows are whole 256-element super-blocks; token counts around the 4-token tiles
+    int kshapes[][3] = {{7, 256, 1},    {33, 2048, 1}, {5, 768, 3},   {16, 512, 5},
+                        {37, 2048, 13}, {10, 8192, 9}, {40, 256, 17}, {3, 1024, 4}};
+    for (int ti = 0; ti < (int)(sizeof types / sizeof types[0]); ti++) {
         int type = types[ti];
+        int kq = type == LFM_T_Q4_K || type == LFM_T_Q5_K || type == LFM_T_Q6_K;
+        int (*sh)[3] = kq ? kshapes : shapes;
+        size_t nsh = kq ? sizeof kshapes / sizeof kshapes[0] : sizeof shapes / sizeof shapes[0];
         double worst_mv = 0, worst_mm = 0;
-        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-            int rows = shapes[si][0], cols = shapes[si][1], T = shapes[si][2];
+        for (size_t si = 0; si < nsh; si++) {
+            int rows = sh[si][0], cols = sh[si][1], T = sh[si][2];
             float *wf = malloc(sizeof(float) * (size_t)rows * cols), *X = malloc(sizeof(float) * (size_t)T * cols);
             for (size_t i = 0; i < (size_t)rows * cols; i++) wf[i] = frand();
             for (size_t i = 0; i < (size_t)T * cols; i++) X[i] = frand();
@@ -272,8 +299,87 @@ static void check_tier(int tier) {
     (void)scalar_left;
 }
 
+// The K-quant quantizers as compiled for this machine (on ARM64: the NEON lowering of their lane-parallel fits)
+// against ggml: FNV-1a hashes of the bytes that ggml's quantize_row_q*_K_ref (libggml-base of the vendored
+// llama.cpp) writes for this input (made once on x86 with the same generator; docs/format.md §6.1).
+static void check_kquant_bytes(void) {
+    uint64_t st = 0x9E3779B97F4A7C15ULL;
+    int n = 256 * 96;
+    float *x = malloc(sizeof(float) * n);
+    for (int i = 0; i < n; i++) {
+        st ^= st << 13;
+        st ^= st >> 7;
+        st ^= st << 17;
+        float v = (float)((st >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
+        int b = i / 256;
+        x[i] = b % 6 == 0   ? v
+               : b % 6 == 1 ? v * v * v
+               : b % 6 == 2 ? (v > 0 ? v : 0) * 7.f
+               : b % 6 == 3 ? 0.f
+               : b % 6 == 4 ? ((i % 256) == 5 ? 25.f : v * 0.01f)
+                            : -fabsf(v) * 1e-3f;
+    }
+    uint8_t *o = malloc((size_t)n);
+    const uint64_t want[3] = {0xaf44dfd6a7be30c6ULL, 0x0ebed1c469a629eaULL, 0xa1900484dfc87f5aULL};
+    int types[3] = {LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K};
+    for (int t = 0; t < 3; t++) {
+        encode(types[t], x, n, o);
+        size_t len = type_bytes(types[t], n);
+        uint64_t h = 1469598103934665603ULL;
+        for (size_t i = 0; i < len; i++) {
+            h ^= o[i];
+            h *= 1099511628211ULL;
+        }
+        char name[64];
+        snprintf(name, sizeof name, "quantize_%s = ggml (hash)", type_name(types[t]));
+        check("scalar", name, h == want[t] ? 0 : 1, 0);
+    }
+    free(x);
+    free(o);
+}
+
+// The scalar K-quant products against their definition: dequantized weights · dequantized q8 activations.
+static void check_kquant_reference(void) {
+    int types[] = {LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K};
+    int rows = 9, cols = 1536;
+    lfm_set_tier(LFM_TIER_SCALAR);
+    for (int ti = 0; ti < 3; ti++) {
+        float *wf = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * cols), y[9];
+        float *row = malloc(sizeof(float) * cols);
+        for (int i = 0; i < rows * cols; i++) wf[i] = frand() * (i % 300 < 40 ? 3.f : 1.f);
+        for (int i = 0; i < cols; i++) x[i] = frand();
+        void *w = malloc(type_bytes(types[ti], rows * cols));
+        encode(types[ti], wf, rows * cols, w);
+        int8_t *q = malloc(cols);
+        float *d = malloc(sizeof(float) * cols / 32);
+        int32_t *s = malloc(sizeof(int32_t) * cols / 32);
+        lfm_quantize_act_q8(x, cols, q, d, s);
+        lfm_matvec(types[ti], w, cols, 0, rows, x, q, d, s, y);
+        double err = 0;
+        for (int r = 0; r < rows; r++) {
+            lfm_row_to_f32(types[ti], w, cols, r, row);
+            double ref = 0;
+            for (int i = 0; i < cols; i++) ref += (double)row[i] * ((double)q[i] * d[i / 32]);
+            double e = fabs(ref - y[r]) / cols;
+            if (!(e <= err)) err = e;
+        }
+        char name[64];
+        snprintf(name, sizeof name, "matvec_%s = dequant dot", type_name(types[ti]));
+        check("scalar", name, err, 1e-6);
+        free(wf);
+        free(x);
+        free(row);
+        free(w);
+        free(q);
+        free(d);
+        free(s);
+    }
+}
+
 int main(void) {
     int best = lfm_best_tier();
+    check_kquant_bytes();
+    check_kquant_reference();
     printf("best tier: %s; BLAS for large F32 GEMMs: %s\n", lfm_tier_name(best), lfm_blas_name());
     int ran = 0;
     for (int t = 1; t < LFM_TIER_COUNT; t++)

@@ -92,7 +92,8 @@ final class QuantizeTests: XCTestCase {
         let o = try TypeOverride(parsing: "lfm.layers.*.feed_forward.w2.weight=f16")
         XCTAssertTrue(o.matches("lfm.layers.3.feed_forward.w2.weight"))
         XCTAssertFalse(o.matches("lfm.layers.3.feed_forward.w1.weight"))
-        XCTAssertThrowsError(try TypeOverride(parsing: "x=q5_k"))
+        XCTAssertThrowsError(try TypeOverride(parsing: "x=q5_1"))
+        XCTAssertEqual(try TypeOverride(parsing: "x=q5_k").type, .q5_K)
         XCTAssertThrowsError(try TypeOverride(parsing: "noequals"))
         let r = Recipe(preset: .q4_0, overrides: [o])
         XCTAssertEqual(
@@ -115,5 +116,100 @@ final class QuantizeTests: XCTestCase {
         // rows that are not a multiple of 32 keep a float type
         XCTAssertEqual(
             r.type(name: "m", shape: [10, 48], role: .matrix, component: .backbone, sourceIsFloat: true).0, .f16)
+    }
+
+    /// Q4_K / Q5_K / Q6_K bytes equal llama.cpp's: golden super-blocks that `llama-quantize` wrote for the full-size
+    /// checkpoint's exported backbone (Q4_K_M, Q5_K_M, Q6_K mixes), and edge cases through ggml's
+    /// `quantize_row_q*_K_ref` (made by the parity script beside the vendored llama.cpp, docs/format.md §6).
+    func testKQuantsByteIdenticalToLlamaCpp() throws {
+        let g = try SafetensorsFile(path: fixtures + "/quant/kquant_goldens.safetensors")
+        let inputs = g.names.filter { $0.hasSuffix(".input") }
+        var seen: [GGMLType: Int] = [:]
+        for inName in inputs {
+            let base = String(inName.dropLast(".input".count))
+            let type = try XCTUnwrap(GGMLType(name: String(base.prefix { $0 != "." })))
+            let x = Array(g.tensors[inName]!.bytes.bindMemory(to: Float.self))
+            let want = Array(try XCTUnwrap(g.tensors[base + ".bytes"]).bytes)
+            var got = [UInt8](repeating: 0xAA, count: type.byteCount(elements: x.count))
+            XCTAssertEqual(got.count, want.count, base)
+            x.withUnsafeBufferPointer { s in
+                got.withUnsafeMutableBytes {
+                    Codec.encode(s.baseAddress!, count: x.count, as: type, into: $0.baseAddress!)
+                }
+            }
+            XCTAssertEqual(got, want, base)
+            seen[type, default: 0] += 1
+        }
+        for t in [GGMLType.q4_K, .q5_K, .q6_K] { XCTAssertGreaterThanOrEqual(seen[t] ?? 0, 9, "\(t) goldens") }
+    }
+
+    /// K-quant dequantization equals the `gguf` package's (`gguf.quants.dequantize` of the llama.cpp blocks above,
+    /// stored beside them as `.gguf_dequant`) and round trips stay within the super-block's step.
+    func testKQuantDequantizeEqualsGGUFPackage() throws {
+        let g = try SafetensorsFile(path: fixtures + "/quant/kquant_goldens.safetensors")
+        var compared = 0
+        for name in g.names where name.hasSuffix(".bytes") {
+            let base = String(name.dropLast(".bytes".count))
+            guard let ref = g.tensors[base + ".gguf_dequant"] else { continue }
+            let type = try XCTUnwrap(GGMLType(name: String(base.prefix { $0 != "." })))
+            let want = Array(ref.bytes.bindMemory(to: Float.self))
+            var got = [Float](repeating: .nan, count: want.count)
+            let bytes = Array(g.tensors[name]!.bytes)
+            bytes.withUnsafeBytes { b in
+                got.withUnsafeMutableBufferPointer {
+                    Codec.decode(b.baseAddress!, count: want.count, type: type, into: $0.baseAddress!)
+                }
+            }
+            XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern), base)
+            compared += 1
+        }
+        XCTAssertGreaterThanOrEqual(compared, 27)
+        var rng = SystemRandomNumberGenerator()
+        let x = (0..<2048).map { _ in Float.random(in: -2...2, using: &rng) }
+        // levels over each super-block's range: Q4_K 15, Q5_K 31, Q6_K ±32; a value is within about one step
+        for (type, levels) in [(GGMLType.q4_K, Float(15)), (.q5_K, 31), (.q6_K, 63)] {
+            let y = roundTrip(x, type)
+            for blk in 0..<(x.count / 256) {
+                let r = (blk * 256)..<(blk * 256 + 256)
+                let step = (x[r].max()! - min(0, x[r].min()!)) / levels
+                for i in r { XCTAssertLessThanOrEqual(abs(x[i] - y[i]), 1.5 * step, "\(type) \(i)") }
+            }
+        }
+        XCTAssertEqual(roundTrip([Float](repeating: 0, count: 256), .q6_K), [Float](repeating: 0, count: 256))
+    }
+
+    /// llama.cpp's Q4_K_M / Q5_K_M / Q6_K rules on a 16-layer LFM2 backbone with attention at 2, 5, 8, 10, 12, 14.
+    func testKQuantMixRules() {
+        var r = Recipe(preset: .q4_k_m)
+        r.backboneLayers = (0..<16).map { [2, 5, 8, 10, 12, 14].contains($0) ? "full_attention" : "conv" }
+        func ty(
+            _ name: String, _ shape: [Int] = [2048, 2048], role: TensorRole = .matrix, c: Component = .backbone
+        )
+            -> GGMLType
+        { r.type(name: name, shape: shape, role: role, component: c, sourceIsFloat: true).0 }
+        XCTAssertEqual(ty("lfm.embed_tokens.weight", role: .embedding), .q6_K)
+        // ffn_down: use_more_bits(i, 16) = {0, 1, 4, 7, 10, 13, 14, 15}
+        let down = (0..<16).filter { ty("lfm.layers.\($0).feed_forward.w2.weight") == .q6_K }
+        XCTAssertEqual(down, [0, 1, 4, 7, 10, 13, 14, 15])
+        XCTAssertEqual(ty("lfm.layers.2.feed_forward.w2.weight"), .q4_K)
+        XCTAssertEqual(ty("lfm.layers.0.feed_forward.w1.weight"), .q4_K)
+        // attn_v over the six attention layers: use_more_bits(i, 6) = {2, 5} → layers 8 and 14
+        let v = [2, 5, 8, 10, 12, 14].filter { ty("lfm.layers.\($0).self_attn.v_proj.weight") == .q6_K }
+        XCTAssertEqual(v, [8, 14])
+        XCTAssertEqual(ty("lfm.layers.8.self_attn.q_proj.weight"), .q4_K)
+        XCTAssertEqual(ty("lfm.layers.3.conv.in_proj.weight"), .q4_K)
+        // rows that are not a multiple of 256 fall back to Q8_0 (then to a float type below 32)
+        XCTAssertEqual(ty("lfm.layers.3.conv.in_proj.weight", [64, 96]), .q8_0)
+        XCTAssertEqual(ty("lfm.layers.3.conv.in_proj.weight", [64, 48]), .f16)
+        XCTAssertEqual(ty("conformer.layers.0.feed_forward1.linear1.weight", c: .conformer), .q8_0)
+        XCTAssertEqual(ty("depthformer.layers.0.attn.qkv_proj.weight", c: .depthformer), .q4_K)
+        XCTAssertEqual(ty("depth_embeddings.0.embedding.weight", role: .embedding, c: .depthformer), .q6_K)
+        r.preset = .q5_k_m
+        XCTAssertEqual(ty("lfm.layers.2.feed_forward.w2.weight"), .q5_K)
+        XCTAssertEqual(ty("lfm.layers.15.feed_forward.w2.weight"), .q6_K)
+        r.preset = .q6_k
+        XCTAssertEqual(ty("lfm.layers.2.feed_forward.w2.weight"), .q6_K)
+        XCTAssertEqual(ty("lfm.layers.8.self_attn.v_proj.weight"), .q6_K)
+        XCTAssertEqual(Preset.q4_k_m.llamaFileType, 15)
     }
 }

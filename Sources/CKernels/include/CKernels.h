@@ -15,6 +15,12 @@ extern "C" {
 #define LFM_QK4_0 32
 #define LFM_Q8_0_BYTES 34
 #define LFM_Q4_0_BYTES 18
+/// K-quant super-blocks: 256 elements; Q4_K {d, dmin, scales[12], qs[128]}, Q5_K {d, dmin, scales[12], qh[32],
+/// qs[128]}, Q6_K {ql[128], qh[64], scales[16], d} (ggml's block_q4_K, block_q5_K, block_q6_K).
+#define LFM_QK_K 256
+#define LFM_Q4_K_BYTES 144
+#define LFM_Q5_K_BYTES 176
+#define LFM_Q6_K_BYTES 210
 
 /// IEEE binary16 <-> binary32, round to nearest even (numpy `astype(np.float16)` semantics).
 uint16_t lfm_f32_to_f16(float x);
@@ -34,6 +40,17 @@ void lfm_quantize_q8_0(const float *src, uint8_t *dst, size_t n);
 void lfm_quantize_q4_0(const float *src, uint8_t *dst, size_t n);
 void lfm_dequantize_q8_0(const uint8_t *src, float *dst, size_t n);
 void lfm_dequantize_q4_0(const uint8_t *src, float *dst, size_t n);
+/// Quantize `n` floats (n a multiple of 256) into Q4_K / Q5_K / Q6_K, byte-identical to ggml's reference quantizers
+/// (`quantize_row_q4_K_ref` etc., what `llama-quantize` runs without an importance matrix); dequantize like
+/// `dequantize_row_q4_K` / `gguf.quants.dequantize`.
+void lfm_quantize_q4_k(const float *src, uint8_t *dst, size_t n);
+void lfm_quantize_q5_k(const float *src, uint8_t *dst, size_t n);
+void lfm_quantize_q6_k(const float *src, uint8_t *dst, size_t n);
+void lfm_dequantize_q4_k(const uint8_t *src, float *dst, size_t n);
+void lfm_dequantize_q5_k(const uint8_t *src, float *dst, size_t n);
+void lfm_dequantize_q6_k(const uint8_t *src, float *dst, size_t n);
+/// The 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K block's 12 scale bytes.
+void lfm_kq_scale_min(int j, const uint8_t *scales, uint8_t *sc, uint8_t *m);
 
 #ifdef __cplusplus
 }
@@ -48,7 +65,16 @@ extern "C" {
 #endif
 
 /// ggml type ids handled by the matrix kernels.
-enum { LFM_T_F32 = 0, LFM_T_F16 = 1, LFM_T_Q4_0 = 2, LFM_T_Q8_0 = 8, LFM_T_BF16 = 30 };
+enum {
+    LFM_T_F32 = 0,
+    LFM_T_F16 = 1,
+    LFM_T_Q4_0 = 2,
+    LFM_T_Q8_0 = 8,
+    LFM_T_Q4_K = 12,
+    LFM_T_Q5_K = 13,
+    LFM_T_Q6_K = 14,
+    LFM_T_BF16 = 30
+};
 
 /// Kernel tiers: one table of kernels per instruction-set level, chosen once at start (LFM_CPU or the best the CPU
 /// has). Each tier falls back per function to the best lower tier of its family.
@@ -95,7 +121,8 @@ void lfm_set_reference_kernels(int on);
 void lfm_quantize_act_q8(const float *x, int n, int8_t *q, float *d, int32_t *s);
 
 /// y[r] = dot(W row r, x) for rows [r0, r1). `w` is the tensor's first byte, `cols` the row length.
-/// For F32/F16/BF16 weights `xf` is used; for Q8_0/Q4_0 the quantized activation (xq, xd, xs).
+/// For F32/F16/BF16 weights `xf` is used; for Q8_0/Q4_0 and the K-quants the quantized activation (xq, xd, xs),
+/// in blocks of 32 (a K-quant row's 256-element super-block reads eight of them).
 void lfm_matvec(int type, const void *w, int cols, int r0, int r1, const float *xf, const int8_t *xq, const float *xd,
                 const int32_t *xs, float *y);
 
