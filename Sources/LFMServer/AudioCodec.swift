@@ -125,7 +125,9 @@ final class MemoryFile {
     var pos = 0
     init(_ b: [UInt8]) { bytes = b }
 
-    static func from(_ p: UnsafeMutableRawPointer?) -> MemoryFile { Unmanaged<MemoryFile>.fromOpaque(p!).takeUnretainedValue() }
+    static func from(_ p: UnsafeMutableRawPointer?) -> MemoryFile {
+        Unmanaged<MemoryFile>.fromOpaque(p!).takeUnretainedValue()
+    }
 
     static var io: SF_VIRTUAL_IO {
         SF_VIRTUAL_IO(

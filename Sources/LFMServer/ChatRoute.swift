@@ -133,7 +133,8 @@ extension HTTPRoutes {
             voice = try Voices.parse(try a.string("voice"), param: "audio.voice")
             audioFormat = try a.string("format") ?? (try f.bool("stream") == true ? "pcm16" : "wav")
             guard ["wav", "pcm16", "flac", "mp3", "opus"].contains(audioFormat) else {
-                throw APIError.bad("'audio.format' must be wav or pcm16 (flac, mp3, opus unstreamed)", param: "audio.format")
+                throw APIError.bad(
+                    "'audio.format' must be wav or pcm16 (flac, mp3, opus unstreamed)", param: "audio.format")
             }
         } else if audioOut {
             audioFormat = "wav"
@@ -144,7 +145,8 @@ extension HTTPRoutes {
         if stream && !["pcm16", "wav"].contains(audioFormat) {
             throw APIError.bad("a streamed answer's audio is pcm16", param: "audio.format")
         }
-        let maxTokens = try f.int("max_completion_tokens", in: 1...100_000) ?? f.int("max_tokens", in: 1...100_000) ?? 512
+        let maxTokens =
+            try f.int("max_completion_tokens", in: 1...100_000) ?? f.int("max_tokens", in: 1...100_000) ?? 512
         let temperature = try f.number("temperature", in: 0...100).map { Float($0) }
         let topK = try f.int("top_k", in: 1...1_000_000)
         let topP = try f.number("top_p", in: 0.000001...1).map { Float($0) }
@@ -160,17 +162,20 @@ extension HTTPRoutes {
             }
         }
         if audioOut && model.audioHead == nil {
-            throw APIError.bad("this bundle has no audio head: it cannot speak", param: "modalities", code: "unsupported")
+            throw APIError.bad(
+                "this bundle has no audio head: it cannot speak", param: "modalities", code: "unsupported")
         }
         if input.user.contains(where: { if case .audio = $0 { return true } else { return false } })
             && model.audioEncoder == nil
         {
-            throw APIError.bad("this bundle has no audio encoder: it cannot hear", param: "messages", code: "unsupported")
+            throw APIError.bad(
+                "this bundle has no audio encoder: it cannot hear", param: "messages", code: "unsupported")
         }
         let sampling =
             greedy || temperature == nil || temperature == 0
             ? SamplingParams(seed: seed) : SamplingParams(temperature: temperature, topK: topK, topP: topP, seed: seed)
-        let audioSampling = TaskPreset.chat.audioSampling(temperature: aTemp, topK: aTopK, seed: seed &+ 1, greedy: greedy)
+        let audioSampling = TaskPreset.chat.audioSampling(
+            temperature: aTemp, topK: aTopK, seed: seed &+ 1, greedy: greedy)
         let system = input.system ?? (audioOut ? TaskPreset.chat.system : nil)
         let registry = state.conversations
         let conv: Conversation
@@ -219,8 +224,9 @@ extension HTTPRoutes {
             return sse(
                 { send in
                     defer { events.finish(); release() }
-                    func chunk(_ delta: [String: Any], finish: String? = nil, extra: [String: Any] = [:]) -> [String: Any]
-                    {
+                    func chunk(
+                        _ delta: [String: Any], finish: String? = nil, extra: [String: Any] = [:]
+                    ) -> [String: Any] {
                         var o: [String: Any] = [
                             "id": id, "object": "chat.completion.chunk", "created": created, "model": modelId,
                             "choices": [["index": 0, "delta": delta, "finish_reason": orNull(finish)]],
@@ -243,14 +249,20 @@ extension HTTPRoutes {
                         case .samples(let s):
                             if let out = frames.push(s) {
                                 try await send(
-                                    chunk(["audio": ["id": audioId, "data": Data(AudioCodec.pcm16(out)).base64EncodedString()]]))
+                                    chunk([
+                                        "audio": [
+                                            "id": audioId, "data": Data(AudioCodec.pcm16(out)).base64EncodedString(),
+                                        ]
+                                    ]))
                             }
                         case .done(let st): stats = st
                         case .audio: break
                         }
                     }
                     if let out = frames.flush() {
-                        try await send(chunk(["audio": ["id": audioId, "data": Data(AudioCodec.pcm16(out)).base64EncodedString()]]))
+                        try await send(
+                            chunk(["audio": ["id": audioId, "data": Data(AudioCodec.pcm16(out)).base64EncodedString()]])
+                        )
                     }
                     record(stats)
                     try await send(
@@ -278,10 +290,13 @@ extension HTTPRoutes {
             switch audioFormat {
             case "pcm16": bytes = AudioCodec.pcm16(samples)
             case "wav":
-                bytes = AudioCodec.wavHeader(sampleRate: SpeechDecoder.sampleRate, dataBytes: samples.count * 2) + AudioCodec.pcm16(samples)
+                bytes =
+                    AudioCodec.wavHeader(sampleRate: SpeechDecoder.sampleRate, dataBytes: samples.count * 2)
+                    + AudioCodec.pcm16(samples)
             default:
                 bytes = try AudioCodec.encode(
-                    samples, sampleRate: SpeechDecoder.sampleRate, format: AudioCodec.OutputFormat(rawValue: audioFormat)!)
+                    samples, sampleRate: SpeechDecoder.sampleRate,
+                    format: AudioCodec.OutputFormat(rawValue: audioFormat)!)
             }
             message["audio"] = [
                 "id": audioId, "data": Data(bytes).base64EncodedString(), "transcript": text,
@@ -290,7 +305,9 @@ extension HTTPRoutes {
         }
         var o: [String: Any] = [
             "id": id, "object": "chat.completion", "created": created, "model": modelId,
-            "choices": [["index": 0, "message": message, "finish_reason": finishReason(stats?.stopReason ?? .maxTokens)]],
+            "choices": [
+                ["index": 0, "message": message, "finish_reason": finishReason(stats?.stopReason ?? .maxTokens)]
+            ],
             "usage": usage(stats), "timings": timings(stats),
         ]
         if let c = convId { o["conversation"] = c }

@@ -137,7 +137,9 @@ struct HTTPRoutes: Sendable {
             status: .ok, headers: [.contentType: wav ? "audio/wav" : "audio/pcm"],
             body: ResponseBody { writer in
                 defer { events.finish(); registry.releaseTransient() }
-                if wav { try await writer.write(ByteBuffer(bytes: AudioCodec.wavHeader(sampleRate: rate, dataBytes: nil))) }
+                if wav {
+                    try await writer.write(ByteBuffer(bytes: AudioCodec.wavHeader(sampleRate: rate, dataBytes: nil)))
+                }
                 var stats: GenerationStats?
                 while let e = try await events.next() {
                     if case .samples(let s) = e { try await writer.write(ByteBuffer(bytes: AudioCodec.pcm16(s))) }
@@ -177,7 +179,8 @@ struct HTTPRoutes: Sendable {
                 } catch {
                     // a client that went away: nothing to tell; anything else ends the stream with an error event
                     if !(error is CancellationError) {
-                        try? await w.write(ByteBuffer(string: "data: " + jsonString(APIError.from(error).json) + "\n\n"))
+                        try? await w.write(
+                            ByteBuffer(string: "data: " + jsonString(APIError.from(error).json) + "\n\n"))
                     }
                 }
                 if done { try? await w.write(ByteBuffer(string: "data: [DONE]\n\n")) }
@@ -201,7 +204,8 @@ struct HTTPRoutes: Sendable {
             let b = ct.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) })
                 .first(where: { $0.lowercased().hasPrefix("boundary=") })?.dropFirst(9), !b.isEmpty
         else { throw APIError.bad("multipart/form-data without a boundary", param: "file") }
-        let boundary = b.hasPrefix("\"") && b.hasSuffix("\"") && b.count >= 2 ? String(b.dropFirst().dropLast()) : String(b)
+        let boundary =
+            b.hasPrefix("\"") && b.hasSuffix("\"") && b.count >= 2 ? String(b.dropFirst().dropLast()) : String(b)
         let parser = MultipartParser(boundary: boundary)
         var up = Upload()
         var name: String?, filename: String?
@@ -265,7 +269,8 @@ struct HTTPRoutes: Sendable {
         let maxTokens = Int(try num("max_tokens", 1...100_000) ?? 512)
         let window = try num("window", 1...600) ?? 30
         guard model.audioEncoder != nil else {
-            throw APIError.bad("this bundle has no audio encoder: it cannot transcribe", param: "file", code: "unsupported")
+            throw APIError.bad(
+                "this bundle has no audio encoder: it cannot transcribe", param: "file", code: "unsupported")
         }
         let clip: AudioClip
         do { clip = try AudioCodec.decode(up.file!, name: up.fileName) } catch let e as RuntimeError {
@@ -312,7 +317,8 @@ struct HTTPRoutes: Sendable {
         case "srt", "vtt":
             func ts(_ t: Double, _ sep: String) -> String {
                 let ms = Int((t * 1000).rounded())
-                return String(format: "%02d:%02d:%02d\(sep)%03d", ms / 3_600_000, ms / 60000 % 60, ms / 1000 % 60, ms % 1000)
+                return String(
+                    format: "%02d:%02d:%02d\(sep)%03d", ms / 3_600_000, ms / 60000 % 60, ms / 1000 % 60, ms % 1000)
             }
             var out = format == "vtt" ? "WEBVTT\n\n" : ""
             for (i, s) in segments.enumerated() {
@@ -320,7 +326,8 @@ struct HTTPRoutes: Sendable {
                 if format == "srt" { out += "\(i + 1)\n" }
                 out += "\(ts(s.start, sep)) --> \(ts(s.end, sep))\n\(s.text.trimmingCharacters(in: .whitespaces))\n\n"
             }
-            return textResponse(out, contentType: format == "vtt" ? "text/vtt; charset=utf-8" : "text/plain; charset=utf-8")
+            return textResponse(
+                out, contentType: format == "vtt" ? "text/vtt; charset=utf-8" : "text/plain; charset=utf-8")
         case "verbose_json":
             return jsonResponse([
                 "task": "transcribe", "language": "english", "duration": clip.seconds, "text": full,
@@ -343,7 +350,9 @@ struct HTTPRoutes: Sendable {
     }
 
     /// Runs the transcriber on a thread of its own; ending the stream early cancels it.
-    func transcribe(_ t: Transcriber, _ clip: AudioClip, _ opts: TranscriptionOptions)
+    func transcribe(
+        _ t: Transcriber, _ clip: AudioClip, _ opts: TranscriptionOptions
+    )
         -> AsyncThrowingStream<TranscriptPiece, Error>
     {
         AsyncThrowingStream { cont in

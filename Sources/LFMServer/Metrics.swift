@@ -40,7 +40,8 @@ final class Metrics: Sendable {
         var out = "# HELP lfm_requests_total HTTP requests by route and status.\n# TYPE lfm_requests_total counter\n"
         for (k, v) in s.requests.sorted(by: { $0.key < $1.key }) {
             let parts = k.split(separator: "\u{0}", omittingEmptySubsequences: false)
-            let route = parts[0].replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            let route = parts[0].replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(
+                of: "\"", with: "\\\"")
             out += "lfm_requests_total{route=\"\(route)\",status=\"\(parts[1])\"} \(v)\n"
         }
         out += "# HELP lfm_active_conversations Conversations held now.\n# TYPE lfm_active_conversations gauge\n"

@@ -169,7 +169,9 @@ actor RealtimeSession {
                 guard let a = o["audio"] as? String, let d = Data(base64Encoded: a) else {
                     throw APIError.bad("'audio' must be base64 PCM16", param: "audio")
                 }
-                guard d.count % 2 == 0 else { throw APIError.bad("'audio' must hold whole 16-bit samples", param: "audio") }
+                guard d.count % 2 == 0 else {
+                    throw APIError.bad("'audio' must hold whole 16-bit samples", param: "audio")
+                }
                 await append(pcm: [UInt8](d))
             case "input_audio_buffer.commit": try await commit()
             case "input_audio_buffer.clear":
@@ -203,7 +205,8 @@ actor RealtimeSession {
             if let input = try audio.object("input") {
                 if let fmt = try input.object("format") {
                     if let t = try fmt.string("type"), t != "audio/pcm" {
-                        throw APIError.bad("only audio/pcm input is supported", param: "session.audio.input.format.type")
+                        throw APIError.bad(
+                            "only audio/pcm input is supported", param: "session.audio.input.format.type")
                     }
                     rate = try fmt.int("rate", in: 8000...48000) ?? rate
                 }
@@ -344,17 +347,22 @@ actor RealtimeSession {
         }
         var content: [UserContent] = []
         for (i, p) in parts.enumerated() {
-            guard let o = p as? [String: Any] else { throw APIError.bad("bad content part", param: "item.content[\(i)]") }
+            guard let o = p as? [String: Any] else {
+                throw APIError.bad("bad content part", param: "item.content[\(i)]")
+            }
             switch o["type"] as? String {
             case "input_text", "text":
-                guard let t = o["text"] as? String else { throw APIError.bad("'text' is required", param: "item.content[\(i)].text") }
+                guard let t = o["text"] as? String else {
+                    throw APIError.bad("'text' is required", param: "item.content[\(i)].text")
+                }
                 content.append(.text(t))
             case "input_audio":
                 guard let a = o["audio"] as? String, let d = Data(base64Encoded: a) else {
                     throw APIError.bad("'audio' must be base64 PCM16", param: "item.content[\(i)].audio")
                 }
                 content.append(.audio(AudioClip(samples: AudioCodec.floats(pcm16: [UInt8](d)), sampleRate: inputRate)))
-            default: throw APIError.bad("content type must be input_text or input_audio", param: "item.content[\(i)].type")
+            default:
+                throw APIError.bad("content type must be input_text or input_audio", param: "item.content[\(i)].type")
             }
         }
         guard !content.isEmpty else { throw APIError.bad("'item.content' is empty", param: "item.content") }
@@ -379,7 +387,8 @@ actor RealtimeSession {
             throw APIError.bad("'audio_end_ms' is past the audio sent (\(last.sentMs) ms)", param: "audio_end_ms")
         }
         await send([
-            "type": "conversation.item.truncated", "item_id": item, "content_index": try f.int("content_index", in: 0...10) ?? 0,
+            "type": "conversation.item.truncated", "item_id": item,
+            "content_index": try f.int("content_index", in: 0...10) ?? 0,
             "audio_end_ms": end,
         ])
     }
@@ -477,7 +486,9 @@ actor RealtimeSession {
         o["type"] = "response.output_audio_transcript.done"
         o["transcript"] = transcript
         await send(o)
-        let status = failure != nil ? "failed" : cancelled ? "cancelled" : stats?.stopReason == .maxTokens ? "incomplete" : "completed"
+        let status =
+            failure != nil
+            ? "failed" : cancelled ? "cancelled" : stats?.stopReason == .maxTokens ? "incomplete" : "completed"
         let inTok = stats?.promptTokens ?? 0, outTok = stats?.generatedTokens ?? 0
         if let st = stats, st.speechSamples > 0, let fa = firstAudio {
             state.metrics.spoke(timeToFirstAudio: fa, realTimeFactor: 0)

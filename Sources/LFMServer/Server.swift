@@ -83,7 +83,8 @@ final class ConversationRegistry: Sendable {
 
     private func full() -> APIError {
         APIError(
-            .tooManyRequests, "the server holds its maximum of \(limit) conversations (--max-conversations); retry later",
+            .tooManyRequests,
+            "the server holds its maximum of \(limit) conversations (--max-conversations); retry later",
             code: "too_many_conversations")
     }
 
@@ -262,7 +263,8 @@ public enum LFMServer {
             router: router,
             server: .http1WebSocketUpgrade(
                 webSocketRouter: router,
-                configuration: .init(ws: WebSocketServerConfiguration(maxFrameSize: 1 << 20, closeTimeout: .seconds(2)))),
+                configuration: .init(ws: WebSocketServerConfiguration(maxFrameSize: 1 << 20, closeTimeout: .seconds(2)))
+            ),
             configuration: .init(address: .hostname(state.config.host, port: state.config.port), serverName: nil),
             onServerRunning: onRunning, logger: logger)
     }

@@ -10,8 +10,10 @@ final class TurnEvents: @unchecked Sendable {
     let conversation: Conversation
     let registry: ConversationRegistry
 
-    init(_ stream: AsyncThrowingStream<GenerationEvent, Error>, conversation: Conversation, registry: ConversationRegistry)
-    {
+    init(
+        _ stream: AsyncThrowingStream<GenerationEvent, Error>, conversation: Conversation,
+        registry: ConversationRegistry
+    ) {
         iterator = stream.makeAsyncIterator()
         self.conversation = conversation
         self.registry = registry

@@ -15,7 +15,9 @@ final class RawSocket {
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let r = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard r == 0 else {
             Glibc.close(fd)
@@ -142,7 +144,9 @@ final class ServeProcess {
         return (status, Data(out), headers)
     }
 
-    func multipart(_ path: String, fields: [String: String], file: Data, name: String) throws -> (Int, Data, [String: String]) {
+    func multipart(
+        _ path: String, fields: [String: String], file: Data, name: String
+    ) throws -> (Int, Data, [String: String]) {
         let boundary = "----lfm\(UUID().uuidString)"
         var b = Data()
         for (k, v) in fields {
@@ -173,7 +177,9 @@ final class WSClient {
     }
 
     func sendText(_ t: String) throws { try frame(0x1, Array(t.utf8)) }
-    func send(_ o: [String: Any]) throws { try sendText(String(decoding: try JSONSerialization.data(withJSONObject: o), as: UTF8.self)) }
+    func send(_ o: [String: Any]) throws {
+        try sendText(String(decoding: try JSONSerialization.data(withJSONObject: o), as: UTF8.self))
+    }
 
     func frame(_ opcode: UInt8, _ payload: [UInt8]) throws {
         var f: [UInt8] = [0x80 | opcode]

@@ -127,13 +127,20 @@ final class ServerTests: XCTestCase {
     func testTranscriptionsAllFormats() throws {
         let s = try server()
         func post(_ fields: [String: String], file: Data? = nil, name: String = "speech.wav") throws -> (Int, Data) {
-            let (st, body, _) = try s.multipart("/v1/audio/transcriptions", fields: fields, file: file ?? speechWAV, name: name)
+            let (st, body, _) = try s.multipart(
+                "/v1/audio/transcriptions", fields: fields, file: file ?? speechWAV, name: name)
             return (st, body)
         }
         var (st, body) = try post(["max_tokens": "12"])
         XCTAssertEqual(st, 200, String(decoding: body, as: UTF8.self))
         let text = try json(body)["text"] as? String
         XCTAssertNotNil(text)
+        // greedy: the CLI's transcript
+        let (rc, out, err) = try runServeTool([
+            "asr", "--bundle", try Self.bundle(), "--audio", fixtures + "/audio/speech.wav", "--max-tokens", "12",
+        ])
+        XCTAssertEqual(rc, 0, err)
+        XCTAssertEqual(out.trimmingCharacters(in: .whitespacesAndNewlines), text?.trimmingCharacters(in: .whitespaces))
         (st, body) = try post(["response_format": "text", "max_tokens": "12"])
         XCTAssertEqual(String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), text)
         (st, body) = try post(["response_format": "verbose_json", "max_tokens": "12", "window": "1"])
@@ -160,7 +167,8 @@ final class ServerTests: XCTestCase {
         (st, body) = try post(["response_format": "docx"])
         XCTAssertEqual(st, 400)
         let (st2, b2, _) = try s.request(
-            "POST", "/v1/audio/transcriptions", body: Data("--xyz\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc".utf8),
+            "POST", "/v1/audio/transcriptions",
+            body: Data("--xyz\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc".utf8),
             contentType: "multipart/form-data; boundary=xyz")
         XCTAssertEqual(st2, 400, String(decoding: b2, as: UTF8.self))
     }
@@ -200,7 +208,10 @@ final class ServerTests: XCTestCase {
                 [
                     "role": "user",
                     "content": [
-                        ["type": "input_audio", "input_audio": ["data": speechWAV.base64EncodedString(), "format": "wav"]]
+                        [
+                            "type": "input_audio",
+                            "input_audio": ["data": speechWAV.base64EncodedString(), "format": "wav"],
+                        ]
                     ],
                 ]
             ],
@@ -209,7 +220,8 @@ final class ServerTests: XCTestCase {
         ]
         (st, body, _) = try s.request("POST", "/v1/chat/completions", json: audioMsg)
         XCTAssertEqual(st, 200, String(decoding: body, as: UTF8.self))
-        let audio = (((try json(body)["choices"] as? [[String: Any]])?.first?["message"]) as? [String: Any])?["audio"]
+        let audio =
+            (((try json(body)["choices"] as? [[String: Any]])?.first?["message"]) as? [String: Any])?["audio"]
             as? [String: Any]
         let wav = Data(base64Encoded: audio?["data"] as? String ?? "") ?? Data()
         let spoken = try WAVReader.parse(wav, name: "chat")
@@ -219,7 +231,8 @@ final class ServerTests: XCTestCase {
         (st, body, _) = try s.request("POST", "/v1/chat/completions", json: a2)
         let chunks = sseEvents(body)
         let pcm = chunks.compactMap {
-            ((($0["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any])?["audio"] as? [String: Any])?["data"]
+            ((($0["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any])?["audio"] as? [String: Any])?[
+                "data"]
                 as? String
         }.compactMap { Data(base64Encoded: $0) }
         XCTAssertFalse(pcm.isEmpty)
@@ -237,7 +250,8 @@ final class ServerTests: XCTestCase {
         c2["conversation"] = conv
         (st, body, _) = try s.request("POST", "/v1/chat/completions", json: c2)
         XCTAssertEqual(st, 200)
-        let keptAnswer = ((try json(body)["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"]
+        let keptAnswer =
+            ((try json(body)["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"]
             as? String
         let p2 = (try json(body)["usage"] as? [String: Any])?["prompt_tokens"] as? Int ?? 0
         XCTAssertGreaterThan(p1, 0)
@@ -264,7 +278,9 @@ final class ServerTests: XCTestCase {
                     "messages": [
                         [
                             "role": "user",
-                            "content": [["type": "input_audio", "input_audio": ["data": "!!!notbase64", "format": "wav"]]],
+                            "content": [
+                                ["type": "input_audio", "input_audio": ["data": "!!!notbase64", "format": "wav"]]
+                            ],
                         ]
                     ]
                 ], "messages[0].content[0].input_audio.data"
@@ -300,7 +316,10 @@ final class ServerTests: XCTestCase {
         defer { ws.close() }
         XCTAssertEqual(try ws.next()["type"] as? String, "session.created")
         // push-to-talk
-        try ws.send(["type": "session.update", "session": ["audio": ["input": ["turn_detection": NSNull()]], "max_output_tokens": 30, "greedy": true]])
+        try ws.send([
+            "type": "session.update",
+            "session": ["audio": ["input": ["turn_detection": NSNull()]], "max_output_tokens": 30, "greedy": true],
+        ])
         XCTAssertEqual(try ws.next()["type"] as? String, "session.updated")
         // unknown events and bad audio are errors that leave the session usable
         try ws.send(["type": "no.such.event"])
@@ -337,7 +356,10 @@ final class ServerTests: XCTestCase {
             ],
         ])
         XCTAssertEqual(try ws.next()["type"] as? String, "session.updated")
-        try ws.send(["type": "input_audio_buffer.append", "audio": pcm([(0.3, 0.001), (0.8, 0.3), (0.6, 0.001)]).base64EncodedString()])
+        try ws.send([
+            "type": "input_audio_buffer.append",
+            "audio": pcm([(0.3, 0.001), (0.8, 0.3), (0.6, 0.001)]).base64EncodedString(),
+        ])
         var seen: [String] = []
         var gotAudio = false
         while !gotAudio {
@@ -345,19 +367,35 @@ final class ServerTests: XCTestCase {
             seen.append(e["type"] as! String)
             if e["type"] as? String == "response.output_audio.delta" { gotAudio = true }
         }
-        XCTAssertEqual(Array(seen.prefix(2)), ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"])
+        XCTAssertEqual(
+            Array(seen.prefix(2)), ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"])
         XCTAssertTrue(seen.contains("response.created"))
         // barge-in: speech during the response cancels it
         try ws.send(["type": "input_audio_buffer.append", "audio": pcm([(0.5, 0.3)]).base64EncodedString()])
         var status: String?
         var started = false
+        var deltasAfter = 0
+        var item = ""
         while status == nil {
             let e = try ws.next()
             if e["type"] as? String == "input_audio_buffer.speech_started" { started = true }
-            if e["type"] as? String == "response.done" { status = (e["response"] as? [String: Any])?["status"] as? String }
+            if started && e["type"] as? String == "response.output_audio.delta" { deltasAfter += 1 }
+            if e["type"] as? String == "response.done" {
+                let r = e["response"] as? [String: Any]
+                status = r?["status"] as? String
+                item = ((r?["output"] as? [[String: Any]])?.first?["id"] as? String) ?? ""
+            }
         }
         XCTAssertTrue(started)
         XCTAssertEqual(status, "cancelled")
+        XCTAssertEqual(deltasAfter, 0, "no audio after speech started")
+        // the client says what it played
+        try ws.send(["type": "conversation.item.truncate", "item_id": item, "content_index": 0, "audio_end_ms": 40])
+        let t = try ws.next()
+        XCTAssertEqual(t["type"] as? String, "conversation.item.truncated", "\(t)")
+        XCTAssertEqual(t["audio_end_ms"] as? Int, 40)
+        try ws.send(["type": "conversation.item.truncate", "item_id": "item_nope", "audio_end_ms": 0])
+        XCTAssertEqual(try ws.next()["type"] as? String, "error")
         try ws.send(["type": "response.cancel"])
         XCTAssertEqual(try ws.next()["type"] as? String, "error", "nothing to cancel")
     }
@@ -390,13 +428,24 @@ final class ServerTests: XCTestCase {
         for _ in 0..<200 { try? RawSocket(port: s.port).close() }
         (st, _, _) = try s.request("GET", "/health")
         XCTAssertEqual(st, 200)
+        // SIGTERM with a stream in flight: the turn is cancelled, the process exits 0
+        let streaming = Thread {
+            _ = try? s.request(
+                "POST", "/v1/audio/speech",
+                json: ["input": "Speak now.", "voice": "us-female", "max_tokens": 100_000, "stream_format": "sse"])
+        }
+        streaming.start()
+        Thread.sleep(forTimeInterval: 1)
+        let t0 = Date()
         XCTAssertEqual(s.terminate(), 0, "SIGTERM exits 0")
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 20)
     }
 }
 
 func json(_ d: Data) throws -> [String: Any] {
     guard let o = try JSONSerialization.jsonObject(with: d) as? [String: Any] else {
-        throw NSError(domain: "json", code: 1, userInfo: [NSLocalizedDescriptionKey: String(decoding: d, as: UTF8.self)])
+        throw NSError(
+            domain: "json", code: 1, userInfo: [NSLocalizedDescriptionKey: String(decoding: d, as: UTF8.self)])
     }
     return o
 }
