@@ -68,7 +68,7 @@ final class RawSocket {
 }
 
 /// A `lfm-run serve` subprocess on a free port.
-final class ServeProcess {
+final class ServeProcess: @unchecked Sendable {
     let process = Process()
     var port = 0
     var key: String?

@@ -31,7 +31,7 @@ def first_chunk_seconds(port, path, body, marker):
         if not b:
             break
         seen = (seen + b)[-20000:]
-        if first is None and marker in seen:
+        if first is None and (marker in seen if marker else len(seen) > 0):
             first = time.time() - t0
     c.close()
     return first
@@ -124,12 +124,20 @@ def main():
         done = [json.loads(l) for l in out.stdout.splitlines() if '"done"' in l]
         if done:
             cli.append(done[-1]["time_to_first_audio"])
+    cli_tts = []
+    for _ in range(a.runs):
+        out = subprocess.run([a.lfm_run, "tts", "--bundle", a.bundle, "--text", "Speak now.", "--voice", "us-female", "--greedy",
+                              "--max-tokens", "60", "-o", "/tmp/serve-bench.wav", "--json"] +
+                             (["--threads", str(a.threads)] if a.threads else []), capture_output=True, text=True)
+        done = [json.loads(l) for l in out.stdout.splitlines() if '"done"' in l]
+        if done:
+            cli_tts.append(done[-1]["time_to_first_audio"])
     p, port = start(a.lfm_run, a.bundle, a.threads)
     try:
         speech, chat, rt, rt_server = [], [], [], []
         for _ in range(a.runs):
-            speech.append(first_chunk_seconds(port, "/v1/audio/speech", {"input": "Hello, how are you today?", "greedy": True,
-                                                                          "max_tokens": 60, "response_format": "pcm"}, b"\x00"))
+            speech.append(first_chunk_seconds(port, "/v1/audio/speech", {"input": "Speak now.", "voice": "us-female", "greedy": True,
+                                                                          "max_tokens": 60, "response_format": "pcm"}, None))
             chat.append(first_chunk_seconds(port, "/v1/chat/completions", {
                 "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": wav_b64, "format": "wav"}}]}],
                 "modalities": ["text", "audio"], "stream": True, "greedy": True, "max_tokens": 60}, b'"data"'))
@@ -141,12 +149,13 @@ def main():
         p.wait()
     med = lambda xs: statistics.median([x for x in xs if x is not None]) if any(x is not None for x in xs) else float("nan")
     print(f"bundle {os.path.basename(a.bundle)}, question {a.audio} ({len(s) / rate:.2f} s), {a.runs} runs, median seconds")
-    print(f"{'path':48} time to first audio")
-    print(f"{'CLI lfm-run chat --audio (turn start → first samples)':48} {med(cli):.3f}")
-    print(f"{'POST /v1/chat/completions stream (request → first audio chunk)':48} {med(chat):.3f}")
-    print(f"{'WS /v1/realtime push-to-talk (commit → first delta, client)':48} {med(rt):.3f}")
-    print(f"{'WS /v1/realtime (server-measured)':48} {med(rt_server):.3f}")
-    print(f"{'POST /v1/audio/speech pcm (request → first bytes, TTS)':48} {med(speech):.3f}")
+    print(f"{'path':66} time to first audio")
+    print(f"{'CLI lfm-run chat --audio (turn start → first samples)':66} {med(cli):.3f}")
+    print(f"{'POST /v1/chat/completions stream (request → first audio chunk)':66} {med(chat):.3f}")
+    print(f"{'WS /v1/realtime push-to-talk (commit → first delta, client)':66} {med(rt):.3f}")
+    print(f"{'WS /v1/realtime (server-measured)':66} {med(rt_server):.3f}")
+    print(f"{'CLI lfm-run tts (turn start → first samples)':66} {med(cli_tts):.3f}")
+    print(f"{'POST /v1/audio/speech pcm (request → first bytes, TTS)':66} {med(speech):.3f}")
 
 
 if __name__ == "__main__":
