@@ -22,7 +22,7 @@ enum LivePage {
         "use strict";
         const $ = id => document.getElementById(id);
         const RATE = 24000;
-        let ws, ctx, node, stream, playTime = 0, sources = [], assistantEl = null, userEl = null, turnSent = 0;
+        let ws, ctx, node, stream, playTime = 0, sources = [], assistantEl = null, userEls = {}, turnSent = 0;
         let currentItem = null, itemStartTime = 0, talking = false;
         const log = (cls, text) => { const d = document.createElement("div"); d.className = cls; d.textContent = text;
           $("log").appendChild(d); $("log").scrollTop = 1e9; return d; };
@@ -46,7 +46,7 @@ enum LivePage {
         }
         function send(o){ if (ws && ws.readyState === 1) ws.send(JSON.stringify(o)); }
         function sessionUpdate(){
-          send({type: "session.update", session: {type: "realtime", audio: {input: {format: {type: "audio/pcm", rate: RATE},
+          send({type: "session.update", session: {type: "realtime", audio: {input: {format: {type: "audio/pcm", rate: RATE}, transcription: {model: "lfm2-audio"},
             turn_detection: $("ptt").checked ? null : {type: "server_vad", threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 500}}}}});
         }
         function onEvent(e){
@@ -58,8 +58,10 @@ enum LivePage {
               send({type: "conversation.item.truncate", item_id: currentItem, content_index: 0, audio_end_ms: ms}); }
             break;
           case "input_audio_buffer.speech_stopped": $("status").textContent = "thinking…"; break;
+          case "conversation.item.input_audio_transcription.completed":
+            if (userEls[e.item_id]) userEls[e.item_id].textContent = "you: " + e.transcript; break;
           case "conversation.item.created":
-            if (e.item.role === "user") userEl = log("user", "you: (spoken " + e.item.id + ")");
+            if (e.item.role === "user") userEls[e.item.id] = log("user", "you: (speaking…)");
             else { currentItem = e.item.id; assistantEl = log("assistant", "assistant: "); }
             break;
           case "response.output_audio_transcript.delta": case "response.audio_transcript.delta":

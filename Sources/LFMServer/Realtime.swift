@@ -93,6 +93,9 @@ actor RealtimeSession {
     }
     var response: Running?
     var closed = false
+    // input transcription (`audio.input.transcription`): run after each response, off the critical path
+    var transcribe = false
+    var toTranscribe: [(id: String, clip: AudioClip)] = []
 
     init(state: ServerState, outbound: WebSocketOutboundWriter) {
         self.state = state
@@ -211,6 +214,7 @@ actor RealtimeSession {
                     rate = try fmt.int("rate", in: 8000...48000) ?? rate
                 }
                 if input.o.keys.contains("turn_detection") { td = .some(input.o["turn_detection"]) }
+                if input.o.keys.contains("transcription") { transcribe = !(input.o["transcription"] is NSNull) }
             }
             if let output = try audio.object("output"), let vv = try output.string("voice") { v = vv }
         }
@@ -219,6 +223,9 @@ actor RealtimeSession {
             throw APIError.bad("only pcm16 input is supported", param: "session.input_audio_format")
         }
         if s.o.keys.contains("turn_detection") { td = .some(s.o["turn_detection"]) }
+        if s.o.keys.contains("input_audio_transcription") {
+            transcribe = !(s.o["input_audio_transcription"] is NSNull)
+        }
         if let vv = try s.string("voice") { v = vv }
         if let r = try s.int("input_audio_rate", in: 8000...48000) { rate = r }
         guard [16000, 24000, 48000].contains(rate) else {
@@ -322,7 +329,9 @@ actor RealtimeSession {
                 "the input audio buffer holds under 100 ms of audio", code: "input_audio_buffer_commit_empty")
         }
         let id = item ?? newId("item_")
-        pending.append(.audio(AudioClip(samples: buffer, sampleRate: inputRate)))
+        let clip = AudioClip(samples: buffer, sampleRate: inputRate)
+        pending.append(.audio(clip))
+        if transcribe { toTranscribe.append((id, clip)) }
         bufferStart += buffer.count
         buffer = []
         await send(["type": "input_audio_buffer.committed", "previous_item_id": orNull(lastItemId), "item_id": id])
@@ -514,6 +523,34 @@ actor RealtimeSession {
         ])
         response = nil
         if !pending.isEmpty && vadEnabled && createResponse { try? await startResponse() }
+        transcribeHeard()
+    }
+
+    /// Transcribes the user's committed audio on a thread of its own and sends
+    /// `conversation.item.input_audio_transcription.completed` for each item.
+    func transcribeHeard() {
+        guard !toTranscribe.isEmpty, let tr = try? Transcriber(model: model) else { return }
+        let jobs = toTranscribe
+        toTranscribe = []
+        let t = Thread { [weak self] in
+            for (id, clip) in jobs {
+                var text = ""
+                var o = TranscriptionOptions()
+                o.maxTokens = 128
+                _ = try? tr.transcribe(clip, options: o) { e in if case .text(_, let p) = e { text += p } }
+                let done = text.trimmingCharacters(in: .whitespaces)
+                Task { await self?.sendTranscript(id: id, text: done) }
+            }
+        }
+        t.stackSize = 8 << 20
+        t.start()
+    }
+
+    func sendTranscript(id: String, text: String) async {
+        await send([
+            "type": "conversation.item.input_audio_transcription.completed", "item_id": id, "content_index": 0,
+            "transcript": text,
+        ])
     }
 
     func shutdown() async {

@@ -160,6 +160,15 @@ final class ServerTests: XCTestCase {
         let flac = try AudioCodec.encode(clip.samples, sampleRate: clip.sampleRate, format: .flac)
         (st, body) = try post(["max_tokens": "12"], file: Data(flac), name: "speech.flac")
         XCTAssertEqual(st, 200, String(decoding: body, as: UTF8.self))
+        XCTAssertEqual(try json(body)["text"] as? String, text, "16-bit FLAC is lossless: the same transcript")
+        // the CLI's --audio reads FLAC too
+        let flacPath = tmpDir("serve-flac") + "/speech.flac"
+        try Data(flac).write(to: URL(fileURLWithPath: flacPath))
+        let (rc2, out2, err2) = try runServeTool([
+            "asr", "--bundle", try Self.bundle(), "--audio", flacPath, "--max-tokens", "12",
+        ])
+        XCTAssertEqual(rc2, 0, err2)
+        XCTAssertEqual(out2.trimmingCharacters(in: .whitespacesAndNewlines), text?.trimmingCharacters(in: .whitespaces))
         // hostile uploads
         (st, body) = try post([:], file: Data("this is not audio at all".utf8), name: "x.txt")
         XCTAssertEqual(st, 400)
@@ -318,7 +327,10 @@ final class ServerTests: XCTestCase {
         // push-to-talk
         try ws.send([
             "type": "session.update",
-            "session": ["audio": ["input": ["turn_detection": NSNull()]], "max_output_tokens": 30, "greedy": true],
+            "session": [
+                "audio": ["input": ["turn_detection": NSNull(), "transcription": ["model": "lfm2-audio"]]],
+                "max_output_tokens": 30, "greedy": true,
+            ],
         ])
         XCTAssertEqual(try ws.next()["type"] as? String, "session.updated")
         // unknown events and bad audio are errors that leave the session usable
@@ -347,11 +359,19 @@ final class ServerTests: XCTestCase {
         let resp = done["response"] as? [String: Any]
         XCTAssertNotNil(resp?["usage"])
         XCTAssertNotNil(resp?["time_to_first_audio"] as? Double)
+        // the user's audio is transcribed after the response
+        let heard = try ws.next()
+        XCTAssertEqual(heard["type"] as? String, "conversation.item.input_audio_transcription.completed")
+        XCTAssertNotNil(heard["transcript"] as? String)
         // server VAD: speech then silence starts a response by itself
         try ws.send([
             "type": "session.update",
             "session": [
-                "audio": ["input": ["turn_detection": ["type": "server_vad", "silence_duration_ms": 300]]],
+                "audio": [
+                    "input": [
+                        "turn_detection": ["type": "server_vad", "silence_duration_ms": 300], "transcription": NSNull(),
+                    ]
+                ],
                 "max_output_tokens": 400,
             ],
         ])
