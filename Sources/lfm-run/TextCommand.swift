@@ -87,7 +87,7 @@ struct TextCommand: ParsableCommand {
     var prompt: String?
     @Option(help: "System prompt (a system turn is added only when given).")
     var system: String?
-    @Option(help: "An audio file (WAV, FLAC, Ogg, Opus, MP3) heard in the user turn, before --prompt (needs the encoder).")
+    @Option(help: "An audio file (WAV, FLAC, Ogg, Opus, MP3) heard before --prompt (needs the audio encoder).")
     var audio: String?
     @OptionGroup var generation: GenerationOptions
 
