@@ -445,6 +445,7 @@ actor RealtimeSession {
             ],
         ])
         lastItemId = item
+        lastAssistant = (item, 0)
         var transcript = ""
         var stats: GenerationStats?
         var failure: String?
@@ -471,6 +472,7 @@ actor RealtimeSession {
                     o["delta"] = Data(AudioCodec.pcm16(frame)).base64EncodedString()
                     await send(o)
                     response?.sentSamples += frame.count
+                    lastAssistant = (item, (response?.sentSamples ?? 0) * 1000 / SpeechDecoder.sampleRate)
                 case .done(let st): stats = st
                 case .audio: break
                 }
