@@ -16,10 +16,17 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
     ],
     targets: [
         // System libraries, found through pkg-config (Debian: libz-dev).
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["libz-dev"])]),
+        // FLAC / Ogg Vorbis / Opus / MP3 in and out (Debian: libsndfile1-dev).
+        .systemLibrary(name: "CSndfile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
         // Small C kernels: instructions Swift does not emit, and exact float conversions.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
         .target(
@@ -33,10 +40,21 @@ let package = Package(
         .executableTarget(
             name: "lfm-convert",
             dependencies: ["Formats", "Quantize", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // `lfm-run serve`: OpenAI-compatible HTTP routes, the realtime WebSocket, VAD and the live page.
+        .target(
+            name: "LFMServer",
+            dependencies: [
+                "Formats", "MiniRuntime", "CSndfile",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "MultipartKit", package: "multipart-kit"),
+            ]),
         .executableTarget(
             name: "lfm-run",
             dependencies: [
-                "Formats", "MiniRuntime", "RuntimeTools",
+                "Formats", "MiniRuntime", "RuntimeTools", "LFMServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimized),
@@ -50,6 +68,9 @@ let package = Package(
         .testTarget(
             name: "RuntimeTests",
             dependencies: ["Formats", "Quantize", "MiniRuntime", "RuntimeTools", "CKernels", "TestSupport"]),
+        .testTarget(
+            name: "ServerTests",
+            dependencies: ["Formats", "Quantize", "MiniRuntime", "LFMServer", "lfm-run", "TestSupport"]),
         .testTarget(
             name: "ConvertTests",
             dependencies: ["Formats", "Quantize", "MiniRuntime", "lfm-convert", "lfm-run", "TestSupport"]),

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the project needs on Debian 12 with Swift 6.3: zlib (found through pkg-config), OpenBLAS (loaded at
+# Installs what the project needs on Debian 12 with Swift 6.3: zlib and libsndfile (FLAC / Ogg / Opus / MP3 for
+# `lfm-run serve`; both found through pkg-config), OpenBLAS (loaded at
 # run time for large float GEMMs; optional, README "Kernels") and, for the tests, Python's `gguf` package (an
 # independent GGUF reader). zstd is not used by anything and is not installed.
 # Idempotent and quiet when all is there.
@@ -8,6 +9,7 @@ SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 need=()
 pkg-config --exists zlib 2>/dev/null || need+=(libz-dev)
 pkg-config --exists openblas 2>/dev/null || need+=(libopenblas-dev)
+pkg-config --exists sndfile 2>/dev/null || need+=(libsndfile1-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"

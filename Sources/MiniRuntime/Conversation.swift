@@ -97,7 +97,7 @@ public enum GenerationMode: String, Sendable {
 public final class Conversation: Sendable {
     public let model: LFMModel
     public let system: String?
-    private let state: Mutex<ConversationState>
+    let state: Mutex<ConversationState>
     private let cancelled = Atomic<Bool>(false)
 
     public init(model: LFMModel, system: String? = nil) {

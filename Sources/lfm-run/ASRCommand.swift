@@ -15,7 +15,7 @@ struct ASRCommand: ParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
     @Option(
         help:
-            "The recording: a WAV file (PCM 8/16/24/32-bit or float 32/64, any rate, channels averaged); - reads stdin."
+            "The recording: WAV (PCM 8/16/24/32-bit or float 32/64, any rate, channels averaged; - reads stdin), FLAC, Ogg, Opus or MP3."
     )
     var audio: String
     @Option(help: "System prompt.")
@@ -30,7 +30,7 @@ struct ASRCommand: ParsableCommand {
 
     func run() throws {
         Interrupt.install()
-        let clip = try WAVReader.read(audio)
+        let clip = try readAudio(audio)
         let (model, loadSeconds) = try openModel(runtime)
         let tr = try Transcriber(model: model)
         var opts = TranscriptionOptions()

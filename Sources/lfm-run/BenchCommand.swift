@@ -72,7 +72,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func runASR(_ path: String) throws {
-        let clip = try WAVReader.read(path)
+        let clip = try readAudio(path)
         let model = try LFMModel(path: bundle, options: ModelOptions(threads: threads, contextLimit: 4096 + n))
         let res = try Benchmark.asr(model, clip: clip, tokens: n, repeats: r)
         func median(_ a: [Double]) -> Double { a.isEmpty ? 0 : a.sorted()[a.count / 2] }

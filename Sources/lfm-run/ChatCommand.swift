@@ -12,7 +12,7 @@ struct ChatCommand: ParsableCommand {
     )
 
     @OptionGroup var runtime: RuntimeOptions
-    @Option(help: "A WAV file: the spoken question.")
+    @Option(help: "The spoken question: WAV, FLAC, Ogg, Opus or MP3.")
     var audio: String?
     @Option(help: "A text question (after the audio when both are given).")
     var prompt: String?
@@ -42,7 +42,7 @@ struct ChatCommand: ParsableCommand {
         if audio != nil || prompt != nil {
             let start = Date()
             var content: [UserContent] = []
-            if let audio { content.append(.audio(try WAVReader.read(audio))) }
+            if let audio { content.append(.audio(try readAudio(audio))) }
             if let prompt { content.append(.text(prompt)) }
             try speak(content, output: audioOut.output, start: start)
             return
@@ -59,7 +59,7 @@ struct ChatCommand: ParsableCommand {
             let start = Date()
             var content: [UserContent] = [.text(l)]
             if l.lowercased().hasSuffix(".wav") || FileManager.default.fileExists(atPath: l) {
-                do { content = [.audio(try WAVReader.read(l))] } catch { printErr("error: \(error)"); continue }
+                do { content = [.audio(try readAudio(l))] } catch { printErr("error: \(error)"); continue }
             }
             n += 1
             let output = audioOut.output.map { o -> String in

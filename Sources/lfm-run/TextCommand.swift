@@ -87,7 +87,7 @@ struct TextCommand: ParsableCommand {
     var prompt: String?
     @Option(help: "System prompt (a system turn is added only when given).")
     var system: String?
-    @Option(help: "A WAV file heard in the user turn, before --prompt (needs a bundle with the audio encoder).")
+    @Option(help: "An audio file (WAV, FLAC, Ogg, Opus, MP3) heard before --prompt (needs the audio encoder).")
     var audio: String?
     @OptionGroup var generation: GenerationOptions
 
@@ -97,7 +97,7 @@ struct TextCommand: ParsableCommand {
         let session = Conversation(model: model, system: system)
         if prompt != nil || audio != nil {
             var content: [UserContent] = []
-            if let audio { content.append(.audio(try WAVReader.read(audio))) }
+            if let audio { content.append(.audio(try readAudio(audio))) }
             if let prompt { content.append(.text(prompt)) }
             try turn(session, content, loadSeconds: loadSeconds)
             return
@@ -115,7 +115,7 @@ struct TextCommand: ParsableCommand {
                 let rest = line.dropFirst(7).trimmingCharacters(in: .whitespaces)
                 let path = String(rest.prefix { $0 != " " }),
                     text = rest.dropFirst(path.count).trimmingCharacters(in: .whitespaces)
-                do { content = [.audio(try WAVReader.read(path))] } catch { printErr("error: \(error)"); continue }
+                do { content = [.audio(try readAudio(path))] } catch { printErr("error: \(error)"); continue }
                 if !text.isEmpty { content.append(.text(text)) }
             }
             try turn(session, content, loadSeconds: loadSeconds)
