@@ -423,7 +423,9 @@ final class ServerTests: XCTestCase {
     func testAuthLimitsUploadAndShutdown() throws {
         let s = try ServeProcess(
             bundle: try Self.bundle(),
-            extra: ["--api-key", "sekret", "--max-conversations", "1", "--max-upload", "1", "--cors", "http://app.test"])
+            extra: [
+                "--api-key", "sekret", "--max-conversations", "1", "--max-upload", "1", "--cors", "http://app.test",
+            ])
         var (st, body, _) = try s.request("GET", "/health")
         XCTAssertEqual(st, 200)
         (st, body, _) = try s.request("GET", "/v1/models")
