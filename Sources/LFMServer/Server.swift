@@ -247,7 +247,7 @@ public enum LFMServer {
         state: ServerState, onRunning: @escaping @Sendable (any Channel) async -> Void
     ) -> some ApplicationProtocol {
         let router = Router(context: ServerContext.self)
-        router.add(middleware: APIMiddleware(state: state))
+        // CORS outermost: preflights carry no key, and errors need the headers too
         if let origin = state.config.corsOrigin {
             router.add(
                 middleware: CORSMiddleware(
@@ -255,6 +255,7 @@ public enum LFMServer {
                     allowHeaders: [.accept, .authorization, .contentType, .origin],
                     allowMethods: [.get, .post, .options]))
         }
+        router.add(middleware: APIMiddleware(state: state))
         HTTPRoutes(state: state).register(router)
         RealtimeRoute(state: state).register(router)
         var logger = Logger(label: "lfm-serve")

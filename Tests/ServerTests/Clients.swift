@@ -107,13 +107,15 @@ final class ServeProcess: @unchecked Sendable {
     }
 
     func request(
-        _ method: String, _ path: String, json: Any? = nil, body: Data? = nil, contentType: String = "application/json"
+        _ method: String, _ path: String, json: Any? = nil, body: Data? = nil, contentType: String = "application/json",
+        headers extra: [String: String] = [:]
     ) throws -> (Int, Data, [String: String]) {
         let b = try json.map { try JSONSerialization.data(withJSONObject: $0) } ?? body ?? Data()
         let s = try RawSocket(port: port)
         defer { s.close() }
         var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         if let key { head += "Authorization: Bearer \(key)\r\n" }
+        for (k, v) in extra { head += "\(k): \(v)\r\n" }
         if method == "POST" { head += "Content-Type: \(contentType)\r\nContent-Length: \(b.count)\r\n" }
         head += "\r\n"
         // a server that refuses a large body may close before reading it all: read its answer anyway

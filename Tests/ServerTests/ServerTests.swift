@@ -422,7 +422,10 @@ final class ServerTests: XCTestCase {
 
     func testAuthLimitsUploadAndShutdown() throws {
         let s = try ServeProcess(
-            bundle: try Self.bundle(), extra: ["--api-key", "sekret", "--max-conversations", "1", "--max-upload", "1"])
+            bundle: try Self.bundle(),
+            extra: [
+                "--api-key", "sekret", "--max-conversations", "1", "--max-upload", "1", "--cors", "http://app.test",
+            ])
         var (st, body, _) = try s.request("GET", "/health")
         XCTAssertEqual(st, 200)
         (st, body, _) = try s.request("GET", "/v1/models")
@@ -431,6 +434,17 @@ final class ServerTests: XCTestCase {
         s.key = "sekret"
         (st, _, _) = try s.request("GET", "/v1/models")
         XCTAssertEqual(st, 200)
+        // --cors: a preflight needs no key; answers carry the origin
+        s.key = nil
+        var h: [String: String]
+        (st, _, h) = try s.request(
+            "OPTIONS", "/v1/chat/completions",
+            headers: ["Origin": "http://app.test", "Access-Control-Request-Method": "POST"])
+        XCTAssertEqual(st, 204, "a preflight answer has no body")
+        XCTAssertEqual(h["Access-Control-Allow-Origin"], "http://app.test")
+        s.key = "sekret"
+        (st, _, h) = try s.request("GET", "/v1/models", headers: ["Origin": "http://app.test"])
+        XCTAssertEqual(h["Access-Control-Allow-Origin"], "http://app.test")
         (st, body, _) = try s.request("POST", "/v1/audio/speech", body: Data(count: 2 << 20))
         XCTAssertEqual(st, 413)
         // a realtime session holds the one conversation: a chat gets a 429
