@@ -1,4 +1,5 @@
 """Seed inputs for scripts/fuzz.sh (small valid files of every format, written without dependencies)."""
+
 import json
 import struct
 import sys
@@ -21,13 +22,16 @@ def safetensors(tensors):
 
 
 (out / "safetensors/a").write_bytes(safetensors({"w": ("F32", [2, 2], struct.pack("<4f", 1, 2, 3, 4))}))
-(out / "safetensors/b").write_bytes(safetensors({"x": ("BF16", [3], b"\x80\x3f" * 3), "y": ("I64", [], struct.pack("<q", 7))}))
+(out / "safetensors/b").write_bytes(
+    safetensors({"x": ("BF16", [3], b"\x80\x3f" * 3), "y": ("I64", [], struct.pack("<q", 7))})
+)
 
 
 def gguf():
     def s(x):
         b = x.encode()
         return struct.pack("<Q", len(b)) + b
+
     kv = s("general.architecture") + struct.pack("<I", 8) + s("lfm2-audio")
     kv += s("general.alignment") + struct.pack("<I", 4) + struct.pack("<I", 32)
     ti = s("t") + struct.pack("<I", 2) + struct.pack("<QQ", 4, 2) + struct.pack("<I", 0) + struct.pack("<Q", 0)
@@ -49,7 +53,9 @@ def wav(fmt, bits, ch, rate, frames):
 
 for i, (f, b, c) in enumerate([(1, 16, 1), (1, 8, 2), (1, 24, 1), (3, 32, 2), (1, 32, 1), (3, 64, 1)]):
     (out / f"wav/{i}").write_bytes(wav(f, b, c, 16000 + 1000 * i, 40))
-for i, s in enumerate(["Hello, world!", "naïve café 😊 <|im_start|>user\n", "   \t\n  ", "日本語のテキスト", "<|im_end|><|audio_start|>x"]):
+for i, s in enumerate(
+    ["Hello, world!", "naïve café 😊 <|im_start|>user\n", "   \t\n  ", "日本語のテキスト", "<|im_end|><|audio_start|>x"]
+):
     (out / f"tokenizer/{i}").write_bytes(s.encode())
 (out / "config/a").write_bytes((root / "Tests/Fixtures/tiny-a/model/config.json").read_bytes())
 (out / "config/b").write_bytes((root / "Tests/Fixtures/tiny-b/model/config.json").read_bytes())

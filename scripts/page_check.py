@@ -6,6 +6,7 @@ first audio. Keeps a screenshot. Loopback only; stops by itself.
 usage: scripts/page_check.py --bundle B [--lfm-run .build/release/lfm-run] [--wav Q.wav] [--out out/page.png]
 needs: Debian chromium + chromium-driver, selenium (PyPI)
 """
+
 import argparse, os, re, subprocess, sys, tempfile, time, wave
 
 
@@ -16,7 +17,9 @@ def question_wav(src, dst):
     frames = w.readframes(w.getnframes())
     assert width == 2, "16-bit WAV expected"
     o = wave.open(dst, "wb")
-    o.setnchannels(ch); o.setsampwidth(2); o.setframerate(rate)
+    o.setnchannels(ch)
+    o.setsampwidth(2)
+    o.setframerate(rate)
     o.writeframes(b"\0" * int(0.6 * rate) * 2 * ch + frames + b"\0" * int(2.0 * rate) * 2 * ch)
     o.close()
 
@@ -32,8 +35,12 @@ def main():
     from selenium import webdriver
     from selenium.webdriver.common.by import By
 
-    p = subprocess.Popen([a.lfm_run, "serve", "--bundle", a.bundle, "--port", "0"], stderr=subprocess.PIPE,
-                         stdout=subprocess.DEVNULL, text=True)
+    p = subprocess.Popen(
+        [a.lfm_run, "serve", "--bundle", a.bundle, "--port", "0"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     port = None
     while port is None:
         line = p.stderr.readline()
@@ -46,9 +53,15 @@ def main():
     mic = os.path.join(tmp, "mic.wav")
     question_wav(a.wav, mic)
     opts = webdriver.ChromeOptions()
-    for f in ["--headless=new", "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-              "--use-file-for-fake-audio-capture=" + mic, "--autoplay-policy=no-user-gesture-required",
-              "--window-size=900,700"]:
+    for f in [
+        "--headless=new",
+        "--no-sandbox",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        "--use-file-for-fake-audio-capture=" + mic,
+        "--autoplay-policy=no-user-gesture-required",
+        "--window-size=900,700",
+    ]:
         opts.add_argument(f)
     d = webdriver.Chrome(options=opts)
     ok = False
@@ -67,8 +80,10 @@ def main():
         os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
         d.save_screenshot(a.out)
         played = d.execute_script("return typeof playTime === 'undefined' ? -1 : playTime")
-        print(f"user: {users[:2]}\nassistant: {[x[:80] for x in assistants[:2]]}\n{ttfa}\nplayback scheduled to "
-              f"{played:.2f} s\nscreenshot: {a.out}")
+        print(
+            f"user: {users[:2]}\nassistant: {[x[:80] for x in assistants[:2]]}\n{ttfa}\nplayback scheduled to "
+            f"{played:.2f} s\nscreenshot: {a.out}"
+        )
         logs = d.get_log("browser") if hasattr(d, "get_log") else []
         for l in logs[:10]:
             print("console:", l.get("message"))

@@ -15,6 +15,7 @@ Tasks:
 Needs: a release build (`swift build -c release`), a full-size checkpoint (scripts/reference/make_fullsize.py)
 and llama.cpp's llama-quantize (built outside the repo; see README "Benchmarks").
 """
+
 import argparse
 import json
 import os
@@ -90,40 +91,83 @@ def main():
             walls.append(w)
             peaks.append(pk)
         med = statistics.median(walls)
-        rows.append(dict(task=label, tool=tool, wall_s=med, walls=walls, in_bytes=in_bytes,
-                         out_bytes=out_path.stat().st_size, mb_per_s=in_bytes / 1e6 / med, peak_anon_mb=max(peaks) / 2**20))
+        rows.append(
+            dict(
+                task=label,
+                tool=tool,
+                wall_s=med,
+                walls=walls,
+                in_bytes=in_bytes,
+                out_bytes=out_path.stat().st_size,
+                mb_per_s=in_bytes / 1e6 / med,
+                peak_anon_mb=max(peaks) / 2**20,
+            )
+        )
 
     for q in ["q8_0", "q4_0"]:
         out = work / f"bundle-{q}.gguf"
-        bench(f"whole checkpoint -> {q} bundle", "lfm-convert",
-              [str(lfm), str(ck), "-o", str(out), "--quant", q, "--threads", str(a.threads), "--force", "--json"], total_in, out)
+        bench(
+            f"whole checkpoint -> {q} bundle",
+            "lfm-convert",
+            [str(lfm), str(ck), "-o", str(out), "--quant", q, "--threads", str(a.threads), "--force", "--json"],
+            total_in,
+            out,
+        )
 
     # the same backbone, both tools
     bb_bf16 = work / "backbone-bf16.gguf"
-    run([str(lfm), "export-llama", str(ck), "-o", str(bb_bf16), "--quant", "bf16", "--force", "--threads", str(a.threads)])
+    run(
+        [
+            str(lfm),
+            "export-llama",
+            str(ck),
+            "-o",
+            str(bb_bf16),
+            "--quant",
+            "bf16",
+            "--force",
+            "--threads",
+            str(a.threads),
+        ]
+    )
     warm([bb_bf16])
     bb_in = sum(t for t in [bb_bf16.stat().st_size])
     quant = Path(a.llama_bin) / "llama-quantize"
     for q, lq in [("q8_0", "Q8_0"), ("q4_0", "Q4_0")]:
         out = work / f"backbone-{q}-lfm.gguf"
-        bench(f"backbone -> {q}", "lfm-convert export-llama",
-              [str(lfm), "export-llama", str(ck), "-o", str(out), "--quant", q, "--threads", str(a.threads), "--force"], bb_in, out)
+        bench(
+            f"backbone -> {q}",
+            "lfm-convert export-llama",
+            [str(lfm), "export-llama", str(ck), "-o", str(out), "--quant", q, "--threads", str(a.threads), "--force"],
+            bb_in,
+            out,
+        )
         if quant.exists():
             out = work / f"backbone-{q}-llama.gguf"
-            bench(f"backbone -> {q}", "llama-quantize", [str(quant), str(bb_bf16), str(out), lq, str(a.threads)], bb_in, out)
+            bench(
+                f"backbone -> {q}",
+                "llama-quantize",
+                [str(quant), str(bb_bf16), str(out), lq, str(a.threads)],
+                bb_in,
+                out,
+            )
         else:
             print(f"(llama-quantize not found at {quant}: skipped)", file=sys.stderr)
 
     print(f"{'task':32} {'tool':26} {'wall s':>8} {'in GB':>7} {'out GB':>7} {'MB/s in':>8} {'peak anon MB':>13}")
     for r in rows:
-        print(f"{r['task']:32} {r['tool']:26} {r['wall_s']:8.2f} {r['in_bytes']/1e9:7.2f} {r['out_bytes']/1e9:7.2f} "
-              f"{r['mb_per_s']:8.0f} {r['peak_anon_mb']:13.1f}")
+        print(
+            f"{r['task']:32} {r['tool']:26} {r['wall_s']:8.2f} {r['in_bytes']/1e9:7.2f} {r['out_bytes']/1e9:7.2f} "
+            f"{r['mb_per_s']:8.0f} {r['peak_anon_mb']:13.1f}"
+        )
     for q in ["q8_0", "q4_0"]:
         ours = [r for r in rows if r["task"] == f"backbone -> {q}" and r["tool"].startswith("lfm")]
         theirs = [r for r in rows if r["task"] == f"backbone -> {q}" and r["tool"] == "llama-quantize"]
         if ours and theirs:
-            print(f"backbone {q}: lfm-convert is {theirs[0]['wall_s'] / ours[0]['wall_s']:.2f}x llama-quantize's speed "
-                  f"(same input bytes); peak anon {ours[0]['peak_anon_mb']:.0f} vs {theirs[0]['peak_anon_mb']:.0f} MB")
+            print(
+                f"backbone {q}: lfm-convert is {theirs[0]['wall_s'] / ours[0]['wall_s']:.2f}x llama-quantize's speed "
+                f"(same input bytes); peak anon {ours[0]['peak_anon_mb']:.0f} vs {theirs[0]['peak_anon_mb']:.0f} MB"
+            )
     print(json.dumps(dict(threads=a.threads, repeats=a.repeats, rows=rows)), file=open(work / "results.json", "w"))
     print(f"(outputs and results.json in {work})")
 

@@ -3,6 +3,7 @@ source through three formant bands), pauses between phrases, light noise. Pure P
 
     python3 scripts/bench/make_speech_wav.py OUT.wav --seconds 30 [--rate 16000] [--seed 1]
 """
+
 import argparse
 import math
 import random
@@ -28,10 +29,10 @@ def main() -> None:
             formants = [rnd.uniform(300, 900), rnd.uniform(900, 2200), rnd.uniform(2200, 3200)]
         f0 = 120 + 30 * math.sin(2 * math.pi * 0.7 * t)
         phase += 2 * math.pi * f0 / a.rate
-        src = sum((0.7 ** k) * math.sin(k * phase) for k in range(1, 12))
-        x = sum((0.6 ** j) * src * math.sin(2 * math.pi * f * t) ** 2 for j, f in enumerate(formants))
+        src = sum((0.7**k) * math.sin(k * phase) for k in range(1, 12))
+        x = sum((0.6**j) * src * math.sin(2 * math.pi * f * t) ** 2 for j, f in enumerate(formants))
         syl = max(0.0, math.sin(math.pi * (t % 0.25) / 0.25)) ** 0.8
-        phrase = 0.0 if (t % 3.0) > 2.6 else 1.0     # a 0.4 s pause every 3 s
+        phrase = 0.0 if (t % 3.0) > 2.6 else 1.0  # a 0.4 s pause every 3 s
         v = 0.12 * x * syl * phrase + 0.003 * rnd.gauss(0, 1)
         out += struct.pack("<h", max(-32768, min(32767, int(round(v * 32767)))))
     with wave.open(a.out, "wb") as w:

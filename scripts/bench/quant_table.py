@@ -9,6 +9,7 @@ then `lfm-run compare --baseline f32` over the default prompts (top-1 agreement 
 distribution) and greedy text streams (`lfm-run text --greedy`) against f32's. Writes WORKDIR/quant_table.json and
 prints a markdown table. Needs a release build.
 """
+
 import argparse
 import json
 import subprocess
@@ -29,7 +30,9 @@ def sh(cmd):
 
 def greedy(bundle, prompt, n):
     out = sh([RUN, "text", "--bundle", bundle, "--prompt", prompt, "--max-tokens", n, "--greedy", "--json"])
-    return [json.loads(l)["id"] for l in out.splitlines() if l.startswith("{") and '"type":"text"' in l.replace(" ", "")]
+    return [
+        json.loads(l)["id"] for l in out.splitlines() if l.startswith("{") and '"type":"text"' in l.replace(" ", "")
+    ]
 
 
 def main():
@@ -50,13 +53,27 @@ def main():
         ver = json.loads(sh([CONV, "verify", b, "--against", a.checkpoint, "--json", "--threads", a.threads]))
         snr = {g["group"]: (g["error"]["snr_db"], g["tensors"]) for g in ver["per_group"]}
         rows[p] = {"bytes": b.stat().st_size, "convert": conv, "snr": snr}
-        print(f"{p}: {b.stat().st_size} bytes, {conv['seconds']:.1f} s, peak anon {conv['peak_anon_bytes']}", flush=True)
-    cmp = sh([RUN, "compare", "--baseline", work / "bundle-f32.gguf", *sum([["--bundle", work / f"bundle-{p}.gguf"]
-              for p in presets], []), "--max-tokens", a.max_tokens, "--threads", a.threads, "--json"])
+        print(
+            f"{p}: {b.stat().st_size} bytes, {conv['seconds']:.1f} s, peak anon {conv['peak_anon_bytes']}", flush=True
+        )
+    cmp = sh(
+        [
+            RUN,
+            "compare",
+            "--baseline",
+            work / "bundle-f32.gguf",
+            *sum([["--bundle", work / f"bundle-{p}.gguf"] for p in presets], []),
+            "--max-tokens",
+            a.max_tokens,
+            "--threads",
+            a.threads,
+            "--json",
+        ]
+    )
     for line in cmp.splitlines():
         if line.startswith("{"):
             j = json.loads(line)
-            p = Path(j["bundle"]).name[len("bundle-"):-len(".gguf")]
+            p = Path(j["bundle"]).name[len("bundle-") : -len(".gguf")]
             rows[p]["compare"] = j
     ref = {q: greedy(work / "bundle-f32.gguf", q, a.max_tokens) for q in PROMPTS}
     for p in presets:
@@ -71,15 +88,19 @@ def main():
             total += len(ref[q])
         rows[p]["greedy_prefix"] = [same, total]
     (work / "quant_table.json").write_text(json.dumps(rows, indent=1))
-    print("\n| preset | bundle bytes | backbone bytes | conv. s | peak anon MB | top-1 | mean KL | max KL | greedy prefix |")
+    print(
+        "\n| preset | bundle bytes | backbone bytes | conv. s | peak anon MB | top-1 | mean KL | max KL | greedy prefix |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for p in presets:
         r = rows[p]
         bb = sum(c["bundle_bytes"] for c in r["convert"]["components"] if c["component"] == "backbone")
         c = r.get("compare", {})
-        print(f"| {p} | {r['bytes']} | {bb} | {r['convert']['seconds']:.1f} | {r['convert']['peak_anon_bytes'] / 1e6:.0f} |"
-              f" {100 * c.get('top1_agreement', 0):.1f}% | {c.get('mean_kl', 0):.4f} | {c.get('max_kl', 0):.3f} |"
-              f" {r['greedy_prefix'][0]}/{r['greedy_prefix'][1]} |")
+        print(
+            f"| {p} | {r['bytes']} | {bb} | {r['convert']['seconds']:.1f} | {r['convert']['peak_anon_bytes'] / 1e6:.0f} |"
+            f" {100 * c.get('top1_agreement', 0):.1f}% | {c.get('mean_kl', 0):.4f} | {c.get('max_kl', 0):.3f} |"
+            f" {r['greedy_prefix'][0]}/{r['greedy_prefix'][1]} |"
+        )
     print("\n| preset | group (component type) | tensors | SNR dB |\n|---|---|---|---|")
     for p in presets:
         for k, (v, n) in sorted(rows[p]["snr"].items()):

@@ -6,14 +6,19 @@ apart), peak RSS of the server; it checks the server still answers. Stops by its
 
 usage: scripts/bench/serve_load.py --bundle B [--lfm-run .build/release/lfm-run] [--clients 8] [--seconds 60]
 """
+
 import argparse, base64, http.client, json, random, re, statistics, subprocess, threading, time, uuid
 
 WAV = "Tests/Fixtures/audio/speech.wav"
 
 
 def start(lfm, bundle, extra):
-    p = subprocess.Popen([lfm, "serve", "--bundle", bundle, "--port", "0"] + extra, stderr=subprocess.PIPE,
-                         stdout=subprocess.DEVNULL, text=True)
+    p = subprocess.Popen(
+        [lfm, "serve", "--bundle", bundle, "--port", "0"] + extra,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     while True:
         line = p.stderr.readline()
         if not line:
@@ -40,7 +45,8 @@ def stream(port, path, body, audio_key):
     c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
     r = c.getresponse()
     if r.status != 200:
-        r.read(); c.close()
+        r.read()
+        c.close()
         return r.status, None, None, 0.0
     ft = fa = None
     pcm = 0
@@ -90,35 +96,66 @@ def main():
             kind = rnd.choice(["speech", "chat", "asr", "health"])
             try:
                 if kind == "speech":
-                    st, ft, fa, secs = stream(port, "/v1/audio/speech", {"input": "Speak now.", "voice": "us-female",
-                                                                          "stream_format": "sse", "max_tokens": 80},
-                                              lambda o: o.get("audio"))
+                    st, ft, fa, secs = stream(
+                        port,
+                        "/v1/audio/speech",
+                        {"input": "Speak now.", "voice": "us-female", "stream_format": "sse", "max_tokens": 80},
+                        lambda o: o.get("audio"),
+                    )
                 elif kind == "chat":
-                    st, ft, fa, secs = stream(port, "/v1/chat/completions", {
-                        "messages": [{"role": "user", "content": [{"type": "input_audio",
-                                                                   "input_audio": {"data": wav, "format": "wav"}}]}],
-                        "modalities": ["text", "audio"], "stream": True, "max_tokens": 60}, chat_audio)
+                    st, ft, fa, secs = stream(
+                        port,
+                        "/v1/chat/completions",
+                        {
+                            "messages": [
+                                {
+                                    "role": "user",
+                                    "content": [{"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}}],
+                                }
+                            ],
+                            "modalities": ["text", "audio"],
+                            "stream": True,
+                            "max_tokens": 60,
+                        },
+                        chat_audio,
+                    )
                 elif kind == "asr":
                     boundary = uuid.uuid4().hex
-                    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"max_tokens\"\r\n\r\n16\r\n"
-                            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"q.wav\"\r\n\r\n"
-                            ).encode() + open(WAV, "rb").read() + f"\r\n--{boundary}--\r\n".encode()
+                    body = (
+                        (
+                            f'--{boundary}\r\nContent-Disposition: form-data; name="max_tokens"\r\n\r\n16\r\n'
+                            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="q.wav"\r\n\r\n'
+                        ).encode()
+                        + open(WAV, "rb").read()
+                        + f"\r\n--{boundary}--\r\n".encode()
+                    )
                     c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-                    c.request("POST", "/v1/audio/transcriptions", body=body,
-                              headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-                    r = c.getresponse(); r.read(); c.close()
+                    c.request(
+                        "POST",
+                        "/v1/audio/transcriptions",
+                        body=body,
+                        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                    )
+                    r = c.getresponse()
+                    r.read()
+                    c.close()
                     st, ft, fa, secs = r.status, None, None, 0.0
                 else:
                     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                    c.request("GET", "/health"); r = c.getresponse(); r.read(); c.close()
+                    c.request("GET", "/health")
+                    r = c.getresponse()
+                    r.read()
+                    c.close()
                     st, ft, fa, secs = r.status, None, None, 0.0
             except Exception:
                 st, ft, fa, secs = -1, None, None, 0.0
             with lock:
                 if st == 200:
                     res["ok"] += 1
-                    if ft is not None: res["ttft"].append(ft)
-                    if fa is not None: res["ttfa"].append(fa)
+                    if ft is not None:
+                        res["ttft"].append(ft)
+                    if fa is not None:
+                        res["ttfa"].append(fa)
                     res["audio"] += secs
                 elif st == 429:
                     res["429"] += 1
@@ -128,14 +165,21 @@ def main():
 
     t0 = time.time()
     ts = [threading.Thread(target=client, args=(i,)) for i in range(a.clients)]
-    for t in ts: t.start()
-    for t in ts: t.join()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
     wall = time.time() - t0
     peak = rss_kb(p.pid)
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("GET", "/health"); alive = c.getresponse().status == 200; c.close()
-    p.terminate(); rc = p.wait()
-    q = lambda xs, f: statistics.quantiles(xs, n=20)[int(f * 20) - 1] if len(xs) >= 2 else (xs[0] if xs else float("nan"))
+    c.request("GET", "/health")
+    alive = c.getresponse().status == 200
+    c.close()
+    p.terminate()
+    rc = p.wait()
+    q = lambda xs, f: (
+        statistics.quantiles(xs, n=20)[int(f * 20) - 1] if len(xs) >= 2 else (xs[0] if xs else float("nan"))
+    )
     print(f"{a.clients} clients, {wall:.0f} s: {res['ok']} ok, {res['429']} deliberate 429s, {res['errors']} errors")
     print(f"time to first token  p50 {q(res['ttft'], .5):.3f} s  p95 {q(res['ttft'], .95):.3f} s")
     print(f"time to first audio  p50 {q(res['ttfa'], .5):.3f} s  p95 {q(res['ttfa'], .95):.3f} s")

@@ -4,12 +4,17 @@ CLI's own figure for the same turn. Loopback only; bounded (N runs of each); std
 
 usage: scripts/bench/serve_ttfa.py --bundle B [--lfm-run .build/release/lfm-run] [--runs 3] [--audio Q.wav]
 """
+
 import argparse, base64, json, os, re, socket, struct, subprocess, sys, time, wave, statistics, http.client
 
 
 def start(lfm, bundle, threads):
-    p = subprocess.Popen([lfm, "serve", "--bundle", bundle, "--port", "0"] + (["--threads", str(threads)] if threads else []),
-                         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    p = subprocess.Popen(
+        [lfm, "serve", "--bundle", bundle, "--port", "0"] + (["--threads", str(threads)] if threads else []),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline:
         line = p.stderr.readline()
@@ -40,8 +45,10 @@ def first_chunk_seconds(port, path, body, marker):
 class WS:
     def __init__(self, port):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=600)
-        self.s.sendall(b"GET /v1/realtime HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                       b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        self.s.sendall(
+            b"GET /v1/realtime HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
         self.buf = b""
         while b"\r\n\r\n" not in self.buf:
             self.buf += self.s.recv(4096)
@@ -50,8 +57,11 @@ class WS:
     def send(self, o):
         p = json.dumps(o).encode()
         n = len(p)
-        h = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536
-                             else bytes([0x80 | 127]) + struct.pack(">Q", n))
+        h = bytes([0x81]) + (
+            bytes([0x80 | n])
+            if n < 126
+            else bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536 else bytes([0x80 | 127]) + struct.pack(">Q", n)
+        )
         mask = b"\x01\x02\x03\x04"
         self.s.sendall(h + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(p)))
 
@@ -80,8 +90,12 @@ class WS:
 def realtime_ttfa(port, pcm24):
     ws = WS(port)
     assert ws.next()["type"] == "session.created"
-    ws.send({"type": "session.update", "session": {"audio": {"input": {"turn_detection": None}}, "greedy": True,
-                                                   "max_output_tokens": 60}})
+    ws.send(
+        {
+            "type": "session.update",
+            "session": {"audio": {"input": {"turn_detection": None}}, "greedy": True, "max_output_tokens": 60},
+        }
+    )
     ws.next()
     time.sleep(0.5)  # the prefix cache fills while the user would speak
     ws.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm24).decode()})
@@ -118,17 +132,51 @@ def main():
     # the CLI, same turn
     cli = []
     for _ in range(a.runs):
-        out = subprocess.run([a.lfm_run, "chat", "--bundle", a.bundle, "--audio", a.audio, "--greedy", "--max-tokens", "60",
-                              "-o", "/tmp/serve-bench.wav", "--json"] + (["--threads", str(a.threads)] if a.threads else []),
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                a.lfm_run,
+                "chat",
+                "--bundle",
+                a.bundle,
+                "--audio",
+                a.audio,
+                "--greedy",
+                "--max-tokens",
+                "60",
+                "-o",
+                "/tmp/serve-bench.wav",
+                "--json",
+            ]
+            + (["--threads", str(a.threads)] if a.threads else []),
+            capture_output=True,
+            text=True,
+        )
         done = [json.loads(l) for l in out.stdout.splitlines() if '"done"' in l]
         if done:
             cli.append(done[-1]["time_to_first_audio"])
     cli_tts = []
     for _ in range(a.runs):
-        out = subprocess.run([a.lfm_run, "tts", "--bundle", a.bundle, "--text", "Speak now.", "--voice", "us-female", "--greedy",
-                              "--max-tokens", "60", "-o", "/tmp/serve-bench.wav", "--json"] +
-                             (["--threads", str(a.threads)] if a.threads else []), capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                a.lfm_run,
+                "tts",
+                "--bundle",
+                a.bundle,
+                "--text",
+                "Speak now.",
+                "--voice",
+                "us-female",
+                "--greedy",
+                "--max-tokens",
+                "60",
+                "-o",
+                "/tmp/serve-bench.wav",
+                "--json",
+            ]
+            + (["--threads", str(a.threads)] if a.threads else []),
+            capture_output=True,
+            text=True,
+        )
         done = [json.loads(l) for l in out.stdout.splitlines() if '"done"' in l]
         if done:
             cli_tts.append(done[-1]["time_to_first_audio"])
@@ -136,19 +184,51 @@ def main():
     try:
         speech, chat, rt, rt_server = [], [], [], []
         for _ in range(a.runs):
-            speech.append(first_chunk_seconds(port, "/v1/audio/speech", {"input": "Speak now.", "voice": "us-female", "greedy": True,
-                                                                          "max_tokens": 60, "response_format": "pcm"}, None))
-            chat.append(first_chunk_seconds(port, "/v1/chat/completions", {
-                "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": wav_b64, "format": "wav"}}]}],
-                "modalities": ["text", "audio"], "stream": True, "greedy": True, "max_tokens": 60}, b'"data"'))
+            speech.append(
+                first_chunk_seconds(
+                    port,
+                    "/v1/audio/speech",
+                    {
+                        "input": "Speak now.",
+                        "voice": "us-female",
+                        "greedy": True,
+                        "max_tokens": 60,
+                        "response_format": "pcm",
+                    },
+                    None,
+                )
+            )
+            chat.append(
+                first_chunk_seconds(
+                    port,
+                    "/v1/chat/completions",
+                    {
+                        "messages": [
+                            {
+                                "role": "user",
+                                "content": [{"type": "input_audio", "input_audio": {"data": wav_b64, "format": "wav"}}],
+                            }
+                        ],
+                        "modalities": ["text", "audio"],
+                        "stream": True,
+                        "greedy": True,
+                        "max_tokens": 60,
+                    },
+                    b'"data"',
+                )
+            )
             f, srv = realtime_ttfa(port, pcm24)
             rt.append(f)
             rt_server.append(srv)
     finally:
         p.terminate()
         p.wait()
-    med = lambda xs: statistics.median([x for x in xs if x is not None]) if any(x is not None for x in xs) else float("nan")
-    print(f"bundle {os.path.basename(a.bundle)}, question {a.audio} ({len(s) / rate:.2f} s), {a.runs} runs, median seconds")
+    med = lambda xs: (
+        statistics.median([x for x in xs if x is not None]) if any(x is not None for x in xs) else float("nan")
+    )
+    print(
+        f"bundle {os.path.basename(a.bundle)}, question {a.audio} ({len(s) / rate:.2f} s), {a.runs} runs, median seconds"
+    )
     print(f"{'path':66} time to first audio")
     print(f"{'CLI lfm-run chat --audio (turn start → first samples)':66} {med(cli):.3f}")
     print(f"{'POST /v1/chat/completions stream (request → first audio chunk)':66} {med(chat):.3f}")

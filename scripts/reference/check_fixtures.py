@@ -76,8 +76,7 @@ def check(folder: Path) -> list[str]:
     expect(set(listed) == present, f"file set matches manifest ({len(listed)} files)")
     for p, f in listed.items():
         q = folder / p
-        expect(q.exists() and q.stat().st_size == f["bytes"] and fx.sha256_file(q) == f["sha256"],
-               f"sha256/bytes {p}")
+        expect(q.exists() and q.stat().st_size == f["bytes"] and fx.sha256_file(q) == f["sha256"], f"sha256/bytes {p}")
 
     # 2. model through the public loader
     model = LFM2AudioModel.from_pretrained(model_dir, dtype=torch.float32, device="cpu").eval()
@@ -96,35 +95,58 @@ def check(folder: Path) -> list[str]:
     mimi = proc.mimi  # get_mimi(None) + load_state_dict(file, strict=True)
     mimi_file = load_file(str(model_dir / MIMI_NAME))
     expect(len(mimi_file) == len(mimi.state_dict()), f"Mimi file has the full state dict ({len(mimi_file)} tensors)")
-    expect(any("in_proj_weight" in k for k in mimi_file), "Mimi file uses the released attention names "
-           "(self_attn.in_proj_weight / out_proj.weight)")
+    expect(
+        any("in_proj_weight" in k for k in mimi_file),
+        "Mimi file uses the released attention names " "(self_attn.in_proj_weight / out_proj.weight)",
+    )
     n_q = json.loads((model_dir / "mimi_config.json").read_text())["quantizer"]["n_q"]
-    expect(mimi.quantizer.total_codebooks == n_q and mimi.num_codebooks == 8,
-           f"Mimi holds {n_q} codebooks, 8 active")
+    expect(mimi.quantizer.total_codebooks == n_q and mimi.num_codebooks == 8, f"Mimi holds {n_q} codebooks, 8 active")
 
     # 4. tokenizer
     raw = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     hf = AutoTokenizer.from_pretrained(str(model_dir))
-    samples = ["<|startoftext|>", "<|im_start|>system\n", fx.SYSTEM_PROMPT, "<|im_end|>\n", "<|im_start|>user\n",
-               "<|im_start|>assistant\n", "Hello world!  It's 12345 o'clock.\n\nNew   line\ttab",
-               "Perform TTS. Use the UK female voice.", "naïve café — 日本語 🙂", "<|audio_start|><|text_end|>x"]
-    same = all(hf.encode(s, add_special_tokens=False) == raw.encode(s, add_special_tokens=False).ids
-               for s in samples)
+    samples = [
+        "<|startoftext|>",
+        "<|im_start|>system\n",
+        fx.SYSTEM_PROMPT,
+        "<|im_end|>\n",
+        "<|im_start|>user\n",
+        "<|im_start|>assistant\n",
+        "Hello world!  It's 12345 o'clock.\n\nNew   line\ttab",
+        "Perform TTS. Use the UK female voice.",
+        "naïve café — 日本語 🙂",
+        "<|audio_start|><|text_end|>x",
+    ]
+    same = all(hf.encode(s, add_special_tokens=False) == raw.encode(s, add_special_tokens=False).ids for s in samples)
     expect(same, "transformers tokenizer == raw tokenizers encodings")
     roundtrip = all(hf.decode(hf.encode(s, add_special_tokens=False)) == s for s in samples)
     expect(roundtrip, "decode(encode(s)) == s")
-    ids = {s: raw.token_to_id(s) for s in ("<|pad|>", "<|startoftext|>", "<|im_start|>", "<|im_end|>",
-                                            "<|audio_start|>", "<|text_end|>")}
-    expect(ids == {"<|pad|>": 0, "<|startoftext|>": 1, "<|im_start|>": 6, "<|im_end|>": 7, "<|audio_start|>": 128,
-                   "<|text_end|>": 130}, f"special ids {ids}")
+    ids = {
+        s: raw.token_to_id(s)
+        for s in ("<|pad|>", "<|startoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_start|>", "<|text_end|>")
+    }
+    expect(
+        ids
+        == {
+            "<|pad|>": 0,
+            "<|startoftext|>": 1,
+            "<|im_start|>": 6,
+            "<|im_end|>": 7,
+            "<|audio_start|>": 128,
+            "<|text_end|>": 130,
+        },
+        f"special ids {ids}",
+    )
 
     # 5. detokenizer
     recipe = json.loads((model_dir / "audio_detokenizer" / "weights_recipe.json").read_text())
     detok = fx.build_detokenizer(model_dir / "audio_detokenizer" / "config.json")
     _, sd = fx.detok_recipe(detok)
     res = detok.load_state_dict(sd, strict=True)
-    expect(not res.missing_keys and not res.unexpected_keys, f"detokenizer load_state_dict(strict=True) "
-           f"({len(sd)} tensors)")
+    expect(
+        not res.missing_keys and not res.unexpected_keys,
+        f"detokenizer load_state_dict(strict=True) " f"({len(sd)} tensors)",
+    )
     ok_sha, ok_scalar = True, True
     for t in recipe["tensors"]:
         w = sd[t["name"]]
@@ -141,8 +163,10 @@ def check(folder: Path) -> list[str]:
     detok_file = model_dir / "audio_detokenizer" / "model.safetensors"
     if detok_file.exists():
         dsd = load_file(str(detok_file))
-        expect(sorted(dsd) == sorted(sd) and all(torch.equal(dsd[k], sd[k]) for k in sd),
-               "audio_detokenizer/model.safetensors == recipe")
+        expect(
+            sorted(dsd) == sorted(sd) and all(torch.equal(dsd[k], sd[k]) for k in sd),
+            "audio_detokenizer/model.safetensors == recipe",
+        )
 
     # 6. recompute goldens
     G = load_file(str(folder / "golden.safetensors"))
@@ -161,12 +185,17 @@ def check(folder: Path) -> list[str]:
         expect(torch.equal(logits, G["c.text_logits_last"]), "c.text_logits_last")
         codes = G["e.codes"].long()
         expect(torch.equal(mimi.decode(codes), G["e.mimi_decode_wave"]), "e.mimi_decode_wave")
-        expect(torch.equal(mimi.encode(G["e.mimi_encode_input"]).to(torch.int32), G["e.mimi_encode_codes"]),
-               "e.mimi_encode_codes")
+        expect(
+            torch.equal(mimi.encode(G["e.mimi_encode_input"]).to(torch.int32), G["e.mimi_encode_codes"]),
+            "e.mimi_encode_codes",
+        )
         expect(torch.equal(detok(codes), G["e.detok_wave"]), "e.detok_wave")
         seq = [y.reshape(-1).tolist() for y in model.generate_sequential(**chat, max_new_tokens=manifest["steps"])]
-        exp = [([s["token"]] if s["modality"] == "text" else s["frame"])
-               for s in manifest["streams"]["sequential"] if s.get("yielded", True)]
+        exp = [
+            ([s["token"]] if s["modality"] == "text" else s["frame"])
+            for s in manifest["streams"]["sequential"]
+            if s.get("yielded", True)
+        ]
         expect(seq == exp, "generate_sequential stream == manifest")
     expect(set(G) == set(manifest["goldens"]), f"golden names == manifest ({len(G)})")
     return errors

@@ -87,14 +87,17 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--base", type=Path, help="the model a fine-tune folder was trained from (supplies the files it lacks)")
+    ap.add_argument(
+        "--base", type=Path, help="the model a fine-tune folder was trained from (supplies the files it lacks)"
+    )
     ap.add_argument("--lean", action="store_true", help="leave out the large intermediate tensors")
     a = ap.parse_args()
     finetune = a.checkpoint
     if a.base is not None:
         import tempfile
+
         merged = Path(tempfile.mkdtemp(prefix="dump-finetune-"))
-        for src in (a.base, a.checkpoint):            # the fine-tune's files win
+        for src in (a.base, a.checkpoint):  # the fine-tune's files win
             for p in src.iterdir():
                 dst = merged / p.name
                 if dst.is_symlink() or dst.exists():
@@ -124,8 +127,11 @@ def main() -> None:
         raise SystemExit("--mode tts needs --prompt (the text to speak)")
     if a.mode in ("text", "chat") and not (a.audio or a.prompt):
         raise SystemExit(f"--mode {a.mode} needs --audio and/or --prompt")
-    system = a.system if a.system is not None else (
-        f"Perform TTS. Use the {VOICES[a.voice]} voice." if a.mode == "tts" else SYSTEMS.get(a.mode))
+    system = (
+        a.system
+        if a.system is not None
+        else (f"Perform TTS. Use the {VOICES[a.voice]} voice." if a.mode == "tts" else SYSTEMS.get(a.mode))
+    )
 
     proc = LFM2AudioProcessor.from_pretrained(a.checkpoint, device=a.device).eval()
     model = LFM2AudioModel.from_pretrained(a.checkpoint, dtype=torch.float32, device=a.device).eval()
@@ -139,12 +145,15 @@ def main() -> None:
     with torch.no_grad():
         chat = ChatState(proc, dtype=torch.float32)
         if system:
-            chat.new_turn("system"); chat.add_text(system); chat.end_turn()
+            chat.new_turn("system")
+            chat.add_text(system)
+            chat.end_turn()
         chat.new_turn("user")
         if a.audio and a.mode != "tts":
             x, rate = read_wav_pcm(a.audio)
             wave = torch.from_numpy(x)[None, :]
-            put("input.wave", wave[0]); put("input.sample_rate", torch.tensor([rate]))
+            put("input.wave", wave[0])
+            put("input.sample_rate", torch.tensor([rate]))
             chat.add_audio(wave.to(a.device), rate)
             put("audio.resampled", torchaudio.functional.resample(wave, rate, 16000)[0] if rate != 16000 else wave[0])
         if a.prompt and a.mode != "asr":
@@ -157,7 +166,8 @@ def main() -> None:
             enc, enc_len, _ = fx.run_conformer(model, chat)
             put("audio.conformer_out", enc[0].mT[: int(enc_len[0])])
             put("audio.adapter_out", model.audio_adapter(enc[0].mT[: int(enc_len[0])]))
-        put("prompt.text_ids", chat["text"][0]); put("prompt.modality_flag", chat["modality_flag"][0])
+        put("prompt.text_ids", chat["text"][0])
+        put("prompt.modality_flag", chat["modality_flag"][0])
         in_emb = model._prefill(**chat)
         put("prompt.in_emb", in_emb[0])
         out = model.lfm(inputs_embeds=in_emb, use_cache=False, output_hidden_states=True)
@@ -180,7 +190,8 @@ def main() -> None:
                 o = _o(e)
                 cur.append(o.detach().float().cpu().reshape(-1).clone())
                 if len(cur) == 8:
-                    depth_logits.append(torch.stack(cur)); cur.clear()
+                    depth_logits.append(torch.stack(cur))
+                    cur.clear()
                 return o
 
             de.get_logits = gl
@@ -189,15 +200,17 @@ def main() -> None:
         for y in fn(**chat, max_new_tokens=a.steps):
             y = y.reshape(-1).cpu()
             if y.numel() == 1:
-                steps.append(1); text_tokens.append(int(y[0]))
+                steps.append(1)
+                text_tokens.append(int(y[0]))
                 if a.mode in ("text", "asr") and text_tokens[-1] == AUDIO_START:
                     break
             else:
-                steps.append(3); frames.append([int(v) for v in y])
+                steps.append(3)
+                frames.append([int(v) for v in y])
         del model._sample_text_token
         for de in model.depth_embeddings:
             del de.get_logits
-        if a.mode == "chat" and len(text_logits) > len(text_tokens):   # the unyielded <|im_end|>
+        if a.mode == "chat" and len(text_logits) > len(text_tokens):  # the unyielded <|im_end|>
             text_logits = text_logits[: len(text_tokens)]
         assert len(text_logits) == len(text_tokens), (len(text_logits), len(text_tokens))
         put("gen.step_modality", torch.tensor(steps))
@@ -214,7 +227,9 @@ def main() -> None:
         if valid:
             codes = torch.tensor(valid).T.contiguous()
             put("decode.codes", codes)
-            mc = a.checkpoint / "mimi_config.json"      # the fixtures' small Mimi; released checkpoints use get_mimi's defaults
+            mc = (
+                a.checkpoint / "mimi_config.json"
+            )  # the fixtures' small Mimi; released checkpoints use get_mimi's defaults
             if mc.exists():
                 fx.set_mimi_kwargs(json.loads(mc.read_text()))
             mimi = proc.mimi
@@ -222,27 +237,41 @@ def main() -> None:
             detok_w = a.checkpoint / "audio_detokenizer" / "model.safetensors"
             if detok_w.exists():
                 from safetensors.torch import load_file
+
                 detok = fx.build_detokenizer(a.checkpoint / "audio_detokenizer" / "config.json")
                 detok.load_state_dict(load_file(str(detok_w)), strict=True)
                 put("decode.detok_wave", detok(codes[None])[0])
 
     if a.lean:
-        for k in [k for k in T if k in ("audio.resampled", "audio.mel", "lfm.hidden_states") or k.startswith("decode.")]:
+        for k in [
+            k for k in T if k in ("audio.resampled", "audio.mel", "lfm.hidden_states") or k.startswith("decode.")
+        ]:
             del T[k]
     a.out.parent.mkdir(parents=True, exist_ok=True)
     save_file(T, str(a.out), metadata={"format": "pt", "generator": "scripts/reference/dump.py"})
     manifest = OrderedDict(
-        generator="scripts/reference/dump.py", command=" ".join(sys.argv), versions=fx.versions(),
+        generator="scripts/reference/dump.py",
+        command=" ".join(sys.argv),
+        versions=fx.versions(),
         numerics=OrderedDict(dtype="float32", device=a.device, threads=1, decoding="greedy (text and every codebook)"),
-        checkpoint=str(finetune), base=str(a.base) if a.base else None, mode=a.mode, system=system, prompt=a.prompt,
-        audio=OrderedDict(file=a.audio, sample_rate=int(T["input.sample_rate"][0]) if "input.sample_rate" in T else None),
-        max_new_tokens=a.steps, seed=a.seed,
+        checkpoint=str(finetune),
+        base=str(a.base) if a.base else None,
+        mode=a.mode,
+        system=system,
+        prompt=a.prompt,
+        audio=OrderedDict(
+            file=a.audio, sample_rate=int(T["input.sample_rate"][0]) if "input.sample_rate" in T else None
+        ),
+        max_new_tokens=a.steps,
+        seed=a.seed,
         stream=OrderedDict(text_tokens=text_tokens, frames=frames, step_modality=steps),
         shapes=OrderedDict((k, list(v.shape)) for k, v in T.items()),
     )
     a.out.with_suffix(".json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
-    print(f"wrote {a.out} ({a.out.stat().st_size} bytes, {len(T)} tensors): {len(text_tokens)} text tokens, "
-          f"{len(frames)} frames")
+    print(
+        f"wrote {a.out} ({a.out.stat().st_size} bytes, {len(T)} tensors): {len(text_tokens)} text tokens, "
+        f"{len(frames)} frames"
+    )
 
 
 if __name__ == "__main__":

@@ -78,8 +78,12 @@ def versions() -> dict[str, str]:
         "tokenizers": tokenizers.__version__,
         "safetensors": safetensors.__version__,
         "numpy": np.__version__,
-        "liquid_audio": la_version + (" (PyPI wheel unpacked by refenv.sh, PEP 695 type hints patched for Python 3.11; "
-                                      "no numerical effect)" if patched else " (unmodified)"),
+        "liquid_audio": la_version
+        + (
+            " (PyPI wheel unpacked by refenv.sh, PEP 695 type hints patched for Python 3.11; " "no numerical effect)"
+            if patched
+            else " (unmodified)"
+        ),
     }
 
 
@@ -103,8 +107,9 @@ PREPROCESSOR = OrderedDict(
 )
 
 
-def encoder_config(*, n_layers: int, d_model: int, n_heads: int, sub_channels: int, ff_expansion: int,
-                   kernel: int) -> dict:
+def encoder_config(
+    *, n_layers: int, d_model: int, n_heads: int, sub_channels: int, ff_expansion: int, kernel: int
+) -> dict:
     """All 25 fields of liquid_audio's ConformerEncoderConfig (NeMo FastConformer values of the real model)."""
     return OrderedDict(
         feat_in=128,
@@ -135,8 +140,9 @@ def encoder_config(*, n_layers: int, d_model: int, n_heads: int, sub_channels: i
     )
 
 
-def _lfm_modern(*, vocab, hidden, layer_types, heads, kv_heads, ff, multiple_of, auto_adjust=True,
-                theta=1_000_000.0) -> dict:
+def _lfm_modern(
+    *, vocab, hidden, layer_types, heads, kv_heads, ff, multiple_of, auto_adjust=True, theta=1_000_000.0
+) -> dict:
     """`lfm` block with the transformers-5 spellings (intermediate_size, layer_types, rope_parameters,
     tie_word_embeddings), as after the hub's "Fix for HF @strict config" commit."""
     return OrderedDict(
@@ -218,21 +224,32 @@ def _mimi_overrides(*, dimension, n_filters, tr_layers, tr_heads, tr_ff, cb_dim,
     quantizer = OrderedDict(loaders._quantizer_kwargs)
     quantizer.update(dimension=cb_dim, n_q=n_q, input_dimension=dimension, output_dimension=dimension)
     transformer = OrderedDict(loaders._transformer_kwargs)
-    transformer.update(d_model=dimension, num_heads=tr_heads, num_layers=tr_layers, dim_feedforward=tr_ff,
-                       input_dimension=dimension, output_dimensions=[dimension])
+    transformer.update(
+        d_model=dimension,
+        num_heads=tr_heads,
+        num_layers=tr_layers,
+        dim_feedforward=tr_ff,
+        input_dimension=dimension,
+        output_dimensions=[dimension],
+    )
     return OrderedDict(seanet=seanet, quantizer=quantizer, transformer=transformer)
 
 
-LLAMA3_REGEX = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+LLAMA3_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 
 
 def get_config(name: str) -> dict:
     """Everything that defines a tiny fixture. `config_json` is written verbatim as model/config.json."""
     if name == "tiny-a":
-        lfm = _lfm_modern(vocab=512, hidden=64, layer_types=["conv", "full_attention", "conv", "full_attention"],
-                          heads=4, kv_heads=2, ff=256, multiple_of=64)
+        lfm = _lfm_modern(
+            vocab=512,
+            hidden=64,
+            layer_types=["conv", "full_attention", "conv", "full_attention"],
+            heads=4,
+            kv_heads=2,
+            ff=256,
+            multiple_of=64,
+        )
         config_json = OrderedDict(
             architectures=["Lfm2AudioForConditionalGeneration"],
             codebooks=8,
@@ -281,9 +298,15 @@ def get_config(name: str) -> dict:
             default_seed=1250,
         )
     if name == "tiny-b":
-        lfm = _lfm_legacy(vocab=640, hidden=36,
-                          layer_types=["conv", "conv", "full_attention", "conv", "full_attention", "conv"],
-                          heads=6, kv_heads=2, ff=320, multiple_of=32)
+        lfm = _lfm_legacy(
+            vocab=640,
+            hidden=36,
+            layer_types=["conv", "conv", "full_attention", "conv", "full_attention", "conv"],
+            heads=6,
+            kv_heads=2,
+            ff=320,
+            multiple_of=32,
+        )
         config_json = OrderedDict(
             architectures=["Lfm2AudioForConditionalGeneration"],
             codebooks=8,
@@ -420,8 +443,36 @@ def synthetic_corpus_lines(n_lines: int, seed: int = 12345) -> list[str]:
     """Deterministic pseudo-English lines (syllable words, capitals, punctuation, numbers) used to train a BPE up to
     the released vocabulary size of 65536 (make_fullsize.py). No downloads."""
     rng = np.random.default_rng(seed)
-    onsets = ["", "b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "ch",
-              "sh", "th", "st", "tr", "pl", "gr", "br", "cl"]
+    onsets = [
+        "",
+        "b",
+        "c",
+        "d",
+        "f",
+        "g",
+        "h",
+        "j",
+        "k",
+        "l",
+        "m",
+        "n",
+        "p",
+        "r",
+        "s",
+        "t",
+        "v",
+        "w",
+        "z",
+        "ch",
+        "sh",
+        "th",
+        "st",
+        "tr",
+        "pl",
+        "gr",
+        "br",
+        "cl",
+    ]
     nuclei = ["a", "e", "i", "o", "u", "ai", "ea", "ou", "io", "y"]
     codas = ["", "", "n", "r", "s", "t", "l", "m", "ck", "nd", "st", "rt", "ng"]
     lines = []
@@ -452,10 +503,12 @@ def build_tokenizer(kind: str, vocab_size: int, extra_lines: list[str] | None = 
 
     if kind == "lfm2":
         tok = Tokenizer(models.BPE(ignore_merges=True, byte_fallback=False, fuse_unk=False))
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(LLAMA3_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
-        ])
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(LLAMA3_REGEX), behavior="isolated", invert=False),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+            ]
+        )
     elif kind == "gpt2":
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
@@ -473,8 +526,10 @@ def build_tokenizer(kind: str, vocab_size: int, extra_lines: list[str] | None = 
     tok.train_from_iterator(_corpus_lines() + list(extra_lines or []), trainer=trainer)
     if kind == "lfm2":
         tok.post_processor = processors.TemplateProcessing(
-            single="<|startoftext|> $A", pair="<|startoftext|> $A <|startoftext|> $B",
-            special_tokens=[("<|startoftext|>", 1)])
+            single="<|startoftext|> $A",
+            pair="<|startoftext|> $A <|startoftext|> $B",
+            special_tokens=[("<|startoftext|>", 1)],
+        )
     got = tok.get_vocab_size(with_added_tokens=True)
     if got != vocab_size:
         raise RuntimeError(f"tokenizer trained to {got} tokens, wanted {vocab_size}: enlarge CORPUS")
@@ -522,8 +577,9 @@ def write_tokenizer_files(tok, model_dir: Path) -> None:
         use_default_system_prompt=False,
         use_fast=True,
     )
-    (model_dir / "tokenizer_config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=2) + "\n",
-                                                     encoding="utf-8")
+    (model_dir / "tokenizer_config.json").write_text(
+        json.dumps(cfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     stm = OrderedDict(
         bos_token=_added_token_entry("<|startoftext|>"),
         eos_token=_added_token_entry("<|im_end|>"),
@@ -531,8 +587,9 @@ def write_tokenizer_files(tok, model_dir: Path) -> None:
     )
     for v in stm.values():
         v.pop("special")
-    (model_dir / "special_tokens_map.json").write_text(json.dumps(stm, ensure_ascii=False, indent=2) + "\n",
-                                                       encoding="utf-8")
+    (model_dir / "special_tokens_map.json").write_text(
+        json.dumps(stm, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     (model_dir / "chat_template.jinja").write_text(CHAT_TEMPLATE, encoding="utf-8")
 
 
@@ -640,8 +697,9 @@ def set_mimi_kwargs(mimi_cfg: dict) -> dict:
     """Replace the module-level kwargs used by get_mimi; returns the previous ones."""
     from liquid_audio.moshi.models import loaders
 
-    old = dict(seanet=loaders._seanet_kwargs, quantizer=loaders._quantizer_kwargs,
-               transformer=loaders._transformer_kwargs)
+    old = dict(
+        seanet=loaders._seanet_kwargs, quantizer=loaders._quantizer_kwargs, transformer=loaders._transformer_kwargs
+    )
     loaders._seanet_kwargs = dict(mimi_cfg["seanet"])
     loaders._quantizer_kwargs = dict(mimi_cfg["quantizer"])
     loaders._transformer_kwargs = dict(mimi_cfg["transformer"])
@@ -777,8 +835,11 @@ def input_wave_16k() -> torch.Tensor:
     * hanning(16000)^0.25 (numpy's symmetric Hann), computed in float64, returned as float32 [1, 16000]."""
     n = 16000
     t = np.arange(n, dtype=np.float64) / 16000.0
-    x = (0.3 * np.sin(2 * np.pi * 220.0 * t) + 0.2 * np.sin(2 * np.pi * 1375.5 * t + 0.5)
-         + 0.05 * np.sin(2 * np.pi * (100.0 + 1500.0 * t) * t))
+    x = (
+        0.3 * np.sin(2 * np.pi * 220.0 * t)
+        + 0.2 * np.sin(2 * np.pi * 1375.5 * t + 0.5)
+        + 0.05 * np.sin(2 * np.pi * (100.0 + 1500.0 * t) * t)
+    )
     x = x * np.hanning(n) ** 0.25
     return torch.from_numpy(x.astype(np.float32))[None, :]
 
@@ -880,8 +941,16 @@ def run_stream(model, chat, mode: str, steps: int, rec: DecisionRecorder) -> lis
             out.append(dict(step=len(out), modality="text", token=int(y[0]), margins=[ev[0][1]], yielded=True))
         else:
             assert len(ev) == 8 and all(e[0] == "cb" for e in ev), ev
-            out.append(dict(step=len(out), modality="audio", frame=[int(v) for v in y],
-                            argmax=[e[3] for e in ev], margins=[e[2] for e in ev], yielded=True))
+            out.append(
+                dict(
+                    step=len(out),
+                    modality="audio",
+                    frame=[int(v) for v in y],
+                    argmax=[e[3] for e in ev],
+                    margins=[e[2] for e in ev],
+                    yielded=True,
+                )
+            )
     ev = rec.take()
     if ev:  # interleaved mode does not yield the final <|im_end|>
         assert len(ev) == 1 and ev[0][0] == "text" and ev[0][2] == 7, ev
@@ -895,8 +964,9 @@ def stream_tensors(stream: list[dict]) -> dict[str, torch.Tensor]:
     mod = [1 if s["modality"] == "text" else 3 for s in stream if s["yielded"]]
     return {
         "text_tokens": torch.tensor(text, dtype=torch.int32),
-        "audio_frames": (torch.tensor(frames, dtype=torch.int32).T.contiguous() if frames
-                         else torch.zeros((8, 0), dtype=torch.int32)),
+        "audio_frames": (
+            torch.tensor(frames, dtype=torch.int32).T.contiguous() if frames else torch.zeros((8, 0), dtype=torch.int32)
+        ),
         "step_modality": torch.tensor(mod, dtype=torch.int32),
     }
 
@@ -923,8 +993,7 @@ def file_table(root: Path, exclude: tuple[str, ...] = ("manifest.json",)) -> lis
     rows = []
     for p in sorted(root.rglob("*")):
         if p.is_file() and p.relative_to(root).as_posix() not in exclude:
-            rows.append(OrderedDict(path=p.relative_to(root).as_posix(), bytes=p.stat().st_size,
-                                    sha256=sha256_file(p)))
+            rows.append(OrderedDict(path=p.relative_to(root).as_posix(), bytes=p.stat().st_size, sha256=sha256_file(p)))
     return rows
 
 

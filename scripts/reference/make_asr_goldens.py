@@ -52,11 +52,11 @@ def speech_like(seed: int) -> np.ndarray:
     t = np.arange(n) / RATE
     f0 = 110 + 50 * np.sin(2 * np.pi * 0.9 * t + g.uniform(0, 6))
     phase = 2 * np.pi * np.cumsum(f0) / RATE
-    src = sum((0.8 ** k) * np.sin(k * phase) for k in range(1, 25))
+    src = sum((0.8**k) * np.sin(k * phase) for k in range(1, 25))
     formants = g.uniform([500, 1200, 2400], [800, 1800, 3000])
     x = np.zeros(n)
     for i, f in enumerate(formants):
-        x += (0.6 ** i) * src * np.sin(2 * np.pi * f * t) ** 2
+        x += (0.6**i) * src * np.sin(2 * np.pi * f * t) ** 2
     env = np.clip(np.sin(2 * np.pi * 2.5 * t + g.uniform(0, 3)), 0, None) ** 0.7
     x = x * env + 0.01 * g.standard_normal(n)
     x = 0.45 * x / np.max(np.abs(x))
@@ -111,8 +111,10 @@ def main() -> None:
     loaded = {}
     for fxn in ("tiny-a", "tiny-b"):
         d = REPO / "Tests/Fixtures" / fxn / "model"
-        loaded[fxn] = (LFM2AudioProcessor.from_pretrained(d, device="cpu").eval(),
-                       LFM2AudioModel.from_pretrained(d, dtype=torch.float32, device="cpu").eval())
+        loaded[fxn] = (
+            LFM2AudioProcessor.from_pretrained(d, device="cpu").eval(),
+            LFM2AudioModel.from_pretrained(d, dtype=torch.float32, device="cpu").eval(),
+        )
     chosen = None
     rejected = []
     for seed in range(100, 140):
@@ -135,10 +137,21 @@ def main() -> None:
         raise SystemExit("no acceptable clip")
     seed, pcm, wave, results = chosen
     write_wav(args.out / "speech.wav", pcm)
-    info = OrderedDict(generator="scripts/reference/make_asr_goldens.py", versions=fx.versions(),
-                       clip=OrderedDict(file="speech.wav", rate=RATE, seconds=SECONDS, seed=seed,
-                                        rule=speech_like.__doc__.strip(), rejected_before=rejected),
-                       system=SYSTEM, max_new_tokens=STEPS, fixtures=OrderedDict())
+    info = OrderedDict(
+        generator="scripts/reference/make_asr_goldens.py",
+        versions=fx.versions(),
+        clip=OrderedDict(
+            file="speech.wav",
+            rate=RATE,
+            seconds=SECONDS,
+            seed=seed,
+            rule=speech_like.__doc__.strip(),
+            rejected_before=rejected,
+        ),
+        system=SYSTEM,
+        max_new_tokens=STEPS,
+        fixtures=OrderedDict(),
+    )
     for fxn, (chat, tokens, logits, margins) in results.items():
         proc, model = loaded[fxn]
         in_emb = model._prefill(**chat)
@@ -153,12 +166,19 @@ def main() -> None:
         save_file(G, str(path), metadata={"format": "pt"})
         stop = "im_end" if tokens[-1] == IM_END else "audio_start" if tokens[-1] == AUDIO_START else "max_new_tokens"
         info["fixtures"][fxn] = OrderedDict(
-            tokens=tokens, stop=stop, text=proc.text.decode(tokens, skip_special_tokens=False),
-            audio_positions=int((flags == 2).sum()), prompt_positions=int(flags.numel()), min_margin=min(margins),
+            tokens=tokens,
+            stop=stop,
+            text=proc.text.decode(tokens, skip_special_tokens=False),
+            audio_positions=int((flags == 2).sum()),
+            prompt_positions=int(flags.numel()),
+            min_margin=min(margins),
             goldens={k: list(v.shape) for k, v in G.items()},
-            sha256=fx.sha256_file(path))
-        print(f"{fxn}: {len(tokens)} tokens ({stop}), {int((flags == 2).sum())} audio positions, "
-              f"min margin {min(margins):.3g}")
+            sha256=fx.sha256_file(path),
+        )
+        print(
+            f"{fxn}: {len(tokens)} tokens ({stop}), {int((flags == 2).sum())} audio positions, "
+            f"min margin {min(margins):.3g}"
+        )
     info["wav_sha256"] = fx.sha256_file(args.out / "speech.wav")
     (args.out / "asr-manifest.json").write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n")
 

@@ -38,8 +38,15 @@ import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_A = ROOT / "Tests/Fixtures/tiny-a/model"
-BORROWED = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-            "tokenizer-e351c8d8-checkpoint125.safetensors", "mimi_config.json", "audio_detokenizer"]
+BORROWED = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "tokenizer-e351c8d8-checkpoint125.safetensors",
+    "mimi_config.json",
+    "audio_detokenizer",
+]
 SEED = 4242
 
 
@@ -50,8 +57,9 @@ def tiny_ft_config() -> dict:
     cj["interleaved_n_text"] = 3
     cj["interleaved_n_audio"] = 5
     cj["encoder"] = fx.encoder_config(n_layers=1, d_model=32, n_heads=2, sub_channels=16, ff_expansion=2, kernel=5)
-    cj["lfm"] = fx._lfm_modern(vocab=512, hidden=32, layer_types=["conv", "full_attention"], heads=4, kv_heads=2,
-                               ff=128, multiple_of=32)
+    cj["lfm"] = fx._lfm_modern(
+        vocab=512, hidden=32, layer_types=["conv", "full_attention"], heads=4, kv_heads=2, ff=128, multiple_of=32
+    )
     cj["depthformer"] = OrderedDict(layers=1, dim=64, tie=True)
     cfg["name"] = "tiny-ft"
     return cfg
@@ -62,7 +70,7 @@ def change_(model, seed: int, scale: float) -> int:
     """Deterministic stand-in for training: every floating parameter += scale·std·N(0,1) (bf16)."""
     g = torch.Generator().manual_seed(seed)
     n = 0
-    for _, p in model.named_parameters():   # tied Parameters are yielded once
+    for _, p in model.named_parameters():  # tied Parameters are yielded once
         if not p.is_floating_point():
             continue
         noise = torch.randn(p.shape, generator=g, dtype=torch.float32)
@@ -80,10 +88,15 @@ AUDIO_START = 128
 def greedy_tts(model, proc, steps: int = 16) -> list[int]:
     """The TTS stream exactly as dump.py --mode tts runs it (float32 copy of the model), text tokens only."""
     from liquid_audio import ChatState
+
     m = copy.deepcopy(model).float().eval()
     chat = ChatState(proc, dtype=torch.float32)
-    chat.new_turn("system"); chat.add_text(TTS_SYSTEM); chat.end_turn()
-    chat.new_turn("user"); chat.add_text(TTS_PROMPT); chat.end_turn()
+    chat.new_turn("system")
+    chat.add_text(TTS_SYSTEM)
+    chat.end_turn()
+    chat.new_turn("user")
+    chat.add_text(TTS_PROMPT)
+    chat.end_turn()
     chat.new_turn("assistant")
     prompt = [int(v) for v in chat["text"][0]]
     out = []
@@ -105,7 +118,9 @@ def steer_tts_(model, proc) -> dict:
     for i, t in enumerate(toks):
         if i >= 2 and t != AUDIO_START and t not in prompt and t not in toks[:i] and AUDIO_START not in toks[:i]:
             w = model.lfm.embed_tokens.weight
-            tmp = w[t].clone(); w[t] = w[AUDIO_START]; w[AUDIO_START] = tmp
+            tmp = w[t].clone()
+            w[t] = w[AUDIO_START]
+            w[AUDIO_START] = tmp
             _, after = greedy_tts(model, proc)
             assert after[i] == AUDIO_START, (toks, after)
             return dict(swapped=[t, AUDIO_START], step=i, before=toks, after=after)
@@ -131,12 +146,17 @@ def main() -> None:
         (shutil.copytree if (TINY_A / n).is_dir() else shutil.copy)(TINY_A / n, base / n)
     model, _ = make_tiny.build_random_model(cfg, SEED)
     from safetensors.torch import save_file
-    save_file(fx.state_dict_for_saving(model, torch.bfloat16), str(base / "model.safetensors"), metadata={"format": "pt"})
+
+    save_file(
+        fx.state_dict_for_saving(model, torch.bfloat16), str(base / "model.safetensors"), metadata={"format": "pt"}
+    )
     del model
 
     # --- the trainer's path
     run = a.work / "run"
-    acc = Accelerator(project_config=ProjectConfiguration(project_dir=str(run), automatic_checkpoint_naming=True, total_limit=30))
+    acc = Accelerator(
+        project_config=ProjectConfiguration(project_dir=str(run), automatic_checkpoint_naming=True, total_limit=30)
+    )
     m = LFM2AudioModel.from_pretrained(base, device="cpu", dtype=torch.bfloat16)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
     sched = torch.optim.lr_scheduler.LinearLR(optimizer=opt, start_factor=1e-8, end_factor=1.0, total_iters=10)
@@ -144,7 +164,7 @@ def main() -> None:
     proc = LFM2AudioProcessor.from_pretrained(base, device="cpu").eval()
     n1 = change_(acc.unwrap_model(m), SEED + 1, 0.5)
     steer1 = steer_tts_(acc.unwrap_model(m), proc)
-    acc.save_state()                                            # checkpoints/checkpoint_0
+    acc.save_state()  # checkpoints/checkpoint_0
     n2 = change_(acc.unwrap_model(m), SEED + 2, 0.5)
     steer2 = steer_tts_(acc.unwrap_model(m), proc)
     acc.save_model(acc.unwrap_model(m), f"{run}/final", max_shard_size="2MB", safe_serialization=True)
@@ -162,13 +182,35 @@ def main() -> None:
     dumps = []
     if not a.no_dumps:
         wav = ROOT / "Tests/Fixtures/audio/speech.wav"
-        for name, folder in [("final", out / "final"), ("checkpoint_0", out / "checkpoints/checkpoint_0"), ("base", base)]:
-            for mode, extra in [("text", ["--prompt", "Hello there."]), ("asr", ["--audio", str(wav)]),
-                                ("tts", ["--prompt", "Speak now.", "--voice", "us-female"]),
-                                ("chat", ["--audio", str(wav)])]:
+        for name, folder in [
+            ("final", out / "final"),
+            ("checkpoint_0", out / "checkpoints/checkpoint_0"),
+            ("base", base),
+        ]:
+            for mode, extra in [
+                ("text", ["--prompt", "Hello there."]),
+                ("asr", ["--audio", str(wav)]),
+                ("tts", ["--prompt", "Speak now.", "--voice", "us-female"]),
+                ("chat", ["--audio", str(wav)]),
+            ]:
                 dest = (out / "goldens" if name != "base" else a.work / "goldens") / f"{mode}-{name}.safetensors"
-                cmd = [sys.executable, str(ROOT / "scripts/reference/dump.py"), str(folder), "--base", str(base),
-                       "--mode", mode, *extra, "--steps", "16", "--depth-frames", "1", "--lean", "--out", str(dest)]
+                cmd = [
+                    sys.executable,
+                    str(ROOT / "scripts/reference/dump.py"),
+                    str(folder),
+                    "--base",
+                    str(base),
+                    "--mode",
+                    mode,
+                    *extra,
+                    "--steps",
+                    "16",
+                    "--depth-frames",
+                    "1",
+                    "--lean",
+                    "--out",
+                    str(dest),
+                ]
                 subprocess.run(cmd, check=True)
                 dumps.append(str(dest))
         # the fine-tunes' streams differ from the base's
@@ -178,11 +220,21 @@ def main() -> None:
                 f = json.loads((out / "goldens" / f"{mode}-{name}.json").read_text())["stream"]
                 print(f"{mode} {name}: differs from base: {f != b}")
         for j in (out / "goldens").glob("*.json"):
-            j.write_text(j.read_text().replace(str(base), "Tests/Fixtures/finetune/base (+ tiny-a's tokenizer, Mimi, detokenizer)")
-                         .replace(str(out) + "/", "Tests/Fixtures/finetune/").replace(str(ROOT) + "/", ""))
-    manifest = OrderedDict(generator="scripts/reference/make_finetune.py", versions=fx.versions(), seed=SEED,
-                           changed_parameters=[n1, n2], tts_steering=dict(checkpoint_0=steer1, final=steer2), files=written,
-                           base="Tests/Fixtures/finetune/base/config.json + " + ", ".join(f"tiny-a/model/{n}" for n in BORROWED))
+            j.write_text(
+                j.read_text()
+                .replace(str(base), "Tests/Fixtures/finetune/base (+ tiny-a's tokenizer, Mimi, detokenizer)")
+                .replace(str(out) + "/", "Tests/Fixtures/finetune/")
+                .replace(str(ROOT) + "/", "")
+            )
+    manifest = OrderedDict(
+        generator="scripts/reference/make_finetune.py",
+        versions=fx.versions(),
+        seed=SEED,
+        changed_parameters=[n1, n2],
+        tts_steering=dict(checkpoint_0=steer1, final=steer2),
+        files=written,
+        base="Tests/Fixtures/finetune/base/config.json + " + ", ".join(f"tiny-a/model/{n}" for n in BORROWED),
+    )
     fx.write_json(out / "manifest.json", manifest)
 
 

@@ -64,8 +64,9 @@ ATTN_IDXS = (2, 5, 8, 10, 12, 14)
 
 def fullsize_config() -> dict:
     layer_types = ["full_attention" if i in ATTN_IDXS else "conv" for i in range(16)]
-    lfm = fx._lfm_modern(vocab=65536, hidden=2048, layer_types=layer_types, heads=32, kv_heads=8, ff=12288,
-                         multiple_of=256)
+    lfm = fx._lfm_modern(
+        vocab=65536, hidden=2048, layer_types=layer_types, heads=32, kv_heads=8, ff=12288, multiple_of=256
+    )
     lfm["architectures"] = ["Lfm2ForCausalLM"]
     lfm.move_to_end("architectures", last=False)
     return OrderedDict(
@@ -98,8 +99,16 @@ def detok_config() -> dict:
         block_multiple_of=256,
         block_ffn_dim_multiplier=1.0,
         num_hidden_layers=8,
-        layer_types=["conv", "conv", "sliding_attention", "conv", "sliding_attention", "conv", "sliding_attention",
-                     "conv"],
+        layer_types=[
+            "conv",
+            "conv",
+            "sliding_attention",
+            "conv",
+            "sliding_attention",
+            "conv",
+            "sliding_attention",
+            "conv",
+        ],
         num_attention_heads=16,
         num_key_value_heads=8,
         sliding_window=30,
@@ -198,8 +207,9 @@ def build(out: Path, seed: int) -> dict:
     with Timer("build + save audio detokenizer (recipe, bf16)"):
         detok = fx.build_detokenizer(out / "audio_detokenizer" / "config.json")
         recipe, dsd = fx.detok_recipe(detok)
-        save_unshared({k: v.to(torch.bfloat16) for k, v in dsd.items()}, out / "audio_detokenizer" /
-                      "model.safetensors")
+        save_unshared(
+            {k: v.to(torch.bfloat16) for k, v in dsd.items()}, out / "audio_detokenizer" / "model.safetensors"
+        )
         del detok, dsd
         gc.collect()
 
@@ -214,23 +224,23 @@ def build(out: Path, seed: int) -> dict:
         command="python scripts/reference/make_fullsize.py --out DIR" + (f" --seed {seed}" if seed != 0 else ""),
         seed=seed,
         versions=fx.versions(),
-        config="reconstructed LFM2-Audio-1.5B (scripts/reference/README.md, "Full-size checkpoint"): LFM2-1.2B backbone, conformer 17x512, "
-               "depthformer 6x1024 tied, tie_audio_embeddings false",
+        config="reconstructed LFM2-Audio-1.5B (scripts/reference/README.md, 'Full-size checkpoint'): LFM2-1.2B backbone, conformer 17x512, "
+        "depthformer 6x1024 tied, tie_audio_embeddings false",
         init=OrderedDict(
             model="built in bf16 (torch default dtype bf16); >=2-D N(0, 1/fan_in); 1-D *weight/*scale "
-                  "1 + 0.1 N(0,1); other 1-D and pos_bias_u/v 0.05 N(0,1); buffers as computed",
+            "1 + 0.1 N(0,1); other 1-D and pos_bias_u/v 0.05 N(0,1); buffers as computed",
             counts=init,
             mimi="get_mimi(None) with the real kwargs, default seeded init; constants perturbed, cluster_usage "
-                 "U(0.5,1.5), embedding_sum N(0,1), _initialized 1; fp32; attention weights saved under the "
-                 "released names self_attn.in_proj_weight / out_proj.weight",
+            "U(0.5,1.5), embedding_sum N(0,1), _initialized 1; fp32; attention weights saved under the "
+            "released names self_attn.in_proj_weight / out_proj.weight",
             mimi_counts=mimi_init,
             detokenizer="weights_recipe.json rules (integer hash, see make_tiny / fixtures.RECIPE_TEXT) rounded to "
-                        "bf16 (round to nearest even); istft.window = periodic Hann rounded to bf16",
+            "bf16 (round to nearest even); istft.window = periodic Hann rounded to bf16",
         ),
         tokenizer="LFM2 structure (Split Llama-3 regex + ByteLevel(use_regex=false), BPE ignore_merges=true); "
-                  "ids 0..133 special as in the tiny fixtures; the BPE was trained on fixtures.CORPUS plus 40000 "
-                  "synthetic pseudo-English lines (fixtures.synthetic_corpus_lines) to exactly 65536 ids, so the "
-                  "vocabulary and merge list have the released size (about 65.4k merges) but not its content",
+        "ids 0..133 special as in the tiny fixtures; the BPE was trained on fixtures.CORPUS plus 40000 "
+        "synthetic pseudo-English lines (fixtures.synthetic_corpus_lines) to exactly 65536 ids, so the "
+        "vocabulary and merge list have the released size (about 65.4k merges) but not its content",
         summary=summary,
         files=fx.file_table(out),
     )

@@ -5,6 +5,7 @@ liquid-audio's ChatState.add_audio calls it): Tests/Fixtures/audio/resample.safe
 For each source rate in RATES, a deterministic 0.25 s test signal (two tones + a chirp, float32) and its resampling
 to 16 kHz. Run with the reference environment: /tmp/refenv/bin/python scripts/reference/make_resample_goldens.py
 """
+
 import hashlib
 import json
 from pathlib import Path
@@ -21,7 +22,11 @@ OUT = ROOT / "Tests/Fixtures/audio/resample.safetensors"
 
 def signal(rate: int) -> torch.Tensor:
     t = np.arange(int(rate * 0.25)) / rate
-    x = 0.4 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 3100 * t + 0.3) + 0.1 * np.sin(2 * np.pi * (50 + 4000 * t) * t)
+    x = (
+        0.4 * np.sin(2 * np.pi * 440 * t)
+        + 0.2 * np.sin(2 * np.pi * 3100 * t + 0.3)
+        + 0.1 * np.sin(2 * np.pi * (50 + 4000 * t) * t)
+    )
     return torch.tensor(x, dtype=torch.float32)[None, :]
 
 

@@ -54,14 +54,71 @@ MIN_MARGIN = 1e-3
 IM_END, AUDIO_START = 7, 128
 
 # The fallback grid (short strings keep the goldens small). Per fixture: the preferred triples first.
-SYSTEMS = ["Be brief.", "Sé breve.", "Réponds vite.", "Answer briefly.", "Sei kurz.", "Be kind.", "Отвечай кратко.",
-           "Use plain words.", "You are Zoë.", "Speak simply.", "Sois bref.", "Кратко.", "简短回答。", "Sé amable 😊",
-           "Réponds en français.", "Hi.", "Ja.", "Sé.", "Oui.", "Да.", "是。", "Go.", "OK."]
-USERS = ["Hi!", "Ça va ?", "2+2=?", "Name a color.", "Who are you?", "Café or tea?", "Count to five.", "Γειά σου!",
-         "Is it raining?", "Say “hello”.", "Why?", "Good night 🌙", "Où est la gare ?", "こんにちは", "Привет!",
-         "¿Qué tal?", "naïve café", "Yo", "Ça?", "Ok?", "Нет.", "Ja?", "¿Y?", "Hm.", "Zoë?"]
-USERS2 = ["And then?", "Merci !", "Tell me more.", "Why so?", "Noch einmal, bitte.", "OK 👍", "Go on.", "Thanks!",
-          "Et ensuite ?", "Danke schön!", "Ещё?"]
+SYSTEMS = [
+    "Be brief.",
+    "Sé breve.",
+    "Réponds vite.",
+    "Answer briefly.",
+    "Sei kurz.",
+    "Be kind.",
+    "Отвечай кратко.",
+    "Use plain words.",
+    "You are Zoë.",
+    "Speak simply.",
+    "Sois bref.",
+    "Кратко.",
+    "简短回答。",
+    "Sé amable 😊",
+    "Réponds en français.",
+    "Hi.",
+    "Ja.",
+    "Sé.",
+    "Oui.",
+    "Да.",
+    "是。",
+    "Go.",
+    "OK.",
+]
+USERS = [
+    "Hi!",
+    "Ça va ?",
+    "2+2=?",
+    "Name a color.",
+    "Who are you?",
+    "Café or tea?",
+    "Count to five.",
+    "Γειά σου!",
+    "Is it raining?",
+    "Say “hello”.",
+    "Why?",
+    "Good night 🌙",
+    "Où est la gare ?",
+    "こんにちは",
+    "Привет!",
+    "¿Qué tal?",
+    "naïve café",
+    "Yo",
+    "Ça?",
+    "Ok?",
+    "Нет.",
+    "Ja?",
+    "¿Y?",
+    "Hm.",
+    "Zoë?",
+]
+USERS2 = [
+    "And then?",
+    "Merci !",
+    "Tell me more.",
+    "Why so?",
+    "Noch einmal, bitte.",
+    "OK 👍",
+    "Go on.",
+    "Thanks!",
+    "Et ensuite ?",
+    "Danke schön!",
+    "Ещё?",
+]
 
 FIXTURE_SPEC = {
     # found by `--search` (shortest prompt among the acceptable ones; USER2 with the largest turn-2 margin)
@@ -122,8 +179,11 @@ def second_turn(chat, history_tokens: list[int], user2: str):
     from liquid_audio import LFMModality
 
     text = torch.tensor([history_tokens], dtype=chat.text.dtype)
-    chat.append(text=text, audio_out=chat.audio_out.new_empty((chat.codebooks, 0)),
-                modality_flag=torch.full((1, len(history_tokens)), int(LFMModality.TEXT), dtype=torch.long))
+    chat.append(
+        text=text,
+        audio_out=chat.audio_out.new_empty((chat.codebooks, 0)),
+        modality_flag=torch.full((1, len(history_tokens)), int(LFMModality.TEXT), dtype=torch.long),
+    )
     chat.end_turn()
     chat.new_turn("user")
     chat.add_text(user2)
@@ -241,16 +301,20 @@ def fixture_goldens(fxn: str, search: bool, log) -> tuple[Goldens, dict]:
             break
     if search:
         for s, u, u2, r1, r2 in found:
-            log(f"{fxn} search: {(s, u, u2)} L {len(new_chat(proc, s, u)['text'][0])} turn1 {len(r1['tokens'])} "
+            log(
+                f"{fxn} search: {(s, u, u2)} L {len(new_chat(proc, s, u)['text'][0])} turn1 {len(r1['tokens'])} "
                 f"({r1['stop']}, min margin "
-                f"{min(r1['margins']):.3g}), turn2 {len(r2['tokens'])} ({r2['stop']}, {min(r2['margins']):.3g})")
+                f"{min(r1['margins']):.3g}), turn2 {len(r2['tokens'])} ({r2['stop']}, {min(r2['margins']):.3g})"
+            )
         log(f"{fxn} search: {len(found)} acceptable, {len(rejected)} rejected")
     if not found:
         raise SystemExit(f"{fxn}: no acceptable prompt")
     system, user, user2, r1, r2 = found[0]
-    log(f"{fxn}: SYSTEM {system!r} USER {user!r} USER2 {user2!r}; turn 1: {len(r1['tokens'])} tokens, "
+    log(
+        f"{fxn}: SYSTEM {system!r} USER {user!r} USER2 {user2!r}; turn 1: {len(r1['tokens'])} tokens, "
         f"{r1['stop']}; turn 2: {len(r2['tokens'])} tokens, {r2['stop']} "
-        f"({n_rejected_first} candidates rejected first)")
+        f"({n_rejected_first} candidates rejected first)"
+    )
 
     # ---------------------------------------------------------------- turn 1 goldens
     G = Goldens()
@@ -258,31 +322,48 @@ def fixture_goldens(fxn: str, search: bool, log) -> tuple[Goldens, dict]:
     chat = new_chat(proc, system, user)
     L = chat["text"].shape[1]
     assert torch.equal(chat["modality_flag"], torch.ones_like(chat["modality_flag"]))
-    G.add("t.text_ids", chat["text"], "[1, L] prompt token ids (ChatState: each piece tokenized separately with "
-          "add_special_tokens=False); every position is TEXT (modality 1)")
+    G.add(
+        "t.text_ids",
+        chat["text"],
+        "[1, L] prompt token ids (ChatState: each piece tokenized separately with "
+        "add_special_tokens=False); every position is TEXT (modality 1)",
+    )
     in_emb = model._prefill(**chat)
     checks["in_emb_equals_embed_tokens_rows"] = bool(
-        torch.equal(in_emb[0], model.lfm.embed_tokens.weight[chat["text"][0]]))
+        torch.equal(in_emb[0], model.lfm.embed_tokens.weight[chat["text"][0]])
+    )
     G.add("t.in_emb", in_emb, "[1, L, H] LFM2AudioModel._prefill output (= lfm.embed_tokens rows of t.text_ids)")
     out = model.lfm(inputs_embeds=in_emb, use_cache=False, output_hidden_states=True)
     hs = torch.stack([h[0] for h in out.hidden_states])
     last = out.last_hidden_state
-    G.add("t.hidden_states", hs, "[n_layers + 1, L, H] Lfm2Model hidden_states (transformers 5.24): [0] = in_emb, "
-          "[i] = output of layer i-1, last entry = output of the last layer AFTER the final norm (= t.last_hidden)")
+    G.add(
+        "t.hidden_states",
+        hs,
+        "[n_layers + 1, L, H] Lfm2Model hidden_states (transformers 5.24): [0] = in_emb, "
+        "[i] = output of layer i-1, last entry = output of the last layer AFTER the final norm (= t.last_hidden)",
+    )
     G.add("t.last_hidden", last, "[1, L, H] last_hidden_state (final-normed), full prefill with use_cache=False")
     checks["hidden_states_last_equals_last_hidden"] = bool(torch.equal(hs[-1], last[0]))
     checks["hidden_states_0_equals_in_emb"] = bool(torch.equal(hs[0], in_emb[0]))
-    G.add("t.step_logits", r1["logits"], f"[n1, V] text logits of every greedy step of generate_sequential "
-          f"(max_new_tokens={STEPS1}), exactly as the reference computes them: F.linear(last_hidden[0, -1], "
-          f"lfm.embed_tokens.weight) in float32, with the reference's KV/conv cache (step 0 = prefill)")
-    G.add("t.tokens", torch.tensor(r1["tokens"]), "[n1] greedy tokens yielded by generate_sequential (argmax of each "
-          "t.step_logits row; a final 7 = <|im_end|> is yielded, then generation stops)")
+    G.add(
+        "t.step_logits",
+        r1["logits"],
+        f"[n1, V] text logits of every greedy step of generate_sequential "
+        f"(max_new_tokens={STEPS1}), exactly as the reference computes them: F.linear(last_hidden[0, -1], "
+        f"lfm.embed_tokens.weight) in float32, with the reference's KV/conv cache (step 0 = prefill)",
+    )
+    G.add(
+        "t.tokens",
+        torch.tensor(r1["tokens"]),
+        "[n1] greedy tokens yielded by generate_sequential (argmax of each "
+        "t.step_logits row; a final 7 = <|im_end|> is yielded, then generation stops)",
+    )
     logits0_full = F.linear(last[0, -1], model.lfm.embed_tokens.weight)
     checks["step0_logits_vs_use_cache_false_prefill_max_abs"] = float((logits0_full - r1["logits"][0]).abs().max())
     # full re-prefill of prompt + generated tokens vs the cached steps
     ids_full = torch.cat([chat["text"][0], torch.tensor(r1["tokens"][:-1], dtype=torch.long)])
     lh = model.lfm(inputs_embeds=model.lfm.embed_tokens(ids_full)[None], use_cache=False).last_hidden_state[0]
-    relog = F.linear(lh[L - 1:], model.lfm.embed_tokens.weight)
+    relog = F.linear(lh[L - 1 :], model.lfm.embed_tokens.weight)
     checks["turn1_cached_steps_vs_full_reprefill_logits_max_abs"] = float((relog - r1["logits"]).abs().max())
     checks["turn1_full_reprefill_argmax_equal"] = relog.argmax(-1).tolist() == r1["tokens"]
 
@@ -290,61 +371,91 @@ def fixture_goldens(fxn: str, search: bool, log) -> tuple[Goldens, dict]:
     hist = r1["tokens"][:-1] if r1["stop"] == "im_end" else r1["tokens"]
     chat2 = second_turn(new_chat(proc, system, user), hist, user2)
     L2 = chat2["text"].shape[1]
-    G.add("t2.text_ids", chat2["text"], "[1, L2] full history ids the reference re-prefills for turn 2: t.text_ids, "
-          "the turn-1 answer (appended with ChatState.append), end_turn() '<|im_end|>\\n', '<|im_start|>user\\n', "
-          "USER2, '<|im_end|>\\n', '<|im_start|>assistant\\n'")
-    G.add("t2.step_logits", r2["logits"], f"[n2, V] text logits of every greedy step of turn 2 (generate_sequential "
-          f"on the re-prefilled history, max_new_tokens={STEPS2})")
+    G.add(
+        "t2.text_ids",
+        chat2["text"],
+        "[1, L2] full history ids the reference re-prefills for turn 2: t.text_ids, "
+        "the turn-1 answer (appended with ChatState.append), end_turn() '<|im_end|>\\n', '<|im_start|>user\\n', "
+        "USER2, '<|im_end|>\\n', '<|im_start|>assistant\\n'",
+    )
+    G.add(
+        "t2.step_logits",
+        r2["logits"],
+        f"[n2, V] text logits of every greedy step of turn 2 (generate_sequential "
+        f"on the re-prefilled history, max_new_tokens={STEPS2})",
+    )
     G.add("t2.tokens", torch.tensor(r2["tokens"]), "[n2] greedy tokens of turn 2")
     t2_ids = chat2["text"][0].tolist()
     expect_prefix = chat["text"][0].tolist() + r1["tokens"]
     if r1["stop"] == "im_end":
-        checks["t2_history_equals_prompt_plus_turn1_tokens_plus_newline"] = (
-            t2_ids[: len(expect_prefix) + 1] == expect_prefix + ids_of(proc, "\n"))
+        checks["t2_history_equals_prompt_plus_turn1_tokens_plus_newline"] = t2_ids[
+            : len(expect_prefix) + 1
+        ] == expect_prefix + ids_of(proc, "\n")
     else:
-        checks["t2_history_equals_prompt_plus_turn1_tokens_plus_im_end_newline"] = (
-            t2_ids[: len(expect_prefix) + 2] == expect_prefix + ids_of(proc, "<|im_end|>\n"))
+        checks["t2_history_equals_prompt_plus_turn1_tokens_plus_im_end_newline"] = t2_ids[
+            : len(expect_prefix) + 2
+        ] == expect_prefix + ids_of(proc, "<|im_end|>\n")
 
     # continuing from the cache (what the Swift runtime does) vs the reference's full re-prefill
     n_fed = L + len(r1["tokens"]) - 1  # positions in the cache after turn 1 (the last token was sampled, not fed)
     cont = continue_from_cache(model, chat2["text"][0], L, n_fed, STEPS2)
     checks["turn2_cache_continuation_tokens_equal"] = cont["tokens"] == r2["tokens"]
     checks["turn2_cache_continuation_logits_max_abs"] = float((cont["logits"] - r2["logits"]).abs().max())
-    checks["turn2_cache_continuation_feed"] = (f"prefill t.text_ids ({L} positions) with use_cache, feed t.tokens[:-1] "
-                                               f"one at a time ({n_fed} positions, the cache turn 1 left), then feed "
-                                               f"t2.text_ids[{n_fed}:] ({L2 - n_fed} tokens) as one chunk, then greedy "
-                                               f"steps; compared with t2.step_logits / t2.tokens (full re-prefill)")
+    checks["turn2_cache_continuation_feed"] = (
+        f"prefill t.text_ids ({L} positions) with use_cache, feed t.tokens[:-1] "
+        f"one at a time ({n_fed} positions, the cache turn 1 left), then feed "
+        f"t2.text_ids[{n_fed}:] ({L2 - n_fed} tokens) as one chunk, then greedy "
+        f"steps; compared with t2.step_logits / t2.tokens (full re-prefill)"
+    )
 
     rec.remove()
     info = OrderedDict(
         prompts=OrderedDict(system=system, user=user, user2=user2),
         want_stop=want,
         candidates_rejected_before=n_rejected_first,
-        rejected_first=rejected[:min(3, n_rejected_first)],
-        L=L, L2=L2,
+        rejected_first=rejected[: min(3, n_rejected_first)],
+        L=L,
+        L2=L2,
         turn1=run_json(proc, r1, STEPS1),
         turn2=run_json(proc, r2, STEPS2),
-        history_rule=("turn 1 stopped with <|im_end|>: the appended answer is t.tokens[:-1] (without the final 7) and "
-                      "end_turn() adds '<|im_end|>\\n', so the history holds the generated <|im_end|> once, then "
-                      "'\\n'. Appending the yielded 7 as well would give '<|im_end|><|im_end|>\\n'."
-                      if r1["stop"] == "im_end" else
-                      "turn 1 stopped at max_new_tokens: the appended answer is all of t.tokens, then end_turn() adds "
-                      "'<|im_end|>\\n'."),
+        history_rule=(
+            "turn 1 stopped with <|im_end|>: the appended answer is t.tokens[:-1] (without the final 7) and "
+            "end_turn() adds '<|im_end|>\\n', so the history holds the generated <|im_end|> once, then "
+            "'\\n'. Appending the yielded 7 as well would give '<|im_end|><|im_end|>\\n'."
+            if r1["stop"] == "im_end"
+            else "turn 1 stopped at max_new_tokens: the appended answer is all of t.tokens, then end_turn() adds "
+            "'<|im_end|>\\n'."
+        ),
         cache_continuation=OrderedDict(
             positions_after_turn1=n_fed,
             feed_ids=t2_ids[n_fed:],
             note="a runtime that keeps its KV/conv cache after turn 1 holds t.text_ids + t.tokens[:-1]; it feeds "
-                 "t2.text_ids[positions_after_turn1:] (starting with the last turn-1 token, which was sampled but "
-                 "not fed) and must then reproduce t2.step_logits / t2.tokens",
+            "t2.text_ids[positions_after_turn1:] (starting with the last turn-1 token, which was sampled but "
+            "not fed) and must then reproduce t2.step_logits / t2.tokens",
         ),
         checks=checks,
-        model=OrderedDict(hidden=int(model.lfm.config.hidden_size), layers=len(model.lfm.layers),
-                          layer_types=list(model.lfm.config.layer_types), vocab=int(model.lfm.config.vocab_size),
-                          attn_implementation=model.lfm.config._attn_implementation),
-        piece_ids=OrderedDict((p, ids_of(proc, p)) for p in
-                              ["<|startoftext|>", "<|im_start|>system\n", system, "<|im_end|>\n",
-                               "<|im_start|>user\n", user, "<|im_start|>assistant\n", user2]),
-        proc=proc, model_obj=model,
+        model=OrderedDict(
+            hidden=int(model.lfm.config.hidden_size),
+            layers=len(model.lfm.layers),
+            layer_types=list(model.lfm.config.layer_types),
+            vocab=int(model.lfm.config.vocab_size),
+            attn_implementation=model.lfm.config._attn_implementation,
+        ),
+        piece_ids=OrderedDict(
+            (p, ids_of(proc, p))
+            for p in [
+                "<|startoftext|>",
+                "<|im_start|>system\n",
+                system,
+                "<|im_end|>\n",
+                "<|im_start|>user\n",
+                user,
+                "<|im_start|>assistant\n",
+                user2,
+            ]
+        ),
+        proc=proc,
+        model_obj=model,
     )
     return G, info
 
@@ -358,7 +469,7 @@ def continue_from_cache(model, ids: torch.Tensor, L: int, n_fed: int, steps: int
     out = model.lfm(inputs_embeds=E(ids[:L])[None], past_key_values=None, use_cache=True)
     cache = out.past_key_values
     for i in range(L, n_fed):
-        out = model.lfm(inputs_embeds=E(ids[i:i + 1])[None], past_key_values=cache, use_cache=True)
+        out = model.lfm(inputs_embeds=E(ids[i : i + 1])[None], past_key_values=cache, use_cache=True)
         cache = out.past_key_values
     inp = E(ids[n_fed:])[None]
     tokens, logits = [], []
@@ -380,9 +491,10 @@ def run_json(proc, r: dict, steps: int) -> dict:
         max_new_tokens=steps,
         n_tokens=len(r["tokens"]),
         stop=r["stop"],
-        stop_detail={"im_end": f"<|im_end|> (7) yielded at step {len(r['tokens']) - 1}; generate_sequential breaks",
-                     "max_new_tokens": f"all {steps} steps were text; max_new_tokens reached",
-                     }[r["stop"]],
+        stop_detail={
+            "im_end": f"<|im_end|> (7) yielded at step {len(r['tokens']) - 1}; generate_sequential breaks",
+            "max_new_tokens": f"all {steps} steps were text; max_new_tokens reached",
+        }[r["stop"]],
         tokens=r["tokens"],
         token_strings=proc.text.convert_ids_to_tokens(r["tokens"]),
         text=proc.text.decode(r["tokens"], skip_special_tokens=False),
@@ -453,15 +565,21 @@ def sampling_semantics(model) -> dict:
             "audio_temperature/audio_top_k",
         ],
         tie_rule_demo=OrderedDict(
-            logits=demo_logits.tolist(), temperature=0.8, top_k=2,
+            logits=demo_logits.tolist(),
+            temperature=0.8,
+            top_k=2,
             threshold=float(torch.topk(demo_logits / 0.8, 2).values[-1]),
             probs_passed_to_multinomial=probs.tolist(),
             kept_ids=[i for i, p in enumerate(probs.tolist()) if p > 0],
             note="k = 2 but 4 ids survive: 3.0 and the three logits tied at the threshold 2.0",
         ),
         seeded_draws_demo=OrderedDict(
-            logits="torch.linspace(-2, 2, 16)", temperature=0.8, top_k=10, seed=1234,
-            draws=draws, note="8 successive calls after torch.manual_seed(1234); informational only",
+            logits="torch.linspace(-2, 2, 16)",
+            temperature=0.8,
+            top_k=10,
+            seed=1234,
+            draws=draws,
+            note="8 successive calls after torch.manual_seed(1234); informational only",
         ),
     )
 
@@ -489,8 +607,11 @@ def compact_json(obj, indent: int = 0) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "Tests/Fixtures/text")
-    ap.add_argument("--search", action="store_true", help="try every candidate and list the acceptable ones "
-                    "(the goldens still use the first acceptable one)")
+    ap.add_argument(
+        "--search",
+        action="store_true",
+        help="try every candidate and list the acceptable ones " "(the goldens still use the first acceptable one)",
+    )
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     t0 = time.perf_counter()
@@ -511,30 +632,42 @@ def main() -> None:
             semantics = sampling_semantics(info["model_obj"])
         del info["proc"], info["model_obj"]
         fixtures_info[fxn] = info
-        goldens_json[fxn] = OrderedDict((k, OrderedDict(shape=list(t.shape), dtype=fx.dtype_name(t),
-                                                        description=G.desc[k])) for k, t in G.t.items())
+        goldens_json[fxn] = OrderedDict(
+            (k, OrderedDict(shape=list(t.shape), dtype=fx.dtype_name(t), description=G.desc[k])) for k, t in G.t.items()
+        )
         log(f"{fxn}: wrote {path.name} ({path.stat().st_size} bytes)")
 
     tok_dir = REPO / "Tests/Fixtures/tokenizer"
-    files = [OrderedDict(path=f"text/{r['path']}", bytes=r["bytes"], sha256=r["sha256"])
-             for r in fx.file_table(args.out)]
-    files += [OrderedDict(path=f"tokenizer/{r['path']}", bytes=r["bytes"], sha256=r["sha256"])
-              for r in fx.file_table(tok_dir, exclude=())] if tok_dir.exists() else []
+    files = [
+        OrderedDict(path=f"text/{r['path']}", bytes=r["bytes"], sha256=r["sha256"]) for r in fx.file_table(args.out)
+    ]
+    files += (
+        [
+            OrderedDict(path=f"tokenizer/{r['path']}", bytes=r["bytes"], sha256=r["sha256"])
+            for r in fx.file_table(tok_dir, exclude=())
+        ]
+        if tok_dir.exists()
+        else []
+    )
     manifest = OrderedDict(
         generator="scripts/reference/make_text_goldens.py (library scripts/reference/fixtures.py)",
         command="python scripts/reference/make_text_goldens.py --out DIR",
         tokenizer_generator="scripts/reference/make_tokenizer_goldens.py (Tests/Fixtures/tokenizer; listed in files)",
         versions=fx.versions(),
         numerics=OrderedDict((k, v) for k, v in fx.NUMERICS.items() if k not in ("weights",)),
-        checkpoints={f: f"Tests/Fixtures/{f}/model (model.safetensors sha256 "
-                        f"{fx.sha256_file(REPO / 'Tests/Fixtures' / f / 'model/model.safetensors')})"
-                     for f in ("tiny-a", "tiny-b")},
+        checkpoints={
+            f: f"Tests/Fixtures/{f}/model (model.safetensors sha256 "
+            f"{fx.sha256_file(REPO / 'Tests/Fixtures' / f / 'model/model.safetensors')})"
+            for f in ("tiny-a", "tiny-b")
+        },
         selection=OrderedDict(
             rule=f"no steering: (SYSTEM, USER) candidates in a fixed order (the offline-searched triple first, then "
-                 f"the grid SYSTEMS x USERS), USER2 from USERS2; accept when turn 1 is all text with >= {MIN_STEPS1} "
-                 f"tokens and the fixture's stop reason, turn 2 all text with >= {MIN_STEPS2} tokens, and every "
-                 f"greedy decision of both turns has a top-2 margin >= {MIN_MARGIN}",
-            steps_turn1=STEPS1, steps_turn2=STEPS2, min_margin=MIN_MARGIN,
+            f"the grid SYSTEMS x USERS), USER2 from USERS2; accept when turn 1 is all text with >= {MIN_STEPS1} "
+            f"tokens and the fixture's stop reason, turn 2 all text with >= {MIN_STEPS2} tokens, and every "
+            f"greedy decision of both turns has a top-2 margin >= {MIN_MARGIN}",
+            steps_turn1=STEPS1,
+            steps_turn2=STEPS2,
+            min_margin=MIN_MARGIN,
             grid=OrderedDict(systems=SYSTEMS, users=USERS, users2=USERS2),
         ),
         fixtures=fixtures_info,

@@ -34,114 +34,411 @@ fx.setup_numerics()
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = ("tiny-a", "tiny-b")
 
-CHAT_PIECES = ["<|startoftext|>", "<|im_start|>system\n", "<|im_start|>user\n", "<|im_start|>assistant\n",
-               "<|im_end|>\n"]
-SYSTEM_PROMPTS = ["Perform ASR.", "Perform TTS. Use the US male voice.", "Perform TTS. Use the US female voice.",
-                  "Perform TTS. Use the UK male voice.", "Perform TTS. Use the UK female voice.",
-                  "Respond with interleaved text and audio."]
+CHAT_PIECES = [
+    "<|startoftext|>",
+    "<|im_start|>system\n",
+    "<|im_start|>user\n",
+    "<|im_start|>assistant\n",
+    "<|im_end|>\n",
+]
+SYSTEM_PROMPTS = [
+    "Perform ASR.",
+    "Perform TTS. Use the US male voice.",
+    "Perform TTS. Use the US female voice.",
+    "Perform TTS. Use the UK male voice.",
+    "Perform TTS. Use the UK female voice.",
+    "Respond with interleaved text and audio.",
+]
 
 # --------------------------------------------------------------------------------------------------------------------
 # Corpus (category name, strings). Order and content are part of the golden: append, do not reorder.
 # --------------------------------------------------------------------------------------------------------------------
 
 CATEGORIES: list[tuple[str, list[str]]] = [
-    ("empty_and_single", [
-        "", " ", "\n", "\t", "\r", "a", "Z", "0", "!", "'", "é", "中", "😀", "\u00a0", "\u3000", "\u200b",
-        "\ufeff", "\x00", "\x7f", "\x1b", "\u00ad", "\u200d", "\ufe0f", "\ue000", "\U0010ffff", "\U000e0041",
-        "\u0301", "~", "\\", "\"",
-    ]),
-    ("english_prose", [
-        "Hello world!",
-        "The quick brown fox jumps over the lazy dog.",
-        "To be, or not to be: that is the question.",
-        "Mr. Smith went to Washington, D.C., on Jan. 5th.",
-        "UPPER CASE SHOUTING",
-        "MiXeD cAsE",
-        "CamelCaseName and snake_case_name",
-        "Respond with interleaved text and audio.",
-        "system", "assistant", "Ġhello", "Ċ",
-    ]),
-    ("punctuation", [
-        "Hello, world!", "...", "?!?!", "—", "“quoted”", "‘single’", "(parens) [brackets] {braces}", "a--b",
-        "e.g.", "#hashtag @mention", "50% off!", "$3.50", "C++", "a/b\\c", "~`^", "¿Qué?", "«guillemets»", "…",
-        "a;b:c", "!!!", ".,;:", "<tag>", "a&b", "__init__", "§ 5.2", "©®™", "|", "<|", "|>",
-    ]),
-    ("contractions", [
-        "it's", "IT'S", "It'S", "we'll", "WE'LL", "We'Ll", "I'm", "I'M", "you're", "YOU'RE", "they've",
-        "THEY'VE", "he'd", "HE'D", "don't", "DON'T", "'s", "'S", "'ll", "'LL", "'t", "'T", "'re", "'RE", "'ve",
-        "'VE", "'m", "'M", "'d", "'D", "''", "the '90s", "it’s", "'sup", "x'sy", "'s's", "Y'ALL'D'VE",
-    ]),
-    ("accents_and_combining", [
-        "café", "cafe\u0301", "naïve", "Zoë", "Ångström", "A\u030angstro\u0308m", "Straße", "ẞ", "İstanbul", "ıi",
-        "ﬁnance", "ǅemal", "Œuvre", "e\u0301\u0302\u0303", "Z\u0334\u0321a\u0338l\u0337g\u0336o\u0335", "x\u20dd",
-        "\u0301\u0301", "ç ğ ş ö ü", "žluťoučký", "Tiếng Việt",
-    ]),
-    ("scripts", [
-        "Καλημέρα", "αβγ ς ΑΒΓ", "Привет, мир!", "ещё", "Їжак ґанок", "مرحبا", "مَرْحَبًا", "שלום", "שָׁלוֹם", "नमस्ते",
-        "क्षत्रिय", "สวัสดี", "ภาษาไทย", "আমি", "வணக்கம்", "안녕 세계", "\u1100\u1161\u11a8", "ქართ", "Բարեւ", "ሰላም",
-        "ខ្មែរ", "Hi мир سلام", "abc\u202edef\u202c", "\u200eleft\u200f",
-    ]),
-    ("cjk_and_kana", [
-        "你好，世界！", "中文", "日本語の", "ひらがな", "カタカナ", "ｶﾀｶﾅ", "東京は333m", "全角ＡＢＣ１２３", "。、「」",
-        "𠀀", "〜", "Hello世界", "iPhone 15の¥124,800", "ーーー", "中文 English",
-    ]),
-    ("emoji", [
-        "😀", "👍🏽", "👨‍👩‍👧‍👦", "🏳️‍🌈", "🇺🇸", "🇬🇧🇫🇷", "❤️", "☺", "👩🏿‍💻", "1️⃣", "#️⃣", "🏴󠁧󠁢󠁳󠁣󠁴󠁿",
-        "Hi 👋 there", "emoji🙂inside", "🫠", "🤷‍♂️", "🏻", "I ❤ NY",
-    ]),
-    ("digits_and_numbers", [
-        "1", "12", "123", "1234", "12345", "123456", "1234567", "12345678901234567890", "0000", "007",
-        "3.14159", "1,000,000", "1.000.000,00", "1 000 000", "1_000_000", "-42", "+1-555-0100", "2024-01-15",
-        "12:30:45", "v1.2.3", "0x1F", "1e-5", "abc123def", "٣٤٥٦", "１２３４", "½ + ¼", "Ⅻ", "$1,234.56", "१२३४५",
-        "①②③", "𝟘𝟙𝟚", "a1b22c333d4444",
-    ]),
-    ("code", [
-        "def f(x):\n    return x * 2\n",
-        "for i in range(3):\n\tprint(i)",
-        "x = {'a': 1, \"b\": [2]}",
-        "print(f\"{x!r:>10}\")",
-        "let x: Int = 42",
-        "func f(_ s: String) -> String {\n    \"\\(s)!\"\n}",
-        "x?.y ?? z",
-        "@MainActor final class A {}",
-        "{\"key\": \"value\", \"n\": [1, -3e10], \"ok\": true, \"nil\": null}",
-        "[]", "{\"a\":{\"b\":[{}]}}",
-        "ls -la | grep foo > out.txt 2>&1",
-        "export PATH=\"$HOME/bin:$PATH\"",
-        "echo $((1+2))",
-        "#!/usr/bin/env bash",
-        "<div class=\"x\">Hi</div>",
-        "^\\s*(\\d+)\\.$",
-        "https://example.org/a?c=1&d=2#f",
-        "    def f():\n        pass",
-    ]),
-    ("whitespace", [
-        "  ", "   ", "    leading", "trailing    ", "  both  ", "a  b", "a   b", "a    b", "\t\t", "a\tb",
-        "a \tb", "\r\n", "a\r\nb", "a\r\n\r\nb", "\n\n\n", "a\n\n\nb", "a \nb", "a  \nb", "a \n b", "line1\nline2\n",
-        " \n", "\n ", "\n\n", "x\n\n\n\n\n\ny", "a\u00a0b", "a\u2009b", "a\u3000b", "\u2028", "a\u0085b",
-        "\x0b\x0c", "\t\tindented", "   \n   \n", "word \n\n word", "a\r\rb", "x \r\n y", " a", "a ", "\t \t",
-        "  \n\n  x", ". \n",
-    ]),
-    ("special_tokens_embedded", [
-        "hi<|im_end|>\nthere", "<|startoftext|><|im_start|>user\n", "<|im_start|>assistant\n", "<|im_end|>",
-        "<|im_end|>\n", "<|im_end|><|im_end|>", "text<|audio_start|>", "<|text_end|>", "<|reserved_129|>",
-        "<|pad|>", "<|tool_call_start|>[f(x)]<|tool_call_end|>", " <|im_end|> ", "a<|im_start|>b",
-        "<|im_start|>system\nPerform ASR.<|im_end|>\n", "x<|startoftext|>", "\n<|im_end|>\n\n",
-    ]),
-    ("special_tokens_partial_or_invalid", [
-        "<|im_end", "<|im_end|", "im_end|>", "<|IM_END|>", "< |im_end| >", "<|im_end|>>", "<<|im_end|>",
-        "<|reserved_134|>", "<|audio_start", "<||>", "<|>", "<|im_start|>user", "<|im_end |>", "|<|im_end|>|",
-    ]),
-    ("long", [
-        "Pneumonoultramicroscopicsilicovolcanoconiosis",
-        "Donaudampfschifffahrtsgesellschaftskapitän",
-        "x" * 64,
-        "ab" * 16,
-        "1" * 40,
-        "=" * 40,
-        " " * 33 + "x",
-        "\n" * 17,
-    ]),
+    (
+        "empty_and_single",
+        [
+            "",
+            " ",
+            "\n",
+            "\t",
+            "\r",
+            "a",
+            "Z",
+            "0",
+            "!",
+            "'",
+            "é",
+            "中",
+            "😀",
+            "\u00a0",
+            "\u3000",
+            "\u200b",
+            "\ufeff",
+            "\x00",
+            "\x7f",
+            "\x1b",
+            "\u00ad",
+            "\u200d",
+            "\ufe0f",
+            "\ue000",
+            "\U0010ffff",
+            "\U000e0041",
+            "\u0301",
+            "~",
+            "\\",
+            '"',
+        ],
+    ),
+    (
+        "english_prose",
+        [
+            "Hello world!",
+            "The quick brown fox jumps over the lazy dog.",
+            "To be, or not to be: that is the question.",
+            "Mr. Smith went to Washington, D.C., on Jan. 5th.",
+            "UPPER CASE SHOUTING",
+            "MiXeD cAsE",
+            "CamelCaseName and snake_case_name",
+            "Respond with interleaved text and audio.",
+            "system",
+            "assistant",
+            "Ġhello",
+            "Ċ",
+        ],
+    ),
+    (
+        "punctuation",
+        [
+            "Hello, world!",
+            "...",
+            "?!?!",
+            "—",
+            "“quoted”",
+            "‘single’",
+            "(parens) [brackets] {braces}",
+            "a--b",
+            "e.g.",
+            "#hashtag @mention",
+            "50% off!",
+            "$3.50",
+            "C++",
+            "a/b\\c",
+            "~`^",
+            "¿Qué?",
+            "«guillemets»",
+            "…",
+            "a;b:c",
+            "!!!",
+            ".,;:",
+            "<tag>",
+            "a&b",
+            "__init__",
+            "§ 5.2",
+            "©®™",
+            "|",
+            "<|",
+            "|>",
+        ],
+    ),
+    (
+        "contractions",
+        [
+            "it's",
+            "IT'S",
+            "It'S",
+            "we'll",
+            "WE'LL",
+            "We'Ll",
+            "I'm",
+            "I'M",
+            "you're",
+            "YOU'RE",
+            "they've",
+            "THEY'VE",
+            "he'd",
+            "HE'D",
+            "don't",
+            "DON'T",
+            "'s",
+            "'S",
+            "'ll",
+            "'LL",
+            "'t",
+            "'T",
+            "'re",
+            "'RE",
+            "'ve",
+            "'VE",
+            "'m",
+            "'M",
+            "'d",
+            "'D",
+            "''",
+            "the '90s",
+            "it’s",
+            "'sup",
+            "x'sy",
+            "'s's",
+            "Y'ALL'D'VE",
+        ],
+    ),
+    (
+        "accents_and_combining",
+        [
+            "café",
+            "cafe\u0301",
+            "naïve",
+            "Zoë",
+            "Ångström",
+            "A\u030angstro\u0308m",
+            "Straße",
+            "ẞ",
+            "İstanbul",
+            "ıi",
+            "ﬁnance",
+            "ǅemal",
+            "Œuvre",
+            "e\u0301\u0302\u0303",
+            "Z\u0334\u0321a\u0338l\u0337g\u0336o\u0335",
+            "x\u20dd",
+            "\u0301\u0301",
+            "ç ğ ş ö ü",
+            "žluťoučký",
+            "Tiếng Việt",
+        ],
+    ),
+    (
+        "scripts",
+        [
+            "Καλημέρα",
+            "αβγ ς ΑΒΓ",
+            "Привет, мир!",
+            "ещё",
+            "Їжак ґанок",
+            "مرحبا",
+            "مَرْحَبًا",
+            "שלום",
+            "שָׁלוֹם",
+            "नमस्ते",
+            "क्षत्रिय",
+            "สวัสดี",
+            "ภาษาไทย",
+            "আমি",
+            "வணக்கம்",
+            "안녕 세계",
+            "\u1100\u1161\u11a8",
+            "ქართ",
+            "Բարեւ",
+            "ሰላም",
+            "ខ្មែរ",
+            "Hi мир سلام",
+            "abc\u202edef\u202c",
+            "\u200eleft\u200f",
+        ],
+    ),
+    (
+        "cjk_and_kana",
+        [
+            "你好，世界！",
+            "中文",
+            "日本語の",
+            "ひらがな",
+            "カタカナ",
+            "ｶﾀｶﾅ",
+            "東京は333m",
+            "全角ＡＢＣ１２３",
+            "。、「」",
+            "𠀀",
+            "〜",
+            "Hello世界",
+            "iPhone 15の¥124,800",
+            "ーーー",
+            "中文 English",
+        ],
+    ),
+    (
+        "emoji",
+        [
+            "😀",
+            "👍🏽",
+            "👨‍👩‍👧‍👦",
+            "🏳️‍🌈",
+            "🇺🇸",
+            "🇬🇧🇫🇷",
+            "❤️",
+            "☺",
+            "👩🏿‍💻",
+            "1️⃣",
+            "#️⃣",
+            "🏴󠁧󠁢󠁳󠁣󠁴󠁿",
+            "Hi 👋 there",
+            "emoji🙂inside",
+            "🫠",
+            "🤷‍♂️",
+            "🏻",
+            "I ❤ NY",
+        ],
+    ),
+    (
+        "digits_and_numbers",
+        [
+            "1",
+            "12",
+            "123",
+            "1234",
+            "12345",
+            "123456",
+            "1234567",
+            "12345678901234567890",
+            "0000",
+            "007",
+            "3.14159",
+            "1,000,000",
+            "1.000.000,00",
+            "1 000 000",
+            "1_000_000",
+            "-42",
+            "+1-555-0100",
+            "2024-01-15",
+            "12:30:45",
+            "v1.2.3",
+            "0x1F",
+            "1e-5",
+            "abc123def",
+            "٣٤٥٦",
+            "１２３４",
+            "½ + ¼",
+            "Ⅻ",
+            "$1,234.56",
+            "१२३४५",
+            "①②③",
+            "𝟘𝟙𝟚",
+            "a1b22c333d4444",
+        ],
+    ),
+    (
+        "code",
+        [
+            "def f(x):\n    return x * 2\n",
+            "for i in range(3):\n\tprint(i)",
+            "x = {'a': 1, \"b\": [2]}",
+            'print(f"{x!r:>10}")',
+            "let x: Int = 42",
+            'func f(_ s: String) -> String {\n    "\\(s)!"\n}',
+            "x?.y ?? z",
+            "@MainActor final class A {}",
+            '{"key": "value", "n": [1, -3e10], "ok": true, "nil": null}',
+            "[]",
+            '{"a":{"b":[{}]}}',
+            "ls -la | grep foo > out.txt 2>&1",
+            'export PATH="$HOME/bin:$PATH"',
+            "echo $((1+2))",
+            "#!/usr/bin/env bash",
+            '<div class="x">Hi</div>',
+            "^\\s*(\\d+)\\.$",
+            "https://example.org/a?c=1&d=2#f",
+            "    def f():\n        pass",
+        ],
+    ),
+    (
+        "whitespace",
+        [
+            "  ",
+            "   ",
+            "    leading",
+            "trailing    ",
+            "  both  ",
+            "a  b",
+            "a   b",
+            "a    b",
+            "\t\t",
+            "a\tb",
+            "a \tb",
+            "\r\n",
+            "a\r\nb",
+            "a\r\n\r\nb",
+            "\n\n\n",
+            "a\n\n\nb",
+            "a \nb",
+            "a  \nb",
+            "a \n b",
+            "line1\nline2\n",
+            " \n",
+            "\n ",
+            "\n\n",
+            "x\n\n\n\n\n\ny",
+            "a\u00a0b",
+            "a\u2009b",
+            "a\u3000b",
+            "\u2028",
+            "a\u0085b",
+            "\x0b\x0c",
+            "\t\tindented",
+            "   \n   \n",
+            "word \n\n word",
+            "a\r\rb",
+            "x \r\n y",
+            " a",
+            "a ",
+            "\t \t",
+            "  \n\n  x",
+            ". \n",
+        ],
+    ),
+    (
+        "special_tokens_embedded",
+        [
+            "hi<|im_end|>\nthere",
+            "<|startoftext|><|im_start|>user\n",
+            "<|im_start|>assistant\n",
+            "<|im_end|>",
+            "<|im_end|>\n",
+            "<|im_end|><|im_end|>",
+            "text<|audio_start|>",
+            "<|text_end|>",
+            "<|reserved_129|>",
+            "<|pad|>",
+            "<|tool_call_start|>[f(x)]<|tool_call_end|>",
+            " <|im_end|> ",
+            "a<|im_start|>b",
+            "<|im_start|>system\nPerform ASR.<|im_end|>\n",
+            "x<|startoftext|>",
+            "\n<|im_end|>\n\n",
+        ],
+    ),
+    (
+        "special_tokens_partial_or_invalid",
+        [
+            "<|im_end",
+            "<|im_end|",
+            "im_end|>",
+            "<|IM_END|>",
+            "< |im_end| >",
+            "<|im_end|>>",
+            "<<|im_end|>",
+            "<|reserved_134|>",
+            "<|audio_start",
+            "<||>",
+            "<|>",
+            "<|im_start|>user",
+            "<|im_end |>",
+            "|<|im_end|>|",
+        ],
+    ),
+    (
+        "long",
+        [
+            "Pneumonoultramicroscopicsilicovolcanoconiosis",
+            "Donaudampfschifffahrtsgesellschaftskapitän",
+            "x" * 64,
+            "ab" * 16,
+            "1" * 40,
+            "=" * 40,
+            " " * 33 + "x",
+            "\n" * 17,
+        ],
+    ),
 ]
 
 
@@ -170,8 +467,11 @@ def build_corpus(raws: dict) -> tuple[list[str], list[dict]]:
         tj = json.loads((REPO / "Tests/Fixtures" / fxn / "model/tokenizer.json").read_text(encoding="utf-8"))
         raw = raws[fxn]
         seen = set(corpus)
-        extra = [s for s in vocab_entry_strings(tj, lambda ids: raw.decode(ids, skip_special_tokens=False), 40)
-                 if s not in seen][:6]
+        extra = [
+            s
+            for s in vocab_entry_strings(tj, lambda ids: raw.decode(ids, skip_special_tokens=False), 40)
+            if s not in seen
+        ][:6]
         cats.append(OrderedDict(category=f"vocab_entries_{fxn}", start=len(corpus), count=len(extra)))
         corpus.extend(extra)
     return corpus, cats
@@ -220,8 +520,11 @@ def encode_row(raw, s: str) -> dict:
 def backend_diff(hf, raw) -> list[dict]:
     """Top-level tokenizer.json sections that transformers changed when loading (proc.text.backend_tokenizer)."""
     a, b = json.loads(raw.to_str()), json.loads(hf.backend_tokenizer.to_str())
-    return [OrderedDict(section=k, file=a.get(k), transformers=b.get(k)) for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k)]
+    return [
+        OrderedDict(section=k, file=a.get(k), transformers=b.get(k))
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
 
 
 PARTIAL_SOURCES = ["é", "中", "😀", "Zoë", "naïve", "ещё", "🇺🇸", "$1,234.56"]
@@ -250,7 +553,7 @@ def decode_partial(raw, corpus: list[str], cases: list[dict]) -> list[dict]:
         if len(ids) >= 2:
             add(ids[:1] + raw.encode("x", add_special_tokens=False).ids + ids[1:])  # byte run broken by ASCII
             add(ids[1:] + ids[:1])
-        del rows[start + 6:]
+        del rows[start + 6 :]
     return rows
 
 
@@ -280,8 +583,8 @@ def fixture_golden(fxn: str, corpus: list[str], raw, log) -> tuple[dict, dict]:
     agreement = OrderedDict(
         transformers_class=f"{type(hf).__module__}.{type(hf).__name__}",
         compared="for every corpus string: proc.text.encode(s, add_special_tokens=False) vs raw ids; "
-                 "proc.text.decode(ids, skip_special_tokens=False) vs raw decode; proc.text.convert_ids_to_tokens(ids) "
-                 "vs raw tokens",
+        "proc.text.decode(ids, skip_special_tokens=False) vs raw decode; proc.text.convert_ids_to_tokens(ids) "
+        "vs raw tokens",
         backend_tokenizer_json_equal=hf.backend_tokenizer.to_str() == raw.to_str(),
         backend_tokenizer_json_differences=backend_diff(hf, raw),
         encode_differences=enc_diff,
@@ -289,8 +592,10 @@ def fixture_golden(fxn: str, corpus: list[str], raw, log) -> tuple[dict, dict]:
         token_string_differences=tok_diff,
         raw_decode_not_equal_to_input=rt_fail,
     )
-    log(f"{fxn}: {len(corpus)} strings; transformers vs raw: {len(enc_diff)} encode / {len(dec_diff)} decode / "
-        f"{len(tok_diff)} token-string differences; round-trip failures {len(rt_fail)}")
+    log(
+        f"{fxn}: {len(corpus)} strings; transformers vs raw: {len(enc_diff)} encode / {len(dec_diff)} decode / "
+        f"{len(tok_diff)} token-string differences; round-trip failures {len(rt_fail)}"
+    )
 
     def piece_rows(pieces):
         rows = []
@@ -325,39 +630,46 @@ def fixture_golden(fxn: str, corpus: list[str], raw, log) -> tuple[dict, dict]:
         structure=OrderedDict(
             normalizer=tj["normalizer"],
             pre_tokenizer=tj["pre_tokenizer"],
-            model=OrderedDict(type=tj["model"]["type"], ignore_merges=tj["model"].get("ignore_merges"),
-                              byte_fallback=tj["model"].get("byte_fallback"), vocab=len(tj["model"]["vocab"]),
-                              merges=len(tj["model"]["merges"])),
+            model=OrderedDict(
+                type=tj["model"]["type"],
+                ignore_merges=tj["model"].get("ignore_merges"),
+                byte_fallback=tj["model"].get("byte_fallback"),
+                vocab=len(tj["model"]["vocab"]),
+                merges=len(tj["model"]["merges"]),
+            ),
             decoder=tj["decoder"],
             post_processor_type=(tj["post_processor"] or {}).get("type"),
             added_tokens=len(tj["added_tokens"]),
             vocab_size_with_added=vocab_size,
         ),
         encode_call="tokenizers.Tokenizer.from_file(tokenizer.json).encode(s, add_special_tokens=False) -> .ids, "
-                    ".tokens",
+        ".tokens",
         decode_call="Tokenizer.decode(ids, skip_special_tokens=False)",
         corpus_file="corpus.json",
         n_cases=len(cases),
         chat_pieces=chat_pieces,
         system_prompts=system_prompts,
         chat_pieces_note="ChatState tokenizes each piece separately with proc.text.encode(piece, "
-                         "add_special_tokens=False) and concatenates the ids; reference_equal records that the "
-                         "reference's tokenizer object gives the same ids as the raw tokenizers file",
+        "add_special_tokens=False) and concatenates the ids; reference_equal records that the "
+        "reference's tokenizer object gives the same ids as the raw tokenizers file",
         transformers_vs_tokenizers=agreement,
         ignore_merges_sensitive_cases=sens,
-        ignore_merges_note=(None if sens is None else
-                            "indices of corpus strings whose ids change when BPE.ignore_merges is switched off "
-                            "(empty: with this small trained vocabulary every vocab entry is also reachable by "
-                            "merges, so ignore_merges never changes a result)"),
+        ignore_merges_note=(
+            None
+            if sens is None
+            else "indices of corpus strings whose ids change when BPE.ignore_merges is switched off "
+            "(empty: with this small trained vocabulary every vocab entry is also reachable by "
+            "merges, so ignore_merges never changes a result)"
+        ),
         decode_single_id_first=fx.N_SPECIALS,
         decode_single_id=[raw.decode([i], skip_special_tokens=False) for i in range(fx.N_SPECIALS, vocab_size)],
         decode_single_id_note=f"decode([id], skip_special_tokens=False) for ids {fx.N_SPECIALS}..{vocab_size - 1} "
-                              f"(the specials decode to their content); ids holding part of a UTF-8 sequence decode "
-                              f"to U+FFFD",
+        f"(the specials decode to their content); ids holding part of a UTF-8 sequence decode "
+        f"to U+FFFD",
         decode_partial=decode_partial(raw, corpus, cases),
         decode_partial_note="decode(ids, skip_special_tokens=False) of id sequences that cut UTF-8 sequences: "
-                            "invalid or incomplete bytes become U+FFFD (Rust String::from_utf8_lossy: one U+FFFD "
-                            "per maximal invalid subpart)",
+        "invalid or incomplete bytes become U+FFFD (Rust String::from_utf8_lossy: one U+FFFD "
+        "per maximal invalid subpart)",
         cases=cases,
     )
     summary = OrderedDict(
@@ -378,13 +690,42 @@ def fixture_golden(fxn: str, corpus: list[str], raw, log) -> tuple[dict, dict]:
 # --------------------------------------------------------------------------------------------------------------------
 
 # merges (rank order) and extra vocabulary entries, in byte-level symbols (Ġ = space)
-IM_MERGES = [("Ġ", "h"), ("e", "l"), ("l", "o"), ("Ġh", "el"), ("Ġ", "w"), ("o", "r"), ("Ġw", "or"), ("l", "d"),
-             ("1", "2"), ("12", "3")]
+IM_MERGES = [
+    ("Ġ", "h"),
+    ("e", "l"),
+    ("l", "o"),
+    ("Ġh", "el"),
+    ("Ġ", "w"),
+    ("o", "r"),
+    ("Ġw", "or"),
+    ("l", "d"),
+    ("1", "2"),
+    ("12", "3"),
+]
 IM_EXTRA_VOCAB = ["Ġhello", "Ġworld", "hello", "lol"]  # not reachable with IM_MERGES (except via ignore_merges)
 IM_SPECIALS = ["<|startoftext|>", "<|im_end|>"]
-IM_CASES = [" hello", "hello", " hello world", " hellohello", "hello hello", " HELLO", " hello\n", "lol", "lolol",
-            " hel", " wor", " world!", " worlds", "123", "1234", " hello<|im_end|>", "<|startoftext|> hello",
-            "hellolol", " hello  world", ""]
+IM_CASES = [
+    " hello",
+    "hello",
+    " hello world",
+    " hellohello",
+    "hello hello",
+    " HELLO",
+    " hello\n",
+    "lol",
+    "lolol",
+    " hel",
+    " wor",
+    " world!",
+    " worlds",
+    "123",
+    "1234",
+    " hello<|im_end|>",
+    "<|startoftext|> hello",
+    "hellolol",
+    " hello  world",
+    "",
+]
 
 
 def byte_symbols() -> list[str]:
@@ -415,17 +756,34 @@ def ignore_merges_tokenizer_json() -> dict:
         version="1.0",
         truncation=None,
         padding=None,
-        added_tokens=[OrderedDict(id=i, content=t, single_word=False, lstrip=False, rstrip=False, normalized=False,
-                                  special=True) for i, t in enumerate(IM_SPECIALS)],
+        added_tokens=[
+            OrderedDict(id=i, content=t, single_word=False, lstrip=False, rstrip=False, normalized=False, special=True)
+            for i, t in enumerate(IM_SPECIALS)
+        ],
         normalizer=None,
-        pre_tokenizer=OrderedDict(type="Sequence", pretokenizers=[
-            OrderedDict(type="Split", pattern=OrderedDict(Regex=fx.LLAMA3_REGEX), behavior="Isolated", invert=False),
-            OrderedDict(type="ByteLevel", add_prefix_space=False, trim_offsets=True, use_regex=False)]),
+        pre_tokenizer=OrderedDict(
+            type="Sequence",
+            pretokenizers=[
+                OrderedDict(
+                    type="Split", pattern=OrderedDict(Regex=fx.LLAMA3_REGEX), behavior="Isolated", invert=False
+                ),
+                OrderedDict(type="ByteLevel", add_prefix_space=False, trim_offsets=True, use_regex=False),
+            ],
+        ),
         post_processor=None,
         decoder=OrderedDict(type="ByteLevel", add_prefix_space=True, trim_offsets=True, use_regex=True),
-        model=OrderedDict(type="BPE", dropout=None, unk_token=None, continuing_subword_prefix=None,
-                          end_of_word_suffix=None, fuse_unk=False, byte_fallback=False, ignore_merges=True,
-                          vocab=vocab, merges=[[a, b] for a, b in IM_MERGES]),
+        model=OrderedDict(
+            type="BPE",
+            dropout=None,
+            unk_token=None,
+            continuing_subword_prefix=None,
+            end_of_word_suffix=None,
+            fuse_unk=False,
+            byte_fallback=False,
+            ignore_merges=True,
+            vocab=vocab,
+            merges=[[a, b] for a, b in IM_MERGES],
+        ),
     )
 
 
@@ -435,8 +793,9 @@ def ignore_merges_goldens(out_dir: Path, log) -> dict:
     tj = ignore_merges_tokenizer_json()
     sub = out_dir / "ignore-merges"
     sub.mkdir(parents=True, exist_ok=True)
-    (sub / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False, separators=(",", ":")) + "\n",
-                                        encoding="utf-8")
+    (sub / "tokenizer.json").write_text(
+        json.dumps(tj, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8"
+    )
     raw = Tokenizer.from_file(str(sub / "tokenizer.json"))
     tj2 = json.loads(json.dumps(tj))
     tj2["model"]["ignore_merges"] = False
@@ -449,16 +808,18 @@ def ignore_merges_goldens(out_dir: Path, log) -> dict:
         cases.append(r)
     n_diff = sum(c["ids"] != c["ids_if_ignore_merges_were_false"] for c in cases)
     assert n_diff >= 5, n_diff
-    log(f"ignore-merges tokenizer: {len(tj['model']['vocab'])} ids, {len(cases)} cases, {n_diff} depend on "
-        f"ignore_merges")
+    log(
+        f"ignore-merges tokenizer: {len(tj['model']['vocab'])} ids, {len(cases)} cases, {n_diff} depend on "
+        f"ignore_merges"
+    )
     doc = OrderedDict(
         generator="scripts/reference/make_tokenizer_goldens.py",
         tokenizer_file="Tests/Fixtures/tokenizer/ignore-merges/tokenizer.json",
         tokenizer_file_sha256=fx.sha256_file(sub / "tokenizer.json"),
         description="Hand-built tokenizer with the LFM2 structure whose vocabulary holds whole words that the merge "
-                    "table cannot build (Ġhello, Ġworld, hello, lol). With BPE.ignore_merges=true a pre-token that "
-                    "is itself a vocab entry is emitted as that one id; otherwise the merges run. The trained tiny "
-                    "vocabularies never exercise this (every entry is reachable by merges).",
+        "table cannot build (Ġhello, Ġworld, hello, lol). With BPE.ignore_merges=true a pre-token that "
+        "is itself a vocab entry is emitted as that one id; otherwise the merges run. The trained tiny "
+        "vocabularies never exercise this (every entry is reachable by merges).",
         encode_call="tokenizers.Tokenizer.from_file(tokenizer.json).encode(s, add_special_tokens=False)",
         decode_call="Tokenizer.decode(ids, skip_special_tokens=False)",
         cases=cases,
@@ -487,7 +848,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     corpus_doc = corpus  # corpus.json is a plain JSON list of strings
     (args.out / "corpus.json").write_text(
-        "[\n" + ",\n".join("  " + json.dumps(s, ensure_ascii=False) for s in corpus_doc) + "\n]\n", encoding="utf-8")
+        "[\n" + ",\n".join("  " + json.dumps(s, ensure_ascii=False) for s in corpus_doc) + "\n]\n", encoding="utf-8"
+    )
     n_nfc = sum(1 for s in corpus if unicodedata.is_normalized("NFC", s))
     log(f"corpus: {len(corpus)} strings in {len(cats)} categories ({len(corpus) - n_nfc} not NFC-normalized)")
     summaries = OrderedDict()
@@ -496,7 +858,8 @@ def main() -> None:
         out["corpus_categories"] = cats
         out.move_to_end("cases")
         (args.out / f"{fxn}.json").write_text(
-            dumps_rows(out, ("cases", "chat_pieces", "system_prompts", "decode_partial")), encoding="utf-8")
+            dumps_rows(out, ("cases", "chat_pieces", "system_prompts", "decode_partial")), encoding="utf-8"
+        )
         summaries[fxn] = summary
     summaries["ignore-merges"] = ignore_merges_goldens(args.out, log)
     print(json.dumps(summaries, ensure_ascii=False, indent=1))

@@ -9,6 +9,7 @@ Tests/Fixtures/quant/quant_goldens.safetensors: for each case `<case>.input` (F3
 Needs only numpy and gguf (`pip install gguf`); no torch.
     python3 scripts/reference/quant_goldens.py
 """
+
 import json
 import struct
 import sys
@@ -26,14 +27,14 @@ OUT = ROOT / "Tests/Fixtures/quant/quant_goldens.safetensors"
 def read_safetensors(path):
     b = path.read_bytes()
     n = struct.unpack("<Q", b[:8])[0]
-    header = json.loads(b[8:8 + n])
+    header = json.loads(b[8 : 8 + n])
     base = 8 + n
     out = {}
     for name, meta in header.items():
         if name == "__metadata__":
             continue
         s, e = meta["data_offsets"]
-        raw = b[base + s:base + e]
+        raw = b[base + s : base + e]
         if meta["dtype"] == "BF16":
             u = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
             arr = u.view(np.float32)
@@ -80,8 +81,13 @@ def edge_cases():
 def main():
     cases = edge_cases()
     model = read_safetensors(SRC)
-    for name in ["lfm.embed_tokens.weight", "lfm.layers.0.feed_forward.w1.weight", "depth_linear.weight",
-                 "conformer.layers.0.feed_forward1.linear1.weight", "audio_adapter.model.3.weight"]:
+    for name in [
+        "lfm.embed_tokens.weight",
+        "lfm.layers.0.feed_forward.w1.weight",
+        "depth_linear.weight",
+        "conformer.layers.0.feed_forward1.linear1.weight",
+        "audio_adapter.model.3.weight",
+    ]:
         cases["fixture." + name] = model[name]
     out = {}
     for name, x in cases.items():
@@ -92,8 +98,11 @@ def main():
             out[name + "." + tag] = np.ascontiguousarray(q).view(np.uint8).reshape(-1)
     write_safetensors(OUT, out)
     import gguf
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(cases)} cases) with gguf {getattr(gguf, '__version__', '?')}",
-          file=sys.stderr)
+
+    print(
+        f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(cases)} cases) with gguf {getattr(gguf, '__version__', '?')}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":
