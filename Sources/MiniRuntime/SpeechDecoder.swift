@@ -57,20 +57,20 @@ public final class SpeechDecoder: StreamingState {
         }
     }
 
-    public func reset() {
+    /// The decoder's own state, whichever decoder it is.
+    private var decoderState: StreamingState {
         switch stream {
-        case .mimi(_, let s): s.reset()
-        case .detokenizer(_, let s): s.reset()
+        case .mimi(_, let s): return s
+        case .detokenizer(_, let s): return s
         }
+    }
+
+    public func reset() {
+        decoderState.reset()
         open = false
     }
 
-    public var bytes: Int {
-        switch stream {
-        case .mimi(_, let s): return s.bytes
-        case .detokenizer(_, let s): return s.bytes
-        }
-    }
+    public var bytes: Int { decoderState.bytes }
 
     /// Samples for one frame (empty for an end-of-audio frame, except the detokenizer's flushed tail).
     public func push(_ codes: [Int]) throws -> [Float] {

@@ -12,8 +12,6 @@ import Synchronization
     private struct Queue {
         var frames: [[Int]] = []
         var chunks: [[Float]] = []
-        var closed = false
-        var busy = false
         var failure: String?
         var decodeSeconds = 0.0
         var firstDecodeSeconds = 0.0
@@ -46,7 +44,6 @@ import Synchronization
             work.wait()
             let next: [Int]? = queue.withLock { q in
                 if q.frames.isEmpty { return nil }
-                q.busy = true
                 return q.frames.removeFirst()
             }
             guard let codes = next else {
@@ -64,7 +61,6 @@ import Synchronization
             do { out = try decoder.push(codes) } catch { failure = "\(error)" }
             let spent = decoder.decodeSeconds - before
             queue.withLock { q in
-                q.busy = false
                 q.decoded += 1
                 q.decodeSeconds = decoder.decodeSeconds
                 if let failure { q.failure = failure }
@@ -105,7 +101,6 @@ import Synchronization
     /// Waits for every submitted frame and the utterance's tail; returns the chunks not yet polled and the decoder's
     /// time (total, and the first chunk's).
     public func finish() throws -> (chunks: [[Float]], seconds: Double, first: Double) {
-        queue.withLock { $0.closed = true }
         work.signal()  // wakes the thread with no frame left: it decodes the tail and exits
         finished.wait()
         return try queue.withLock { q in

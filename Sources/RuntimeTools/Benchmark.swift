@@ -22,12 +22,10 @@ public enum Benchmark {
     public static func run(_ model: LFMModel, promptTokens: Int, genTokens: Int, repeats: Int) throws -> Result {
         var r = Result()
         let bb = model.backbone
-        let h = bb.hidden
         var rng = SeededRandom(seed: 42)
         r.weightBytesPerToken = model.bundle.gguf.tensors.filter {
             $0.name.hasPrefix(BundleNames.backbonePrefix)
         }.reduce(0) { $0 + $1.byteCount }
-        _ = h
         for _ in 0..<repeats {
             if promptTokens > 0 {
                 let st = bb.makeState()
