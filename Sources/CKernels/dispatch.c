@@ -326,3 +326,26 @@ void lfm_attend(const float *q, int hd, const float *K, const float *V, int ld, 
 }
 void lfm_axpy(float a, const float *x, float *y, size_t n) { lfm_active()->axpy(a, x, y, n); }
 float lfm_dot_f32(const float *a, const float *b, size_t n) { return lfm_active()->dot(a, b, n); }
+
+void lfm_matvec_batch(int type, const void *w, int cols, int r0, int r1, int T, const float *X, int ldx,
+                      const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
+    int ti = lfm_type_index(type);
+    if (ti < 0) {
+        for (int t = 0; t < T; t++)
+            for (int r = r0; r < r1; r++) Y[(size_t)t * ldy + r] = NAN;
+        return;
+    }
+    const lfm_table *k = lfm_active();
+    size_t ld = lfm_row_bytes(ti, cols);
+    // 48 KiB of weights per block: the first token's pass brings them into L2, the others read them from there
+    int block = (int)((48 * 1024) / (ld > 0 ? ld : 1));
+    if (block < 1) block = 1;
+    int qb = ldq / 32;
+    for (int b = r0; b < r1; b += block) {
+        int e = b + block < r1 ? b + block : r1;
+        for (int t = 0; t < T; t++)
+            k->matvec[ti]((const uint8_t *)w, ld, cols, b, e, X ? X + (size_t)t * ldx : NULL,
+                          XQ ? XQ + (size_t)t * ldq : NULL, XD ? XD + (size_t)t * qb : NULL,
+                          XS ? XS + (size_t)t * qb : NULL, Y + (size_t)t * ldy);
+    }
+}

@@ -34,20 +34,82 @@ final class Attention: Sendable {
         KVCache(capacity: capacity ?? self.capacity, width: kvHeads * headDim)
     }
 
-    /// x: T × H normed input at positions length..<length+T; out: T × H.
+    /// x: T × H normed input; out: T × H. `caches` holds one cache (the T rows are positions length..<length+T of
+    /// one sequence) or T caches (row t is the next position of sequence t: a batch of decode steps).
     func forward(
-        _ x: UnsafePointer<Float>, T: Int, out: UnsafeMutablePointer<Float>, cache: KVCache, ws: Workspace,
+        _ x: UnsafePointer<Float>, T: Int, out: UnsafeMutablePointer<Float>, caches: [KVCache], ws: Workspace,
         pool: WorkerPool
     ) {
-        let keys = cache.keys, values = cache.values, capacity = cache.capacity
-        var base = cache.base
+        precondition(caches.count == 1 || caches.count == T, "attention: \(caches.count) caches for \(T) rows")
         let qd = heads * headDim, kd = kvHeads * headDim
         let qs = ws.big, ks = ws.big + T * qd, vs = ks + T * kd, att = ws.mid
         ws.act.bind(x, rows: T, cols: hidden)
         q.matmul(ws.act, into: qs, ldy: qd, pool: pool)
         k.matmul(ws.act, into: ks, ldy: kd, pool: pool)
         v.matmul(ws.act, into: vs, ldy: kd, pool: pool)
-        let p0 = cache.length
+        // each sequence: rows [first, first + count) at positions p0..<p0+count of its cache
+        let seqs: [Sequence] =
+            caches.count == 1
+            ? [Sequence(cache: caches[0], first: 0, count: T)]
+            : caches.enumerated().map { Sequence(cache: $1, first: $0, count: 1) }
+        let row = caches.count == 1 ? [Int](repeating: 0, count: T) : Array(0..<T)  // row → sequence
+        for sq in seqs { store(sq, qs: qs + sq.first * qd, ks: ks + sq.first * kd, vs: vs + sq.first * kd) }
+        // softmax(q·kᵀ/√d) v, causal; parallel over (token, head)
+        let scale = 1 / Float(headDim).squareRoot()
+        let group = heads / kvHeads
+        let Q = SendablePtr(qs), A = SendablePtr(att)
+        let hd = headDim, nh = heads, win = window ?? Int.max
+        let cap = caches.map(\.capacity).max()!
+        let S = SendablePtr(ws.scores(pool.threads * cap))
+        let views = seqs.map { SeqView($0) }
+        pool.run { ith, nth in
+            let scores = S.p + ith * cap
+            var job = ith
+            while job < T * nh {
+                let t = job / nh, hh = job % nh
+                let sv = views[row[t]]
+                let kvh = hh / group
+                let end = sv.p0 + (t - sv.first) + 1 - sv.base, start = max(0, end - win), n = end - start
+                let qv = Q.p + t * qd + hh * hd
+                lfm_attend(
+                    qv, Int32(hd), sv.keys.p + start * kd + kvh * hd, sv.values.p + start * kd + kvh * hd, Int32(kd),
+                    Int32(n), scale, scores, A.p + t * qd + hh * hd)
+                job += nth
+            }
+        }
+        ws.act.bind(att, rows: T, cols: qd)
+        o.matmul(ws.act, into: out, ldy: hidden, pool: pool)
+    }
+
+    /// One sequence of a forward call and the cache position its first row takes.
+    private struct Sequence {
+        let cache: KVCache
+        let first: Int, count: Int
+        let p0: Int
+        init(cache: KVCache, first: Int, count: Int) {
+            self.cache = cache; self.first = first; self.count = count; p0 = cache.length
+        }
+    }
+
+    /// What the attention workers read of a sequence once its rows are stored.
+    private struct SeqView: @unchecked Sendable {
+        let keys: SendablePtr<Float>, values: SendablePtr<Float>
+        let first: Int, p0: Int, base: Int
+        init(_ s: Sequence) {
+            keys = SendablePtr(s.cache.keys); values = SendablePtr(s.cache.values)
+            first = s.first; p0 = s.p0; base = s.cache.base
+        }
+    }
+
+    /// q/k RMSNorm and RoPE on a sequence's rows, then its keys and values into its cache (sliding the window
+    /// when the cache is full).
+    private func store(
+        _ sq: Sequence, qs: UnsafeMutablePointer<Float>, ks: UnsafeMutablePointer<Float>,
+        vs: UnsafeMutablePointer<Float>
+    ) {
+        let cache = sq.cache, T = sq.count, p0 = sq.p0
+        let keys = cache.keys, values = cache.values, capacity = cache.capacity
+        let qd = heads * headDim, kd = kvHeads * headDim
         qNorm.withUnsafeBufferPointer { qn in
             kNorm.withUnsafeBufferPointer { kn in
                 for t in 0..<T {
@@ -64,6 +126,7 @@ final class Attention: Sendable {
                 }
             }
         }
+        var base = cache.base
         if let w = window, p0 - base + T > capacity {
             // keep the last w − 1 positions (all a window can still see) at the front
             let keep = min(w - 1, p0 - base), from = p0 - keep - base
@@ -75,28 +138,6 @@ final class Attention: Sendable {
         (keys + (p0 - base) * kd).update(from: ks, count: T * kd)
         (values + (p0 - base) * kd).update(from: vs, count: T * kd)
         cache.length = p0 + T
-        // softmax(q·kᵀ/√d) v, causal; parallel over (token, head)
-        let scale = 1 / Float(headDim).squareRoot()
-        let group = heads / kvHeads
-        let K = SendablePtr(keys), V = SendablePtr(values), Q = SendablePtr(qs), A = SendablePtr(att)
-        let hd = headDim, nh = heads, cap = capacity, b0 = base, win = window ?? Int.max
-        let S = SendablePtr(ws.scores(pool.threads * capacity))
-        pool.run { ith, nth in
-            let scores = S.p + ith * cap
-            var job = ith
-            while job < T * nh {
-                let t = job / nh, hh = job % nh
-                let kvh = hh / group
-                let end = p0 + t + 1 - b0, start = max(0, end - win), n = end - start
-                let qv = Q.p + t * qd + hh * hd
-                lfm_attend(
-                    qv, Int32(hd), K.p + start * kd + kvh * hd, V.p + start * kd + kvh * hd, Int32(kd), Int32(n), scale,
-                    scores, A.p + t * qd + hh * hd)
-                job += nth
-            }
-        }
-        ws.act.bind(att, rows: T, cols: qd)
-        o.matmul(ws.act, into: out, ldy: hidden, pool: pool)
     }
 }
 

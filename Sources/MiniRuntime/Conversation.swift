@@ -183,7 +183,8 @@ public final class Conversation: Sendable {
 
     /// Synchronous generation for a user turn of text and audio (each piece tokenized or encoded on its own, in
     /// order, as `ChatState.add_text` / `add_audio`); `emit` is called on this thread for every token, frame and
-    /// chunk of samples, and may call `cancel()` but nothing else of this conversation (the turn holds its state).
+    /// chunk of samples (on the model's decode thread when it batches, `ModelOptions.batchDecode`, while this one
+    /// waits), and may call `cancel()` but nothing else of this conversation (the turn holds its state).
     /// A turn that fails before generating (bad audio, context overflow) leaves the conversation unchanged.
     public func generate(
         user content: [UserContent], mode: GenerationMode = .text, maxTokens: Int, sampling: SamplingParams,
@@ -195,7 +196,11 @@ public final class Conversation: Sendable {
                 model: model, state: s, content: content, mode: mode, maxTokens: maxTokens, sampling: sampling,
                 audioSampling: audioSampling, audio: audio)
             // events are Sendable values: `emit` never sees the state
-            while let events = try turn.next(cancelled: isCancelled) { for e in events { emit(e) } }
+            if let scheduler = model.scheduler {
+                try scheduler.run(.init(turn), cancelled: { [self] in isCancelled }, emit: emit)
+            } else {
+                while let events = try turn.next(cancelled: isCancelled) { for e in events { emit(e) } }
+            }
             return turn.stats
         }
     }
@@ -300,15 +305,66 @@ final class Turn {
     func next(cancelled: Bool) throws -> [GenerationEvent]? {
         guard !finished else { return nil }
         var events: [GenerationEvent] = []
+        guard let head = try prepare(cancelled: cancelled, &events) else { return events }
+        let go: Bool
+        switch head {
+        case .text:
+            var logits = model.backbone.logits(hidden)
+            go = try takeText(&logits, &events)
+        case .audio:
+            let th = Date()
+            let codes = model.audioHead!.step(hidden, state: state.head!)
+            go = try takeFrame(codes, headSeconds: Date().timeIntervalSince(th), &events)
+        }
+        if go {
+            try feedAlone()
+        } else {
+            try stop(&events)
+        }
+        return events
+    }
+
+    /// What a step samples from the hidden state.
+    enum Head { case text, audio }
+
+    /// Whether the turn is over; its hidden state (the last position's, final-normed).
+    var isFinished: Bool { finished }
+    var lastHidden: [Float] { hidden }
+
+    /// The first part of a step: nil when the turn ends here (cancelled, no steps left; `events` gets the rest of
+    /// its samples), else which head the step samples.
+    func prepare(cancelled: Bool, _ events: inout [GenerationEvent]) throws -> Head? {
         if cancelled && step < maxTokens {
             stats.stopReason = .cancelled
             try end(&events)
-        } else if step >= maxTokens {
-            try end(&events)
-        } else if try !advance(&events) {
-            try end(&events)
+            return nil
         }
-        return events
+        if step >= maxTokens {
+            try end(&events)
+            return nil
+        }
+        if let speech { handOut(try speech.poll(), &events) }
+        schedule.beginStep()
+        return schedule.textNext ? .text : .audio
+    }
+
+    /// Ends the turn after a step that returned false from `takeText` / `takeFrame`.
+    func stop(_ events: inout [GenerationEvent]) throws {
+        step += 1
+        try end(&events)
+    }
+
+    /// Runs the step's new positions through the backbone on their own (outside a batch).
+    func feedAlone() throws {
+        hidden = try state.prefill(model) ?? hidden
+        step += 1
+    }
+
+    /// After the backbone ran the step's new position elsewhere (a batch): its final hidden state.
+    func fed(_ h: [Float]) {
+        state.prompt.clearPending()
+        hidden = h
+        step += 1
     }
 
     private func handOut(_ chunks: [[Float]], _ events: inout [GenerationEvent]) {
@@ -330,66 +386,71 @@ final class Turn {
         }
     }
 
-    /// One step; false when it ended the turn.
-    private func advance(_ events: inout [GenerationEvent]) throws -> Bool {
+    /// A step's text token from its logits; false when the turn ends with it (or must end before the next step).
+    func takeText(_ logits: inout [Float], _ events: inout [GenerationEvent]) throws -> Bool {
         let bb = model.backbone, tk = model.tokens
-        defer { step += 1 }
-        if let speech { handOut(try speech.poll(), &events) }
-        schedule.beginStep()
-        if schedule.textNext {
-            var logits = bb.logits(hidden)
-            state.trace?(TraceEvent(name: "text.logits", values: logits, width: bb.vocab))
-            let id = logits.withUnsafeMutableBufferPointer { sampler.sample($0, history: generated) }
-            if step == 0 { tFirst = Date(); stats.timeToFirstToken = tFirst.timeIntervalSince(t0) }
-            if stats.audioFrames == 0 { stats.textStepsBeforeAudio += 1 }
-            let stop = schedule.afterText(id)
-            if stop == .silentImEnd {
-                _ = detok.flush()
-                stats.stopReason = .imEnd
-                state.prompt.clearPending()
-                return false
-            }
-            generated.append(id)
-            var piece = detok.push(id)
-            if stop != nil || step == maxTokens - 1 || id == tk.audioStart || id == tk.textEnd {
-                piece += detok.flush()
-            }
-            events.append(.text(id: id, piece: piece))
-            stats.generatedTokens += 1
-            switch stop {
-            case .imEnd?:
-                stats.stopReason = .imEnd
-                state.prompt.clearPending()
-                return false
-            case .audioStart?:
-                // the history keeps <|audio_start|>; the backbone sees it with the next turn
-                stats.stopReason = .audioStart
-                state.prompt.generated(id)
-                return false
-            default:
-                state.prompt.generated(id)
-            }
-        } else {
-            let th = Date()
-            var codes = model.audioHead!.step(hidden, state: state.head!)
-            stats.audioHeadSeconds += Date().timeIntervalSince(th)
-            if stats.audioFrames == 0 { stats.firstFrameHeadSeconds = Date().timeIntervalSince(th) }
-            if step == 0 { tFirst = Date(); stats.timeToFirstToken = tFirst.timeIntervalSince(t0) }
-            if stats.audioFrames == 0 { stats.timeToFirstFrame = Date().timeIntervalSince(t0) }
-            let end = codes[0] == tk.endOfAudio
-            if end { codes = Array(repeating: tk.endOfAudio, count: codes.count) }
-            schedule.afterFrame(endOfAudio: end)
-            state.prompt.frame(codes)
-            events.append(.audio(codes: codes))
-            stats.audioFrames += 1
-            if let speech {
-                speech.submit(codes, wait: speech.submitted == 0)
-                handOut(try speech.poll(), &events)
-            }
+        state.trace?(TraceEvent(name: "text.logits", values: logits, width: bb.vocab))
+        let id = logits.withUnsafeMutableBufferPointer { sampler.sample($0, history: generated) }
+        if step == 0 { tFirst = Date(); stats.timeToFirstToken = tFirst.timeIntervalSince(t0) }
+        if stats.audioFrames == 0 { stats.textStepsBeforeAudio += 1 }
+        let stop = schedule.afterText(id)
+        if stop == .silentImEnd {
+            _ = detok.flush()
+            stats.stopReason = .imEnd
+            state.prompt.clearPending()
+            return false
         }
+        generated.append(id)
+        var piece = detok.push(id)
+        if stop != nil || step == maxTokens - 1 || id == tk.audioStart || id == tk.textEnd {
+            piece += detok.flush()
+        }
+        events.append(.text(id: id, piece: piece))
+        stats.generatedTokens += 1
+        switch stop {
+        case .imEnd?:
+            stats.stopReason = .imEnd
+            state.prompt.clearPending()
+            return false
+        case .audioStart?:
+            // the history keeps <|audio_start|>; the backbone sees it with the next turn
+            stats.stopReason = .audioStart
+            state.prompt.generated(id)
+            return false
+        default:
+            state.prompt.generated(id)
+        }
+        return goesOn()
+    }
+
+    /// A step's audio frame (sampled by the audio head in `headSeconds`); false when the turn must end after it.
+    /// `waitFirst`: the first frame's samples are awaited so that they go out with this step.
+    func takeFrame(
+        _ sampled: [Int], headSeconds: Double, waitFirst: Bool = true, _ events: inout [GenerationEvent]
+    ) throws -> Bool {
+        let tk = model.tokens
+        var codes = sampled
+        stats.audioHeadSeconds += headSeconds
+        if stats.audioFrames == 0 { stats.firstFrameHeadSeconds = headSeconds }
+        if step == 0 { tFirst = Date(); stats.timeToFirstToken = tFirst.timeIntervalSince(t0) }
+        if stats.audioFrames == 0 { stats.timeToFirstFrame = Date().timeIntervalSince(t0) }
+        let end = codes[0] == tk.endOfAudio
+        if end { codes = Array(repeating: tk.endOfAudio, count: codes.count) }
+        schedule.afterFrame(endOfAudio: end)
+        state.prompt.frame(codes)
+        events.append(.audio(codes: codes))
+        stats.audioFrames += 1
+        if let speech {
+            speech.submit(codes, wait: waitFirst && speech.submitted == 0)
+            handOut(try speech.poll(), &events)
+        }
+        return goesOn()
+    }
+
+    /// Whether another step follows (budget and context left).
+    private func goesOn() -> Bool {
         if step == maxTokens - 1 { return false }
-        if state.backbone.position + 1 > bb.contextLimit { stats.stopReason = .context; return false }
-        hidden = try state.prefill(model) ?? hidden
+        if state.backbone.position + 1 > model.backbone.contextLimit { stats.stopReason = .context; return false }
         return true
     }
 }

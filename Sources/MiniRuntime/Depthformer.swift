@@ -33,51 +33,60 @@ final class DepthformerLayer: Sendable {
 
     func makeState() -> DepthCache { DepthCache(count: maxLen * kvHeads * hd) }
 
-    /// One position: x (d floats) updated in place. `s` is scratch.
-    func step(_ x: UnsafeMutablePointer<Float>, cache: DepthCache, s: DepthScratch, pool: WorkerPool) {
-        let kd = kvHeads * hd
-        opNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, d, eps: 1e-5, into: s.norm) }
-        s.q.bind(s.norm, rows: 1, cols: d)
-        qkv.matvec(s.q, into: s.qkv, pool: pool)
-        let pos = cache.length
-        qNorm.withUnsafeBufferPointer { qn in
-            kNorm.withUnsafeBufferPointer { kn in
-                for h in 0..<heads {
-                    let r = s.qkv + h * hd; Ops.rmsNorm(r, qn.baseAddress!, hd, eps: 1e-5, into: r);
-                    rope.apply(r, position: pos)
+    /// One position of B frames: row b of x (B × d floats, updated in place) is the next codebook of the frame
+    /// whose cache is `caches[b]`. `s` is scratch for at least B rows.
+    func step(
+        _ x: UnsafeMutablePointer<Float>, rows B: Int, caches: [DepthCache], s: DepthScratch, pool: WorkerPool
+    ) {
+        let kd = kvHeads * hd, qw = d + 2 * kd
+        opNorm.withUnsafeBufferPointer { w in
+            for b in 0..<B { Ops.rmsNorm(x + b * d, w.baseAddress!, d, eps: 1e-5, into: s.norm + b * d) }
+        }
+        s.q.bind(s.norm, rows: B, cols: d)
+        qkv.matmul(s.q, into: s.qkv, ldy: qw, pool: pool)
+        for (b, cache) in caches.enumerated() {
+            let row = s.qkv + b * qw
+            let pos = cache.length
+            qNorm.withUnsafeBufferPointer { qn in
+                kNorm.withUnsafeBufferPointer { kn in
+                    for h in 0..<heads {
+                        let r = row + h * hd; Ops.rmsNorm(r, qn.baseAddress!, hd, eps: 1e-5, into: r);
+                        rope.apply(r, position: pos)
+                    }
+                    for h in 0..<kvHeads {
+                        let r = row + d + h * hd; Ops.rmsNorm(r, kn.baseAddress!, hd, eps: 1e-5, into: r);
+                        rope.apply(r, position: pos)
+                    }
                 }
-                for h in 0..<kvHeads {
-                    let r = s.qkv + d + h * hd; Ops.rmsNorm(r, kn.baseAddress!, hd, eps: 1e-5, into: r);
-                    rope.apply(r, position: pos)
+            }
+            cache.keys.withUnsafeMutableBufferPointer { K in
+                cache.values.withUnsafeMutableBufferPointer { V in
+                    (K.baseAddress! + pos * kd).update(from: row + d, count: kd)
+                    (V.baseAddress! + pos * kd).update(from: row + d + kd, count: kd)
+                    cache.length = pos + 1
+                    let n = pos + 1, group = heads / kvHeads, scale = 1 / Float(hd).squareRoot()
+                    for h in 0..<heads {
+                        let kvh = h / group
+                        lfm_attend(
+                            row + h * hd, Int32(hd), K.baseAddress! + kvh * hd, V.baseAddress! + kvh * hd, Int32(kd),
+                            Int32(n), scale, s.scores, s.att + b * d + h * hd)
+                    }
                 }
             }
         }
-        cache.keys.withUnsafeMutableBufferPointer { K in
-            cache.values.withUnsafeMutableBufferPointer { V in
-                (K.baseAddress! + pos * kd).update(from: s.qkv + d, count: kd)
-                (V.baseAddress! + pos * kd).update(from: s.qkv + d + kd, count: kd)
-                cache.length = pos + 1
-                let n = pos + 1, group = heads / kvHeads, scale = 1 / Float(hd).squareRoot()
-                for h in 0..<heads {
-                    let kvh = h / group
-                    lfm_attend(
-                        s.qkv + h * hd, Int32(hd), K.baseAddress! + kvh * hd, V.baseAddress! + kvh * hd, Int32(kd),
-                        Int32(n), scale,
-                        s.scores, s.att + h * hd)
-                }
-            }
+        s.q.bind(s.att, rows: B, cols: d)
+        out.matmul(s.q, into: s.tmp, ldy: d, pool: pool)
+        Ops.add(x, s.tmp, B * d)
+        ffnNorm.withUnsafeBufferPointer { w in
+            for b in 0..<B { Ops.rmsNorm(x + b * d, w.baseAddress!, d, eps: 1e-5, into: s.norm + b * d) }
         }
-        s.q.bind(s.att, rows: 1, cols: d)
-        out.matvec(s.q, into: s.tmp, pool: pool)
-        Ops.add(x, s.tmp, d)
-        ffnNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, d, eps: 1e-5, into: s.norm) }
-        s.q.bind(s.norm, rows: 1, cols: d)
-        w1.matvec(s.q, into: s.g, pool: pool)
-        w3.matvec(s.q, into: s.u, pool: pool)
-        Ops.swiglu(s.g, s.u, ffn)
-        s.q.bind(s.g, rows: 1, cols: ffn)
-        w2.matvec(s.q, into: s.tmp, pool: pool)
-        Ops.add(x, s.tmp, d)
+        s.q.bind(s.norm, rows: B, cols: d)
+        w1.matmul(s.q, into: s.g, ldy: ffn, pool: pool)
+        w3.matmul(s.q, into: s.u, ldy: ffn, pool: pool)
+        for b in 0..<B { Ops.swiglu(s.g + b * ffn, s.u + b * ffn, ffn) }
+        s.q.bind(s.g, rows: B, cols: ffn)
+        w2.matmul(s.q, into: s.tmp, ldy: d, pool: pool)
+        Ops.add(x, s.tmp, B * d)
     }
 }
 
@@ -92,15 +101,18 @@ final class DepthCache: StreamingState {
     var bytes: Int { (keys.count + values.count) * MemoryLayout<Float>.size }
 }
 
-/// Scratch for one depthformer frame.
+/// Scratch for one depthformer frame, or a batch of `rows` frames stepped together.
 final class DepthScratch {
     let norm, qkv, att, tmp, g, u, scores: UnsafeMutablePointer<Float>
-    let q = Activations(capacity: 1 << 14)
-    init(d: Int, qkv qw: Int, ffn: Int, hidden: Int, vocab: Int, positions: Int) {
-        norm = .allocate(capacity: max(d, hidden)); qkv = .allocate(capacity: max(qw, vocab));
-        att = .allocate(capacity: d)
-        tmp = .allocate(capacity: max(d, vocab)); g = .allocate(capacity: ffn); u = .allocate(capacity: ffn)
+    let q: Activations
+    init(d: Int, qkv qw: Int, ffn: Int, hidden: Int, vocab: Int, positions: Int, rows: Int = 1) {
+        norm = .allocate(capacity: rows * max(d, hidden)); qkv = .allocate(capacity: rows * max(qw, vocab));
+        att = .allocate(capacity: rows * d)
+        tmp = .allocate(capacity: rows * max(d, vocab)); g = .allocate(capacity: rows * ffn)
+        u = .allocate(capacity: rows * ffn)
         scores = .allocate(capacity: max(positions, 1))  // attention over one frame's codebooks
+        q = Activations(capacity: rows * max(ffn, hidden, 1 << 12))
+        q.independentRows = rows > 1
     }
     deinit { for p in [norm, qkv, att, tmp, g, u, scores] { p.deallocate() } }
 }
@@ -197,7 +209,9 @@ public final class AudioHead: StreamingModule {
         for k in 0..<codebooks {
             for i in 0..<d { x[i] = inputs[k * d + i] + prev[i] }
             x.withUnsafeMutableBufferPointer { xb in
-                for (i, l) in layers.enumerated() { l.step(xb.baseAddress!, cache: state.layers[i], s: s, pool: pool) }
+                for (i, l) in layers.enumerated() {
+                    l.step(xb.baseAddress!, rows: 1, caches: [state.layers[i]], s: s, pool: pool)
+                }
                 embNorm[k].withUnsafeBufferPointer {
                     Ops.rmsNorm(xb.baseAddress!, $0.baseAddress!, d, eps: 1e-5, into: s.norm)
                 }
@@ -210,6 +224,58 @@ public final class AudioHead: StreamingModule {
             prev.withUnsafeMutableBufferPointer { embedding[k].row(c, into: $0.baseAddress!) }
         }
         return codes
+    }
+
+    /// One frame for each of several conversations at once (`hiddens[b]` with `states[b]`, each sampled with its
+    /// state's sampler): the weights are read once per codebook for the batch and each frame is bit-equal to `step`
+    /// on it alone. Traces are not recorded (step a traced state alone).
+    public func stepBatch(_ hiddens: [[Float]], states: [State]) -> [[Int]] {
+        let B = states.count
+        if B == 1 { return [step(hiddens[0], state: states[0])] }
+        precondition(hiddens.count == B && Set(states.map { ObjectIdentifier($0) }).count == B)
+        let s = DepthScratch(
+            d: d, qkv: qkvWidth, ffn: ffnWidth, hidden: hidden, vocab: vocab, positions: codebooks, rows: B)
+        let act = Activations(capacity: B * hidden)
+        act.independentRows = true
+        var h = [Float](repeating: 0, count: B * hidden)
+        for (b, hs) in hiddens.enumerated() { h.replaceSubrange(b * hidden..<(b + 1) * hidden, with: hs) }
+        var inputs = [Float](repeating: 0, count: B * codebooks * d)
+        h.withUnsafeBufferPointer { hb in
+            inputs.withUnsafeMutableBufferPointer {
+                depthLinear(hb.baseAddress!, rows: B, into: $0.baseAddress!, act: act, pool: pool)
+            }
+        }
+        for st in states { st.layers.reset() }
+        var codes = [[Int]](repeating: [], count: B)
+        var x = [Float](repeating: 0, count: B * d), prev = [Float](repeating: 0, count: B * d)
+        var logits = [Float](repeating: 0, count: B * vocab)
+        for k in 0..<codebooks {
+            for b in 0..<B {
+                for i in 0..<d { x[b * d + i] = inputs[(b * codebooks + k) * d + i] + prev[b * d + i] }
+            }
+            x.withUnsafeMutableBufferPointer { xb in
+                for (i, l) in layers.enumerated() {
+                    l.step(xb.baseAddress!, rows: B, caches: states.map { $0.layers[i] }, s: s, pool: pool)
+                }
+                embNorm[k].withUnsafeBufferPointer { w in
+                    for b in 0..<B {
+                        Ops.rmsNorm(xb.baseAddress! + b * d, w.baseAddress!, d, eps: 1e-5, into: s.norm + b * d)
+                    }
+                }
+            }
+            s.q.bind(s.norm, rows: B, cols: d)
+            logits.withUnsafeMutableBufferPointer {
+                toLogits[k].matmul(s.q, into: $0.baseAddress!, ldy: vocab, pool: pool)
+            }
+            for b in 0..<B {
+                let c = logits.withUnsafeMutableBufferPointer {
+                    states[b].sampler.sample(UnsafeMutableBufferPointer(rebasing: $0[b * vocab..<(b + 1) * vocab]))
+                }
+                codes[b].append(c)
+                prev.withUnsafeMutableBufferPointer { embedding[k].row(c, into: $0.baseAddress! + b * d) }
+            }
+        }
+        return codes.map { $0[0] == endOfAudio ? Array(repeating: endOfAudio, count: codebooks) : $0 }
     }
 
     /// The LM input embedding of a frame: Σ_k audio_embedding[code_k + 2049·k].

@@ -15,7 +15,7 @@ final class FeedForward: Sendable {
         ws.act.bind(x, rows: T, cols: hidden)
         w1.matmul(ws.act, into: g, ldy: ffn, pool: pool)
         w3.matmul(ws.act, into: u, ldy: ffn, pool: pool)
-        Ops.swiglu(g, u, T * ffn)
+        for t in 0..<T { Ops.swiglu(g + t * ffn, u + t * ffn, ffn) }  // per row: no lane depends on T
         ws.act.bind(g, rows: T, cols: ffn)
         w2.matmul(ws.act, into: out, ldy: hidden, pool: pool)
     }

@@ -84,6 +84,10 @@ final class Activations {
     private(set) var x: UnsafePointer<Float>?
     private(set) var rows = 0, cols = 0, ld = 0
     private var quantized = false
+    /// The rows are independent inputs (decode steps of several sequences): products run as per-row
+    /// matrix-vector products over one read of the weights (`lfm_matvec_batch`), each row bit-equal to its product
+    /// alone, instead of the prefill GEMM.
+    var independentRows = false
     private var q: UnsafeMutablePointer<Int8>
     private var d: UnsafeMutablePointer<Float>
     private var s: UnsafeMutablePointer<Int32>
@@ -130,6 +134,13 @@ extension Matrix {
         if T == 1 {
             pool.parallelFor(rows) { b, e in
                 lfm_matvec(t, w, c, Int32(b), Int32(e), xp.p, q?.0.p, q?.1.p, q?.2.p, yp.p)
+            }
+            return
+        }
+        if a.independentRows {
+            pool.parallelFor(rows) { b, e in
+                lfm_matvec_batch(
+                    t, w, c, Int32(b), Int32(e), Int32(T), xp.p, ldx, q?.0.p, q?.1.p, q?.2.p, c, yp.p, Int32(ldy))
             }
             return
         }

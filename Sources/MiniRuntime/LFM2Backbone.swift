@@ -107,6 +107,52 @@ public final class LFM2Backbone: StreamingModule {
         }
     }
 
+    /// One decode step of several conversations at once: row b of `embeddings` (B × H) is the next position of
+    /// `states[b]`. The weights are read once for the batch and each row's result is bit-equal to `step` on it
+    /// alone. Returns each row's final-normed hidden state. Traces are not recorded (step a traced state alone).
+    public func stepBatch(_ embeddings: UnsafePointer<Float>, states: [State]) throws -> [[Float]] {
+        let B = states.count, h = hidden, c = config
+        guard B > 0 else { return [] }
+        precondition(Set(states.map { ObjectIdentifier($0) }).count == B, "a state appears twice in one batch")
+        for s in states where s.stack.position + 1 > contextLimit {
+            throw RuntimeError.contextOverflow(limit: contextLimit, needed: s.stack.position + 1)
+        }
+        let ws = Workspace(
+            maxT: B, hidden: h, ffn: c.ffnWidth, qdim: c.numAttentionHeads * c.headDim,
+            kvdim: c.numKeyValueHeads * c.headDim, batch: true)
+        let x = UnsafeMutablePointer<Float>.allocate(capacity: B * h)
+        defer { x.deallocate() }
+        x.update(from: embeddings, count: B * h)
+        for (i, l) in layers.enumerated() {
+            l.forward(x, T: B, caches: states.map { $0.stack.layers[i] }, ws: ws, pool: pool)
+        }
+        return states.enumerated().map { b, s in
+            s.stack.position += 1
+            var out = [Float](repeating: 0, count: h)
+            out.withUnsafeMutableBufferPointer { rmsNorm(x + b * h, into: $0.baseAddress!) }
+            return out
+        }
+    }
+
+    /// Tied-head text logits of several final-normed hidden states (one read of the table; each row bit-equal
+    /// to `logits` of it alone).
+    func logitsBatch(_ hiddenStates: [[Float]]) -> [[Float]] {
+        let B = hiddenStates.count, h = hidden
+        if B == 1 { return [logits(hiddenStates[0])] }
+        var x = [Float](repeating: 0, count: B * h)
+        for (b, hs) in hiddenStates.enumerated() { x.replaceSubrange(b * h..<(b + 1) * h, with: hs) }
+        var y = [Float](repeating: 0, count: B * vocab)
+        let act = Activations(capacity: B * h)
+        act.independentRows = true
+        x.withUnsafeBufferPointer { xb in
+            y.withUnsafeMutableBufferPointer { yb in
+                act.bind(xb.baseAddress!, rows: B, cols: h)
+                embed.matmul(act, into: yb.baseAddress!, ldy: vocab, pool: pool)
+            }
+        }
+        return (0..<B).map { Array(y[$0 * vocab..<($0 + 1) * vocab]) }
+    }
+
     func rmsNorm(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
         finalNorm.withUnsafeBufferPointer { w in
             Ops.rmsNorm(x, w.baseAddress!, hidden, eps: Float(config.normEps), into: y)

@@ -36,15 +36,30 @@ final class LFM2Block: Sendable {
 
     /// x: T × H, updated in place; `cache` is this layer's state.
     func forward(_ x: UnsafeMutablePointer<Float>, T: Int, cache: LayerCache, ws: Workspace, pool: WorkerPool) {
+        forward(x, T: T, caches: [cache], ws: ws, pool: pool)
+    }
+
+    /// x: T × H, updated in place. `caches`: this layer's state of one sequence (T consecutive positions), or of T
+    /// sequences (row t is the next position of sequence t).
+    func forward(_ x: UnsafeMutablePointer<Float>, T: Int, caches: [LayerCache], ws: Workspace, pool: WorkerPool) {
         let h = hidden
         let n = ws.norm, o = ws.out
         opNorm.withUnsafeBufferPointer { w in
             for t in 0..<T { Ops.rmsNorm(x + t * h, w.baseAddress!, h, eps: eps, into: n + t * h) }
         }
-        switch (op, cache) {
-        case (.conv(let c), .conv(let carry)): c.forward(n, T: T, out: o, carry: carry, ws: ws, pool: pool)
-        case (.attention(let a), .attention(let kv)): a.forward(n, T: T, out: o, cache: kv, ws: ws, pool: pool)
-        default: preconditionFailure("layer state of another kind")
+        switch op {
+        case .conv(let c):
+            let carries = caches.map {
+                guard case .conv(let carry) = $0 else { preconditionFailure("layer state of another kind") }
+                return carry
+            }
+            c.forward(n, T: T, out: o, carries: carries, ws: ws, pool: pool)
+        case .attention(let a):
+            let kvs = caches.map {
+                guard case .attention(let kv) = $0 else { preconditionFailure("layer state of another kind") }
+                return kv
+            }
+            a.forward(n, T: T, out: o, caches: kvs, ws: ws, pool: pool)
         }
         Ops.add(x, o, T * h)
         ffnNorm.withUnsafeBufferPointer { w in
@@ -84,12 +99,15 @@ final class Workspace {
     let act: Activations
     private var scoreRows: UnsafeMutablePointer<Float>?
     private var scoreCount = 0
-    init(maxT: Int, hidden: Int, ffn: Int, qdim: Int, kvdim: Int) {
+    /// `batch`: the rows are decode steps of different sequences (each product runs as per-row matrix-vector
+    /// products over one read of the weights, bit-equal to stepping each sequence alone).
+    init(maxT: Int, hidden: Int, ffn: Int, qdim: Int, kvdim: Int, batch: Bool = false) {
         self.maxT = maxT
         norm = .allocate(capacity: maxT * hidden); out = .allocate(capacity: maxT * hidden)
         big = .allocate(capacity: maxT * max(3 * hidden, 2 * ffn, qdim + 2 * kvdim))
         mid = .allocate(capacity: maxT * max(qdim, hidden))
         act = Activations(capacity: maxT * max(ffn, qdim, hidden))
+        act.independentRows = batch
     }
     deinit { norm.deallocate(); out.deallocate(); big.deallocate(); mid.deallocate(); scoreRows?.deallocate() }
     /// Softmax scratch of at least `n` floats (one row per worker thread).

@@ -7,9 +7,13 @@ public struct ModelOptions: Sendable {
     public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     /// Context limit in positions (KV-cache capacity; memory is committed only as it is used).
     public var contextLimit: Int = 8192
-    public init(threads: Int? = nil, contextLimit: Int? = nil) {
+    /// Batch the decode steps of conversations running turns at the same time into one pass over the weights per
+    /// step (a server's many streams). Results are bit-equal either way; off, each turn steps on its own thread.
+    public var batchDecode = false
+    public init(threads: Int? = nil, contextLimit: Int? = nil, batchDecode: Bool = false) {
         if let threads { self.threads = max(1, threads) }
         if let contextLimit { self.contextLimit = max(16, contextLimit) }
+        self.batchDecode = batchDecode
     }
 }
 
@@ -32,6 +36,8 @@ public final class LFMModel: Sendable {
     /// Special token ids and the end-of-audio code, from the bundle's metadata.
     public let tokens: SpecialTokenIds
     let pool: WorkerPool
+    /// Batches concurrent turns' decode steps (`ModelOptions.batchDecode`), else nil.
+    let scheduler: DecodeScheduler?
     public var config: LFM2AudioConfig { bundle.config }
     /// Worker threads computing for this model's conversations.
     public var threads: Int { pool.threads }
@@ -46,6 +52,7 @@ public final class LFMModel: Sendable {
         self.bundle = bundle
         let path = bundle.gguf.path
         pool = WorkerPool.shared(threads: options.threads)
+        scheduler = options.batchDecode ? DecodeScheduler() : nil
         tokens = try SpecialTokenIds(metadata: bundle.gguf.metadata, file: path)
         let has = { (c: Component) in bundle.components.contains(c.rawValue) }
         let L = TensorLoader(bundle)

@@ -20,18 +20,36 @@ final class ShortConv: Sendable {
 
     func makeState() -> ConvCarry { ConvCarry(count: (k - 1) * h) }
 
-    /// x: T × H (normed input), out: T × H. `ws` provides scratch of ≥ T × 3H floats.
+    /// x: T × H (normed input), out: T × H. `carries` holds one carry (the T rows are consecutive positions of one
+    /// sequence) or T carries (row t is the next position of sequence t: a batch of decode steps). `ws` provides
+    /// scratch of ≥ T × 3H floats.
     func forward(
-        _ x: UnsafePointer<Float>, T: Int, out: UnsafeMutablePointer<Float>, carry: ConvCarry, ws: Workspace,
+        _ x: UnsafePointer<Float>, T: Int, out: UnsafeMutablePointer<Float>, carries: [ConvCarry], ws: Workspace,
         pool: WorkerPool
     ) {
+        precondition(carries.count == 1 || carries.count == T, "short conv: \(carries.count) carries for \(T) rows")
         let bcx = ws.big
         ws.act.bind(x, rows: T, cols: h)
         inProj.matmul(ws.act, into: bcx, ldy: 3 * h, pool: pool)
+        let h = self.h
         if let b = inBias { for t in 0..<T { for i in 0..<3 * h { bcx[t * 3 * h + i] += b[i] } } }
         // u = B ⊙ x, stored over the B slot; then v (into the x slot) = conv over [state; u]
-        let k = self.k, h = self.h
         for t in 0..<T { let r = bcx + t * 3 * h; for c in 0..<h { r[c] = r[c] * r[2 * h + c] } }
+        if carries.count == 1 {
+            convolve(bcx, T: T, carry: carries[0])
+        } else {
+            for (t, carry) in carries.enumerated() { convolve(bcx + t * 3 * h, T: 1, carry: carry) }
+        }
+        let cv = bcx + 2 * h
+        ws.act.bind(cv, rows: T, cols: h, ld: 3 * h)
+        outProj.matmul(ws.act, into: out, ldy: h, pool: pool)
+        if let b = outBias { for t in 0..<T { for i in 0..<h { out[t * h + i] += b[i] } } }
+    }
+
+    /// The causal depthwise conv over T consecutive rows of [B⊙x | C | x] (3H floats each, u in the first slot):
+    /// writes C ⊙ v into the x slot and moves the carry on by T positions.
+    private func convolve(_ bcx: UnsafeMutablePointer<Float>, T: Int, carry: ConvCarry) {
+        let k = self.k, h = self.h
         kernel.withUnsafeBufferPointer { w in
             carry.values.withUnsafeMutableBufferPointer { st in
                 for t in 0..<T {
@@ -58,10 +76,6 @@ final class ShortConv: Sendable {
                 for i in 0..<newState.count { st[i] = newState[i] }
             }
         }
-        let cv = bcx + 2 * h
-        ws.act.bind(cv, rows: T, cols: h, ld: 3 * h)
-        outProj.matmul(ws.act, into: out, ldy: h, pool: pool)
-        if let b = outBias { for t in 0..<T { for i in 0..<h { out[t * h + i] += b[i] } } }
     }
 }
 

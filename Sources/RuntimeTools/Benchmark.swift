@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import CKernels
 import Formats
 @_spi(Tools) import MiniRuntime
@@ -159,6 +160,48 @@ public enum Benchmark {
             r.audioSeconds = Double(samples) / Double(SpeechDecoder.sampleRate)
         }
         return r
+    }
+
+    /// Concurrent speech streams: `streams` conversations each run a chat turn in the interleaved mode (text and
+    /// audio frames, the reference's system prompt) for `steps` steps at once, with or without decoded samples.
+    public struct StreamsResult: Sendable {
+        /// Audio frames and steps over all streams, and the wall time from the first start to the last end.
+        public var frames = 0, steps = 0
+        public var seconds = 0.0
+        /// Each stream's time to its first frame.
+        public var firstFrameSeconds: [Double] = []
+        public var framesPerSecond: Double { seconds > 0 ? Double(frames) / seconds : 0 }
+        public var stepsPerSecond: Double { seconds > 0 ? Double(steps) / seconds : 0 }
+    }
+
+    public static func streams(_ model: LFMModel, streams n: Int, steps: Int, speech: Bool) throws -> StreamsResult {
+        let task = TaskPreset.chat
+        let questions = [
+            "Tell me about the history of the bicycle.", "What should I cook tonight?",
+            "Explain how a rainbow forms.", "Describe your favourite city.",
+        ]
+        let results = Mutex<[Swift.Result<GenerationStats, Error>?]>(Array(repeating: nil, count: n))
+        let t0 = Date()
+        DispatchQueue.concurrentPerform(iterations: n) { i in
+            let c = Conversation(model: model, task: task)
+            let r = Swift.Result {
+                try c.generate(
+                    user: [.text(questions[i % questions.count])], mode: task.mode, maxTokens: steps,
+                    sampling: .greedy, audioSampling: task.audioSampling(seed: UInt64(i)),
+                    audio: speech ? .speech(decoder: nil) : .codes
+                ) { _ in }
+            }
+            results.withLock { $0[i] = r }
+        }
+        var out = StreamsResult()
+        out.seconds = Date().timeIntervalSince(t0)
+        for r in results.withLock({ $0 }) {
+            let st = try r!.get()
+            out.frames += st.audioFrames
+            out.steps += st.generatedTokens + st.audioFrames
+            out.firstFrameSeconds.append(st.timeToFirstFrame)
+        }
+        return out
     }
 
     /// Read bandwidth in bytes/s over a `bytes`-sized buffer with `threads` threads (median of `repeats`).

@@ -34,10 +34,18 @@ struct BenchCommand: ParsableCommand {
     var speechFrames: Int?
     @Option(help: "Decoder for --speech-frames: mimi or detokenizer (default: the detokenizer when present).")
     var decoder: String?
+    @Option(
+        help:
+            "Batched-decode benchmark instead: this many concurrent speech streams (interleaved chat turns of -n steps), against one stream and against the same streams unbatched."
+    )
+    var streams: Int?
+    @Flag(help: "With --streams: codes only (no decoder), to measure the model's steps alone.")
+    var codesOnly = false
 
     func run() throws {
         if let audio { try runASR(audio); return }
         if let speechFrames { try runSpeech(speechFrames); return }
+        if let streams { try runStreams(streams); return }
         let model = try LFMModel(path: bundle, options: ModelOptions(threads: threads, contextLimit: max(p, n) + 16))
         let res = try Benchmark.run(model, promptTokens: p, genTokens: n, repeats: r)
         func median(_ a: [Double]) -> Double { a.isEmpty ? 0 : a.sorted()[a.count / 2] }
@@ -98,6 +106,43 @@ struct BenchCommand: ParsableCommand {
                     median(res.encoderSeconds),
                     median(res.prefillSeconds), Double(res.promptPositions) / median(res.prefillSeconds), n,
                     median(res.decodeSeconds), total, res.audioSeconds / total))
+        }
+    }
+
+    func runStreams(_ count: Int) throws {
+        guard count >= 1 else { throw ValidationError("--streams must be at least 1") }
+        let batched = try LFMModel(
+            path: bundle, options: ModelOptions(threads: threads, contextLimit: n + 256, batchDecode: true))
+        let plain = try LFMModel(path: bundle, options: ModelOptions(threads: threads, contextLimit: n + 256))
+        func median(_ a: [Double]) -> Double { a.isEmpty ? 0 : a.sorted()[a.count / 2] }
+        var one: [Benchmark.StreamsResult] = [], many: [Benchmark.StreamsResult] = []
+        var unbatched: [Benchmark.StreamsResult] = []
+        for _ in 0..<r {
+            one.append(try Benchmark.streams(batched, streams: 1, steps: n, speech: !codesOnly))
+            many.append(try Benchmark.streams(batched, streams: count, steps: n, speech: !codesOnly))
+            unbatched.append(try Benchmark.streams(plain, streams: count, steps: n, speech: !codesOnly))
+        }
+        let f1 = median(one.map(\.framesPerSecond)), fn = median(many.map(\.framesPerSecond))
+        let fu = median(unbatched.map(\.framesPerSecond))
+        let ttf = median(many.flatMap(\.firstFrameSeconds))
+        if json {
+            print(
+                jsonLine([
+                    "bundle": bundle, "threads": threads, "kernel_tier": KernelTier.report().tier, "streams": count,
+                    "steps": n, "speech": !codesOnly, "one_stream_frames_per_second": f1,
+                    "batched_frames_per_second": fn, "unbatched_frames_per_second": fu, "batched_speedup": fn / f1,
+                    "unbatched_speedup": fu / f1, "batched_time_to_first_frame_seconds": ttf,
+                    "one_runs": one.map(\.framesPerSecond), "batched_runs": many.map(\.framesPerSecond),
+                    "unbatched_runs": unbatched.map(\.framesPerSecond), "peak_rss_bytes": peakRSSBytes(),
+                ]))
+        } else {
+            print(
+                "kernels \(KernelTier.report().tier), \(threads) threads, \(n) steps per stream, speech \(!codesOnly)")
+            print(
+                String(
+                    format:
+                        "1 stream %.2f frames/s | %d streams batched %.2f frames/s (%.2fx) | %d streams unbatched %.2f frames/s (%.2fx) | first frame (batched) %.2f s",
+                    f1, count, fn, fn / f1, count, fu, fu / f1, ttf))
         }
     }
 

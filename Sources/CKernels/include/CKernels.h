@@ -131,6 +131,13 @@ void lfm_matvec(int type, const void *w, int cols, int r0, int r1, const float *
 void lfm_matmul(int type, const void *w, int cols, int r0, int r1, int T, const float *X, int ldx, const int8_t *XQ,
                 const float *XD, const int32_t *XS, int ldq, float *Y, int ldy);
 
+/// Y[t][r] = dot(W row r, X[t]) for T independent rows (a batch of decode steps of several conversations): each
+/// token's result is bit-equal to `lfm_matvec` on it alone, while the weights are read once — rows are taken in
+/// blocks small enough to stay in cache and every token's matrix-vector product runs over a block before the next.
+/// Arguments as `lfm_matmul`.
+void lfm_matvec_batch(int type, const void *w, int cols, int r0, int r1, int T, const float *X, int ldx,
+                      const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy);
+
 /// One row of a (possibly quantized) table, as floats.
 void lfm_row_to_f32(int type, const void *w, int cols, int row, float *out);
 
