@@ -395,11 +395,31 @@ actor RealtimeSession {
         guard end <= last.sentMs + 80 else {
             throw APIError.bad("'audio_end_ms' is past the audio sent (\(last.sentMs) ms)", param: "audio_end_ms")
         }
+        let index = try f.int("content_index", in: 0...10) ?? 0
+        // the history keeps the frames played: now, or when the running response has ended
+        let frames = (end + Self.frameMs - 1) / Self.frameMs
+        if response != nil { truncateTo = frames } else { await cutAnswer(frames) }
         await send([
-            "type": "conversation.item.truncated", "item_id": item,
-            "content_index": try f.int("content_index", in: 0...10) ?? 0,
-            "audio_end_ms": end,
+            "type": "conversation.item.truncated", "item_id": item, "content_index": index, "audio_end_ms": end,
         ])
+    }
+
+    static let frameMs = 80
+    /// Frames the client played of the running response (`conversation.item.truncate` during it).
+    var truncateTo: Int?
+
+    /// Cuts the last answer back to `frames` frames (caches rewound and the kept part computed again) on a thread
+    /// of its own; the next turn waits for it through the conversation.
+    func cutAnswer(_ frames: Int) async {
+        let conv = conversation
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            let t = Thread {
+                _ = try? conv.truncateAnswer(keepingFrames: frames)
+                done.resume()
+            }
+            t.stackSize = 8 << 20
+            t.start()
+        }
     }
 
     func startResponse() async throws {
@@ -491,6 +511,12 @@ actor RealtimeSession {
         }
         let sent = response?.sentSamples ?? 0
         lastAssistant = (item, sent * 1000 / SpeechDecoder.sampleRate)
+        // an interrupted answer keeps what was sent (or what `truncate` said was played)
+        if cancelled || truncateTo != nil {
+            let frameSamples = SpeechDecoder.sampleRate * Self.frameMs / 1000
+            await cutAnswer(truncateTo ?? (sent + frameSamples - 1) / frameSamples)
+            truncateTo = nil
+        }
         var o = common()
         o["type"] = "response.output_audio.done"
         await send(o)

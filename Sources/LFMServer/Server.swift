@@ -20,6 +20,8 @@ public struct ServerConfig: Sendable {
     /// Largest request body, in bytes.
     public var maxUploadBytes = 100 << 20
     public var corsOrigin: String?
+    /// Batch the decode steps of concurrent turns into one pass over the weights (`ModelOptions.batchDecode`).
+    public var batchDecode = true
     public init(bundle: String) { self.bundle = bundle }
 }
 
@@ -227,7 +229,8 @@ public enum LFMServer {
     public static func run(_ config: ServerConfig, log: @escaping @Sendable (String) -> Void) async throws {
         UploadLimit.bytes.store(config.maxUploadBytes, ordering: .relaxed)
         let model = try LFMModel(
-            path: config.bundle, options: ModelOptions(threads: config.threads, contextLimit: config.ctx))
+            path: config.bundle,
+            options: ModelOptions(threads: config.threads, contextLimit: config.ctx, batchDecode: config.batchDecode))
         let state = ServerState(config: config, model: model)
         let app = makeApplication(state: state) { channel in
             let port = channel.localAddress?.port ?? config.port

@@ -212,6 +212,8 @@ final class ConversationState {
     let head: AudioHead.State?
     var prompt: PromptBuilder
     var trace: Trace?
+    /// Where the last answer began: the backbone's mark and the positions before it (`truncateAnswer`).
+    var answerStart: (mark: LFM2StackState.Mark, positions: Int)?
     init(model: LFMModel, system: String?) {
         backbone = model.backbone.makeState()
         head = model.audioHead?.makeState()
@@ -296,6 +298,7 @@ final class Turn {
             throw error
         }
         stats.prefillSeconds = Date().timeIntervalSince(tp)
+        state.answerStart = (state.backbone.stack.mark(), state.prompt.positions.count)
         stats.stopReason = .maxTokens
     }
 

@@ -33,4 +33,31 @@ extension Conversation {
             s.prompt.text(ids)
         }
     }
+
+    /// Cuts the last answer back to its first `frames` audio frames (what a listener heard before interrupting):
+    /// the positions after the last of them are forgotten — text and frames, so that the history holds no text
+    /// the listener did not hear (0 frames: the whole answer) — and the caches are rewound to the start of
+    /// the answer and the kept part is computed again now, so the next turn continues from exactly that history.
+    /// Returns the frames kept. Waits for a running turn to end.
+    @discardableResult
+    public func truncateAnswer(keepingFrames frames: Int) throws -> Int {
+        precondition(frames >= 0)
+        return try state.withLock { s in
+            guard let start = s.answerStart else {
+                throw RuntimeError.badInput("the conversation has no answer to truncate")
+            }
+            let positions = s.prompt.positions
+            var kept = 0, cut = start.positions
+            for i in start.positions..<positions.count where kept < frames {
+                guard case .audioOut = positions[i] else { continue }
+                kept += 1
+                cut = i + 1
+            }
+            if kept < frames { return kept }  // every frame was heard: nothing to cut
+            s.backbone.stack.rewind(to: start.mark)
+            s.prompt.truncate(to: cut, refeedFrom: start.positions)
+            _ = try s.prefill(model)
+            return kept
+        }
+    }
 }

@@ -88,6 +88,32 @@ final class LFM2StackState: StreamingState {
     init(_ layers: [LayerCache]) { self.layers = layers }
     func reset() { position = 0; layers.forEach { $0.state.reset() } }
     var bytes: Int { layers.reduce(0) { $0 + $1.state.bytes } }
+
+    /// A point to come back to: the position, every KV cache's extent and a copy of every conv carry (a few
+    /// kilobytes per layer; the KV rows themselves stay where they are and are overwritten after a rewind).
+    struct Mark {
+        let position: Int
+        let extents: [(length: Int, base: Int)?]
+        let carries: [[Float]?]
+    }
+
+    func mark() -> Mark {
+        Mark(
+            position: position,
+            extents: layers.map { if case .attention(let kv) = $0 { (kv.length, kv.base) } else { nil } },
+            carries: layers.map { if case .conv(let c) = $0 { c.values } else { nil } })
+    }
+
+    /// Back to a mark taken on this state (valid while no sliding window has moved past it).
+    func rewind(to m: Mark) {
+        position = m.position
+        for (i, l) in layers.enumerated() {
+            switch l {
+            case .attention(let kv): (kv.length, kv.base) = m.extents[i]!
+            case .conv(let c): c.values = m.carries[i]!
+            }
+        }
+    }
 }
 
 /// Scratch buffers for one forward call of up to `maxT` positions: made per call and dropped after it, so a

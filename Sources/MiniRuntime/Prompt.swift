@@ -78,6 +78,31 @@ enum PromptSegment {
     /// Forgets the last position (the answer's own <|im_end|>: the next turn opens with "<|im_end|>\n").
     mutating func dropLastPosition() { positions.removeLast() }
 
+    /// Keeps the first `count` positions (and the frames they name); the positions after them are forgotten, and
+    /// the kept ones from `refeedFrom` on become pending again (a rewound backbone computes them anew).
+    mutating func truncate(to count: Int, refeedFrom: Int) {
+        positions.removeLast(positions.count - count)
+        var keptFrames = 0
+        var segments: [PromptSegment] = []
+        for (i, p) in positions.enumerated() {
+            switch p {
+            case .audioOut(let f):
+                keptFrames = f + 1
+                if i >= refeedFrom { segments.append(.frame(frames[f])) }
+            case .text(let id):
+                guard i >= refeedFrom else { continue }
+                if case .tokens(let prev)? = segments.last {
+                    segments[segments.count - 1] = .tokens(prev + [id])
+                } else {
+                    segments.append(.tokens([id]))
+                }
+            case .audioIn: precondition(i < refeedFrom, "an answer holds no audio input")
+            }
+        }
+        frames.removeLast(frames.count - keptFrames)
+        pending = segments
+    }
+
     /// Drops every pending position (after they were fed, or when the turn ends without feeding them).
     public mutating func clearPending() { pending = [] }
     mutating func setPending(_ s: [PromptSegment]) { pending = s }

@@ -29,6 +29,8 @@ struct ServeCommand: ParsableCommand {
     var maxUpload: Int = 100
     @Option(help: "Allow cross-origin requests from this origin (* for any).")
     var cors: String?
+    @Flag(help: "Step each turn on its own instead of batching concurrent turns' decode steps (for comparisons).")
+    var noBatch = false
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
@@ -48,6 +50,7 @@ struct ServeCommand: ParsableCommand {
         config.maxConversations = maxConversations
         config.maxUploadBytes = maxUpload << 20
         config.corsOrigin = cors
+        config.batchDecode = !noBatch
         let done = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var failure: Error?
         Task.detached {
