@@ -21,7 +21,11 @@ struct lfm_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    pthread_mutex_t run_mu; // one job at a time: callers from several conversations take turns, job by job
+    // one job at a time: callers from several conversations take turns job by job, first come first served (a
+    // ticket lock: a plain mutex lets a thread that issues jobs back to back starve the others)
+    pthread_mutex_t run_mu;
+    pthread_cond_t run_cv;
+    unsigned long next_ticket, serving;
     atomic_int generation;
     atomic_int pending;
     atomic_int stop;
@@ -70,6 +74,7 @@ lfm_pool *lfm_pool_create(int nthreads) {
     p->n = nthreads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_mutex_init(&p->run_mu, NULL);
+    pthread_cond_init(&p->run_cv, NULL);
     pthread_cond_init(&p->cv, NULL);
     atomic_init(&p->generation, 0);
     atomic_init(&p->pending, 0);
@@ -86,13 +91,28 @@ lfm_pool *lfm_pool_create(int nthreads) {
 
 int lfm_pool_size(const lfm_pool *p) { return p->n; }
 
+static void run_enter(lfm_pool *p) {
+    pthread_mutex_lock(&p->run_mu);
+    unsigned long mine = p->next_ticket++;
+    while (p->serving != mine) pthread_cond_wait(&p->run_cv, &p->run_mu);
+    pthread_mutex_unlock(&p->run_mu);
+}
+
+static void run_exit(lfm_pool *p) {
+    pthread_mutex_lock(&p->run_mu);
+    p->serving++;
+    int waiting = p->next_ticket != p->serving;
+    pthread_mutex_unlock(&p->run_mu);
+    if (waiting) pthread_cond_broadcast(&p->run_cv);
+}
+
 void lfm_pool_run(lfm_pool *p, void (*fn)(void *, int, int), void *ctx) {
     // Several conversations share one pool: a second caller waits (asleep) for the running job, so no more than
     // n threads compute at once. A job must not start another job (it would wait on itself).
-    pthread_mutex_lock(&p->run_mu);
+    run_enter(p);
     if (p->n == 1) {
         fn(ctx, 0, 1);
-        pthread_mutex_unlock(&p->run_mu);
+        run_exit(p);
         return;
     }
     p->fn = fn;
@@ -111,13 +131,13 @@ void lfm_pool_run(lfm_pool *p, void (*fn)(void *, int, int), void *ctx) {
             sched_yield();
         }
     }
-    pthread_mutex_unlock(&p->run_mu);
+    run_exit(p);
 }
 
 void lfm_pool_solo(lfm_pool *p, void (*fn)(void *, int, int), void *ctx) {
-    pthread_mutex_lock(&p->run_mu);
+    run_enter(p);
     fn(ctx, 0, 1);
-    pthread_mutex_unlock(&p->run_mu);
+    run_exit(p);
 }
 
 void lfm_pool_destroy(lfm_pool *p) {
@@ -129,6 +149,8 @@ void lfm_pool_destroy(lfm_pool *p) {
     for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->run_mu);
+    pthread_cond_destroy(&p->run_cv);
     free(p->threads);
     free(p);
 }

@@ -194,7 +194,7 @@ public final class Conversation: Sendable {
         return try state.withLock { s in
             let turn = try Turn(
                 model: model, state: s, content: content, mode: mode, maxTokens: maxTokens, sampling: sampling,
-                audioSampling: audioSampling, audio: audio)
+                audioSampling: audioSampling, audio: audio, deferPrefill: model.scheduler != nil)
             // events are Sendable values: `emit` never sees the state
             if let scheduler = model.scheduler {
                 try scheduler.run(.init(turn), cancelled: { [self] in isCancelled }, emit: emit)
@@ -254,7 +254,7 @@ final class Turn {
 
     init(
         model: LFMModel, state: ConversationState, content: [UserContent], mode: GenerationMode, maxTokens: Int,
-        sampling: SamplingParams, audioSampling: SamplingParams, audio: AudioOutput
+        sampling: SamplingParams, audioSampling: SamplingParams, audio: AudioOutput, deferPrefill: Bool = false
     ) throws {
         self.model = model; self.state = state; self.maxTokens = maxTokens
         let path = model.bundle.gguf.path
@@ -290,16 +290,24 @@ final class Turn {
         state.head?.sampler = Sampler(audioSampling)
         state.prompt.userTurn(content, encoded: encoded)
         stats.promptTokens = state.prompt.pendingCount
+        hidden = [Float](repeating: 0, count: bb.hidden)
+        stats.stopReason = .maxTokens
+        if !deferPrefill { try prefill() }
+    }
+
+    /// Runs the prompt through the backbone (in `init`, or on the decode thread when the turn is batched, so that
+    /// no two threads take turns on the pool job by job).
+    func prefill() throws {
         let tp = Date()
         do {
-            hidden = try state.prefill(model) ?? [Float](repeating: 0, count: bb.hidden)
+            hidden = try state.prefill(model) ?? hidden
         } catch {
             _ = try? speech?.finish()
+            finished = true
             throw error
         }
         stats.prefillSeconds = Date().timeIntervalSince(tp)
         state.answerStart = (state.backbone.stack.mark(), state.prompt.positions.count)
-        stats.stopReason = .maxTokens
     }
 
     deinit { if !finished { _ = try? speech?.finish() } }  // a failed turn still stops the decoder thread

@@ -5,8 +5,9 @@ import Foundation
 /// weights per component — the tied text head for the turns sampling text, the audio head (depth_linear, the
 /// depthformer per codebook, the codebook tables) for those sampling a frame, then the backbone for every new
 /// position. Each turn's numbers are bit-equal to running it alone (`lfm_matvec_batch`), so batching changes
-/// throughput, never results. Prefill stays on the caller's thread (its pool jobs interleave with the rounds);
-/// a turn joins at the next round and leaves when it ends. The thread exits when no turn is running.
+/// throughput, never results. A joining turn's prompt is prefilled on this thread between two rounds (audio is
+/// encoded on the caller's thread before), so one thread drives the pool instead of several taking turns job by
+/// job; it then steps from the next round on and leaves when it ends. The thread exits when no turn is running.
 final class DecodeScheduler: @unchecked Sendable {
     // @unchecked: `incoming`, `running` and `thread` are guarded by `lock`; a job's fields are written by the
     // round thread and read by the submitting thread only after the job's semaphore is signalled.
@@ -65,13 +66,27 @@ final class DecodeScheduler: @unchecked Sendable {
         var active: [Job] = []
         while true {
             lock.lock()
-            active += incoming
+            let joining = incoming
             incoming = []
-            if active.isEmpty {
+            if active.isEmpty && joining.isEmpty {
                 running = false
                 lock.unlock()
                 return
             }
+            lock.unlock()
+            // a joining turn's prompt is prefilled here, between rounds (one thread drives the pool)
+            for j in joining {
+                do {
+                    try j.turn.prefill()
+                    active.append(j)
+                } catch {
+                    j.error = error
+                    j.emit = nil
+                    j.done.signal()
+                }
+            }
+            if active.isEmpty { continue }
+            lock.lock()
             roundCount += 1
             stepCount += active.count
             lock.unlock()

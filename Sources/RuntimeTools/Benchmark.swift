@@ -164,14 +164,14 @@ public enum Benchmark {
 
     /// Concurrent speech streams: `streams` conversations each run a chat turn in the interleaved mode (text and
     /// audio frames, the reference's system prompt) for `steps` steps at once, with or without decoded samples.
+    /// Throughput is taken over the window in which every stream is generating frames (prefills excluded).
     public struct StreamsResult: Sendable {
-        /// Audio frames and steps over all streams, and the wall time from the first start to the last end.
-        public var frames = 0, steps = 0
+        /// Frames over all streams inside the window, and the window's length.
+        public var frames = 0
         public var seconds = 0.0
-        /// Each stream's time to its first frame.
+        /// Each stream's time to its first frame, from the common start.
         public var firstFrameSeconds: [Double] = []
         public var framesPerSecond: Double { seconds > 0 ? Double(frames) / seconds : 0 }
-        public var stepsPerSecond: Double { seconds > 0 ? Double(steps) / seconds : 0 }
     }
 
     public static func streams(_ model: LFMModel, streams n: Int, steps: Int, speech: Bool) throws -> StreamsResult {
@@ -180,27 +180,36 @@ public enum Benchmark {
             "Tell me about the history of the bicycle.", "What should I cook tonight?",
             "Explain how a rainbow forms.", "Describe your favourite city.",
         ]
-        let results = Mutex<[Swift.Result<GenerationStats, Error>?]>(Array(repeating: nil, count: n))
+        let results = Mutex<[Swift.Result<[Date], Error>?]>(Array(repeating: nil, count: n))
+        // the system prompts are prefilled first (a server's prefix cache): each turn prefills its question only
+        let conversations = try (0..<n).map { _ in
+            let c = Conversation(model: model, task: task)
+            try c.prefill()
+            return c
+        }
         let t0 = Date()
         DispatchQueue.concurrentPerform(iterations: n) { i in
-            let c = Conversation(model: model, task: task)
+            let c = conversations[i]
+            var times: [Date] = []
             let r = Swift.Result {
-                try c.generate(
+                _ = try c.generate(
                     user: [.text(questions[i % questions.count])], mode: task.mode, maxTokens: steps,
                     sampling: .greedy, audioSampling: task.audioSampling(seed: UInt64(i)),
                     audio: speech ? .speech(decoder: nil) : .codes
-                ) { _ in }
+                ) { if case .audio = $0 { times.append(Date()) } }
+                return times
             }
             results.withLock { $0[i] = r }
         }
+        let frameTimes = try results.withLock { $0 }.map { try $0!.get() }
         var out = StreamsResult()
-        out.seconds = Date().timeIntervalSince(t0)
-        for r in results.withLock({ $0 }) {
-            let st = try r!.get()
-            out.frames += st.audioFrames
-            out.steps += st.generatedTokens + st.audioFrames
-            out.firstFrameSeconds.append(st.timeToFirstFrame)
-        }
+        guard frameTimes.allSatisfy({ $0.count >= 2 }) else { return out }
+        let start = frameTimes.map { $0.first! }.max()!, end = frameTimes.map { $0.last! }.min()!
+        out.firstFrameSeconds = frameTimes.map { $0.first!.timeIntervalSince(t0) }
+        guard end > start else { return out }
+        // frames strictly after the window opens (the opening frame ends the interval before it)
+        out.frames = frameTimes.reduce(0) { $0 + $1.filter { $0 > start && $0 <= end }.count }
+        out.seconds = end.timeIntervalSince(start)
         return out
     }
 
