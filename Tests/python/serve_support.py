@@ -147,3 +147,14 @@ def rms(x):
 
 def tempdir(tag):
     return tempfile.mkdtemp(prefix=f"lfm-{tag}.")
+
+
+if __name__ == "__main__":
+    # builds the tiny bundle into a folder and prints its path: scripts/test.sh shares one between its checks
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=os.path.join(ROOT, ".build", "debug"))
+    ap.add_argument("--work", required=True)
+    a = ap.parse_args()
+    print(build_bundle(a.bin, a.work))
