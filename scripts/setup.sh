@@ -18,4 +18,23 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 if [ "${1:-}" = "--tests" ]; then
   python3 -c "import gguf" 2>/dev/null || { echo "setup: pip install gguf"; python3 -m pip install --quiet --disable-pip-version-check gguf; }
+  # `lfm-run serve` from its clients (Tests/python: the openai client, websockets >= 13 for its sync client) and
+  # the live page in headless Chromium (scripts/page_check.py: selenium, Debian chromium + chromium-driver)
+  pips=()
+  python3 -c "import openai" 2>/dev/null || pips+=(openai)
+  python3 -c "import websockets.sync.client as c, websockets as w; assert int(w.__version__.split('.')[0]) >= 13" \
+    2>/dev/null || pips+=("websockets>=13")
+  python3 -c "import selenium" 2>/dev/null || pips+=(selenium)
+  if [ ${#pips[@]} -gt 0 ]; then
+    echo "setup: pip install ${pips[*]}"
+    python3 -m pip install --quiet --disable-pip-version-check "${pips[@]}"
+  fi
+  web=()
+  command -v chromium >/dev/null || web+=(chromium)
+  command -v chromedriver >/dev/null || web+=(chromium-driver)
+  if [ ${#web[@]} -gt 0 ]; then
+    echo "setup: installing ${web[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${web[@]}" >/dev/null
+  fi
 fi

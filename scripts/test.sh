@@ -25,6 +25,37 @@ total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
 failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
 rm -f "$log"
 if [ -z "$summary" ]; then echo "no XCTest summary found"; exit 1; fi
+# `lfm-run serve` from Python clients (the openai client, a websockets realtime session, hostile inputs), then the
+# live page in headless Chromium; both on one tiny bundle. Their counts join the closing line.
+echo "== Python clients against lfm-run serve (Tests/python)"
+pywork=$(mktemp -d /tmp/lfm-pytests.XXXXXX)
+pylog=$(mktemp)
+set +e
+bundle=$(python3 Tests/python/serve_support.py --work "$pywork")
+bundle_rc=$?
+py_rc=1
+page_rc=1
+if [ "$bundle_rc" -eq 0 ]; then
+  python3 Tests/python/test_serve.py --bundle "$bundle" 2>&1 | tee "$pylog"
+  py_rc=${PIPESTATUS[0]}
+  echo "== the live page in headless Chromium (scripts/page_check.py)"
+  python3 scripts/page_check.py --bundle "$bundle" 2>&1 | grep -v "^user: \|^assistant: "
+  page_rc=${PIPESTATUS[0]}
+else
+  echo "the tiny bundle for the Python tests could not be built"
+fi
+set -e
+pyline=$(grep -E "^python tests: [0-9]+ passed, [0-9]+ failed" "$pylog" | tail -1 || true)
+py_pass=$(echo "$pyline" | sed -nE 's/^python tests: ([0-9]+) passed.*/\1/p')
+py_fail=$(echo "$pyline" | sed -nE 's/.* ([0-9]+) failed.*/\1/p')
+rm -rf "$pylog" "$pywork"
+# no summary line (a crash, a missing module) or a failing exit without failures counted: one failure
+if [ -z "$pyline" ]; then py_pass=0; py_fail=1; fi
+if [ "$py_rc" -ne 0 ] && [ "$py_fail" -eq 0 ]; then py_fail=1; fi
+total=$((total + py_pass + py_fail)); failed=$((failed + py_fail))
+[ "$py_rc" -eq 0 ] || rc=1
+total=$((total + 1))
+if [ "$page_rc" -ne 0 ]; then echo "page check failed ($page_rc)"; failed=$((failed + 1)); rc=1; fi
 if [ "$lint_n" -ne 0 ]; then echo "swift-format lint: $lint_n findings"; failed=$((failed + 1)); total=$((total + 1)); rc=1; fi
 if [ "$arm64_rc" -ne 0 ]; then echo "ARM64 kernel check failed ($arm64_rc)"; failed=$((failed + 1)); total=$((total + 1)); rc=1; fi
 echo "tests: $((total - failed)) passed, $failed failed"

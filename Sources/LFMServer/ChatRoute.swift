@@ -111,9 +111,22 @@ extension HTTPRoutes {
         return out
     }
 
+    /// `POST /v1/chat/completions` (docs/serving.md): validate, open the turn, then answer streamed or whole.
     func chat(_ req: Request, _ ctx: ServerContext) async throws -> Response {
         try checkOpen()
-        let f = try Fields.parse(Data(buffer: try await body(req)))
+        let r = try parseChatRequest(Fields.parse(Data(buffer: try await body(req))), header: conversationHeader(req))
+        let turn = try await openChatTurn(r)
+        return r.stream ? streamChat(r, turn) : try await collectChat(r, turn)
+    }
+
+    /// The `X-Conversation-Id` header: an alias of the `conversation` field that a proxy can route on
+    /// (docs/deploy.md).
+    func conversationHeader(_ req: Request) -> String? {
+        req.headers.first { $0.name.canonicalName == "x-conversation-id" }?.value
+    }
+
+    /// Every field of a chat request, checked in the order the errors are reported.
+    func parseChatRequest(_ f: Fields, header: String?) throws -> ChatRequest {
         guard let msgs = try f.array("messages") else {
             throw APIError.bad("'messages' is required", param: "messages", code: "missing_field")
         }
@@ -127,10 +140,10 @@ extension HTTPRoutes {
                 if s == "audio" { audioOut = true }
             }
         }
-        var voice = Voice.ukFemale
         var audioFormat = "pcm16"
         if let a = try f.object("audio") {
-            voice = try Voices.parse(try a.string("voice"), param: "audio.voice")
+            // the interleaved mode has no voice prompt (the system message sets the speaker): checked, not used
+            _ = try Voices.parse(try a.string("voice"), param: "audio.voice")
             audioFormat = try a.string("format") ?? (try f.bool("stream") == true ? "pcm16" : "wav")
             guard ["wav", "pcm16", "flac", "mp3", "opus"].contains(audioFormat) else {
                 throw APIError.bad(
@@ -139,9 +152,7 @@ extension HTTPRoutes {
         } else if audioOut {
             audioFormat = "wav"
         }
-        _ = voice  // the interleaved mode has no voice prompt; the system message sets the speaker
         let stream = try f.bool("stream") ?? false
-        let speaks = audioOut
         if stream && !["pcm16", "wav"].contains(audioFormat) {
             throw APIError.bad("a streamed answer's audio is pcm16", param: "audio.format")
         }
@@ -155,162 +166,240 @@ extension HTTPRoutes {
         let aTemp = try f.number("audio_temperature", in: 0...100).map { Float($0) }
         let aTopK = try f.int("audio_top_k", in: 1...100_000)
         let decoder = try decoderParam(f)
-        let convId = try f.string("conversation")
-        if let c = convId {
-            guard !c.isEmpty, c.count <= 128, c.allSatisfy({ $0.isLetter || $0.isNumber || "-_.:".contains($0) }) else {
-                throw APIError.bad("'conversation' must be 1 to 128 letters, digits or -_.:", param: "conversation")
-            }
-        }
+        let conversation = try conversationId(try f.string("conversation"), header: header)
         if audioOut && model.audioHead == nil {
             throw APIError.bad(
                 "this bundle has no audio head: it cannot speak", param: "modalities", code: "unsupported")
         }
-        if input.user.contains(where: { if case .audio = $0 { return true } else { return false } })
-            && model.audioEncoder == nil
-        {
+        if input.hasAudio && model.audioEncoder == nil {
             throw APIError.bad(
                 "this bundle has no audio encoder: it cannot hear", param: "messages", code: "unsupported")
         }
+        try checkTextFits(input)
         let sampling =
             greedy || temperature == nil || temperature == 0
             ? SamplingParams(seed: seed) : SamplingParams(temperature: temperature, topK: topK, topP: topP, seed: seed)
         let audioSampling = TaskPreset.chat.audioSampling(
             temperature: aTemp, topK: aTopK, seed: seed &+ 1, greedy: greedy)
-        let system = input.system ?? (audioOut ? TaskPreset.chat.system : nil)
+        return ChatRequest(
+            input: input, audioOut: audioOut, audioFormat: audioFormat, stream: stream, maxTokens: maxTokens,
+            sampling: sampling, audioSampling: audioSampling, decoder: decoder, conversation: conversation,
+            system: input.system ?? (audioOut ? TaskPreset.chat.system : nil))
+    }
+
+    /// The conversation id from the body or the `X-Conversation-Id` header (both: they must agree).
+    func conversationId(_ field: String?, header: String?) throws -> String? {
+        if let field, let header, field != header {
+            throw APIError.bad(
+                "'conversation' ('\(field)') and the X-Conversation-Id header ('\(header)') differ",
+                param: "conversation")
+        }
+        guard let c = field ?? header else { return nil }
+        guard !c.isEmpty, c.count <= 128, c.allSatisfy({ $0.isLetter || $0.isNumber || "-_.:".contains($0) }) else {
+            throw APIError.bad("'conversation' must be 1 to 128 letters, digits or -_.:", param: "conversation")
+        }
+        return c
+    }
+
+    /// Text that cannot fit the context is refused before it is tokenized (tokenizing megabytes would hold a
+    /// conversation slot for minutes): no token covers more than `maxTokenBytes` bytes, so text over
+    /// `contextLimit × maxTokenBytes` bytes needs more positions than the context has.
+    func checkTextFits(_ input: ChatInput) throws {
+        var bytes = input.system?.utf8.count ?? 0
+        for part in input.history.flatMap({ $0.user }) + input.user {
+            if case .text(let t) = part { bytes += t.utf8.count }
+        }
+        bytes += input.history.reduce(0) { $0 + $1.assistant.utf8.count }
+        if bytes > state.maxTextBytes {
+            throw APIError.bad(
+                "the messages hold \(bytes) bytes of text: more than a context of \(state.contextLimit) positions can "
+                    + "take (--ctx)", param: "messages", code: "context_length_exceeded")
+        }
+    }
+
+    /// Takes a conversation (the kept one, or a new stateless one), adds the request's history and starts the turn;
+    /// errors until the first event (bad audio, a context overflow) are the request's.
+    func openChatTurn(_ r: ChatRequest) async throws -> ChatTurn {
         let registry = state.conversations
         let conv: Conversation
-        if let c = convId {
-            conv = try registry.acquire(id: c) { Conversation(model: model, system: system) }
+        if let c = r.conversation {
+            conv = try registry.acquire(id: c) { Conversation(model: model, system: r.system) }
         } else {
             try registry.acquireTransient()
-            conv = Conversation(model: model, system: system)
+            conv = Conversation(model: model, system: r.system)
         }
+        let id = r.conversation
         let release: @Sendable () -> Void = {
-            if let c = convId { registry.release(id: c) } else { registry.releaseTransient() }
+            if let id { registry.release(id: id) } else { registry.releaseTransient() }
         }
-        let events: TurnEvents
         do {
-            for h in input.history { try conv.appendExchange(user: h.user, assistant: h.assistant) }
+            for h in r.input.history { try conv.appendExchange(user: h.user, assistant: h.assistant) }
             let s = conv.reply(
-                to: input.user, mode: audioOut ? .interleaved : .text, maxTokens: maxTokens, sampling: sampling,
-                audioSampling: audioSampling, audio: audioOut ? .speech(decoder: decoder) : .codes)
-            events = TurnEvents(s, conversation: conv, registry: registry)
+                to: r.input.user, mode: r.audioOut ? .interleaved : .text, maxTokens: r.maxTokens,
+                sampling: r.sampling, audioSampling: r.audioSampling,
+                audio: r.audioOut ? .speech(decoder: r.decoder) : .codes)
+            let events = TurnEvents(s, conversation: conv, registry: registry)
             try await events.start()
+            return ChatTurn(
+                events: events, release: release, modelId: state.modelId, metrics: state.metrics, model: model)
         } catch {
             release()
             throw error
         }
-        let id = newId("chatcmpl-"), audioId = newId("audio_"), created = Int(Date().timeIntervalSince1970)
-        let modelId = state.modelId, metrics = state.metrics, m = model
-        let t0 = Date()
-        @Sendable func usage(_ st: GenerationStats?) -> [String: Any] {
-            let p = st?.promptTokens ?? 0, c = st?.generatedTokens ?? 0
-            return ["prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c]
-        }
-        @Sendable func timings(_ st: GenerationStats?) -> [String: Any] {
-            [
-                "time_to_first_token": st?.timeToFirstToken ?? 0, "time_to_first_audio": st?.timeToFirstAudio ?? 0,
-                "prefill_seconds": st?.prefillSeconds ?? 0, "audio_frames": st?.audioFrames ?? 0,
-            ]
-        }
-        @Sendable func record(_ st: GenerationStats?) {
-            guard let st, st.speechSamples > 0 else { return }
-            let wall = Date().timeIntervalSince(t0)
-            metrics.spoke(
-                timeToFirstAudio: st.timeToFirstAudio,
-                realTimeFactor: wall > 0 ? Double(st.speechSamples) / Double(SpeechDecoder.sampleRate) / wall : 0)
-        }
-        if stream {
-            return sse(
-                { send in
-                    defer { events.finish(); release() }
-                    func chunk(
-                        _ delta: [String: Any], finish: String? = nil, extra: [String: Any] = [:]
-                    ) -> [String: Any] {
-                        var o: [String: Any] = [
-                            "id": id, "object": "chat.completion.chunk", "created": created, "model": modelId,
-                            "choices": [["index": 0, "delta": delta, "finish_reason": orNull(finish)]],
-                        ]
-                        if let c = convId { o["conversation"] = c }
-                        for (k, v) in extra { o[k] = v }
-                        return o
+    }
+
+    /// SSE chunks: `delta.content`, `delta.audio` (transcript, base64 PCM16 in whole 80 ms frames), a last chunk
+    /// with `finish_reason`, `usage` and `timings`, then `data: [DONE]`.
+    func streamChat(_ r: ChatRequest, _ turn: ChatTurn) -> Response {
+        sse(
+            { send in
+                defer { turn.end() }
+                try await send(turn.chunk(r, ["role": "assistant", "content": ""]))
+                var frames = FrameChunker()
+                var stats: GenerationStats?
+                while let e = try await turn.events.next() {
+                    switch e {
+                    case .text(let tid, let piece):
+                        let t = visibleText(tid, piece, turn.model)
+                        if t.isEmpty { continue }
+                        var d: [String: Any] = ["content": t]
+                        if r.audioOut { d["audio"] = ["id": turn.audioId, "transcript": t] }
+                        try await send(turn.chunk(r, d))
+                    case .samples(let s):
+                        if let out = frames.push(s) { try await send(turn.chunk(r, turn.audioDelta(out))) }
+                    case .done(let st): stats = st
+                    case .audio: break
                     }
-                    try await send(chunk(["role": "assistant", "content": ""]))
-                    var frames = FrameChunker()
-                    var stats: GenerationStats?
-                    while let e = try await events.next() {
-                        switch e {
-                        case .text(let tid, let piece):
-                            let t = visibleText(tid, piece, m)
-                            if t.isEmpty { continue }
-                            var d: [String: Any] = ["content": t]
-                            if speaks { d["audio"] = ["id": audioId, "transcript": t] }
-                            try await send(chunk(d))
-                        case .samples(let s):
-                            if let out = frames.push(s) {
-                                try await send(
-                                    chunk([
-                                        "audio": [
-                                            "id": audioId, "data": Data(AudioCodec.pcm16(out)).base64EncodedString(),
-                                        ]
-                                    ]))
-                            }
-                        case .done(let st): stats = st
-                        case .audio: break
-                        }
-                    }
-                    if let out = frames.flush() {
-                        try await send(
-                            chunk(["audio": ["id": audioId, "data": Data(AudioCodec.pcm16(out)).base64EncodedString()]])
-                        )
-                    }
-                    record(stats)
-                    try await send(
-                        chunk(
-                            [:], finish: finishReason(stats?.stopReason ?? .maxTokens),
-                            extra: ["usage": usage(stats), "timings": timings(stats)]))
-                }, done: true)
-        }
-        defer { events.finish(); release() }
+                }
+                if let out = frames.flush() { try await send(turn.chunk(r, turn.audioDelta(out))) }
+                turn.record(stats)
+                try await send(
+                    turn.chunk(
+                        r, [:], finish: finishReason(stats?.stopReason ?? .maxTokens),
+                        extra: ["usage": turn.usage(stats), "timings": turn.timings(stats)]))
+            }, done: true)
+    }
+
+    /// The whole answer: `choices[0].message.content` and, with audio out, `message.audio`.
+    func collectChat(_ r: ChatRequest, _ turn: ChatTurn) async throws -> Response {
+        defer { turn.end() }
         var text = ""
         var samples: [Float] = []
         var stats: GenerationStats?
-        while let e = try await events.next() {
+        while let e = try await turn.events.next() {
             switch e {
-            case .text(let tid, let piece): text += visibleText(tid, piece, m)
+            case .text(let tid, let piece): text += visibleText(tid, piece, turn.model)
             case .samples(let s): samples += s
             case .done(let st): stats = st
             case .audio: break
             }
         }
-        record(stats)
+        turn.record(stats)
         var message: [String: Any] = ["role": "assistant", "content": text]
-        if audioOut {
-            let bytes: [UInt8]
-            switch audioFormat {
-            case "pcm16": bytes = AudioCodec.pcm16(samples)
-            case "wav":
-                bytes =
-                    AudioCodec.wavHeader(sampleRate: SpeechDecoder.sampleRate, dataBytes: samples.count * 2)
-                    + AudioCodec.pcm16(samples)
-            default:
-                bytes = try AudioCodec.encode(
-                    samples, sampleRate: SpeechDecoder.sampleRate,
-                    format: AudioCodec.OutputFormat(rawValue: audioFormat)!)
-            }
+        if r.audioOut {
             message["audio"] = [
-                "id": audioId, "data": Data(bytes).base64EncodedString(), "transcript": text,
-                "expires_at": created + 3600,
+                "id": turn.audioId, "data": Data(try encodeAnswer(samples, r.audioFormat)).base64EncodedString(),
+                "transcript": text, "expires_at": turn.created + 3600,
             ]
         }
         var o: [String: Any] = [
-            "id": id, "object": "chat.completion", "created": created, "model": modelId,
+            "id": turn.id, "object": "chat.completion", "created": turn.created, "model": turn.modelId,
             "choices": [
                 ["index": 0, "message": message, "finish_reason": finishReason(stats?.stopReason ?? .maxTokens)]
             ],
-            "usage": usage(stats), "timings": timings(stats),
+            "usage": turn.usage(stats), "timings": turn.timings(stats),
         ]
-        if let c = convId { o["conversation"] = c }
+        if let c = r.conversation { o["conversation"] = c }
         return jsonResponse(o)
+    }
+
+    /// An unstreamed answer's audio in the requested format.
+    func encodeAnswer(_ samples: [Float], _ format: String) throws -> [UInt8] {
+        switch format {
+        case "pcm16": return AudioCodec.pcm16(samples)
+        case "wav":
+            return AudioCodec.wavHeader(sampleRate: SpeechDecoder.sampleRate, dataBytes: samples.count * 2)
+                + AudioCodec.pcm16(samples)
+        default:
+            return try AudioCodec.encode(
+                samples, sampleRate: SpeechDecoder.sampleRate, format: AudioCodec.OutputFormat(rawValue: format)!)
+        }
+    }
+}
+
+/// A validated chat completion request.
+struct ChatRequest {
+    var input: ChatInput
+    var audioOut: Bool
+    var audioFormat: String
+    var stream: Bool
+    var maxTokens: Int
+    var sampling: SamplingParams
+    var audioSampling: SamplingParams
+    var decoder: DecoderKind?
+    var conversation: String?
+    /// The request's system message, or the reference's interleaved-mode prompt with audio out.
+    var system: String?
+}
+
+extension ChatInput {
+    var hasAudio: Bool {
+        user.contains { if case .audio = $0 { return true } else { return false } }
+    }
+}
+
+/// A running chat turn and what its answer carries: ids, the shape of its chunks, usage, timings, metrics.
+struct ChatTurn: Sendable {
+    let events: TurnEvents
+    let release: @Sendable () -> Void
+    let modelId: String
+    let metrics: Metrics
+    let model: LFMModel
+    let id = newId("chatcmpl-")
+    let audioId = newId("audio_")
+    let created = Int(Date().timeIntervalSince1970)
+    let t0 = Date()
+
+    /// Ends the turn (cancelling it if still running) and gives the conversation back.
+    func end() {
+        events.finish()
+        release()
+    }
+
+    func chunk(
+        _ r: ChatRequest, _ delta: [String: Any], finish: String? = nil, extra: [String: Any] = [:]
+    ) -> [String: Any] {
+        var o: [String: Any] = [
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": modelId,
+            "choices": [["index": 0, "delta": delta, "finish_reason": orNull(finish)]],
+        ]
+        if let c = r.conversation { o["conversation"] = c }
+        for (k, v) in extra { o[k] = v }
+        return o
+    }
+
+    func audioDelta(_ samples: [Float]) -> [String: Any] {
+        ["audio": ["id": audioId, "data": Data(AudioCodec.pcm16(samples)).base64EncodedString()]]
+    }
+
+    func usage(_ st: GenerationStats?) -> [String: Any] {
+        let p = st?.promptTokens ?? 0, c = st?.generatedTokens ?? 0
+        return ["prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c]
+    }
+
+    func timings(_ st: GenerationStats?) -> [String: Any] {
+        [
+            "time_to_first_token": st?.timeToFirstToken ?? 0, "time_to_first_audio": st?.timeToFirstAudio ?? 0,
+            "prefill_seconds": st?.prefillSeconds ?? 0, "audio_frames": st?.audioFrames ?? 0,
+        ]
+    }
+
+    /// Time to first audio and real-time factor, for /metrics (turns that spoke).
+    func record(_ st: GenerationStats?) {
+        guard let st, st.speechSamples > 0 else { return }
+        let wall = Date().timeIntervalSince(t0)
+        metrics.spoke(
+            timeToFirstAudio: st.timeToFirstAudio,
+            realTimeFactor: wall > 0 ? Double(st.speechSamples) / Double(SpeechDecoder.sampleRate) / wall : 0)
     }
 }

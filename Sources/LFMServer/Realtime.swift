@@ -384,21 +384,35 @@ actor RealtimeSession {
         lastItemId = id
     }
 
-    var lastAssistant: (id: String, sentMs: Int)?
+    /// Audio sent per assistant item of this session, in ms (the latest 64): a truncate may name an item whose
+    /// response has already ended and been followed by another.
+    var assistantAudioMs: [String: Int] = [:]
+    var assistantOrder: [String] = []
+
+    func sentAudio(_ item: String, ms: Int) {
+        if assistantAudioMs.updateValue(ms, forKey: item) == nil {
+            assistantOrder.append(item)
+            if assistantOrder.count > 64 { assistantAudioMs[assistantOrder.removeFirst()] = nil }
+        }
+    }
 
     func truncate(_ f: Fields) async throws {
         guard let item = try f.string("item_id") else { throw APIError.bad("'item_id' is required", param: "item_id") }
-        guard let last = lastAssistant, last.id == item else {
-            throw APIError.bad("'item_id' is not the last assistant item", param: "item_id", code: "item_not_found")
+        guard let sentMs = assistantAudioMs[item] else {
+            throw APIError.bad(
+                "'item_id' is not an assistant item of this session", param: "item_id", code: "item_not_found")
         }
         let end = try f.int("audio_end_ms", in: 0...10_000_000) ?? 0
-        guard end <= last.sentMs + 80 else {
-            throw APIError.bad("'audio_end_ms' is past the audio sent (\(last.sentMs) ms)", param: "audio_end_ms")
+        guard end <= sentMs + 80 else {
+            throw APIError.bad("'audio_end_ms' is past the audio sent (\(sentMs) ms)", param: "audio_end_ms")
         }
         let index = try f.int("content_index", in: 0...10) ?? 0
         // the history keeps the frames played: now, or when the running response has ended
+        // (only the latest answer can be cut: an older item's truncate is acknowledged and changes nothing)
         let frames = (end + Self.frameMs - 1) / Self.frameMs
-        if response != nil { truncateTo = frames } else { await cutAnswer(frames) }
+        if item == assistantOrder.last {
+            if response != nil { truncateTo = frames } else { await cutAnswer(frames) }
+        }
         await send([
             "type": "conversation.item.truncated", "item_id": item, "content_index": index, "audio_end_ms": end,
         ])
@@ -465,7 +479,7 @@ actor RealtimeSession {
             ],
         ])
         lastItemId = item
-        lastAssistant = (item, 0)
+        sentAudio(item, ms: 0)
         var transcript = ""
         var stats: GenerationStats?
         var failure: String?
@@ -492,7 +506,7 @@ actor RealtimeSession {
                     o["delta"] = Data(AudioCodec.pcm16(frame)).base64EncodedString()
                     await send(o)
                     response?.sentSamples += frame.count
-                    lastAssistant = (item, (response?.sentSamples ?? 0) * 1000 / SpeechDecoder.sampleRate)
+                    sentAudio(item, ms: (response?.sentSamples ?? 0) * 1000 / SpeechDecoder.sampleRate)
                 case .done(let st): stats = st
                 case .audio: break
                 }
@@ -510,7 +524,7 @@ actor RealtimeSession {
             response?.sentSamples += rest.count
         }
         let sent = response?.sentSamples ?? 0
-        lastAssistant = (item, sent * 1000 / SpeechDecoder.sampleRate)
+        sentAudio(item, ms: sent * 1000 / SpeechDecoder.sampleRate)
         // an interrupted answer keeps what was sent (or what `truncate` said was played)
         if cancelled || truncateTo != nil {
             let frameSamples = SpeechDecoder.sampleRate * Self.frameMs / 1000

@@ -47,10 +47,19 @@ final class ServerState: Sendable {
     let conversations: ConversationRegistry
     let metrics = Metrics()
     let shuttingDown = Atomic<Bool>(false)
+    /// A conversation's context, in positions (`--ctx`).
+    let contextLimit: Int
+    /// More text than this (UTF-8 bytes) in one request cannot fit the context: no token covers more than the
+    /// tokenizer's longest token.
+    let maxTextBytes: Int
 
     init(config: ServerConfig, model: LFMModel) {
         self.config = config
         self.model = model
+        contextLimit = ModelOptions(contextLimit: config.ctx).contextLimit
+        let t = model.tokenizer
+        let longest = (0..<t.vocabSize).reduce(1) { max($0, t.bytes(of: $1).count) }
+        maxTextBytes = contextLimit * longest
         modelId = URL(fileURLWithPath: config.bundle).deletingPathExtension().lastPathComponent
         created = Int(Date().timeIntervalSince1970)
         conversations = ConversationRegistry(limit: config.maxConversations, metrics: metrics)

@@ -1,7 +1,7 @@
 import Foundation
 
-/// Voice activity detection of our own: 20 ms frames, energy over an adaptive noise floor with hysteresis, speech
-/// confirmed after 60 ms, ended after `silenceMs` without speech.
+/// Voice activity detection of our own: 20 ms frames, speech-band energy (200 Hz – 4 kHz) over an adaptive noise
+/// floor with hysteresis, speech confirmed after 60 ms, ended after `silenceMs` without speech.
 public struct VoiceActivityDetector: Sendable {
     public enum Event: Equatable, Sendable {
         /// Speech began at this input position (milliseconds from the first sample the detector saw).
@@ -22,15 +22,36 @@ public struct VoiceActivityDetector: Sendable {
     var silenceRun = 0
     var speechStartFrame = 0
 
+    // the speech band: two high-pass sections at 200 Hz (hum, rumble, wind) and one low-pass at 4 kHz (hiss)
+    let hpA: Double
+    let lpB: Double
+    var hp1 = (x: 0.0, y: 0.0)
+    var hp2 = (x: 0.0, y: 0.0)
+    var lp = 0.0
+
     public init(rate: Int, threshold: Double = 0.5, silenceMs: Int = 500) {
         self.rate = rate
         self.threshold = min(max(threshold, 0), 1)
         self.silenceMs = max(silenceMs, 20)
         frame = max(rate / 50, 1)
+        let dt = 1 / Double(max(rate, 1))
+        let rcHigh = 1 / (2 * Double.pi * 200), rcLow = 1 / (2 * Double.pi * min(4000, Double(rate) * 0.45))
+        hpA = rcHigh / (rcHigh + dt)
+        lpB = dt / (rcLow + dt)
     }
 
-    /// Frame energies above the floor by this many dB are speech; half of it keeps speech going.
-    var marginDb: Double { 6 + 12 * threshold }
+    /// One sample through the speech-band filter.
+    mutating func band(_ x: Double) -> Double {
+        let y1 = hpA * (hp1.y + x - hp1.x)
+        hp1 = (x, y1)
+        let y2 = hpA * (hp2.y + y1 - hp2.x)
+        hp2 = (y1, y2)
+        lp += lpB * (y2 - lp)
+        return lp
+    }
+
+    /// Frame energies above the floor by this many dB start speech; a third of it keeps speech going.
+    var marginDb: Double { 4 + 10 * threshold }
     var floorDb: Double { -55 + 20 * threshold }
 
     public mutating func push(_ samples: [Float]) -> [Event] {
@@ -39,7 +60,10 @@ public struct VoiceActivityDetector: Sendable {
         var o = 0
         while carry.count - o >= frame {
             var p = 0.0
-            for i in o..<(o + frame) { p += Double(carry[i]) * Double(carry[i]) }
+            for i in o..<(o + frame) {
+                let v = band(Double(carry[i]))
+                p += v * v
+            }
             o += frame
             let db = 10 * log10(p / Double(frame) + 1e-12)
             step(db, &events)
@@ -55,7 +79,7 @@ public struct VoiceActivityDetector: Sendable {
             noiseDb = warm == 0 ? db : min(noiseDb, db)
             warm += 1
         }
-        let loud = db > max(noiseDb + (inSpeech ? marginDb / 2 : marginDb), inSpeech ? floorDb - 6 : floorDb)
+        let loud = db > max(noiseDb + (inSpeech ? marginDb / 3 : marginDb), inSpeech ? floorDb - 6 : floorDb)
         if !inSpeech {
             if loud {
                 speechRun += 1

@@ -12,7 +12,7 @@ struct LFMRun: ParsableCommand {
         abstract: "Run an LFM2-Audio bundle: text chat, ASR, TTS, speech-to-speech chat and code decoding, streamed.",
         subcommands: [
             TextCommand.self, ASRCommand.self, TTSCommand.self, ChatCommand.self, DecodeCommand.self,
-            ParityCommand.self, BenchCommand.self, CompareCommand.self, ServeCommand.self,
+            ParityCommand.self, BenchCommand.self, CompareCommand.self, ServeCommand.self, VADCommand.self,
         ])
 }
 

@@ -319,6 +319,35 @@ final class ServerTests: XCTestCase {
         return Data(AudioCodec.pcm16(out))
     }
 
+    /// The detector places the fixture's speech after a known silence and ignores hum under its band (200 Hz).
+    func testVADPlacesSpeechAndIgnoresHum() throws {
+        let clip = try WAVReader.parse(speechWAV, name: "speech")
+        let rate = clip.sampleRate
+        let lead = rate / 2
+        var vad = VoiceActivityDetector(rate: rate, silenceMs: 300)
+        var events: [VoiceActivityDetector.Event] = []
+        let input = [Float](repeating: 0, count: lead) + clip.samples + [Float](repeating: 0, count: rate)
+        for i in stride(from: 0, to: input.count, by: rate / 100) {
+            events += vad.push(Array(input[i..<min(i + rate / 100, input.count)]))
+        }
+        guard case .started(let start)? = events.first, case .stopped(let end)? = events.last, events.count == 2
+        else { return XCTFail("one speech segment expected: \(events)") }
+        XCTAssertEqual(Double(start), 500, accuracy: 150, "speech starts after 0.5 s of silence")
+        XCTAssertGreaterThan(end, start + 500)
+        XCTAssertLessThanOrEqual(end, 500 + clip.samples.count * 1000 / rate + 100)
+        // under a loud 50 Hz mains hum (as loud as the speech's peak) the speech is still found, where it is
+        let peak = clip.samples.map(abs).max() ?? 1
+        var hummed = VoiceActivityDetector(rate: rate, silenceMs: 300)
+        let speechAt = rate
+        let mixed = (0..<(speechAt + clip.samples.count + rate)).map { i -> Float in
+            let s = i >= speechAt && i - speechAt < clip.samples.count ? clip.samples[i - speechAt] / peak * 0.4 : 0
+            return s + 0.4 * Float(sin(2 * Double.pi * 50 * Double(i) / Double(rate)))
+        }
+        let heard = hummed.push(mixed)
+        guard case .started(let s2)? = heard.first else { return XCTFail("no speech found under the hum: \(heard)") }
+        XCTAssertEqual(Double(s2), 1000, accuracy: 150, "\(heard)")
+    }
+
     func testRealtimePushToTalkVADBargeInAndErrors() throws {
         let s = try server()
         let ws = try WSClient(port: s.port, path: "/v1/realtime")
