@@ -188,19 +188,28 @@ public enum Benchmark {
             return c
         }
         let t0 = Date()
-        DispatchQueue.concurrentPerform(iterations: n) { i in
+        // a thread per stream (concurrentPerform would run only as many at once as there are cores)
+        let group = DispatchGroup()
+        for i in 0..<n {
+            group.enter()
             let c = conversations[i]
-            var times: [Date] = []
-            let r = Swift.Result {
-                _ = try c.generate(
-                    user: [.text(questions[i % questions.count])], mode: task.mode, maxTokens: steps,
-                    sampling: .greedy, audioSampling: task.audioSampling(seed: UInt64(i)),
-                    audio: speech ? .speech(decoder: nil) : .codes
-                ) { if case .audio = $0 { times.append(Date()) } }
-                return times
+            let t = Thread {
+                defer { group.leave() }
+                var times: [Date] = []
+                let r = Swift.Result {
+                    _ = try c.generate(
+                        user: [.text(questions[i % questions.count])], mode: task.mode, maxTokens: steps,
+                        sampling: .greedy, audioSampling: task.audioSampling(seed: UInt64(i)),
+                        audio: speech ? .speech(decoder: nil) : .codes
+                    ) { if case .audio = $0 { times.append(Date()) } }
+                    return times
+                }
+                results.withLock { $0[i] = r }
             }
-            results.withLock { $0[i] = r }
+            t.stackSize = 8 << 20
+            t.start()
         }
+        group.wait()
         let frameTimes = try results.withLock { $0 }.map { try $0!.get() }
         var out = StreamsResult()
         guard frameTimes.allSatisfy({ $0.count >= 2 }) else { return out }
