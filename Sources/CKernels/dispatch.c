@@ -287,12 +287,17 @@ void lfm_matvec(int type, const void *w, int cols, int r0, int r1, const float *
     lfm_active()->matvec[ti]((const uint8_t *)w, lfm_row_bytes(ti, cols), cols, r0, r1, xf, xq, xd, xs, y);
 }
 
+// An unknown weight type gives NaN outputs (Swift validates types at load, so this is never reached there).
+static void unknown_type_rows(float *Y, int T, int ldy, int r0, int r1) {
+    for (int t = 0; t < T; t++)
+        for (int r = r0; r < r1; r++) Y[(size_t)t * ldy + r] = NAN;
+}
+
 void lfm_matmul(int type, const void *w, int cols, int r0, int r1, int T, const float *X, int ldx, const int8_t *XQ,
                 const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
     int ti = lfm_type_index(type);
     if (ti < 0) {
-        for (int t = 0; t < T; t++)
-            for (int r = r0; r < r1; r++) Y[(size_t)t * ldy + r] = NAN;
+        unknown_type_rows(Y, T, ldy, r0, r1);
         return;
     }
     const lfm_table *k = lfm_active();
@@ -331,8 +336,7 @@ void lfm_matvec_batch(int type, const void *w, int cols, int r0, int r1, int T, 
                       const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
     int ti = lfm_type_index(type);
     if (ti < 0) {
-        for (int t = 0; t < T; t++)
-            for (int r = r0; r < r1; r++) Y[(size_t)t * ldy + r] = NAN;
+        unknown_type_rows(Y, T, ldy, r0, r1);
         return;
     }
     const lfm_table *k = lfm_active();

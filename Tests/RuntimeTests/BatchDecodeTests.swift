@@ -10,23 +10,8 @@ import TestSupport
 final class BatchDecodeTests: XCTestCase {
     typealias Streams = ConcurrencyTests.Streams
 
-    /// Speech with samples (interleaved), sampled audio with its own seed per job.
     static func speech(_ model: LFMModel, _ text: String, seed: UInt64) throws -> Streams {
-        let task = TaskPreset.chat
-        let c = Conversation(model: model, task: task)
-        var s = Streams()
-        _ = try c.generate(
-            user: [.text(text)], mode: task.mode, maxTokens: 20, sampling: .greedy,
-            audioSampling: task.audioSampling(seed: seed), audio: .speech(decoder: nil)
-        ) { ev in
-            switch ev {
-            case .text(let id, _): s.text.append(id)
-            case .audio(let codes): s.frames.append(codes)
-            case .samples(let y): s.samples += y
-            case .done: break
-            }
-        }
-        return s
+        try ConcurrencyTests.speech(model, text, seed: seed, maxTokens: 20)
     }
 
     /// Four speech streams, a sampled text chat and ASR at once on a batching model equal each job alone on a

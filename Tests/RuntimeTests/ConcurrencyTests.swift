@@ -36,12 +36,17 @@ final class ConcurrencyTests: XCTestCase {
     }
 
     static func speech(_ model: LFMModel) throws -> Streams {
+        try speech(model, "Good morning, everyone.", seed: 9, maxTokens: 30)
+    }
+
+    /// Speech with samples (interleaved), sampled audio with its own seed.
+    static func speech(_ model: LFMModel, _ text: String, seed: UInt64, maxTokens: Int) throws -> Streams {
         let task = TaskPreset.chat
         let c = Conversation(model: model, task: task)
         var s = Streams()
         _ = try c.generate(
-            user: [.text("Good morning, everyone.")], mode: task.mode, maxTokens: 30, sampling: .greedy,
-            audioSampling: task.audioSampling(seed: 9), audio: .speech(decoder: nil)
+            user: [.text(text)], mode: task.mode, maxTokens: maxTokens, sampling: .greedy,
+            audioSampling: task.audioSampling(seed: seed), audio: .speech(decoder: nil)
         ) { ev in
             switch ev {
             case .text(let id, _): s.text.append(id)
