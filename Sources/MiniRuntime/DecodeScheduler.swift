@@ -14,13 +14,13 @@ final class DecodeScheduler: @unchecked Sendable {
     private let lock = NSCondition()
     private var incoming: [Job] = []
     private var running = false
-    private var roundCount = 0, stepCount = 0
+    private var roundCount = 0, stepCount = 0, widest = 0
 
-    /// Rounds run so far and the turn-steps they held (their ratio is the mean batch).
-    var counts: (rounds: Int, steps: Int) {
+    /// Rounds run so far, the turn-steps they held (their ratio is the mean batch) and the most in one round.
+    var counts: (rounds: Int, steps: Int, widest: Int) {
         lock.lock()
         defer { lock.unlock() }
-        return (roundCount, stepCount)
+        return (roundCount, stepCount, widest)
     }
 
     private final class Job {
@@ -89,6 +89,7 @@ final class DecodeScheduler: @unchecked Sendable {
             lock.lock()
             roundCount += 1
             stepCount += active.count
+            widest = max(widest, active.count)
             lock.unlock()
             round(&active)
         }

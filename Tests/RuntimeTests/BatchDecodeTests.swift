@@ -33,14 +33,22 @@ final class BatchDecodeTests: XCTestCase {
             let alone = try jobs.map { try $0(plain) }
             for s in alone[0..<4] { XCTAssertFalse(s.frames.isEmpty || s.samples.isEmpty, "\(preset): speech") }
             XCTAssertNotEqual(alone[0].frames, alone[3].frames, "\(preset): seeds give different frames")
+            // a thread per job, so that all of them run at once
             let results = Results(count: jobs.count)
-            DispatchQueue.concurrentPerform(iterations: jobs.count) { i in
-                results.set(i, Result { try jobs[i](batching) })
+            let group = DispatchGroup()
+            for i in jobs.indices {
+                group.enter()
+                Thread {
+                    results.set(i, Result { try jobs[i](batching) })
+                    group.leave()
+                }.start()
             }
+            group.wait()
             for i in jobs.indices { XCTAssertEqual(try results.get(i), alone[i], "\(preset): job \(i) batched") }
-            let (rounds, steps) = batching.scheduler!.counts
-            XCTAssertGreaterThan(Double(steps) / Double(max(rounds, 1)), 1.5, "\(preset): \(steps) steps in \(rounds)")
-            print("batch decode \(preset): \(steps) turn-steps in \(rounds) rounds")
+            let (rounds, steps, widest) = batching.scheduler!.counts
+            XCTAssertGreaterThanOrEqual(widest, 3, "\(preset): at most \(widest) turns stepped together")
+            XCTAssertLessThan(rounds, steps, "\(preset): \(steps) steps in \(rounds) rounds")
+            print("batch decode \(preset): \(steps) turn-steps in \(rounds) rounds, up to \(widest) in one")
         }
     }
 
