@@ -51,23 +51,33 @@ public struct ImportanceMatrix: Sendable, Equatable {
 
     public static let sumsSuffix = ".in_sum2"
     public static let countsSuffix = ".counts"
+    /// ggml's tensor names hold at most 63 bytes (GGML_MAX_NAME 64): an entry whose `<name>.in_sum2` is longer (Mimi's
+    /// and the detokenizer's deep names) is stored under the alias `imatrix_long.<i>`, and `lfm.imatrix.long_names`
+    /// lists the real names by i. llama.cpp ignores the key and reads the aliases as entries it has no tensor for.
+    public static let maxTensorName = 63
+    public static let longNamesKey = "lfm.imatrix.long_names"
+    static func alias(_ i: Int) -> String { "imatrix_long.\(i)" }
 
     /// The GGUF bytes: keys in llama.cpp's order, entries sorted by name (in_sum2 then counts), alignment 32 without a
     /// general.alignment key (as gguf_write_to_file writes).
     public func serialized() -> Data {
         let names = entries.keys.sorted()
+        let long = names.filter { $0.utf8.count + Self.sumsSuffix.utf8.count > Self.maxTensorName }
+        let aliasOf = Dictionary(uniqueKeysWithValues: long.enumerated().map { ($1, Self.alias($0)) })
         var infos: [GGUFTensorInfo] = []
         for n in names {
-            infos.append(GGUFTensorInfo(name: n + Self.sumsSuffix, dims: [entries[n]!.sums.count, 1], type: .f32))
-            infos.append(GGUFTensorInfo(name: n + Self.countsSuffix, dims: [1, 1], type: .f32))
+            let stored = aliasOf[n] ?? n
+            infos.append(GGUFTensorInfo(name: stored + Self.sumsSuffix, dims: [entries[n]!.sums.count, 1], type: .f32))
+            infos.append(GGUFTensorInfo(name: stored + Self.countsSuffix, dims: [1, 1], type: .f32))
         }
         let dataSize = GGUF.layout(&infos, alignment: GGUF.specAlignment)
-        let meta: [(String, GGUFValue)] = [
+        var meta: [(String, GGUFValue)] = [
             ("general.type", .string("imatrix")),
             ("imatrix.datasets", .strings(datasets)),
             ("imatrix.chunk_count", .uint32(UInt32(clamping: chunkCount))),
             ("imatrix.chunk_size", .uint32(UInt32(clamping: chunkSize))),
         ]
+        if !long.isEmpty { meta.append((Self.longNamesKey, .strings(long))) }
         var out = GGUF.header(metadata: meta, tensors: infos)
         let dataStart = (out.count + GGUF.specAlignment - 1) / GGUF.specAlignment * GGUF.specAlignment
         out.append(Data(count: dataStart - out.count))
@@ -126,9 +136,19 @@ public struct ImportanceMatrix: Sendable, Equatable {
                 Float(bitPattern: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)))
             }
         }
+        let long = g.metadata[Self.longNamesKey]?.stringArray ?? []
         var entries: [String: Entry] = [:]
-        for (name, s) in sums {
-            guard let c = counts[name] else {
+        for (stored, s) in sums {
+            var name = stored
+            if stored.hasPrefix("imatrix_long."), let i = Int(stored.dropFirst("imatrix_long.".count)) {
+                guard i >= 0, i < long.count else {
+                    throw FormatsError.badTensor(
+                        file: path, tensor: stored + Self.sumsSuffix,
+                        detail: "alias \(i) but \(Self.longNamesKey) has \(long.count) names")
+                }
+                name = long[i]
+            }
+            guard let c = counts[stored] else {
                 throw FormatsError.badTensor(
                     file: path, tensor: name + Self.sumsSuffix, detail: "has no \(name + Self.countsSuffix)")
             }

@@ -81,6 +81,9 @@ final class ImatrixTests: XCTestCase {
                 "conformer.layers.0.feed_forward1.linear1.weight": .init(sums: [1, 2, 3, 4], count: 3),
                 "depth_linear.weight": .init(sums: [0, 0], count: 0),
             ], datasets: ["/calib"], chunkCount: 1, chunkSize: 512)
+        var withLong = m
+        let longName = "mimi.decoder_transformer.transformer.layers.7.self_attn.in_proj_weight"
+        withLong.entries[longName] = .init(sums: [5, 6], count: 2)
         let path = tmpDir("imx") + "/x.imatrix.gguf"
         try m.write(to: path, overwrite: false)
         let back = try ImportanceMatrix(path: path)
@@ -104,6 +107,14 @@ final class ImatrixTests: XCTestCase {
         // weights as llama-quantize derives them: sum / count, 1 where nothing was seen
         XCTAssertEqual(back.entries["blk.0.ffn_down.weight"]!.weights[3], 1.5 / 12)
         XCTAssertEqual(back.entries["depth_linear.weight"]!.weights, [1, 1])
+        // a name over ggml's 63 bytes goes under an alias, and comes back under its own name
+        let lp = tmpDir("imx") + "/long.imatrix.gguf"
+        try withLong.write(to: lp, overwrite: false)
+        XCTAssertEqual(try ImportanceMatrix(path: lp), withLong)
+        let lg = try GGUFFile(path: lp)
+        XCTAssertTrue(lg.tensors.allSatisfy { $0.name.utf8.count <= 63 })
+        XCTAssertTrue(lg.tensors.contains { $0.name == "imatrix_long.0.in_sum2" })
+        XCTAssertEqual(lg.metadata["lfm.imatrix.long_names"]?.stringArray, [longName])
         // not an imatrix
         let other = tmpDir("imx") + "/o.gguf"
         var h = GGUF.header(metadata: [("general.type", .string("model"))], tensors: [])
