@@ -37,9 +37,13 @@ let package = Package(
         .target(name: "MiniRuntime", dependencies: ["Formats", "CKernels"], swiftSettings: optimized),
         // Parity against reference dumps, benchmarks and logit comparison: tools over the runtime, not its API.
         .target(name: "RuntimeTools", dependencies: ["Formats", "MiniRuntime", "CKernels"], swiftSettings: optimized),
+        // `lfm-convert imatrix` runs the model (MiniRuntime) over calibration audio (LFMServer's decoders).
         .executableTarget(
             name: "lfm-convert",
-            dependencies: ["Formats", "Quantize", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: [
+                "Formats", "Quantize", "MiniRuntime", "RuntimeTools", "LFMServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         // `lfm-run serve`: OpenAI-compatible HTTP routes, the realtime WebSocket, VAD and the live page.
         .target(
             name: "LFMServer",

@@ -128,6 +128,7 @@ extension Matrix {
     /// product. The kernel table's choice for this weight type decides whether `a` is quantized.
     func matmul(_ a: Activations, into Y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
         precondition(a.cols == cols, "\(name): input has \(a.cols) columns, the matrix \(cols)")
+        if let o = ActivationHook.observer { o.observe(matrix: name, x: a.x!, rows: a.rows, cols: cols, ld: a.ld) }
         let w = data, t = Int32(type.rawValue), c = Int32(cols), T = a.rows, ldx = Int32(a.ld)
         let yp = SendablePtr(Y), xp = SendablePtr(UnsafeMutablePointer(mutating: a.x!))
         let q = usesQuantizedActivations ? a.q8() : nil

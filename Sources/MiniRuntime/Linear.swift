@@ -49,3 +49,17 @@ struct LayerNorm: Sendable {
         }
     }
 }
+
+/// Sees the input of every matrix product (`Matrix.matmul`, the one entry point every layer's products go
+/// through): the weight's bundle name and the T input rows. For tools (`lfm-convert imatrix` records per-column
+/// sums of squared activations with it). Not installed: one load and a nil test per product.
+@_spi(Tools) public protocol ActivationObserver: AnyObject, Sendable {
+    /// `x`: `rows` rows of `cols` floats, `ld` floats apart. Called on the thread that runs the product, before it.
+    func observe(matrix: String, x: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int)
+}
+
+@_spi(Tools) public enum ActivationHook {
+    /// The installed observer. Set it before models run and clear it after; products on other threads read it
+    /// without a lock.
+    nonisolated(unsafe) public static var observer: (any ActivationObserver)?
+}

@@ -59,6 +59,27 @@ public enum Codec {
         }
     }
 
+    /// Encodes whole rows of `weights.count` floats with the importance-weighted quantizer of `type` (ggml's
+    /// weighted search, CKernels kquant_weighted.c); types without one (Q8_0, the float types) and widths that are
+    /// not a whole number of blocks use `encode`.
+    public static func encode(
+        _ src: UnsafePointer<Float>, count: Int, as type: GGMLType, weights: [Float], into dst: UnsafeMutableRawPointer
+    ) {
+        let n = weights.count
+        precondition(n > 0 && count % n == 0, "weighted encode: \(count) values are not whole rows of \(n)")
+        let done = weights.withUnsafeBufferPointer { w in
+            lfm_quantize_rows_weighted(
+                Int32(type.rawValue), src, dst.assumingMemoryBound(to: UInt8.self), Int64(count / n), Int64(n),
+                w.baseAddress!)
+        }
+        if done == 0 { encode(src, count: count, as: type, into: dst) }
+    }
+
+    /// Whether `type` has an importance-weighted quantizer (Q4_0, Q4_K, Q5_K, Q6_K; ggml has none for Q8_0).
+    public static func hasWeightedQuantizer(_ type: GGMLType) -> Bool {
+        lfm_type_has_weighted_quantizer(Int32(type.rawValue)) != 0
+    }
+
     /// Decodes `count` elements of `type` into floats.
     public static func decode(
         _ src: UnsafeRawPointer, count: Int, type: GGMLType, into dst: UnsafeMutablePointer<Float>

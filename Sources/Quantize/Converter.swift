@@ -195,7 +195,8 @@ public enum Converter {
             if case .derived = t.source {
                 chunks.append(Chunk(tensor: i, start: 0, count: n)); continue
             }
-            let row = max(t.shape.last ?? 1, 1)
+            // weighted quantization works on whole rows of the importance width
+            let row = max(t.importance?.count ?? t.shape.last ?? 1, 1)
             let rowsPerChunk = max(1, chunkElements / row)
             var s = 0
             while s < n {
@@ -232,7 +233,11 @@ public enum Converter {
                         try out.write(bytes, at: offset)
                     case .stored(let src):
                         Codec.readFloats(src, start: c.start, count: c.count, into: scratch)
-                        Codec.encode(scratch, count: c.count, as: t.type, into: outBuf)
+                        if let w = t.importance {
+                            Codec.encode(scratch, count: c.count, as: t.type, weights: w, into: outBuf)
+                        } else {
+                            Codec.encode(scratch, count: c.count, as: t.type, into: outBuf)
+                        }
                         let b = UnsafeRawBufferPointer(start: outBuf, count: nbytes)
                         crc = Hashing.crc32(b)
                         try out.write(b, at: offset)
@@ -242,7 +247,11 @@ public enum Converter {
                             v.count == t.elementCount,
                             "derived tensor \(t.name) has \(v.count) values, expected \(t.elementCount)")
                         v.withUnsafeBufferPointer {
-                            Codec.encode($0.baseAddress!, count: c.count, as: t.type, into: outBuf)
+                            if let w = t.importance {
+                                Codec.encode($0.baseAddress!, count: c.count, as: t.type, weights: w, into: outBuf)
+                            } else {
+                                Codec.encode($0.baseAddress!, count: c.count, as: t.type, into: outBuf)
+                            }
                         }
                         let b = UnsafeRawBufferPointer(start: outBuf, count: nbytes)
                         crc = Hashing.crc32(b)

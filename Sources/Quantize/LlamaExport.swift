@@ -127,12 +127,22 @@ public enum LlamaExport {
         return m
     }
 
+    /// `imatrix`: an importance matrix and its path; its backbone entries weight the quantizers (entries of the
+    /// audio components are checked against the whole checkpoint and otherwise unused); `report` hears how.
     public static func export(
-        _ ckpt: Checkpoint, preset: Preset, to destination: String, options: ConvertOptions,
+        _ ckpt: Checkpoint, preset: Preset, to destination: String, imatrix: (ImportanceMatrix, String)? = nil,
+        report: (ImatrixReport) -> Void = { _ in }, options: ConvertOptions,
         progress: (@Sendable (ConvertProgress) -> Void)? = nil,
         isCancelled: @escaping @Sendable () -> Bool = { false }
     ) throws -> ConvertResult {
-        let tensors = try plan(ckpt, preset: preset)
+        var tensors = try plan(ckpt, preset: preset)
+        if let (m, file) = imatrix {
+            let whole = try Planner.plan(ckpt, recipe: Recipe(preset: .f32))
+            report(
+                try m.apply(
+                    to: &tensors, known: ImportanceMatrix.knownMatrices(whole), file: file, checkpoint: ckpt.root,
+                    entryName: { $0 }))
+        }
         let meta = try metadata(ckpt, preset: preset)
         // GGUF's default alignment (32) and no general.alignment key, as llama.cpp's own converter writes: llama.cpp
         // tools that copy metadata (llama-quantize) then stay consistent.

@@ -21,6 +21,9 @@ public struct PlannedTensor: Sendable {
     /// Why this type was chosen.
     public var reason: String
     public var source: TensorSource
+    /// Importance-matrix weights of the quantization error, one per input column (the row width
+    /// `elementCount / shape[0]`); nil: the unweighted quantizer. Set by `ImportanceMatrix.apply`.
+    public var importance: [Float]? = nil
     public var elementCount: Int { shape.reduce(1, *) }
     public var byteCount: Int { type.byteCount(elements: elementCount) }
     /// Source bytes (before conversion), for size reports.

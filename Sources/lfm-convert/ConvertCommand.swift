@@ -36,6 +36,12 @@ struct ConvertCommand: ParsableCommand {
         help: "Keep tensors inference never reads (Mimi encoder, training heads, buffers).")
     var keepAll = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Importance matrix (llama.cpp's GGUF imatrix layout, from `lfm-convert imatrix` or llama-imatrix): the weights of the quantization error for Q4_0 and the K-quants.",
+            valueName: "FILE"))
+    var imatrix: String?
+
     @Flag(help: "Print the summary as JSON on stdout.")
     var json = false
 
@@ -61,7 +67,15 @@ struct ConvertCommand: ParsableCommand {
             throw CLIError(message: "\(out): is one of the input files; the input is never modified", code: 2)
         }
         for w in ckpt.warnings where !json { printErr("warning: \(w)") }
-        let plan = try Planner.plan(ckpt, recipe: recipe, keepAll: keepAll)
+        var plan = try Planner.plan(ckpt, recipe: recipe, keepAll: keepAll)
+        var imatrixReport: ImatrixReport?
+        if let imatrix {
+            let m = try ImportanceMatrix(path: imatrix)
+            imatrixReport = try m.apply(
+                to: &plan.tensors, known: ImportanceMatrix.knownMatrices(plan), file: imatrix, checkpoint: ckpt.root,
+                entryName: ImatrixNames.entry(forBundle:))
+            if !json { printImatrixReport(imatrixReport!, file: imatrix) }
+        }
         let tPlan = Date()
         let bar = ProgressBar(enabled: stderrIsTerminal && !json, label: "converting")
         let result = try Converter.convert(
@@ -90,6 +104,9 @@ struct ConvertCommand: ParsableCommand {
                 "components": rows, "seconds": seconds, "plan_seconds": tPlan.timeIntervalSince(t0),
                 "write_seconds": result.seconds, "phases": result.phases, "peak_anon_bytes": peak, "threads": threads,
                 "warnings": ckpt.warnings,
+                "imatrix": imatrixReport.map {
+                    ["file": imatrix!, "weighted": $0.weighted.count, "missing": $0.missing, "unused": $0.unused.count]
+                } as Any,
                 "ignored_files": ckpt.ignoredFiles,
                 "ties": plan.ties.map {
                     ["name": $0.derived, "stored_as": $0.stored, "config_key": $0.key, "checkpoint_held": $0.held]
@@ -181,4 +198,14 @@ final class ProgressBar: @unchecked Sendable {
         FileHandle.standardError.write(Data(line.utf8))
     }
     func finish() { if enabled { FileHandle.standardError.write(Data("\n".utf8)) } }
+}
+
+/// One line on how an importance matrix was used, and the quantized tensors it had no entry for.
+func printImatrixReport(_ r: ImatrixReport, file: String) {
+    printErr(
+        "imatrix \(file): \(r.weighted.count) tensors weighted, \(r.missing.count) without an entry, "
+            + "\(r.unused.count) entries for tensors kept in a type without a weighted quantizer")
+    if !r.missing.isEmpty {
+        printErr("  no entry: " + r.missing.prefix(6).joined(separator: ", ") + (r.missing.count > 6 ? ", …" : ""))
+    }
 }

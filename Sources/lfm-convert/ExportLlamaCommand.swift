@@ -24,6 +24,12 @@ struct ExportLlamaCommand: ParsableCommand {
     @Option(name: .customLong("quant"), help: "f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k.")
     var quant: String = "bf16"
 
+    @Option(
+        help: ArgumentHelp(
+            "Importance matrix (GGUF imatrix layout): the weights of the quantization error, as llama-quantize --imatrix uses them.",
+            valueName: "FILE"))
+    var imatrix: String?
+
     func validate() throws {
         guard Preset(rawValue: quant) != nil else {
             throw ValidationError("unknown preset '\(quant)' (\(Preset.names))")
@@ -34,8 +40,12 @@ struct ExportLlamaCommand: ParsableCommand {
         let dest = try target.destination()
         let ckpt = try Checkpoint(checkpoint, base: base)
         let bar = ProgressBar(enabled: stderrIsTerminal, label: "exporting")
+        let preset = Preset(rawValue: quant)!
+        var importance: ImportanceMatrix?
+        if let imatrix { importance = try ImportanceMatrix(path: imatrix) }
         let r = try LlamaExport.export(
-            ckpt, preset: Preset(rawValue: quant)!, to: dest,
+            ckpt, preset: preset, to: dest, imatrix: importance.map { ($0, imatrix!) },
+            report: { printImatrixReport($0, file: imatrix!) },
             options: ConvertOptions(threads: target.threads, overwrite: target.force),
             progress: { bar.update($0) }, isCancelled: { Interrupt.requested })
         bar.finish()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Formats
+import MiniRuntime
 import Quantize
 #if canImport(Glibc)
 import Glibc
@@ -14,6 +15,7 @@ struct LFMConvert: ParsableCommand {
         version: "lfm-convert \(LFMVersion.converter)",
         subcommands: [
             ConvertCommand.self, InspectCommand.self, VerifyCommand.self, ExportLlamaCommand.self,
+            ImatrixCommand.self,
         ],
         defaultSubcommand: ConvertCommand.self)
 }
@@ -36,6 +38,10 @@ enum CLIExit {
         case QuantizeError.cancelled:
             FileHandle.standardError.write(Data("\ninterrupted: no output written\n".utf8)); return 130
         case let e as QuantizeError:
+            FileHandle.standardError.write(Data("error: \(e.description)\n".utf8)); return 1
+        case let e as ImatrixError:
+            FileHandle.standardError.write(Data("error: \(e.description)\n".utf8)); return 1
+        case let e as RuntimeError:
             FileHandle.standardError.write(Data("error: \(e.description)\n".utf8)); return 1
         case let e as CLIError:
             FileHandle.standardError.write(Data("error: \(e.message)\n".utf8)); return e.code
