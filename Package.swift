@@ -37,18 +37,21 @@ let package = Package(
         .target(name: "MiniRuntime", dependencies: ["Formats", "CKernels"], swiftSettings: optimized),
         // Parity against reference dumps, benchmarks and logit comparison: tools over the runtime, not its API.
         .target(name: "RuntimeTools", dependencies: ["Formats", "MiniRuntime", "CKernels"], swiftSettings: optimized),
-        // `lfm-convert imatrix` runs the model (MiniRuntime) over calibration audio (LFMServer's decoders).
+        // Audio files in and out through libsndfile (FLAC, Ogg Vorbis, Opus, MP3; WAV encoding): the CLIs' `--audio`,
+        // calibration audio and the server's uploads and responses.
+        .target(name: "AudioFiles", dependencies: ["MiniRuntime", "CSndfile"], swiftSettings: optimized),
+        // `lfm-convert imatrix` runs the model (MiniRuntime) over calibration audio (AudioFiles' decoders).
         .executableTarget(
             name: "lfm-convert",
             dependencies: [
-                "Formats", "Quantize", "MiniRuntime", "RuntimeTools", "LFMServer",
+                "Formats", "Quantize", "MiniRuntime", "RuntimeTools", "AudioFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // `lfm-run serve`: OpenAI-compatible HTTP routes, the realtime WebSocket, VAD and the live page.
         .target(
             name: "LFMServer",
             dependencies: [
-                "Formats", "MiniRuntime", "CSndfile",
+                "Formats", "MiniRuntime", "AudioFiles",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
@@ -58,7 +61,7 @@ let package = Package(
         .executableTarget(
             name: "lfm-run",
             dependencies: [
-                "Formats", "MiniRuntime", "RuntimeTools", "LFMServer",
+                "Formats", "MiniRuntime", "RuntimeTools", "LFMServer", "AudioFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimized),
@@ -74,7 +77,7 @@ let package = Package(
             dependencies: ["Formats", "Quantize", "MiniRuntime", "RuntimeTools", "CKernels", "TestSupport"]),
         .testTarget(
             name: "ServerTests",
-            dependencies: ["Formats", "Quantize", "MiniRuntime", "LFMServer", "lfm-run", "TestSupport"]),
+            dependencies: ["Formats", "Quantize", "MiniRuntime", "LFMServer", "AudioFiles", "lfm-run", "TestSupport"]),
         .testTarget(
             name: "ConvertTests",
             dependencies: ["Formats", "Quantize", "MiniRuntime", "lfm-convert", "lfm-run", "TestSupport"]),

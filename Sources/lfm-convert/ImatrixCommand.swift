@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import Formats
-import LFMServer
+import AudioFiles
 import Quantize
 @_spi(Tools) import RuntimeTools
 @_spi(Tools) import MiniRuntime

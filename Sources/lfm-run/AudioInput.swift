@@ -1,5 +1,5 @@
+import AudioFiles
 import Foundation
-import LFMServer
 import MiniRuntime
 
 /// Reads an `--audio` file: WAV (and "-" for standard input) with the runtime's own reader, FLAC, Ogg Vorbis, Opus
