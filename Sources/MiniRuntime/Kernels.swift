@@ -138,7 +138,7 @@ extension Matrix {
             }
             return
         }
-        if a.independentRows {
+        if a.independentRows && !Self.batchGEMM {
             pool.parallelFor(rows) { b, e in
                 lfm_matvec_batch(
                     t, w, c, Int32(b), Int32(e), Int32(T), xp.p, ldx, q?.0.p, q?.1.p, q?.2.p, c, yp.p, Int32(ldy))
@@ -149,6 +149,10 @@ extension Matrix {
             lfm_matmul(t, w, c, Int32(b), Int32(e), Int32(T), xp.p, ldx, q?.0.p, q?.1.p, q?.2.p, c, yp.p, Int32(ldy))
         }
     }
+
+    /// `LFM_BATCH_GEMM=1`: batched decode rows take the prefill GEMM (faster where the matrix-vector kernels are
+    /// compute-bound, but rows are no longer bit-equal to stepping alone).
+    static let batchGEMM = ProcessInfo.processInfo.environment["LFM_BATCH_GEMM"] == "1"
 
     /// y = W x for the one bound row of `a`.
     func matvec(_ a: Activations, into y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
