@@ -183,6 +183,9 @@ static void build(int tier) {
         break;
     }
     lfm_register_blas(t, tier);
+    // a four-token matvec is only valid beside the one-token matvec of its own tier (one summation order)
+    for (int i = 0; i < LFM_TYPE_COUNT; i++)
+        if (t->matvec4[i] && t->matvec4_from[i] != t->from[LFM_FN_MATVEC + i]) t->matvec4[i] = NULL;
     g_built[tier] = 1;
 }
 
@@ -341,15 +344,52 @@ void lfm_matvec_batch(int type, const void *w, int cols, int r0, int r1, int T, 
     }
     const lfm_table *k = lfm_active();
     size_t ld = lfm_row_bytes(ti, cols);
-    // 48 KiB of weights per block: the first token's pass brings them into L2, the others read them from there
+    // 48 KiB of weights per block: the first group's pass brings them into L2, the others read them from there
     int block = (int)((48 * 1024) / (ld > 0 ? ld : 1));
     if (block < 1) block = 1;
     int qb = ldq / 32;
+    lfm_matvec4_fn mv4 = XQ ? k->matvec4[ti] : NULL;
+    // groups of four (a last group of three padded to four), then the one or two left one token at a time
+    int T4 = mv4 ? T / 4 * 4 + (T % 4 == 3 ? 4 : 0) : 0;
+    int8_t *padq = NULL;
+    float *pady = NULL, *padd = NULL;
+    int32_t *pads = NULL;
+    if (T4 > T) { // one padding token: zero activations (their rows are computed and dropped)
+        padq = calloc((size_t)ldq + 32, 1);
+        padd = calloc((size_t)qb + 1, sizeof(float));
+        pads = calloc((size_t)qb + 1, sizeof(int32_t));
+        pady = malloc(sizeof(float) * (size_t)(r1 > 0 ? r1 : 1));
+    }
     for (int b = r0; b < r1; b += block) {
         int e = b + block < r1 ? b + block : r1;
-        for (int t = 0; t < T; t++)
+        for (int t = 0; t < T4; t += 4) {
+            const int8_t *xq[4];
+            const float *xd[4];
+            const int32_t *xs[4];
+            float *y[4];
+            for (int j = 0; j < 4; j++) {
+                int u = t + j;
+                if (u < T) {
+                    xq[j] = XQ + (size_t)u * ldq;
+                    xd[j] = XD + (size_t)u * qb;
+                    xs[j] = XS + (size_t)u * qb;
+                    y[j] = Y + (size_t)u * ldy;
+                } else {
+                    xq[j] = padq;
+                    xd[j] = padd;
+                    xs[j] = pads;
+                    y[j] = pady;
+                }
+            }
+            mv4((const uint8_t *)w, ld, cols, b, e, xq, xd, xs, y);
+        }
+        for (int t = T4 < T ? T4 : T; t < T; t++)
             k->matvec[ti]((const uint8_t *)w, ld, cols, b, e, X ? X + (size_t)t * ldx : NULL,
                           XQ ? XQ + (size_t)t * ldq : NULL, XD ? XD + (size_t)t * qb : NULL,
                           XS ? XS + (size_t)t * qb : NULL, Y + (size_t)t * ldy);
     }
+    free(padq);
+    free(padd);
+    free(pads);
+    free(pady);
 }

@@ -14,6 +14,10 @@ typedef void (*lfm_matvec_fn)(const uint8_t *w, size_t ld, int cols, int r0, int
 typedef void (*lfm_gemm_fn)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
                             const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy);
 typedef void (*lfm_row_fn)(const uint8_t *row, int cols, float *out);
+/// Matrix-vector for four tokens at once (q8 activations), each token's result bit-equal to the same tier's
+/// `lfm_matvec_fn` on it alone: y[t][r] = dot(row r, token t) for rows [r0, r1).
+typedef void (*lfm_matvec4_fn)(const uint8_t *w, size_t ld, int cols, int r0, int r1, const int8_t *const *xq,
+                               const float *const *xd, const int32_t *const *xs, float *const *y);
 
 enum {
     LFM_TYPE_F32,
@@ -54,6 +58,10 @@ typedef struct lfm_table {
     lfm_matvec_fn matvec[LFM_TYPE_COUNT];
     lfm_gemm_fn gemm[LFM_TYPE_COUNT];
     lfm_row_fn row[LFM_TYPE_COUNT];
+    /// Four-token matvec where a tier has one, NULL otherwise; valid only with the matvec of the same tier
+    /// (`matvec4_from`), since the two share one summation order — the dispatcher drops a mismatched one.
+    lfm_matvec4_fn matvec4[LFM_TYPE_COUNT];
+    signed char matvec4_from[LFM_TYPE_COUNT];
     void (*silu)(float *x, size_t n);
     void (*glu)(const float *a, const float *g, size_t n, float *y);
     void (*gelu)(float *x, size_t n);

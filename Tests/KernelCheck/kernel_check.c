@@ -376,8 +376,59 @@ static void check_kquant_reference(void) {
     }
 }
 
+// Batched decode rows (`lfm_matvec_batch`, the four-token kernels where a tier has them, padding and singles
+// around them) must be bit-equal to each token through `lfm_matvec` alone, for every T and a block count that is
+// not a multiple of four.
+static void check_batch_bits(int tier) {
+    static const int types[] = {LFM_T_Q8_0, LFM_T_Q4_0, LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K};
+    lfm_set_tier(tier);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        int type = types[ti], kq = type == LFM_T_Q4_K || type == LFM_T_Q5_K || type == LFM_T_Q6_K;
+        int rows = 37, cols = kq ? 256 * 3 : 32 * 7, maxT = 9;
+        size_t rb = type_bytes(type, cols);
+        uint8_t *w = malloc(rb * rows);
+        float *row = malloc(sizeof(float) * cols);
+        for (int r = 0; r < rows; r++) {
+            for (int i = 0; i < cols; i++) row[i] = frand();
+            encode(type, row, cols, w + rb * r);
+        }
+        float *X = malloc(sizeof(float) * (size_t)maxT * cols);
+        for (int i = 0; i < maxT * cols; i++) X[i] = frand() * (i % 53 == 0 ? 9.f : 1.f);
+        int8_t *q = malloc((size_t)maxT * cols);
+        float *d = malloc(sizeof(float) * (size_t)maxT * cols / 32);
+        int32_t *s = malloc(sizeof(int32_t) * (size_t)maxT * cols / 32);
+        for (int t = 0; t < maxT; t++)
+            lfm_quantize_act_q8(X + (size_t)t * cols, cols, q + (size_t)t * cols, d + (size_t)t * cols / 32,
+                                s + (size_t)t * cols / 32);
+        float *alone = malloc(sizeof(float) * (size_t)maxT * rows), *batch = malloc(sizeof(float) * (size_t)maxT * rows);
+        for (int t = 0; t < maxT; t++)
+            lfm_matvec(type, w, cols, 0, rows, X + (size_t)t * cols, q + (size_t)t * cols, d + (size_t)t * cols / 32,
+                       s + (size_t)t * cols / 32, alone + (size_t)t * rows);
+        int bad = 0;
+        for (int T = 1; T <= maxT; T++) {
+            memset(batch, 0xff, sizeof(float) * (size_t)T * rows);
+            lfm_matvec_batch(type, w, cols, 0, 20, T, X, cols, q, d, s, cols, batch, rows);
+            lfm_matvec_batch(type, w, cols, 20, rows, T, X, cols, q, d, s, cols, batch, rows);
+            if (memcmp(batch, alone, sizeof(float) * (size_t)T * rows) != 0) bad++;
+        }
+        char what[64];
+        snprintf(what, sizeof what, "batch = alone %s (T 1..%d)", type_name(type), maxT);
+        check(lfm_tier_name(tier), what, bad, 0);
+        free(w);
+        free(row);
+        free(X);
+        free(q);
+        free(d);
+        free(s);
+        free(alone);
+        free(batch);
+    }
+}
+
 int main(void) {
     int best = lfm_best_tier();
+    for (int t = 0; t < LFM_TIER_COUNT; t++)
+        if (lfm_tier_supported(t)) check_batch_bits(t);
     check_kquant_bytes();
     check_kquant_reference();
     printf("best tier: %s; BLAS for large F32 GEMMs: %s\n", lfm_tier_name(best), lfm_blas_name());
