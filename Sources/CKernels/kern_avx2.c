@@ -458,8 +458,9 @@ void lfm_register_avx2(lfm_table *t) {
     t->row[LFM_TYPE_Q8_0] = row_q8_0;
     t->row[LFM_TYPE_Q4_0] = row_q4_0;
     for (int i = 0; i < LFM_TYPE_BLOCK32_COUNT; i++) LFM_MARK(t, LFM_FN_ROW + i, T);
+    t->matvec4[LFM_TYPE_Q8_0] = mv4_q8_0_avx2;
     t->matvec4[LFM_TYPE_Q4_0] = mv4_q4_0_avx2;
-    t->matvec4_from[LFM_TYPE_Q4_0] = (signed char)T;
+    t->matvec4_from[LFM_TYPE_Q8_0] = t->matvec4_from[LFM_TYPE_Q4_0] = (signed char)T;
     t->silu = silu;
     t->glu = glu;
     t->gelu = gelu;
@@ -479,8 +480,9 @@ void lfm_register_avx2_vnni(lfm_table *t) {
     const int T = LFM_TIER_AVX2_VNNI;
     t->matvec[LFM_TYPE_Q8_0] = mv_q8_0_vnni;
     t->matvec[LFM_TYPE_Q4_0] = mv_q4_0_vnni;
+    t->matvec4[LFM_TYPE_Q8_0] = mv4_q8_0_vnni;
     t->matvec4[LFM_TYPE_Q4_0] = mv4_q4_0_vnni;
-    t->matvec4_from[LFM_TYPE_Q4_0] = (signed char)T;
+    t->matvec4_from[LFM_TYPE_Q8_0] = t->matvec4_from[LFM_TYPE_Q4_0] = (signed char)T;
     t->gemm[LFM_TYPE_Q8_0] = mm_q8_0_vnni;
     t->gemm[LFM_TYPE_Q4_0] = mm_q4_0_vnni;
     LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q8_0, T);

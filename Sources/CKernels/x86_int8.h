@@ -13,31 +13,6 @@ TGT static inline __m256i SFX(q4_unpack)(const uint8_t *blk, __m256i m4) {
     return _mm256_and_si256(_mm256_srlv_epi64(q, _mm256_setr_epi64x(0, 0, 4, 4)), m4);
 }
 
-// Decode: one row at a time, four blocks per iteration into four accumulators (one sequential stream per thread).
-TGT static void SFX(mv_q8_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
-                             const float *xd, const int32_t *xs, float *y) {
-    (void)xf;
-    (void)xs;
-    int nb = cols / 32;
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *row = w + (size_t)r * ld;
-        __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-        int b = 0;
-#define Q8_ONE(k)                                                                                                      \
-    {                                                                                                                  \
-        const uint8_t *blk = row + (size_t)(b + k) * 34;                                                               \
-        __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));                                                   \
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                                         \
-        __m256i d = DOT(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));                                           \
-        a[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(fp16s(blk) * xd[b + k]), a[k]);                   \
-    }
-        for (; b + 4 <= nb; b += 4) { Q8_ONE(0) Q8_ONE(1) Q8_ONE(2) Q8_ONE(3) }
-        for (; b < nb; b++) Q8_ONE(0)
-#undef Q8_ONE
-        y[r] = hsum256(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
-    }
-}
-
 // Q4_0 decode. One summation order serves one token (`mv_q4_0`) and four at once (`mv4_q4_0`), so a batched token
 // is bit-equal to the same token alone. Per token there are eight float chains: block b feeds chain (b mod 4, h),
 // where h = 0 takes the products of elements e with e mod 8 < 4 (plus −8·Σx, the offset of the unsigned nibbles) and
@@ -54,59 +29,142 @@ TGT static inline __m128i SFX(q4_halves)(__m256i d) {
     return _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
 }
 
-// Per-call tables for one token: corr = [−8·Σx_b, 0] and dx2 = [dx_b, dx_b] per block (pairs of lanes).
+// Blocks b..b+3 of one token into its chains: h[j] holds block j's [h0 h1], corr2/dx2 the per-call tables
+// ([−8·Σx_b, 0] or zeros, [dx_b, dx_b]) at block b, blk block b's bytes (`stride` apart, scale first).
+TGT static inline __m256 SFX(chains4)(const __m128i *h, const int32_t *corr2, const float *dx2, const uint8_t *blk,
+                                      int stride, __m256 acc) {
+    __m256i p = _mm256_set_m128i(_mm_unpacklo_epi64(h[2], h[3]), _mm_unpacklo_epi64(h[0], h[1]));
+    p = _mm256_add_epi32(p, _mm256_load_si256((const __m256i *)corr2));
+    uint64_t s01 = 0, s23 = 0; // the four fp16 scales, each twice
+    for (int j = 0; j < 2; j++) {
+        uint16_t a, c;
+        memcpy(&a, blk + stride * j, 2);
+        memcpy(&c, blk + stride * (j + 2), 2);
+        s01 |= ((uint64_t)a * 0x10001u) << (32 * j);
+        s23 |= ((uint64_t)c * 0x10001u) << (32 * j);
+    }
+    __m256 dw = _mm256_cvtph_ps(_mm_set_epi64x((long long)s23, (long long)s01));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, _mm256_load_ps(dx2)), acc);
+}
+
+// A block past the last group of four, into chain b mod 4 of `c` (scalar fmaf: the same single rounding).
+TGT static inline void SFX(chains1)(__m256i d, int32_t corr, float sc, int b, float *c) {
+    int32_t hv[4];
+    _mm_storeu_si128((__m128i *)hv, SFX(q4_halves)(d));
+    int k = b & 3;
+    c[2 * k] = fmaf((float)(hv[0] + corr), sc, c[2 * k]);
+    c[2 * k + 1] = fmaf((float)hv[1], sc, c[2 * k + 1]);
+}
+
+// The per-call tables of one token: corr2 = [−8·Σx_b, 0] (Q4_0) or zeros (Q8_0), dx2 = [dx_b, dx_b].
+static void SFX(one_token_tables)(int nb, const float *xd, const int32_t *xs, int32_t **corr2, float **dx2) {
+    *corr2 = aligned_alloc(32, (size_t)nb * 8 + 32);
+    *dx2 = aligned_alloc(32, (size_t)nb * 8 + 32);
+    for (int b = 0; b < nb; b++) {
+        (*corr2)[2 * b] = xs ? -8 * xs[b] : 0;
+        (*corr2)[2 * b + 1] = 0;
+        (*dx2)[2 * b] = (*dx2)[2 * b + 1] = xd[b];
+    }
+}
+
 TGT static void SFX(mv_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
                              const float *xd, const int32_t *xs, float *y) {
     (void)xf;
     int nb = cols / 32, n4 = nb / 4 * 4;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    int32_t *corr = aligned_alloc(32, (size_t)nb * 8 + 32);
-    float *dx2 = aligned_alloc(32, (size_t)nb * 8 + 32);
-    for (int b = 0; b < nb; b++) {
-        corr[2 * b] = -8 * xs[b];
-        corr[2 * b + 1] = 0;
-        dx2[2 * b] = dx2[2 * b + 1] = xd[b];
-    }
+    int32_t *corr;
+    float *dx2;
+    SFX(one_token_tables)(nb, xd, xs, &corr, &dx2);
+#define Q4_DOT(blk, b) DOT(SFX(q4_unpack)((blk), m4), _mm256_loadu_si256((const __m256i *)(xq + (b) * 32)))
     for (int r = r0; r < r1; r++) {
         const uint8_t *row = w + (size_t)r * ld;
         __m256 acc = _mm256_setzero_ps();
         for (int b = 0; b < n4; b += 4) {
             const uint8_t *blk = row + (size_t)b * 18;
             __m128i h[4];
-            for (int j = 0; j < 4; j++)
-                h[j] = SFX(q4_halves)(DOT(SFX(q4_unpack)(blk + 18 * j, m4),
-                                          _mm256_loadu_si256((const __m256i *)(xq + (b + j) * 32))));
-            // [h0 h1] of blocks b..b+3 in lane pairs 0..3
-            __m256i p = _mm256_set_m128i(_mm_unpacklo_epi64(h[2], h[3]), _mm_unpacklo_epi64(h[0], h[1]));
-            p = _mm256_add_epi32(p, _mm256_load_si256((const __m256i *)(corr + 2 * b)));
-            uint64_t s01 = 0, s23 = 0;
-            for (int j = 0; j < 2; j++) {
-                uint16_t a, c;
-                memcpy(&a, blk + 18 * j, 2);
-                memcpy(&c, blk + 18 * (j + 2), 2);
-                s01 |= ((uint64_t)a * 0x10001u) << (32 * j);
-                s23 |= ((uint64_t)c * 0x10001u) << (32 * j);
-            }
-            __m256 dw = _mm256_cvtph_ps(_mm_set_epi64x((long long)s23, (long long)s01));
-            __m256 sc = _mm256_mul_ps(dw, _mm256_load_ps(dx2 + 2 * b));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc);
+            for (int j = 0; j < 4; j++) h[j] = SFX(q4_halves)(Q4_DOT(blk + 18 * j, b + j));
+            acc = SFX(chains4)(h, corr + 2 * b, dx2 + 2 * b, blk, 18, acc);
         }
         float c[8] __attribute__((aligned(32)));
         _mm256_store_ps(c, acc);
         for (int b = n4; b < nb; b++) {
             const uint8_t *blk = row + (size_t)b * 18;
-            int32_t hv[4];
-            _mm_storeu_si128((__m128i *)hv,
-                             SFX(q4_halves)(DOT(SFX(q4_unpack)(blk, m4), _mm256_loadu_si256((const __m256i *)(xq + b * 32)))));
-            float sc = fp16s(blk) * xd[b];
-            int k = b & 3;
-            c[2 * k] = fmaf((float)(hv[0] + corr[2 * b]), sc, c[2 * k]);
-            c[2 * k + 1] = fmaf((float)hv[1], sc, c[2 * k + 1]);
+            SFX(chains1)(Q4_DOT(blk, b), corr[2 * b], fp16s(blk) * xd[b], b, c);
         }
         y[r] = SFX(q4_chains_sum)(c);
     }
+#undef Q4_DOT
     free(corr);
     free(dx2);
+}
+
+// Q8_0 decode, the same chains (no offset): |w| × sign(x, w) keeps maddubs within range.
+TGT static void SFX(mv_q8_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                             const float *xd, const int32_t *xs, float *y) {
+    (void)xf;
+    (void)xs;
+    int nb = cols / 32, n4 = nb / 4 * 4;
+    int32_t *corr;
+    float *dx2;
+    SFX(one_token_tables)(nb, xd, NULL, &corr, &dx2);
+#define Q8_DOT(blk, b)                                                                                                 \
+    ({                                                                                                                 \
+        __m256i wv = _mm256_loadu_si256((const __m256i *)((blk) + 2));                                                 \
+        DOT(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(xq + (b) * 32)), wv));     \
+    })
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = w + (size_t)r * ld;
+        __m256 acc = _mm256_setzero_ps();
+        for (int b = 0; b < n4; b += 4) {
+            const uint8_t *blk = row + (size_t)b * 34;
+            __m128i h[4];
+            for (int j = 0; j < 4; j++) h[j] = SFX(q4_halves)(Q8_DOT(blk + 34 * j, b + j));
+            acc = SFX(chains4)(h, corr + 2 * b, dx2 + 2 * b, blk, 34, acc);
+        }
+        float c[8] __attribute__((aligned(32)));
+        _mm256_store_ps(c, acc);
+        for (int b = n4; b < nb; b++) {
+            const uint8_t *blk = row + (size_t)b * 34;
+            SFX(chains1)(Q8_DOT(blk, b), 0, fp16s(blk) * xd[b], b, c);
+        }
+        y[r] = SFX(q4_chains_sum)(c);
+    }
+#undef Q8_DOT
+    free(corr);
+    free(dx2);
+}
+
+// The per-call tables of four tokens, per block b: xi = the activations in 8-byte chunks, chunk k (elements
+// 8k..8k+7) as [t0 | t1 | t2 | t3]; corr = [−8·Σx, 0] per token (Q4_0; zeros without xs); dx2 = [dx, dx] per token.
+static void SFX(four_token_tables)(int nb, const int8_t *const *xq, const float *const *xd, const int32_t *const *xs,
+                                   int8_t **xi, int32_t **corr, float **dx2) {
+    *xi = aligned_alloc(32, (size_t)nb * 128 + 32);
+    *corr = aligned_alloc(32, (size_t)nb * 32 + 32);
+    *dx2 = aligned_alloc(32, (size_t)nb * 32 + 32);
+    for (int b = 0; b < nb; b++)
+        for (int t = 0; t < 4; t++) {
+            for (int k = 0; k < 4; k++) memcpy(*xi + (size_t)b * 128 + k * 32 + t * 8, xq[t] + b * 32 + k * 8, 8);
+            (*corr)[8 * b + 2 * t] = xs ? -8 * xs[t][b] : 0;
+            (*corr)[8 * b + 2 * t + 1] = 0;
+            (*dx2)[8 * b + 2 * t] = (*dx2)[8 * b + 2 * t + 1] = xd[t][b];
+        }
+}
+
+// Chain (k, h) of token t is lane 2t + h of accumulator k.
+TGT static inline void SFX(four_token_store)(__m256 a0, __m256 a1, __m256 a2, __m256 a3, float *const *y, int r) {
+    float v[4][8] __attribute__((aligned(32)));
+    _mm256_store_ps(v[0], a0);
+    _mm256_store_ps(v[1], a1);
+    _mm256_store_ps(v[2], a2);
+    _mm256_store_ps(v[3], a3);
+    for (int t = 0; t < 4; t++) {
+        float c[8];
+        for (int k = 0; k < 4; k++) {
+            c[2 * k] = v[k][2 * t];
+            c[2 * k + 1] = v[k][2 * t + 1];
+        }
+        y[t][r] = SFX(q4_chains_sum)(c);
+    }
 }
 
 // Four tokens at once, the same chains. Activations are interleaved once per call in 8-byte chunks — for block b,
@@ -119,16 +177,10 @@ TGT static void SFX(mv4_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int
                               const float *const *xd, const int32_t *const *xs, float *const *y) {
     int nb = cols / 32;
     const __m128i m4x = _mm_set1_epi8(0x0f);
-    int8_t *xi = aligned_alloc(32, (size_t)nb * 128 + 32);
-    int32_t *corr = aligned_alloc(32, (size_t)nb * 32 + 32);
-    float *dx2 = aligned_alloc(32, (size_t)nb * 32 + 32);
-    for (int b = 0; b < nb; b++)
-        for (int t = 0; t < 4; t++) {
-            for (int k = 0; k < 4; k++) memcpy(xi + (size_t)b * 128 + k * 32 + t * 8, xq[t] + b * 32 + k * 8, 8);
-            corr[8 * b + 2 * t] = -8 * xs[t][b];
-            corr[8 * b + 2 * t + 1] = 0;
-            dx2[8 * b + 2 * t] = dx2[8 * b + 2 * t + 1] = xd[t][b];
-        }
+    int8_t *xi;
+    int32_t *corr;
+    float *dx2;
+    SFX(four_token_tables)(nb, xq, xd, xs, &xi, &corr, &dx2);
     for (int r = r0; r < r1; r++) {
         const uint8_t *row = w + (size_t)r * ld;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -159,17 +211,50 @@ TGT static void SFX(mv4_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int
         if (b + 1 < nb) Q4X4_STEP(b + 1, a1)
         if (b + 2 < nb) Q4X4_STEP(b + 2, a2)
 #undef Q4X4_STEP
-        __m256 a[4] = {a0, a1, a2, a3};
-        float v[4][8] __attribute__((aligned(32)));
-        for (int k = 0; k < 4; k++) _mm256_store_ps(v[k], a[k]);
-        for (int t = 0; t < 4; t++) {
-            float c[8];
-            for (int k = 0; k < 4; k++) {
-                c[2 * k] = v[k][2 * t];
-                c[2 * k + 1] = v[k][2 * t + 1];
-            }
-            y[t][r] = SFX(q4_chains_sum)(c);
-        }
+        SFX(four_token_store)(a0, a1, a2, a3, y, r);
+    }
+    free(xi);
+    free(corr);
+    free(dx2);
+}
+
+// Q8_0, four tokens: each 8-byte chunk of weights broadcast, |w| × sign(x, w) per chunk, and the chunks widened
+// one by one (two s16 pair sums of |w|·|x| could reach 2·32258).
+TGT static void SFX(mv4_q8_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, const int8_t *const *xq,
+                              const float *const *xd, const int32_t *const *xs, float *const *y) {
+    (void)xs;
+    int nb = cols / 32;
+    int8_t *xi;
+    int32_t *corr;
+    float *dx2;
+    SFX(four_token_tables)(nb, xq, xd, NULL, &xi, &corr, &dx2);
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = w + (size_t)r * ld;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+#define Q8_CHUNK(k)                                                                                                    \
+    ({                                                                                                                 \
+        int64_t c;                                                                                                     \
+        memcpy(&c, blk + 2 + 8 * (k), 8);                                                                              \
+        const __m256i wv = _mm256_set1_epi64x(c);                                                                      \
+        DOT(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(xb + 32 * (k))), wv));     \
+    })
+#define Q8X4_STEP(bb, A)                                                                                               \
+    {                                                                                                                  \
+        const uint8_t *blk = row + (size_t)(bb) * 34;                                                                  \
+        const int8_t *xb = xi + (size_t)(bb) * 128;                                                                    \
+        __m256i p = _mm256_add_epi32(_mm256_add_epi32(Q8_CHUNK(0), Q8_CHUNK(1)),                                      \
+                                     _mm256_add_epi32(Q8_CHUNK(2), Q8_CHUNK(3)));                                     \
+        __m256 sc = _mm256_mul_ps(_mm256_set1_ps(fp16s(blk)), _mm256_load_ps(dx2 + 8 * (bb)));                         \
+        A = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, A);                                                             \
+    }
+        int b = 0;
+        for (; b + 4 <= nb; b += 4) { Q8X4_STEP(b, a0) Q8X4_STEP(b + 1, a1) Q8X4_STEP(b + 2, a2) Q8X4_STEP(b + 3, a3) }
+        if (b < nb) Q8X4_STEP(b, a0)
+        if (b + 1 < nb) Q8X4_STEP(b + 1, a1)
+        if (b + 2 < nb) Q8X4_STEP(b + 2, a2)
+#undef Q8X4_STEP
+#undef Q8_CHUNK
+        SFX(four_token_store)(a0, a1, a2, a3, y, r);
     }
     free(xi);
     free(corr);
