@@ -200,7 +200,7 @@ TGT static void SFX(mv4_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int
         __m256i p = DOT4(_mm256_set1_epi64x(c0), _mm256_load_si256((const __m256i *)xb), _mm256_set1_epi64x(c1),       \
                          _mm256_load_si256((const __m256i *)(xb + 32)), _mm256_set1_epi64x(c2),                        \
                          _mm256_load_si256((const __m256i *)(xb + 64)), _mm256_set1_epi64x(c3),                        \
-                         _mm256_load_si256((const __m256i *)(xb + 96)));                                                \
+                         _mm256_load_si256((const __m256i *)(xb + 96)));                                               \
         p = _mm256_add_epi32(p, _mm256_load_si256((const __m256i *)(corr + 8 * (bb))));                                \
         __m256 sc = _mm256_mul_ps(_mm256_set1_ps(fp16s(blk)), _mm256_load_ps(dx2 + 8 * (bb)));                         \
         A = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, A);                                                             \

@@ -68,6 +68,13 @@ public enum BundleKeys {
     /// Training-state files found beside the weights and ignored (optimizer, scheduler, RNG state).
     public static let ignoredFiles = "lfm2audio.source.ignored_files"
     public static let tensorCRC32 = "lfm2audio.tensor_crc32"
+    /// Where an importance matrix weighted the quantizers: llama-quantize's four keys (file as given, its first
+    /// dataset, entries, chunks), and the file's SHA-256 (ours).
+    public static let imatrixFile = "quantize.imatrix.file"
+    public static let imatrixDataset = "quantize.imatrix.dataset"
+    public static let imatrixEntries = "quantize.imatrix.entries_count"
+    public static let imatrixChunks = "quantize.imatrix.chunks_count"
+    public static let imatrixSHA256 = "lfm2audio.imatrix_sha256"
     public static let hfTokenizer = "tokenizer.huggingface.json"
     public static let hfTokenizerConfig = "lfm2audio.tokenizer_config_json"
     public static let chatTemplate = "tokenizer.chat_template"

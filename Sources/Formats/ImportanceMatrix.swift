@@ -49,6 +49,17 @@ public struct ImportanceMatrix: Sendable, Equatable {
         self.entries = entries; self.datasets = datasets; self.chunkCount = chunkCount; self.chunkSize = chunkSize
     }
 
+    /// The metadata a quantized file records about this matrix (llama-quantize's keys, and the file's SHA-256).
+    public func provenance(file: String) throws -> [(String, GGUFValue)] {
+        [
+            (BundleKeys.imatrixFile, .string(file)),
+            (BundleKeys.imatrixDataset, .string(datasets.first ?? "")),
+            (BundleKeys.imatrixEntries, .int32(Int32(clamping: entries.count))),
+            (BundleKeys.imatrixChunks, .int32(Int32(clamping: chunkCount))),
+            (BundleKeys.imatrixSHA256, .string(try Hashing.sha256(file: file))),
+        ]
+    }
+
     public static let sumsSuffix = ".in_sum2"
     public static let countsSuffix = ".counts"
     /// ggml's tensor names hold at most 63 bytes (GGML_MAX_NAME 64): an entry whose `<name>.in_sum2` is longer (Mimi's

@@ -82,6 +82,7 @@ public enum Converter {
         m.append((BundleKeys.preset, .string(plan.recipe.preset.rawValue)))
         m.append((BundleKeys.overrides, .strings(plan.recipe.overrides.map(\.description))))
         m.append((BundleKeys.recipe, .string(plan.recipe.json)))
+        m.append(contentsOf: plan.extraMetadata)
         m.append((BundleKeys.sourceFiles, .strings(sources.map(\.0))))
         m.append((BundleKeys.sourceSHA256, .strings(sources.map(\.1))))
         m.append((BundleKeys.sourceBytes, .uint64s(sources.map { UInt64($0.2) })))

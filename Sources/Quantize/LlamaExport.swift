@@ -143,7 +143,8 @@ public enum LlamaExport {
                     to: &tensors, known: ImportanceMatrix.knownMatrices(whole), file: file, checkpoint: ckpt.root,
                     entryName: { $0 }))
         }
-        let meta = try metadata(ckpt, preset: preset)
+        var meta = try metadata(ckpt, preset: preset)
+        if let (m, file) = imatrix { meta += try m.provenance(file: file) }
         // GGUF's default alignment (32) and no general.alignment key, as llama.cpp's own converter writes: llama.cpp
         // tools that copy metadata (llama-quantize) then stay consistent.
         return try Converter.write(

@@ -58,6 +58,8 @@ public struct ConversionPlan: Sendable {
     public var ties: [ResolvedTie] = []
     public var recipe: Recipe
     public var keepAll: Bool
+    /// Metadata recorded about the inputs beyond the checkpoint (an importance matrix's provenance).
+    public var extraMetadata: [(String, GGUFValue)] = []
     public var components: [Component] {
         Component.allCases.filter { c in tensors.contains { $0.component == c } }
     }

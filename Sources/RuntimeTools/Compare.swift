@@ -85,3 +85,91 @@ public final class TraceRecorder: Sendable {
     public func all() -> [TraceEvent] { events.withLock { $0 } }
     public func clear() { events.withLock { $0 = [] } }
 }
+
+/// Agreement of a candidate's audio head with a baseline's, per codebook: the baseline answers each sentence
+/// greedily as `task` runs it (its system prompt and mode, codes only: interleaved chat gives frames on a fixed
+/// schedule, TTS once the model starts speaking); both models are then teacher-forced on
+/// the baseline's positions, and for every generated frame the candidate's argmax for codebook k (given the
+/// baseline's codes for codebooks < k, Depthformer.frameLogits) is compared with the baseline's code k, and the two
+/// distributions by KL(baseline ‖ candidate). The end-of-audio frame counts for codebook 0 only.
+public enum AudioHeadComparison {
+    public struct Result: Sendable, Codable {
+        public var frames = 0
+        /// Per codebook: frames compared, frames whose argmax agreed, summed KL.
+        public var steps: [Int]
+        public var top1Agreement: [Int]
+        public var sumKL: [Double]
+        init(codebooks: Int) {
+            steps = Array(repeating: 0, count: codebooks); top1Agreement = steps
+            sumKL = Array(repeating: 0, count: codebooks)
+        }
+        public var top1Rate: [Double] { zip(top1Agreement, steps).map { $1 > 0 ? Double($0) / Double($1) : 0 } }
+        public var meanKL: [Double] { zip(sumKL, steps).map { $1 > 0 ? $0 / Double($1) : 0 } }
+    }
+
+    public static func run(
+        baseline: LFMModel, candidate: LFMModel, sentences: [String], task: TaskPreset = .chat, steps: Int
+    ) throws -> Result {
+        guard let head = baseline.audioHead, let other = candidate.audioHead, head.codebooks == other.codebooks else {
+            throw RuntimeError.badInput(
+                "audio-head comparison: both bundles need a depthformer with the same codebooks")
+        }
+        var r = Result(codebooks: head.codebooks)
+        for s in sentences {
+            let conv = Conversation(model: baseline, task: task)
+            _ = try conv.generate(
+                user: [.text(s)], mode: task.mode, maxTokens: steps, sampling: .greedy, audioSampling: .greedy,
+                audio: .codes
+            ) { _ in }
+            let history = conv.history, frames = conv.frames
+            let want = try teacherForced(baseline, system: task.system, user: s, history: history, frames: frames)
+            let got = try teacherForced(candidate, system: task.system, user: s, history: history, frames: frames)
+            for (i, (a, b)) in zip(want, got).enumerated() {
+                r.frames += 1
+                let eoa = frames[i].allSatisfy { $0 == baseline.tokens.endOfAudio }
+                for k in 0..<(eoa ? 1 : a.count) {
+                    r.steps[k] += 1
+                    if b[k].withUnsafeBufferPointer({ Sampler.argmax($0) }) == frames[i][k] { r.top1Agreement[k] += 1 }
+                    r.sumKL[k] += NextTokenComparison.kl(a[k], b[k])
+                }
+            }
+        }
+        return r
+    }
+
+    /// Each generated frame's per-codebook logits with the conversation's `history` fed as it was generated.
+    static func teacherForced(
+        _ model: LFMModel, system: String?, user text: String, history: [Position], frames: [[Int]]
+    ) throws -> [[[Float]]] {
+        let bb = model.backbone, head = model.audioHead!
+        var prompt = PromptBuilder(tokenizer: model.tokenizer, system: system)
+        prompt.userTurn([.text(text)], encoded: [nil])
+        let n = prompt.positions.count
+        guard history.count >= n, Array(history.prefix(n)) == prompt.positions else {
+            throw RuntimeError.badInput("audio-head comparison: the two bundles tokenize the prompt differently")
+        }
+        let st = bb.makeState(), hs = head.makeState()
+        let emb = prompt.pendingEmbeddings(model)
+        var hidden = try emb.withUnsafeBufferPointer {
+            try bb.step(.init(embeddings: $0.baseAddress!, count: prompt.pendingCount), state: st)
+        }
+        var out: [[[Float]]] = []
+        var fe = [Float](repeating: 0, count: bb.hidden)
+        for p in history[n...] {
+            switch p {
+            case .text(let id):
+                hidden = try bb.forward(tokens: [id], state: st)
+            case .audioOut(let i):
+                out.append(
+                    hidden.withUnsafeBufferPointer { head.frameLogits($0.baseAddress!, forced: frames[i], state: hs) })
+                fe.withUnsafeMutableBufferPointer { head.frameEmbedding(frames[i], into: $0.baseAddress!) }
+                hidden = try fe.withUnsafeBufferPointer {
+                    try bb.step(.init(embeddings: $0.baseAddress!, count: 1), state: st)
+                }
+            case .audioIn:
+                throw RuntimeError.badInput("audio-head comparison: audio input in an answer")
+            }
+        }
+        return out
+    }
+}

@@ -75,6 +75,7 @@ struct ConvertCommand: ParsableCommand {
                 to: &plan.tensors, known: ImportanceMatrix.knownMatrices(plan), file: imatrix, checkpoint: ckpt.root,
                 entryName: ImatrixNames.entry(forBundle:))
             if !json { printImatrixReport(imatrixReport!, file: imatrix) }
+            plan.extraMetadata = try m.provenance(file: imatrix)
         }
         let tPlan = Date()
         let bar = ProgressBar(enabled: stderrIsTerminal && !json, label: "converting")

@@ -78,10 +78,22 @@ final class ImatrixCLITests: XCTestCase {
         let w2 = try XCTUnwrap(a.tensor("lfm.layers.0.feed_forward.w2.weight"))
         XCTAssertEqual(w2.type, .q4_0)
         XCTAssertNotEqual(Array(a.bytes(of: w2)), Array(b.bytes(of: b.tensor(w2.name)!)), "weights changed nothing")
+        // provenance: llama-quantize's keys and the file's hash, only where a matrix was used
+        let sha = try Hashing.sha256(file: imx)
+        func checkProvenance(_ g: GGUFFile) {
+            XCTAssertEqual(g.metadata[BundleKeys.imatrixFile], .string(imx))
+            XCTAssertEqual(g.metadata[BundleKeys.imatrixEntries], .int32(Int32(m.entries.count)))
+            XCTAssertEqual(g.metadata[BundleKeys.imatrixChunks], .int32(Int32(m.chunkCount)))
+            XCTAssertEqual(g.metadata[BundleKeys.imatrixDataset], .string(m.datasets.first ?? ""))
+            XCTAssertEqual(g.metadata[BundleKeys.imatrixSHA256], .string(sha))
+        }
+        checkProvenance(a)
+        XCTAssertNil(b.metadata[BundleKeys.imatrixFile])
         let (rc3, _, err3) = try run([
             "export-llama", ckpt, "-o", out + "/ll.gguf", "--quant", "q4_0", "--imatrix", imx,
         ])
         XCTAssertEqual(rc3, 0, err3)
+        checkProvenance(try GGUFFile(path: out + "/ll.gguf"))
 
         // a file made for another model: a wrong width, then an unknown name; no output is written
         var wrong = m

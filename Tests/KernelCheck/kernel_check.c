@@ -400,7 +400,8 @@ static void check_batch_bits(int tier) {
         for (int t = 0; t < maxT; t++)
             lfm_quantize_act_q8(X + (size_t)t * cols, cols, q + (size_t)t * cols, d + (size_t)t * cols / 32,
                                 s + (size_t)t * cols / 32);
-        float *alone = malloc(sizeof(float) * (size_t)maxT * rows), *batch = malloc(sizeof(float) * (size_t)maxT * rows);
+        float *alone = malloc(sizeof(float) * (size_t)maxT * rows);
+        float *batch = malloc(sizeof(float) * (size_t)maxT * rows);
         for (int t = 0; t < maxT; t++)
             lfm_matvec(type, w, cols, 0, rows, X + (size_t)t * cols, q + (size_t)t * cols, d + (size_t)t * cols / 32,
                        s + (size_t)t * cols / 32, alone + (size_t)t * rows);

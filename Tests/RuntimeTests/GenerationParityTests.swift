@@ -138,4 +138,27 @@ final class GenerationParityTests: XCTestCase {
             XCTAssertEqual(NextTokenComparison.kl([1, 2, 3], [1, 2, 3]), 0, accuracy: 1e-12)
         }
     }
+
+    /// The audio head's per-codebook agreement (`lfm-run compare`): a bundle against itself agrees everywhere,
+    /// q4_0 less than q8_0 in KL.
+    func testAudioHeadComparisonPerCodebook() throws {
+        let f32 = try LFMModel(path: try Bundles.path("tiny-a", .f32), options: ModelOptions(threads: 2))
+        let same = try AudioHeadComparison.run(baseline: f32, candidate: f32, sentences: ["Hello there"], steps: 24)
+        XCTAssertGreaterThan(same.frames, 3)
+        XCTAssertEqual(same.steps.count, 8)
+        for k in 0..<8 {
+            XCTAssertGreaterThan(same.steps[k], 0)
+            XCTAssertGreaterThanOrEqual(same.top1Rate[k], 0.9, "codebook \(k)")
+            XCTAssertLessThan(same.meanKL[k], 1e-6, "codebook \(k)")
+        }
+        var kl: [Double] = []
+        for preset in [Preset.q8_0, .q4_0] {
+            let q = try LFMModel(path: try Bundles.path("tiny-a", preset), options: ModelOptions(threads: 2))
+            let r = try AudioHeadComparison.run(baseline: f32, candidate: q, sentences: ["Hello there"], steps: 24)
+            XCTAssertEqual(r.frames, same.frames)
+            XCTAssertGreaterThan(r.meanKL.reduce(0, +), 0, "\(preset)")
+            kl.append(r.meanKL.reduce(0, +))
+        }
+        XCTAssertLessThan(kl[0], kl[1], "q8_0 should be closer to f32 than q4_0")
+    }
 }
