@@ -67,71 +67,54 @@ static void SFX(one_token_tables)(int nb, const float *xd, const int32_t *xs, in
     }
 }
 
-TGT static void SFX(mv_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
-                             const float *xd, const int32_t *xs, float *y) {
-    (void)xf;
-    int nb = cols / 32, n4 = nb / 4 * 4;
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
+// One block's dot for one token: Q4_0 nibbles (unsigned, the offset is in the tables), or Q8_0 as |w| × sign(x, w)
+// (which keeps maddubs within range).
+TGT static inline __m256i SFX(block_dot)(const uint8_t *blk, const int8_t *x, int q4) {
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)x);
+    if (q4) return DOT(SFX(q4_unpack)(blk, _mm256_set1_epi8(0x0f)), xv);
+    const __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));
+    return DOT(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+}
+
+// The one-token Q4_0 / Q8_0 matvec (q4 a constant after inlining).
+TGT static inline __attribute__((always_inline)) void SFX(mv_chains)(const uint8_t *w, size_t ld, int cols, int r0,
+                                                                     int r1, const int8_t *xq, const float *xd,
+                                                                     const int32_t *xs, float *y, int q4) {
+    int nb = cols / 32, n4 = nb / 4 * 4, bs = q4 ? 18 : 34;
     int32_t *corr;
     float *dx2;
-    SFX(one_token_tables)(nb, xd, xs, &corr, &dx2);
-#define Q4_DOT(blk, b) DOT(SFX(q4_unpack)((blk), m4), _mm256_loadu_si256((const __m256i *)(xq + (b) * 32)))
+    SFX(one_token_tables)(nb, xd, q4 ? xs : NULL, &corr, &dx2);
     for (int r = r0; r < r1; r++) {
         const uint8_t *row = w + (size_t)r * ld;
         __m256 acc = _mm256_setzero_ps();
         for (int b = 0; b < n4; b += 4) {
-            const uint8_t *blk = row + (size_t)b * 18;
+            const uint8_t *blk = row + (size_t)b * bs;
             __m128i h[4];
-            for (int j = 0; j < 4; j++) h[j] = SFX(q4_halves)(Q4_DOT(blk + 18 * j, b + j));
-            acc = SFX(chains4)(h, corr + 2 * b, dx2 + 2 * b, blk, 18, acc);
+            for (int j = 0; j < 4; j++) h[j] = SFX(q4_halves)(SFX(block_dot)(blk + bs * j, xq + (b + j) * 32, q4));
+            acc = SFX(chains4)(h, corr + 2 * b, dx2 + 2 * b, blk, bs, acc);
         }
         float c[8] __attribute__((aligned(32)));
         _mm256_store_ps(c, acc);
         for (int b = n4; b < nb; b++) {
-            const uint8_t *blk = row + (size_t)b * 18;
-            SFX(chains1)(Q4_DOT(blk, b), corr[2 * b], fp16s(blk) * xd[b], b, c);
+            const uint8_t *blk = row + (size_t)b * bs;
+            SFX(chains1)(SFX(block_dot)(blk, xq + b * 32, q4), corr[2 * b], fp16s(blk) * xd[b], b, c);
         }
         y[r] = SFX(q4_chains_sum)(c);
     }
-#undef Q4_DOT
     free(corr);
     free(dx2);
 }
 
-// Q8_0 decode, the same chains (no offset): |w| × sign(x, w) keeps maddubs within range.
+TGT static void SFX(mv_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                             const float *xd, const int32_t *xs, float *y) {
+    (void)xf;
+    SFX(mv_chains)(w, ld, cols, r0, r1, xq, xd, xs, y, 1);
+}
+
 TGT static void SFX(mv_q8_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
                              const float *xd, const int32_t *xs, float *y) {
     (void)xf;
-    (void)xs;
-    int nb = cols / 32, n4 = nb / 4 * 4;
-    int32_t *corr;
-    float *dx2;
-    SFX(one_token_tables)(nb, xd, NULL, &corr, &dx2);
-#define Q8_DOT(blk, b)                                                                                                 \
-    ({                                                                                                                 \
-        __m256i wv = _mm256_loadu_si256((const __m256i *)((blk) + 2));                                                 \
-        DOT(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(xq + (b) * 32)), wv));     \
-    })
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *row = w + (size_t)r * ld;
-        __m256 acc = _mm256_setzero_ps();
-        for (int b = 0; b < n4; b += 4) {
-            const uint8_t *blk = row + (size_t)b * 34;
-            __m128i h[4];
-            for (int j = 0; j < 4; j++) h[j] = SFX(q4_halves)(Q8_DOT(blk + 34 * j, b + j));
-            acc = SFX(chains4)(h, corr + 2 * b, dx2 + 2 * b, blk, 34, acc);
-        }
-        float c[8] __attribute__((aligned(32)));
-        _mm256_store_ps(c, acc);
-        for (int b = n4; b < nb; b++) {
-            const uint8_t *blk = row + (size_t)b * 34;
-            SFX(chains1)(Q8_DOT(blk, b), 0, fp16s(blk) * xd[b], b, c);
-        }
-        y[r] = SFX(q4_chains_sum)(c);
-    }
-#undef Q8_DOT
-    free(corr);
-    free(dx2);
+    SFX(mv_chains)(w, ld, cols, r0, r1, xq, xd, xs, y, 0);
 }
 
 // The per-call tables of four tokens, per block b: xi = the activations in 8-byte chunks, chunk k (elements
