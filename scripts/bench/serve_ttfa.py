@@ -234,8 +234,13 @@ def main():
     print(f"{'POST /v1/chat/completions stream (request → first audio chunk)':66} {med(chat):.3f}")
     print(f"{'WS /v1/realtime push-to-talk (commit → first delta, client)':66} {med(rt):.3f}")
     print(f"{'WS /v1/realtime (server-measured)':66} {med(rt_server):.3f}")
-    print(f"{'CLI lfm-run tts (turn start → first samples)':66} {med(cli_tts):.3f}")
-    print(f"{'POST /v1/audio/speech pcm (request → first bytes, TTS)':66} {med(speech):.3f}")
+    # a turn that produced no audio (a random checkpoint's TTS may never start speaking) has no time to first audio
+    def fmt(xs):
+        xs = [x for x in xs if x]
+        return f"{med(xs):.3f}" if xs else "no audio in 60 steps"
+
+    print(f"{'CLI lfm-run tts (turn start → first samples)':66} {fmt(cli_tts)}")
+    print(f"{'POST /v1/audio/speech pcm (request → first bytes, TTS)':66} {fmt(speech)}")
 
 
 if __name__ == "__main__":
