@@ -351,6 +351,8 @@ void lfm_matvec_batch(int type, const void *w, int cols, int r0, int r1, int T, 
     lfm_matvec4_fn mv4 = XQ ? k->matvec4[ti] : NULL;
     // groups of four (a last group of three padded to four), then the one or two left one token at a time
     int T4 = mv4 ? T / 4 * 4 + (T % 4 == 3 ? 4 : 0) : 0;
+    // one pass over the weights (a single group of four) needs no blocking, and each call rebuilds its token tables
+    if (T4 >= T && T4 == 4) block = r1 - r0 > 0 ? r1 - r0 : 1;
     int8_t *padq = NULL;
     float *pady = NULL, *padd = NULL;
     int32_t *pads = NULL;

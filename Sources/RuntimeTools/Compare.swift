@@ -58,13 +58,7 @@ public enum NextTokenComparison {
     static func teacherForced(_ model: LFMModel, system: String?, user text: String, tokens: [Int]) throws -> [[Float]]
     {
         let bb = model.backbone
-        var prompt = PromptBuilder(tokenizer: model.tokenizer, system: system)
-        prompt.userTurn([.text(text)], encoded: [nil])
-        let st = bb.makeState()
-        let emb = prompt.pendingEmbeddings(model)
-        var hidden = try emb.withUnsafeBufferPointer {
-            try bb.step(.init(embeddings: $0.baseAddress!, count: prompt.pendingCount), state: st)
-        }
+        var (_, st, hidden) = try prefillFirstTurn(model, system: system, user: text)
         var out: [[Float]] = []
         for (n, id) in tokens.enumerated() {
             out.append(bb.logits(hidden))
@@ -72,6 +66,23 @@ public enum NextTokenComparison {
             hidden = try bb.forward(tokens: [id], state: st)
         }
         return out
+    }
+
+    /// A first user turn of text prefilled: its positions, the backbone state and the hidden state after it.
+    static func prefillFirstTurn(
+        _ model: LFMModel, system: String?, user text: String
+    ) throws -> (
+        [Position], LFM2Backbone.State, [Float]
+    ) {
+        let bb = model.backbone
+        var prompt = PromptBuilder(tokenizer: model.tokenizer, system: system)
+        prompt.userTurn([.text(text)], encoded: [nil])
+        let st = bb.makeState()
+        let emb = prompt.pendingEmbeddings(model)
+        let hidden = try emb.withUnsafeBufferPointer {
+            try bb.step(.init(embeddings: $0.baseAddress!, count: prompt.pendingCount), state: st)
+        }
+        return (prompt.positions, st, hidden)
     }
 }
 
@@ -142,17 +153,12 @@ public enum AudioHeadComparison {
         _ model: LFMModel, system: String?, user text: String, history: [Position], frames: [[Int]]
     ) throws -> [[[Float]]] {
         let bb = model.backbone, head = model.audioHead!
-        var prompt = PromptBuilder(tokenizer: model.tokenizer, system: system)
-        prompt.userTurn([.text(text)], encoded: [nil])
-        let n = prompt.positions.count
-        guard history.count >= n, Array(history.prefix(n)) == prompt.positions else {
+        var (positions, st, hidden) = try NextTokenComparison.prefillFirstTurn(model, system: system, user: text)
+        let n = positions.count
+        guard history.count >= n, Array(history.prefix(n)) == positions else {
             throw RuntimeError.badInput("audio-head comparison: the two bundles tokenize the prompt differently")
         }
-        let st = bb.makeState(), hs = head.makeState()
-        let emb = prompt.pendingEmbeddings(model)
-        var hidden = try emb.withUnsafeBufferPointer {
-            try bb.step(.init(embeddings: $0.baseAddress!, count: prompt.pendingCount), state: st)
-        }
+        let hs = head.makeState()
         var out: [[[Float]]] = []
         var fe = [Float](repeating: 0, count: bb.hidden)
         for p in history[n...] {
