@@ -180,75 +180,297 @@ AVX512 static void dot_q4_0_rows(const uint8_t *w, size_t ld, int nr, const int8
     }
 }
 
-// Decode (matrix-vector): one row at a time, four blocks per iteration into four accumulators. Streaming a
-// single row keeps the hardware prefetcher on one sequential stream (measured 1.2–2x faster than four
-// interleaved rows when the weights come from DRAM).
-#define Q8_ONE(acc, k)                                                                                                 \
-    {                                                                                                                  \
-        const uint8_t *blk = w + (size_t)(b + k) * 34;                                                                 \
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                                         \
-        __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));                                                   \
-        __m256i dot = _mm256_dpbusd_epi32(zero, _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));                   \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(blk) * xd[b + k]), acc);                    \
-    }
+// Decode (matrix-vector) of Q8_0 / Q4_0 in the x86 decode summation order of x86_int8.h, shared with the avx2 and
+// avx2-vnni tiers (so every x86 tier gives the same bits): per token eight float chains, block b feeding chain
+// (b mod 4, h) with h = 0 the products of elements e with e mod 8 < 4 (plus −8·Σx for Q4_0) and h = 1 the rest,
+// then ((c00 + c01) + (c10 + c11)) + ((c20 + c21) + (c30 + c31)). One row at a time (the prefetcher follows one
+// sequential stream); the integer parts are exact however they are formed.
+#define TGT AVX512
+#define SFX(n) n##_512
+#define DOT(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
+#define X86_INT8_CHAIN_HELPERS_ONLY
+AVX512 static inline float fp16s(const uint8_t *p) { return fp16(p); }
+#include "x86_int8.h"
+#undef X86_INT8_CHAIN_HELPERS_ONLY
+#undef TGT
+#undef SFX
+#undef DOT
 
-AVX512 static float dot_q8_0_row(const uint8_t *w, const int8_t *xq, const float *xd, int nb) {
-    const __m256i zero = _mm256_setzero_si256();
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-    int b = 0;
-    for (; b + 4 <= nb; b += 4) { Q8_ONE(a0, 0) Q8_ONE(a1, 1) Q8_ONE(a2, 2) Q8_ONE(a3, 3) }
-    for (; b < nb; b++) Q8_ONE(a0, 0)
-    return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+// The per-call tables of one token, per group of four blocks b..b+3 (lane j·4 + i of a 16-lane vector belongs to
+// block b+j): x as [x_b+j[0..16) for j = 0..3 | x_b+j[16..32) for j = 0..3] (Q4_0: the low and high nibbles of the
+// four blocks; Q8_0 reads xq as it is), the integer start −8·Σx in lane 4j (Q4_0, else 0) and dx in lanes 4j..4j+3.
+typedef struct {
+    int8_t *x;
+    int32_t *corr;
+    float *dx;
+} one_token512;
+
+static one_token512 one_token512_tables(int nb, const int8_t *xq, const float *xd, const int32_t *xs, int q4) {
+    int ng = nb / 4;
+    one_token512 t = {aligned_alloc(64, (size_t)ng * 128 + 64), aligned_alloc(64, (size_t)ng * 64 + 64),
+                      aligned_alloc(64, (size_t)ng * 64 + 64)};
+    for (int g = 0; g < ng; g++)
+        for (int j = 0; j < 4; j++) {
+            int b = 4 * g + j;
+            if (q4) {
+                memcpy(t.x + (size_t)g * 128 + 16 * j, xq + 32 * b, 16);
+                memcpy(t.x + (size_t)g * 128 + 64 + 16 * j, xq + 32 * b + 16, 16);
+            }
+            for (int i = 0; i < 4; i++) {
+                t.corr[16 * g + 4 * j + i] = q4 && i == 0 ? -8 * xs[b] : 0;
+                t.dx[16 * g + 4 * j + i] = xd[b];
+            }
+        }
+    return t;
 }
 
-// Q4_0: the nibbles are unsigned (0..15), so VNNI takes them as they are; the −8 offset is folded into the
-// integer accumulator, which starts at (−8·Σx, 0, …, 0) for each block (vectors prepared once per activation).
-#define Q4_ONE(acc, k)                                                                                                 \
-    {                                                                                                                  \
-        const uint8_t *blk = w + (size_t)(b + k) * 18;                                                                 \
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));                                         \
-        __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));                                                       \
-        __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));                  \
-        __m256i dot = _mm256_dpbusd_epi32(_mm256_load_si256((const __m256i *)(init + (b + k) * 8)), wv, xv);           \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16(blk) * xd[b + k]), acc);                    \
-    }
+// Lanes 4j, 4j+1 ← the sums of lanes (4j, 4j+2) and (4j+1, 4j+3): block j's two integer parts [h0 h1] when lane
+// 4j + m holds its groups m and m + 4 of four elements.
+AVX512 static inline __m512i halves4(__m512i d) { return _mm512_add_epi32(d, _mm512_shuffle_epi32(d, 0x4e)); }
 
-AVX512 static float dot_q4_0_row(const uint8_t *w, const int8_t *xq, const float *xd, const int32_t *init, int nb) {
-    const __m128i m4 = _mm_set1_epi8(0x0f);
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-    int b = 0;
-    for (; b + 4 <= nb; b += 4) { Q4_ONE(a0, 0) Q4_ONE(a1, 1) Q4_ONE(a2, 2) Q4_ONE(a3, 3) }
-    for (; b < nb; b++) Q4_ONE(a0, 0)
-    return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+// The four scales of blocks at p, p + stride, … as 16 floats, each in its block's four lanes.
+AVX512 static inline __m512 scales4(const uint8_t *p, int stride) {
+    uint16_t h[4];
+    for (int j = 0; j < 4; j++) memcpy(h + j, p + stride * j, 2);
+    __m128 f = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)h));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                 _mm512_castps128_ps512(f));
 }
 
-// Q4_0, two blocks per 512-bit step. The activation is laid out once per call as
-// [x_b[0:16] | x_b+1[0:16] | x_b[16:32] | x_b+1[16:32]] to match the unpacked nibbles [lo_b | lo_b+1 | hi_b | hi_b+1];
-// the integer accumulator starts at −8·Σx of each block (lanes 0 and 4); one permute spreads the two scales.
-AVX512 static float dot_q4_0_row2(const uint8_t *w, const int8_t *xp, const int32_t *init2, const float *xd, int nb) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    int b = 0;
-    for (; b + 4 <= nb; b += 4) {
-#define Q4_PAIR(acc, k)                                                                                                \
-    {                                                                                                                  \
-        const uint8_t *blk = w + (size_t)(b + k) * 18;                                                                 \
-        __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2))),       \
-                                            _mm_loadu_si128((const __m128i *)(blk + 20)), 1);                          \
-        __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(y, m4)),                                \
-                                       _mm256_and_si256(_mm256_srli_epi16(y, 4), m4), 1);                              \
-        __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)(init2 + (b + k) * 8)), z,                   \
-                                          _mm512_loadu_si512((const void *)(xp + (b + k) * 32)));                      \
-        __m128i hh = _mm_insert_epi16(_mm_cvtsi32_si128(*(const uint16_t *)blk), *(const uint16_t *)(blk + 18), 1);    \
-        __m128 sc = _mm_mul_ps(_mm_cvtph_ps(hh), _mm_castpd_ps(_mm_load_sd((const double *)(xd + b + k))));            \
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(sc)), acc);   \
-    }
-        Q4_PAIR(a0, 0) Q4_PAIR(a1, 2)
-    }
-    for (; b + 2 <= nb; b += 2) Q4_PAIR(a0, 0)
-    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+// Blocks b..b+3 of one row for one token: their [h0 h1] pairs in lanes 4j, 4j+1.
+AVX512 static inline __m512i group_q4_0(const uint8_t *blk, const int8_t *x, const int32_t *corr) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512i q = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk + 2)));
+    q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(blk + 20)), 1);
+    q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(blk + 38)), 2);
+    q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(blk + 56)), 3);
+    __m512i d = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)corr), _mm512_and_si512(q, m4),
+                                    _mm512_load_si512((const void *)x));
+    d = _mm512_dpbusd_epi32(d, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4),
+                            _mm512_load_si512((const void *)(x + 64)));
+    return halves4(d);
 }
+
+// Q8_0 as |w| × (x with the sign of w), two blocks per vector; lane 4j + m then collects groups m and m + 4.
+AVX512 static inline __m512i group_q8_0(const uint8_t *blk, const int8_t *x) {
+    __m512i w0 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 2))),
+                                    _mm256_loadu_si256((const __m256i *)(blk + 36)), 1);
+    __m512i w1 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 70))),
+                                    _mm256_loadu_si256((const __m256i *)(blk + 104)), 1);
+    __m512i x0 = _mm512_loadu_si512((const void *)x), x1 = _mm512_loadu_si512((const void *)(x + 64));
+    const __m512i z = _mm512_setzero_si512();
+    x0 = _mm512_mask_sub_epi8(x0, _mm512_movepi8_mask(w0), z, x0);
+    x1 = _mm512_mask_sub_epi8(x1, _mm512_movepi8_mask(w1), z, x1);
+    __m512i d0 = _mm512_dpbusd_epi32(z, _mm512_abs_epi8(w0), x0), d1 = _mm512_dpbusd_epi32(z, _mm512_abs_epi8(w1), x1);
+    // 128-bit lanes [d0.0 d0.2 d1.0 d1.2] + [d0.1 d0.3 d1.1 d1.3]: block j's groups m + (m + 4) in lane 4j + m
+    return halves4(_mm512_add_epi32(_mm512_shuffle_i64x2(d0, d1, 0x88), _mm512_shuffle_i64x2(d0, d1, 0xdd)));
+}
+
+AVX512 static inline __attribute__((always_inline)) void mv_chains512(const uint8_t *w, size_t ld, int cols, int r0,
+                                                                      int r1, const int8_t *xq, const float *xd,
+                                                                      const int32_t *xs, float *y, int q4) {
+    int nb = cols / 32, n4 = nb / 4 * 4, bs = q4 ? 18 : 34;
+    one_token512 t = one_token512_tables(nb, xq, xd, xs, q4);
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = w + (size_t)r * ld;
+        __m512 acc = _mm512_setzero_ps();
+        for (int b = 0; b < n4; b += 4) {
+            const uint8_t *blk = row + (size_t)b * bs;
+            _mm_prefetch((const char *)blk + 4096, _MM_HINT_T0); // the rows are contiguous: 4 KiB ahead
+            _mm_prefetch((const char *)blk + 4096 + 64, _MM_HINT_T0);
+            int g = b / 4;
+            __m512i d = q4 ? group_q4_0(blk, t.x + (size_t)g * 128, t.corr + 16 * g) : group_q8_0(blk, xq + 32 * b);
+            __m512 sc = _mm512_mul_ps(scales4(blk, bs), _mm512_load_ps(t.dx + 16 * g));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sc, acc);
+        }
+        float v[16] __attribute__((aligned(64))), c[8];
+        if (n4 == nb) { // q4_chains_sum with the halves added in the vector
+            _mm512_store_ps(v, _mm512_add_ps(acc, _mm512_permute_ps(acc, 0xb1)));
+            y[r] = (v[0] + v[4]) + (v[8] + v[12]);
+            continue;
+        }
+        _mm512_store_ps(v, acc);
+        for (int k = 0; k < 4; k++) {
+            c[2 * k] = v[4 * k];
+            c[2 * k + 1] = v[4 * k + 1];
+        }
+        for (int b = n4; b < nb; b++) {
+            const uint8_t *blk = row + (size_t)b * bs;
+            chains1_512(block_dot_512(blk, xq + 32 * b, q4), q4 ? -8 * xs[b] : 0, fp16(blk) * xd[b], b, c);
+        }
+        y[r] = q4_chains_sum_512(c);
+    }
+    free(t.x);
+    free(t.corr);
+    free(t.dx);
+}
+
+AVX512 static void mv_q8_0(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                    const float *xd, const int32_t *xs, float *y) {
+    (void)xf;
+    mv_chains512(w, ld, cols, r0, r1, xq, xd, xs, y, 0);
+}
+AVX512 static void mv_q4_0(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                    const float *xd, const int32_t *xs, float *y) {
+    (void)xf;
+    mv_chains512(w, ld, cols, r0, r1, xq, xd, xs, y, 1);
+}
+
+// The per-call tables of four tokens, per pair of blocks (b, b+1) (a last odd block paired with itself), lane
+// 8i + 2t + h of a 16-lane vector belonging to block b+i, token t, half h: x in four 64-byte chunks, chunk k =
+// [elements 8k..8k+8 of block b for t = 0..3 | the same of block b+1] (Q8_0: as x + 128, unsigned); the integer
+// start −8·Σx (Q4_0, h = 0; else 0) and dx.
+typedef struct {
+    uint8_t *x;
+    int32_t *corr;
+    float *dx;
+} four_token512;
+
+static four_token512 four_token512_tables(int nb, const int8_t *const *xq, const float *const *xd,
+                                          const int32_t *const *xs, int q4) {
+    int np = (nb + 1) / 2;
+    four_token512 t = {aligned_alloc(64, (size_t)np * 256 + 64), aligned_alloc(64, (size_t)np * 64 + 64),
+                       aligned_alloc(64, (size_t)np * 64 + 64)};
+    for (int p = 0; p < np; p++)
+        for (int i = 0; i < 2; i++) {
+            int b = 2 * p + i < nb ? 2 * p + i : nb - 1;
+            for (int u = 0; u < 4; u++) {
+                for (int k = 0; k < 4; k++) {
+                    uint8_t *o = t.x + (size_t)p * 256 + 64 * k + 32 * i + 8 * u;
+                    memcpy(o, xq[u] + 32 * b + 8 * k, 8);
+                    if (!q4)
+                        for (int e = 0; e < 8; e++) o[e] ^= 0x80;
+                }
+                t.corr[16 * p + 8 * i + 2 * u] = q4 ? -8 * xs[u][b] : 0;
+                t.corr[16 * p + 8 * i + 2 * u + 1] = 0;
+                t.dx[16 * p + 8 * i + 2 * u] = t.dx[16 * p + 8 * i + 2 * u + 1] = xd[u][b];
+            }
+        }
+    return t;
+}
+
+// Chain (k, h) of token t is lane 8(k mod 2) + 2t + h of accumulator k / 2. The sum of the chains in the order of
+// q4_chains_sum, for the four tokens at once: the halves, then chains 0 + 1 and 2 + 3, then the two.
+AVX512 static inline void four_token512_store(__m512 a0, __m512 a1, float *const *y, int r) {
+    __m512 h0 = _mm512_add_ps(a0, _mm512_permute_ps(a0, 0xb1)), h1 = _mm512_add_ps(a1, _mm512_permute_ps(a1, 0xb1));
+    __m256 k01 = _mm256_add_ps(_mm512_castps512_ps256(h0), _mm512_extractf32x8_ps(h0, 1));
+    __m256 k23 = _mm256_add_ps(_mm512_castps512_ps256(h1), _mm512_extractf32x8_ps(h1, 1));
+    float v[8] __attribute__((aligned(32)));
+    _mm256_store_ps(v, _mm256_add_ps(k01, k23));
+    for (int t = 0; t < 4; t++) y[t][r] = v[2 * t];
+}
+
+// One pair of blocks (b0, b1; the same block twice for a last odd one) of one row for four tokens: the integer
+// parts, as floats. The two halves of the integer sum form in parallel.
+AVX512 static inline __attribute__((always_inline)) __m512 pair512(const uint8_t *b0, const uint8_t *b1,
+                                                                   const uint8_t *xb, const int32_t *corr, int q4) {
+    const __m512i z = _mm512_setzero_si512();
+    __m512i d, e;
+    if (q4) {
+        // unpacked once: [low nibbles of b0 | of b1 | high nibbles of b0 | of b1], 8 bytes a chunk; chunk k of both
+        // blocks (elements 8k..8k+8) is then one 64-bit permute
+        __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2))),
+                                            _mm_loadu_si128((const __m128i *)(b1 + 2)), 1);
+        const __m256i m4y = _mm256_set1_epi8(0x0f);
+        __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(q, m4y)),
+                                       _mm256_and_si256(_mm256_srli_epi16(q, 4), m4y), 1);
+        const __m512i c0 = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2), one = _mm512_set1_epi64(1),
+                      four = _mm512_set1_epi64(4);
+        const __m512i c1 = _mm512_add_epi64(c0, one), c2 = _mm512_add_epi64(c0, four), c3 = _mm512_add_epi64(c1, four);
+        d = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)corr), _mm512_permutexvar_epi64(c0, u),
+                                _mm512_load_si512((const void *)xb));
+        e = _mm512_dpbusd_epi32(z, _mm512_permutexvar_epi64(c1, u), _mm512_load_si512((const void *)(xb + 64)));
+        d = _mm512_dpbusd_epi32(d, _mm512_permutexvar_epi64(c2, u), _mm512_load_si512((const void *)(xb + 128)));
+        e = _mm512_dpbusd_epi32(e, _mm512_permutexvar_epi64(c3, u), _mm512_load_si512((const void *)(xb + 192)));
+    } else {
+        __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b0 + 2))),
+                                        _mm256_loadu_si256((const __m256i *)(b1 + 2)), 1);
+        // −128·Σw per block half h, in lanes 8i + 2t + h for every t; chunk k of both blocks: 64-bit lanes k, 4 + k
+        __m512i s = _mm512_dpbusd_epi32(z, _mm512_set1_epi8(1), wv);
+        s = _mm512_add_epi32(s, _mm512_shuffle_i64x2(s, s, 0xb1));
+        d = _mm512_sub_epi32(z, _mm512_slli_epi32(halves4(s), 7));
+        const __m512i k0 = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4), one = _mm512_set1_epi64(1);
+        const __m512i k1 = _mm512_add_epi64(k0, one), k2 = _mm512_add_epi64(k1, one), k3 = _mm512_add_epi64(k2, one);
+        d = _mm512_dpbusd_epi32(d, _mm512_load_si512((const void *)xb), _mm512_permutexvar_epi64(k0, wv));
+        e = _mm512_dpbusd_epi32(z, _mm512_load_si512((const void *)(xb + 64)), _mm512_permutexvar_epi64(k1, wv));
+        d = _mm512_dpbusd_epi32(d, _mm512_load_si512((const void *)(xb + 128)), _mm512_permutexvar_epi64(k2, wv));
+        e = _mm512_dpbusd_epi32(e, _mm512_load_si512((const void *)(xb + 192)), _mm512_permutexvar_epi64(k3, wv));
+    }
+    return _mm512_cvtepi32_ps(_mm512_add_epi32(d, e));
+}
+
+// [scale of b0 ×8 | scale of b1 ×8].
+AVX512 static inline __m512 pair_scales512(const uint8_t *b0, const uint8_t *b1) {
+    uint16_t h0, h1;
+    memcpy(&h0, b0, 2);
+    memcpy(&h1, b1, 2);
+    __m128 dw2 = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                 _mm512_castps128_ps512(dw2));
+}
+
+// Words w0 ×8 then w1 ×8 of v (the scales of two blocks, as fp16) to floats.
+AVX512 static inline __m512 scales_from512(__m512i v, int w0, int w1) {
+    __m512i idx = _mm512_mask_blend_epi16(0xff00, _mm512_set1_epi16((short)w0), _mm512_set1_epi16((short)w1));
+    return _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx, v)));
+}
+
+// Four tokens at once, two blocks per step: each 8-byte chunk of weights (Q4_0: unpacked nibbles) is broadcast to
+// its block's four 64-bit lanes, so one u8×s8 product serves the four tokens, and four products give each token's
+// [h0 h1] of both blocks; one cvt and one fma per two blocks and four tokens. Q8_0 multiplies x + 128 (unsigned)
+// by w and starts from −128·Σw of the half (shared by the four tokens). Four blocks at a time take their scales
+// from two 64-byte loads (one word permute per pair).
+AVX512 static inline __attribute__((always_inline)) void mv4_chains512(const uint8_t *w, size_t ld, int cols, int r0,
+                                                                       int r1, const int8_t *const *xq,
+                                                                       const float *const *xd,
+                                                                       const int32_t *const *xs, float *const *y,
+                                                                       int q4) {
+    int nb = cols / 32, bs = q4 ? 18 : 34, np = nb / 2;
+    // the scale words of blocks 0, 1 in the load at block 0, and of blocks 2, 3 in the load at block 0 + `off`
+    const int off = q4 ? 8 : 64, s0 = 0, s1 = bs / 2, s2 = (2 * bs - off) / 2, s3 = (3 * bs - off) / 2;
+    four_token512 t = four_token512_tables(nb, xq, xd, xs, q4);
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = w + (size_t)r * ld;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+        int p = 0;
+        for (; p + 2 <= np; p += 2) {
+            const uint8_t *g = row + (size_t)(2 * p) * bs;
+            // 4 KiB ahead: the slower four-token pass leaves the hardware prefetcher behind on long rows
+            _mm_prefetch((const char *)g + 4096, _MM_HINT_T0);
+            _mm_prefetch((const char *)g + 4096 + 64, _MM_HINT_T0);
+            __m512i A = _mm512_loadu_si512((const void *)g), B = _mm512_loadu_si512((const void *)(g + off));
+            __m512 da = pair512(g, g + bs, t.x + (size_t)p * 256, t.corr + 16 * p, q4);
+            __m512 db = pair512(g + 2 * bs, g + 3 * bs, t.x + (size_t)(p + 1) * 256, t.corr + 16 * (p + 1), q4);
+            a0 = _mm512_fmadd_ps(da, _mm512_mul_ps(scales_from512(A, s0, s1), _mm512_load_ps(t.dx + 16 * p)), a0);
+            a1 = _mm512_fmadd_ps(db, _mm512_mul_ps(scales_from512(B, s2, s3), _mm512_load_ps(t.dx + 16 * (p + 1))),
+                                 a1);
+        }
+        for (; p * 2 < nb; p++) { // a last pair (to a0: p is even), then a last odd block paired with itself
+            const uint8_t *b0 = row + (size_t)(2 * p) * bs, *b1 = 2 * p + 1 < nb ? b0 + bs : b0;
+            __m512 di = pair512(b0, b1, t.x + (size_t)p * 256, t.corr + 16 * p, q4);
+            __m512 sc = _mm512_mul_ps(pair_scales512(b0, b1), _mm512_load_ps(t.dx + 16 * p));
+            __mmask16 live = b1 != b0 ? 0xffff : 0x00ff;
+            if (p & 1)
+                a1 = _mm512_mask3_fmadd_ps(di, sc, a1, live);
+            else
+                a0 = _mm512_mask3_fmadd_ps(di, sc, a0, live);
+        }
+        four_token512_store(a0, a1, y, r);
+    }
+    free(t.x);
+    free(t.corr);
+    free(t.dx);
+}
+
+AVX512 static void mv4_q8_0(const uint8_t *w, size_t ld, int cols, int r0, int r1, const int8_t *const *xq,
+                     const float *const *xd, const int32_t *const *xs, float *const *y) {
+    mv4_chains512(w, ld, cols, r0, r1, xq, xd, xs, y, 0);
+}
+AVX512 static void mv4_q4_0(const uint8_t *w, size_t ld, int cols, int r0, int r1, const int8_t *const *xq,
+                     const float *const *xd, const int32_t *const *xs, float *const *y) {
+    mv4_chains512(w, ld, cols, r0, r1, xq, xd, xs, y, 1);
+}
+
 // Float weights, one row per pass (decode): four 16-lane accumulators.
 AVX512 static float dot_f16_row(const uint16_t *w, const float *x, int n) {
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
@@ -846,37 +1068,6 @@ static void mv_bf16(const uint8_t *w, size_t ld, int cols, int r0, int r1, const
                     const float *xd, const int32_t *xs, float *y) {
     for (int r = r0; r < r1; r++) y[r] = dot_bf16_row((const uint16_t *)(w + (size_t)r * ld), xf, cols);
 }
-static void mv_q8_0(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
-                    const float *xd, const int32_t *xs, float *y) {
-    for (int r = r0; r < r1; r++) y[r] = dot_q8_0_row(w + (size_t)r * ld, xq, xd, cols / 32);
-}
-static void mv_q4_0(const uint8_t *base, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
-                    const float *xd, const int32_t *xs, float *y) {
-    int nb = cols / 32;
-    if (nb % 2 == 0) {
-        int8_t *xp = aligned_alloc(64, (size_t)nb * 32 + 64);
-        int32_t *init2 = aligned_alloc(64, (size_t)nb * 32 + 64);
-        memset(init2, 0, (size_t)nb * 32);
-        for (int b = 0; b < nb; b += 2) {
-            memcpy(xp + b * 32, xq + b * 32, 16);
-            memcpy(xp + b * 32 + 16, xq + (b + 1) * 32, 16);
-            memcpy(xp + b * 32 + 32, xq + b * 32 + 16, 16);
-            memcpy(xp + b * 32 + 48, xq + (b + 1) * 32 + 16, 16);
-            init2[b * 8] = -8 * xs[b];
-            init2[b * 8 + 4] = -8 * xs[b + 1];
-        }
-        for (int r = r0; r < r1; r++) y[r] = dot_q4_0_row2(base + (size_t)r * ld, xp, init2, xd, nb);
-        free(xp);
-        free(init2);
-        return;
-    }
-    int32_t *init = aligned_alloc(32, (size_t)nb * 32 + 32);
-    memset(init, 0, (size_t)nb * 32);
-    for (int b = 0; b < nb; b++) init[b * 8] = -8 * xs[b];
-    for (int r = r0; r < r1; r++) y[r] = dot_q4_0_row(base + (size_t)r * ld, xq, xd, init, nb);
-    free(init);
-}
-
 static void gemm512(int ti, const uint8_t *base, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
                     const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
     int qb = ldq / 32;
@@ -998,6 +1189,9 @@ void lfm_register_avx512(lfm_table *t) {
     lfm_matvec_fn mv[] = {mv_f32, mv_f16, mv_bf16, mv_q8_0, mv_q4_0};
     lfm_gemm_fn mm[] = {mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0};
     lfm_set_products(t, mv, mm, T);
+    t->matvec4[LFM_TYPE_Q8_0] = mv4_q8_0;
+    t->matvec4[LFM_TYPE_Q4_0] = mv4_q4_0;
+    t->matvec4_from[LFM_TYPE_Q8_0] = t->matvec4_from[LFM_TYPE_Q4_0] = (signed char)T;
     t->silu = silu512;
     LFM_MARK(t, LFM_FN_SILU, T);
     t->glu = glu512;

@@ -1,6 +1,7 @@
-// (No include guard: included twice, once per integer flavour.)
+// (No include guard: included once per integer flavour.)
 // Integer (Q8_0 / Q4_0 × q8 activation) kernels in 256-bit registers, included twice by kern_avx2.c: once with
-// AVX2's maddubs + madd (u8 × s8 pairs to s16, then pairs to s32), once with AVX-VNNI's vpdpbusd.
+// AVX2's maddubs + madd (u8 × s8 pairs to s16, then pairs to s32), once with AVX-VNNI's vpdpbusd; kern_avx512.c
+// takes the one-block helpers only (X86_INT8_CHAIN_HELPERS_ONLY) for its 512-bit kernels of the same order.
 // Requires: TGT (target attribute), SFX(name) (suffix), DOT(u8, s8) → s32 × 8 (four adjacent products summed),
 // DOT4(u0, s0, u1, s1, u2, s2, u3, s3) → s32 × 8 (the four DOTs summed; the u operands are nibbles ≤ 15).
 // Q4_0 nibbles are unsigned (0..15) and enter as the u8 operand; the −8 offset is removed with Σx per block.
@@ -56,6 +57,18 @@ TGT static inline void SFX(chains1)(__m256i d, int32_t corr, float sc, int b, fl
     c[2 * k + 1] = fmaf((float)hv[1], sc, c[2 * k + 1]);
 }
 
+// One block's dot for one token: Q4_0 nibbles (unsigned, the offset is in the tables), or Q8_0 as |w| × sign(x, w)
+// (which keeps maddubs within range).
+TGT static inline __m256i SFX(block_dot)(const uint8_t *blk, const int8_t *x, int q4) {
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)x);
+    if (q4) return DOT(SFX(q4_unpack)(blk, _mm256_set1_epi8(0x0f)), xv);
+    const __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));
+    return DOT(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+}
+
+// kern_avx512.c takes only the helpers above (its own 512-bit kernels keep this summation order).
+#ifndef X86_INT8_CHAIN_HELPERS_ONLY
+
 // The per-call tables of one token: corr2 = [−8·Σx_b, 0] (Q4_0) or zeros (Q8_0), dx2 = [dx_b, dx_b].
 static void SFX(one_token_tables)(int nb, const float *xd, const int32_t *xs, int32_t **corr2, float **dx2) {
     *corr2 = aligned_alloc(32, (size_t)nb * 8 + 32);
@@ -65,15 +78,6 @@ static void SFX(one_token_tables)(int nb, const float *xd, const int32_t *xs, in
         (*corr2)[2 * b + 1] = 0;
         (*dx2)[2 * b] = (*dx2)[2 * b + 1] = xd[b];
     }
-}
-
-// One block's dot for one token: Q4_0 nibbles (unsigned, the offset is in the tables), or Q8_0 as |w| × sign(x, w)
-// (which keeps maddubs within range).
-TGT static inline __m256i SFX(block_dot)(const uint8_t *blk, const int8_t *x, int q4) {
-    const __m256i xv = _mm256_loadu_si256((const __m256i *)x);
-    if (q4) return DOT(SFX(q4_unpack)(blk, _mm256_set1_epi8(0x0f)), xv);
-    const __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));
-    return DOT(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
 }
 
 // The one-token Q4_0 / Q8_0 matvec (q4 a constant after inlining).
@@ -89,6 +93,8 @@ TGT static inline __attribute__((always_inline)) void SFX(mv_chains)(const uint8
         __m256 acc = _mm256_setzero_ps();
         for (int b = 0; b < n4; b += 4) {
             const uint8_t *blk = row + (size_t)b * bs;
+            _mm_prefetch((const char *)blk + 4096, _MM_HINT_T0); // the rows are contiguous: 4 KiB ahead
+            _mm_prefetch((const char *)blk + 4096 + 64, _MM_HINT_T0);
             __m128i h[4];
             for (int j = 0; j < 4; j++) h[j] = SFX(q4_halves)(SFX(block_dot)(blk + bs * j, xq + (b + j) * 32, q4));
             acc = SFX(chains4)(h, corr + 2 * b, dx2 + 2 * b, blk, bs, acc);
@@ -133,21 +139,13 @@ static void SFX(four_token_tables)(int nb, const int8_t *const *xq, const float 
         }
 }
 
-// Chain (k, h) of token t is lane 2t + h of accumulator k.
+// Chain (k, h) of token t is lane 2t + h of accumulator k; q4_chains_sum for the four tokens at once.
 TGT static inline void SFX(four_token_store)(__m256 a0, __m256 a1, __m256 a2, __m256 a3, float *const *y, int r) {
-    float v[4][8] __attribute__((aligned(32)));
-    _mm256_store_ps(v[0], a0);
-    _mm256_store_ps(v[1], a1);
-    _mm256_store_ps(v[2], a2);
-    _mm256_store_ps(v[3], a3);
-    for (int t = 0; t < 4; t++) {
-        float c[8];
-        for (int k = 0; k < 4; k++) {
-            c[2 * k] = v[k][2 * t];
-            c[2 * k + 1] = v[k][2 * t + 1];
-        }
-        y[t][r] = SFX(q4_chains_sum)(c);
-    }
+    __m256 s0 = _mm256_add_ps(a0, _mm256_permute_ps(a0, 0xb1)), s1 = _mm256_add_ps(a1, _mm256_permute_ps(a1, 0xb1));
+    __m256 s2 = _mm256_add_ps(a2, _mm256_permute_ps(a2, 0xb1)), s3 = _mm256_add_ps(a3, _mm256_permute_ps(a3, 0xb1));
+    float v[8] __attribute__((aligned(32)));
+    _mm256_store_ps(v, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (int t = 0; t < 4; t++) y[t][r] = v[2 * t];
 }
 
 // Four tokens at once, the same chains. Activations are interleaved once per call in 8-byte chunks — for block b,
@@ -189,7 +187,11 @@ TGT static void SFX(mv4_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int
         A = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, A);                                                             \
     }
         int b = 0;
-        for (; b + 4 <= nb; b += 4) { Q4X4_STEP(b, a0) Q4X4_STEP(b + 1, a1) Q4X4_STEP(b + 2, a2) Q4X4_STEP(b + 3, a3) }
+        for (; b + 4 <= nb; b += 4) {
+            _mm_prefetch((const char *)(row + (size_t)b * 18) + 4096, _MM_HINT_T0); // as mv_chains
+            _mm_prefetch((const char *)(row + (size_t)b * 18) + 4096 + 64, _MM_HINT_T0);
+            Q4X4_STEP(b, a0) Q4X4_STEP(b + 1, a1) Q4X4_STEP(b + 2, a2) Q4X4_STEP(b + 3, a3)
+        }
         if (b < nb) Q4X4_STEP(b, a0)
         if (b + 1 < nb) Q4X4_STEP(b + 1, a1)
         if (b + 2 < nb) Q4X4_STEP(b + 2, a2)
@@ -231,7 +233,12 @@ TGT static void SFX(mv4_q8_0)(const uint8_t *w, size_t ld, int cols, int r0, int
         A = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, A);                                                             \
     }
         int b = 0;
-        for (; b + 4 <= nb; b += 4) { Q8X4_STEP(b, a0) Q8X4_STEP(b + 1, a1) Q8X4_STEP(b + 2, a2) Q8X4_STEP(b + 3, a3) }
+        for (; b + 4 <= nb; b += 4) {
+            _mm_prefetch((const char *)(row + (size_t)b * 34) + 4096, _MM_HINT_T0);
+            _mm_prefetch((const char *)(row + (size_t)b * 34) + 4096 + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)(row + (size_t)b * 34) + 4096 + 128, _MM_HINT_T0);
+            Q8X4_STEP(b, a0) Q8X4_STEP(b + 1, a1) Q8X4_STEP(b + 2, a2) Q8X4_STEP(b + 3, a3)
+        }
         if (b < nb) Q8X4_STEP(b, a0)
         if (b + 1 < nb) Q8X4_STEP(b + 1, a1)
         if (b + 2 < nb) Q8X4_STEP(b + 2, a2)
@@ -438,3 +445,4 @@ TGT static void SFX(mm_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int 
                              const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
     SFX(gemm_q4)(w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);
 }
+#endif // X86_INT8_CHAIN_HELPERS_ONLY

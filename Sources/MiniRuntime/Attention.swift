@@ -116,13 +116,13 @@ final class Attention: Sendable {
                     for hh in 0..<heads {
                         let r = qs + t * qd + hh * headDim
                         Ops.rmsNorm(r, qn.baseAddress!, headDim, eps: eps, into: r)
-                        rope.apply(r, position: p0 + t)
                     }
+                    rope.apply(qs + t * qd, position: p0 + t, vectors: heads, stride: headDim)
                     for hh in 0..<kvHeads {
                         let r = ks + t * kd + hh * headDim
                         Ops.rmsNorm(r, kn.baseAddress!, headDim, eps: eps, into: r)
-                        rope.apply(r, position: p0 + t)
                     }
+                    rope.apply(ks + t * kd, position: p0 + t, vectors: kvHeads, stride: headDim)
                 }
             }
         }
@@ -169,15 +169,10 @@ struct RoPE {
         // as transformers computes it: 1 / θ^(arange(0, d, 2) / d) in float32
         invFreq = (0..<(dim / 2)).map { i in 1 / powf(Float(theta), Float(2 * i) / Float(dim)) }
     }
-    func apply(_ x: UnsafeMutablePointer<Float>, position p: Int) {
-        let half = dim / 2
-        for i in 0..<half {
-            let a = Float(p) * invFreq[i]
-            let c = Float(cos(Double(a))), s = Float(sin(Double(a)))
-            let x0 = x[i], x1 = x[i + half]
-            x[i] = x0 * c - x1 * s
-            x[i + half] = x1 * c + x0 * s
-        }
+    func apply(_ x: UnsafeMutablePointer<Float>, position p: Int) { apply(x, position: p, vectors: 1, stride: 0) }
+    /// Rotates `n` vectors `stride` floats apart (the heads of one position): the angles are computed once.
+    func apply(_ x: UnsafeMutablePointer<Float>, position p: Int, vectors n: Int, stride: Int) {
+        rotatePairs(x, invFreq: invFreq, position: p, vectors: n, stride: stride, halfSplit: true)
     }
 }
 
@@ -186,13 +181,32 @@ struct RoPE {
 /// per-pair frequencies as its reference computes them.
 struct PairRoPE {
     let invFreq: [Float]
-    func apply(_ x: UnsafeMutablePointer<Float>, position p: Int) {
-        for i in 0..<invFreq.count {
+    func apply(_ x: UnsafeMutablePointer<Float>, position p: Int) { apply(x, position: p, vectors: 1, stride: 0) }
+    /// Rotates `n` vectors `stride` floats apart (the heads of one position): the angles are computed once.
+    func apply(_ x: UnsafeMutablePointer<Float>, position p: Int, vectors n: Int, stride: Int) {
+        rotatePairs(x, invFreq: invFreq, position: p, vectors: n, stride: stride, halfSplit: false)
+    }
+}
+
+/// Rotates `n` vectors `stride` floats apart by the angles p·invFreq[i] (cos and sin computed once, in double):
+/// pair i is (i, i + m) in the half-split layout, (2i, 2i + 1) in the adjacent one.
+private func rotatePairs(
+    _ x: UnsafeMutablePointer<Float>, invFreq: [Float], position p: Int, vectors n: Int, stride: Int, halfSplit: Bool
+) {
+    let m = invFreq.count
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * m) { cs in
+        for i in 0..<m {
             let a = Float(p) * invFreq[i]
-            let c = Float(cos(Double(a))), s = Float(sin(Double(a)))
-            let x0 = x[2 * i], x1 = x[2 * i + 1]
-            x[2 * i] = x0 * c - x1 * s
-            x[2 * i + 1] = x0 * s + x1 * c
+            cs[i] = Float(cos(Double(a))); cs[m + i] = Float(sin(Double(a)))
+        }
+        for v in 0..<n {
+            let x = x + v * stride
+            for i in 0..<m {
+                let i0 = halfSplit ? i : 2 * i, i1 = halfSplit ? i + m : 2 * i + 1
+                let c = cs[i], s = cs[m + i], x0 = x[i0], x1 = x[i1]
+                x[i0] = x0 * c - x1 * s
+                x[i1] = x1 * c + x0 * s
+            }
         }
     }
 }

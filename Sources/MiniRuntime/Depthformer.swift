@@ -50,13 +50,13 @@ final class DepthformerLayer: Sendable {
             qNorm.withUnsafeBufferPointer { qn in
                 kNorm.withUnsafeBufferPointer { kn in
                     for h in 0..<heads {
-                        let r = row + h * hd; Ops.rmsNorm(r, qn.baseAddress!, hd, eps: 1e-5, into: r);
-                        rope.apply(r, position: pos)
+                        let r = row + h * hd; Ops.rmsNorm(r, qn.baseAddress!, hd, eps: 1e-5, into: r)
                     }
+                    rope.apply(row, position: pos, vectors: heads, stride: hd)
                     for h in 0..<kvHeads {
-                        let r = row + d + h * hd; Ops.rmsNorm(r, kn.baseAddress!, hd, eps: 1e-5, into: r);
-                        rope.apply(r, position: pos)
+                        let r = row + d + h * hd; Ops.rmsNorm(r, kn.baseAddress!, hd, eps: 1e-5, into: r)
                     }
+                    rope.apply(row + d, position: pos, vectors: kvHeads, stride: hd)
                 }
             }
             cache.keys.withUnsafeMutableBufferPointer { K in

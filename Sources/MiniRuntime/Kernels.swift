@@ -64,6 +64,24 @@ struct SendablePtr<T>: @unchecked Sendable {
             if b < e { body(b, e) }
         }
     }
+
+    /// Splits [0, n) in about `chunks` pieces aligned to `align`, each taken by the next free thread: a thread that
+    /// falls behind (preempted by a conversation's own thread) takes fewer pieces instead of holding up the job.
+    public func parallelForDynamic(_ n: Int, chunks: Int, align: Int = 4, _ body: (Int, Int) -> Void) {
+        if threads == 1 || chunks <= threads || n <= align {
+            parallelFor(n, align: align, body)
+            return
+        }
+        let units = (n + align - 1) / align, per = max(1, (units + chunks - 1) / chunks) * align
+        let next = Atomic<Int>(0)
+        run { _, _ in
+            while true {
+                let b = next.wrappingAdd(per, ordering: .relaxed).oldValue
+                if b >= n { break }
+                body(b, min(n, b + per))
+            }
+        }
+    }
 }
 
 /// A weight matrix [rows, cols] read in place from the bundle, in any of the stored types.
@@ -139,7 +157,9 @@ extension Matrix {
             return
         }
         if a.independentRows && !Self.batchGEMM {
-            pool.parallelFor(rows) { b, e in
+            // pieces of at least 256 KiB of weights, up to four per thread (each piece rebuilds its token tables)
+            let bytes = rows * type.byteCount(elements: cols)
+            pool.parallelForDynamic(rows, chunks: min(4 * pool.threads, bytes >> 18)) { b, e in
                 lfm_matvec_batch(
                     t, w, c, Int32(b), Int32(e), Int32(T), xp.p, ldx, q?.0.p, q?.1.p, q?.2.p, c, yp.p, Int32(ldy))
             }

@@ -62,11 +62,9 @@ final class MimiTransformerLayer: Sendable {
         }
         let p0 = ring.written
         qkv.withUnsafeMutableBufferPointer { q in
-            for t in 0..<T {
-                for h in 0..<heads {
-                    rope.apply(q.baseAddress! + t * 3 * d + h * hd, position: p0 + t)
-                    rope.apply(q.baseAddress! + t * 3 * d + d + h * hd, position: p0 + t)
-                }
+            for t in 0..<T {  // the queries and keys of all heads (adjacent: [q | k | v] per position)
+                rope.apply(q.baseAddress! + t * 3 * d, position: p0 + t, vectors: heads, stride: hd)
+                rope.apply(q.baseAddress! + t * 3 * d + d, position: p0 + t, vectors: heads, stride: hd)
             }
         }
         // write every new K/V first (RingKVCache.complete), then attend

@@ -55,6 +55,21 @@ public struct SamplingParams: Sendable, Equatable {
         return best
     }
 
+    /// The k-th largest value, as `x.sorted(by: >)[k - 1]`: the k largest seen so far kept in order (a full sort
+    /// past 64).
+    static func kthLargest(_ x: UnsafeBufferPointer<Float>, _ k: Int) -> Float {
+        if k > 64 { return Array(x).sorted(by: >)[k - 1] }
+        return withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { top in
+            top.initialize(repeating: -.infinity)
+            for v in x where v > top[k - 1] {
+                var i = k - 1
+                while i > 0 && top[i - 1] < v { top[i] = top[i - 1]; i -= 1 }
+                top[i] = v
+            }
+            return top[k - 1]
+        }
+    }
+
     public mutating func sample(_ logits: UnsafeMutableBufferPointer<Float>, history: [Int] = []) -> Int {
         if let rp = params.repetitionPenalty, rp != 1 {
             for id in Set(history) where id < logits.count {
@@ -67,7 +82,7 @@ public struct SamplingParams: Sendable, Equatable {
         var keep = Array(0..<logits.count)
         if let k = params.topK, k > 0, k < logits.count {
             // torch.topk(k).values[-1] is the k-th largest; everything below it goes (ties at it survive)
-            let kth = Array(logits).sorted(by: >)[k - 1]
+            let kth = Self.kthLargest(UnsafeBufferPointer(logits), k)
             keep = keep.filter { logits[$0] >= kth }
         }
         let mx = keep.map { logits[$0] }.max() ?? 0

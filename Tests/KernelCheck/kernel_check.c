@@ -379,12 +379,16 @@ static void check_kquant_reference(void) {
 // Batched decode rows (`lfm_matvec_batch`, the four-token kernels where a tier has them, padding and singles
 // around them) must be bit-equal to each token through `lfm_matvec` alone, for every T and a block count that is
 // not a multiple of four.
+// Block counts per row for the block-32 types: a group of four and three more, two groups, an odd count.
+static const int batch_blocks[] = {7, 8, 13};
+
 static void check_batch_bits(int tier) {
     static const int types[] = {LFM_T_Q8_0, LFM_T_Q4_0, LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K};
     lfm_set_tier(tier);
-    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
-        int type = types[ti], kq = type == LFM_T_Q4_K || type == LFM_T_Q5_K || type == LFM_T_Q6_K;
-        int rows = 37, cols = kq ? 256 * 3 : 32 * 7, maxT = 9;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0] * 3; ti++) {
+        int type = types[ti / 3], kq = type == LFM_T_Q4_K || type == LFM_T_Q5_K || type == LFM_T_Q6_K;
+        if (kq && ti % 3) continue;
+        int rows = 37, cols = kq ? 256 * 3 : 32 * batch_blocks[ti % 3], maxT = 9;
         size_t rb = type_bytes(type, cols);
         uint8_t *w = malloc(rb * rows);
         float *row = malloc(sizeof(float) * cols);
@@ -413,7 +417,7 @@ static void check_batch_bits(int tier) {
             if (memcmp(batch, alone, sizeof(float) * (size_t)T * rows) != 0) bad++;
         }
         char what[64];
-        snprintf(what, sizeof what, "batch = alone %s (T 1..%d)", type_name(type), maxT);
+        snprintf(what, sizeof what, "batch = alone %s ×%d (T 1..%d)", type_name(type), cols, maxT);
         check(lfm_tier_name(tier), what, bad, 0);
         free(w);
         free(row);
@@ -426,10 +430,51 @@ static void check_batch_bits(int tier) {
     }
 }
 
+// The x86 tiers share one decode summation order for Q8_0 / Q4_0 (x86_int8.h), so their matvecs agree bitwise.
+static void check_x86_same_bits(void) {
+    static const int tiers[] = {LFM_TIER_AVX2, LFM_TIER_AVX2_VNNI, LFM_TIER_AVX512};
+    static const int types[] = {LFM_T_Q8_0, LFM_T_Q4_0};
+    if (!lfm_tier_supported(LFM_TIER_AVX2)) return;
+    for (size_t ti = 0; ti < 2 * 3; ti++) {
+        int type = types[ti / 3], rows = 29, cols = 32 * batch_blocks[ti % 3];
+        size_t rb = type_bytes(type, cols);
+        uint8_t *w = malloc(rb * rows);
+        float *x = malloc(sizeof(float) * cols), *y0 = malloc(sizeof(float) * rows), *y = malloc(sizeof(float) * rows);
+        for (int r = 0; r < rows; r++) {
+            for (int i = 0; i < cols; i++) x[i] = frand();
+            encode(type, x, cols, w + rb * r);
+        }
+        for (int i = 0; i < cols; i++) x[i] = frand() * (i % 29 == 0 ? 7.f : 1.f);
+        int8_t *q = malloc(cols);
+        float *d = malloc(sizeof(float) * cols / 32);
+        int32_t *s = malloc(sizeof(int32_t) * cols / 32);
+        lfm_quantize_act_q8(x, cols, q, d, s);
+        lfm_set_tier(LFM_TIER_AVX2);
+        lfm_matvec(type, w, cols, 0, rows, x, q, d, s, y0);
+        for (int k = 1; k < 3; k++) {
+            if (!lfm_tier_supported(tiers[k])) continue;
+            lfm_set_tier(tiers[k]);
+            memset(y, 0xff, sizeof(float) * rows);
+            lfm_matvec(type, w, cols, 0, rows, x, q, d, s, y);
+            char what[64];
+            snprintf(what, sizeof what, "matvec = avx2's %s ×%d", type_name(type), cols);
+            check(lfm_tier_name(tiers[k]), what, memcmp(y, y0, sizeof(float) * rows) != 0, 0);
+        }
+        free(w);
+        free(x);
+        free(y0);
+        free(y);
+        free(q);
+        free(d);
+        free(s);
+    }
+}
+
 int main(void) {
     int best = lfm_best_tier();
     for (int t = 0; t < LFM_TIER_COUNT; t++)
         if (lfm_tier_supported(t)) check_batch_bits(t);
+    check_x86_same_bits();
     check_kquant_bytes();
     check_kquant_reference();
     printf("best tier: %s; BLAS for large F32 GEMMs: %s\n", lfm_tier_name(best), lfm_blas_name());

@@ -241,6 +241,19 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(seen, [0, 1, 2, 3])
     }
 
+    func testKthLargestMatchesASort() {
+        var rng = SeededRandom(seed: 7)
+        for k in [1, 2, 4, 50, 64, 65, 300] {
+            // coarse values (many ties), -inf entries, and a run shorter than k of finite values
+            var x = (0..<2049).map { _ in Float(Int(rng.unit() * 40)) - 20 }
+            for i in stride(from: 0, to: x.count, by: 7) { x[i] = -.infinity }
+            let got = x.withUnsafeBufferPointer { Sampler.kthLargest($0, k) }
+            XCTAssertEqual(got, x.sorted(by: >)[k - 1], "k = \(k)")
+        }
+        let few: [Float] = [3, -.infinity, -.infinity, -.infinity]
+        XCTAssertEqual(few.withUnsafeBufferPointer { Sampler.kthLargest($0, 3) }, -.infinity)
+    }
+
     func testSeedMakesRunsReproducible() {
         func run(_ seed: UInt64) -> [Int] {
             var s = Sampler(SamplingParams(temperature: 1.0, topK: 50, topP: 0.9, seed: seed))
