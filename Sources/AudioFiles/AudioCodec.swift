@@ -86,6 +86,58 @@ public enum AudioCodec {
         return mem.bytes
     }
 
+    /// An encoder whose output is taken while it is produced (a streamed response body). Bytes handed out are final:
+    /// what the encoder rewrites at the start when it closes keeps its first version — FLAC's length and checksum
+    /// (zero: "not known" to decoders), MP3's Xing tag (a blank first frame). MP3 is written at a constant bit rate,
+    /// so that a decoder sizes the stream from its frames without the tag.
+    public final class Stream: @unchecked Sendable {  // one owner at a time (the response body that writes it)
+        let mem = MemoryFile([])
+        var sf: OpaquePointer?
+        var taken = 0
+
+        public init(sampleRate: Int, format: OutputFormat) throws {
+            var info = SF_INFO()
+            info.samplerate = Int32(sampleRate)
+            info.channels = 1
+            info.format = format.sfFormat
+            var io = MemoryFile.io
+            let ud = Unmanaged.passUnretained(mem).toOpaque()
+            guard let sf = sf_open_virtual(&io, Int32(SFM_WRITE), &info, ud) else {
+                throw RuntimeError.badInput(
+                    "cannot encode \(format.rawValue) at \(sampleRate) Hz: " + String(cString: sf_strerror(nil)))
+            }
+            sf_command(sf, Int32(SFC_SET_CLIPPING), nil, Int32(SF_TRUE))
+            if format == .mp3 {
+                var mode = Int32(SF_BITRATE_MODE_CONSTANT)
+                sf_command(sf, Int32(SFC_SET_BITRATE_MODE), &mode, Int32(MemoryLayout<Int32>.size))
+            }
+            self.sf = sf
+        }
+        deinit { if let sf { sf_close(sf) } }
+
+        /// Encodes `samples` (mono, [-1, 1]) and returns the bytes the encoder has written since the last call.
+        public func append(_ samples: [Float]) -> [UInt8] {
+            if let sf, !samples.isEmpty {
+                let clipped = samples.map { max(-1, min(1, $0)) }
+                _ = clipped.withUnsafeBufferPointer { sf_writef_float(sf, $0.baseAddress, sf_count_t($0.count)) }
+            }
+            return take()
+        }
+
+        /// Flushes and closes the encoder; the last bytes.
+        public func finish() -> [UInt8] {
+            if let sf { sf_close(sf) }
+            sf = nil
+            return take()
+        }
+
+        private func take() -> [UInt8] {
+            guard mem.bytes.count > taken else { return [] }
+            defer { taken = mem.bytes.count }
+            return Array(mem.bytes[taken...])
+        }
+    }
+
     /// 16-bit little-endian PCM, rounded and clamped as `WAVWriter` writes it.
     public static func pcm16(_ samples: [Float]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: samples.count * 2)

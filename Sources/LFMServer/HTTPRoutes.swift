@@ -119,19 +119,25 @@ struct HTTPRoutes: Sendable {
                 ])
             }
         }
-        if let codec {
-            defer { events.finish(); registry.releaseTransient() }
-            var all: [Float] = []
-            var stats: GenerationStats?
-            while let e = try await events.next() {
-                if case .samples(let s) = e { all += s }
-                if case .done(let st) = e { stats = st }
-            }
-            spoke(stats)
-            let bytes = try AudioCodec.encode(all, sampleRate: rate, format: codec)
+        if let codec {  // encoded as the frames come: each chunk the encoder finishes is sent
+            let encoder = try AudioCodec.Stream(sampleRate: rate, format: codec)
             return Response(
                 status: .ok, headers: [.contentType: codec.contentType],
-                body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+                body: ResponseBody { writer in
+                    defer { events.finish(); registry.releaseTransient() }
+                    var stats: GenerationStats?
+                    while let e = try await events.next() {
+                        if case .samples(let s) = e {
+                            let b = encoder.append(s)
+                            if !b.isEmpty { try await writer.write(ByteBuffer(bytes: b)) }
+                        }
+                        if case .done(let st) = e { stats = st }
+                    }
+                    spoke(stats)
+                    let tail = encoder.finish()
+                    if !tail.isEmpty { try await writer.write(ByteBuffer(bytes: tail)) }
+                    try await writer.finish(nil)
+                })
         }
         let wav = format == "wav"
         return Response(
