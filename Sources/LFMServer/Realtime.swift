@@ -33,8 +33,9 @@ struct RealtimeRoute: Sendable {
                 }
                 return .upgrade(headers)
             },
-            onUpgrade: { inbound, outbound, _ in
-                let session = RealtimeSession(state: state, outbound: outbound)
+            onUpgrade: { inbound, outbound, context in
+                let session = RealtimeSession(
+                    state: state, outbound: outbound, betaNames: RealtimeSession.wantsBeta(context.request.headers))
                 let hook = state.conversations.addShutdownHook { Task { await session.shutdown() } }
                 defer {
                     state.conversations.removeShutdownHook(hook)
@@ -98,8 +99,42 @@ actor RealtimeSession {
     var transcribe = false
     var toTranscribe: [(id: String, clip: AudioClip)] = []
 
-    init(state: ServerState, outbound: WebSocketOutboundWriter) {
+    /// Beta clients (header `OpenAI-Beta: realtime=v1`, or the subprotocol `openai-beta.realtime-v1` from a
+    /// browser) get the beta names of the output events and content parts.
+    let betaNames: Bool
+
+    static func wantsBeta(_ headers: HTTPFields) -> Bool {
+        if headers.contains(where: { $0.name.canonicalName == "openai-beta" && $0.value.contains("realtime=v1") }) {
+            return true
+        }
+        return headers[.secWebSocketProtocol]?.contains("openai-beta.realtime-v1") ?? false
+    }
+
+    /// GA → beta: the output event names that differ (client events accept both).
+    static let betaEventNames = [
+        "response.output_audio.delta": "response.audio.delta", "response.output_audio.done": "response.audio.done",
+        "response.output_audio_transcript.delta": "response.audio_transcript.delta",
+        "response.output_audio_transcript.done": "response.audio_transcript.done",
+        "response.output_text.delta": "response.text.delta", "response.output_text.done": "response.text.done",
+        "conversation.item.added": "conversation.item.created",
+    ]
+
+    /// The beta names of an event's content part types ("output_audio" → "audio"), in items and responses.
+    static func betaParts(_ v: Any) -> Any {
+        if var d = v as? [String: Any] {
+            if let t = d["type"] as? String, t == "output_audio" || t == "output_text" {
+                d["type"] = t == "output_audio" ? "audio" : "text"
+            }
+            for (k, x) in d where x is [String: Any] || x is [Any] { d[k] = betaParts(x) }
+            return d
+        }
+        if let a = v as? [Any] { return a.map(betaParts) }
+        return v
+    }
+
+    init(state: ServerState, outbound: WebSocketOutboundWriter, betaNames: Bool = false) {
         self.state = state
+        self.betaNames = betaNames
         out = outbound
         model = state.model
         conversation = Conversation(model: state.model, system: TaskPreset.chat.system)
@@ -109,6 +144,10 @@ actor RealtimeSession {
     func send(_ o: [String: Any]) async {
         guard !closed else { return }
         var o = o
+        if betaNames {
+            if let t = o["type"] as? String, let b = Self.betaEventNames[t] { o["type"] = b }
+            for k in ["item", "response", "part"] { if let v = o[k] { o[k] = Self.betaParts(v) } }
+        }
         o["event_id"] = newId("event_")
         try? await out.writeTextMessage(jsonString(o))
     }

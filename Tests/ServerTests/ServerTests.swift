@@ -479,6 +479,37 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(try ws.next()["type"] as? String, "error", "nothing to cancel")
     }
 
+    func testRealtimeBetaClientGetsBetaEventNames() throws {
+        let s = try server()
+        let ws = try WSClient(port: s.port, path: "/v1/realtime", headers: ["OpenAI-Beta": "realtime=v1"])
+        defer { ws.close() }
+        XCTAssertEqual(try ws.next()["type"] as? String, "session.created")
+        // the beta session shape: top-level turn_detection
+        try ws.send(["type": "session.update", "session": ["turn_detection": NSNull(), "max_output_tokens": 30]])
+        XCTAssertEqual(try ws.next()["type"] as? String, "session.updated")
+        let speech = pcm([(0.2, 0.001), (0.8, 0.3), (0.2, 0.001)])
+        try ws.send(["type": "input_audio_buffer.append", "audio": speech.base64EncodedString()])
+        try ws.send(["type": "input_audio_buffer.commit"])
+        try ws.send(["type": "response.create"])
+        var types: [String] = [], parts: [String] = []
+        while true {
+            let e = try ws.next()
+            let t = e["type"] as! String
+            types.append(t)
+            if t == "conversation.item.created", let item = e["item"] as? [String: Any],
+                let c = item["content"] as? [[String: Any]]
+            {
+                parts += c.compactMap { $0["type"] as? String }
+            }
+            if t == "response.done" { break }
+        }
+        XCTAssertTrue(types.contains("response.audio.delta"), "\(types)")
+        XCTAssertTrue(types.contains("response.audio.done"))
+        XCTAssertTrue(types.contains("response.audio_transcript.done"))
+        XCTAssertFalse(types.contains { $0.hasPrefix("response.output_") }, "\(types)")
+        XCTAssertTrue(parts.contains("audio") && !parts.contains("output_audio"), "\(parts)")
+    }
+
     func testAuthLimitsUploadAndShutdown() throws {
         let s = try ServeProcess(
             bundle: try Self.bundle(),
