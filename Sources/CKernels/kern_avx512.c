@@ -1181,6 +1181,16 @@ static void mv_bf16(const uint8_t *w, size_t ld, int cols, int r0, int r1, const
                     const float *xd, const int32_t *xs, float *y) {
     for (int r = r0; r < r1; r++) y[r] = dot_bf16_row((const uint16_t *)(w + (size_t)r * ld), xf, cols);
 }
+// Tokens [t0, t1) of a Q8_0 / Q4_0 product over rows [r0, r1) one token at a time, with the decode kernels (a few
+// tokens: Mimi's transformer steps, leftovers of the 4-token tiles).
+static void q_tokens512(int ti, const uint8_t *base, size_t ld, int cols, int r0, int r1, int t0, int t1,
+                        const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
+    int qb = ldq / 32;
+    for (int t = t0; t < t1; t++)
+        (ti == LFM_TYPE_Q8_0 ? mv_q8_0 : mv_q4_0)(base, ld, cols, r0, r1, NULL, XQ + (size_t)t * ldq,
+                                                  XD + (size_t)t * qb, XS + (size_t)t * qb, Y + (size_t)t * ldy);
+}
+
 static void gemm512(int ti, const uint8_t *base, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
                     const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
     int qb = ldq / 32;
@@ -1224,12 +1234,7 @@ static void gemm512(int ti, const uint8_t *base, size_t ld, int cols, int r0, in
         int T4 = T / 4 * 4, R4 = r0 + (r1 - r0) / 4 * 4;
         if (ti == LFM_TYPE_Q4_0 && nb % 2 == 0 &&
             gemm_pairs(type, base, ld, cols, r0, R4, T4, XQ, XD, XS, ldq, Y, ldy)) {
-            for (int r = r0; r < R4; r += 4)
-                for (int t = T4; t < T; t++) {
-                    dot_rows512(ti, base + (size_t)r * ld, ld, 4, cols, NULL, XQ + (size_t)t * ldq, XD + (size_t)t * qb,
-                                XS + (size_t)t * qb, tmp);
-                    for (int k = 0; k < 4; k++) Y[(size_t)t * ldy + r + k] = tmp[k];
-                }
+            q_tokens512(ti, base, ld, cols, r0, R4, T4, T, XQ, XD, XS, ldq, Y, ldy);
             free(dw);
             free(cw);
             r0 = R4;
@@ -1261,11 +1266,7 @@ static void gemm512(int ti, const uint8_t *base, size_t ld, int cols, int r0, in
                     gemm_q4_0_tile(rows, ld, nb, XQ + (size_t)t * ldq, xe + (size_t)t * qb, ldq, XD + (size_t)t * qb,
                                    dw, Y + (size_t)t * ldy + r, ldy);
             }
-            for (int t = T4; t < T; t++) {
-                dot_rows512(ti, rows, ld, 4, cols, NULL, XQ + (size_t)t * ldq, XD + (size_t)t * qb, XS + (size_t)t * qb,
-                            tmp);
-                for (int k = 0; k < 4; k++) Y[(size_t)t * ldy + r + k] = tmp[k];
-            }
+            q_tokens512(ti, base, ld, cols, r, r + 4, T4, T, XQ, XD, XS, ldq, Y, ldy);
         }
         free(dw);
         free(cw);
@@ -1273,6 +1274,10 @@ static void gemm512(int ti, const uint8_t *base, size_t ld, int cols, int r0, in
         r0 = R4;
     }
 tail:
+    if ((ti == LFM_TYPE_Q8_0 || ti == LFM_TYPE_Q4_0) && XQ) {
+        q_tokens512(ti, base, ld, cols, r0, r1, 0, T, XQ, XD, XS, ldq, Y, ldy);
+        return;
+    }
     for (int r = r0; r < r1; r += 4) {
         int nr = r1 - r < 4 ? r1 - r : 4;
         const uint8_t *rows = base + (size_t)r * ld;
