@@ -66,24 +66,12 @@ public enum AudioCodec {
         return AudioClip(samples: mono, sampleRate: rate, channels: ch)
     }
 
-    /// Encodes mono samples in [-1, 1].
+    /// Encodes mono samples in [-1, 1] (MP3 at a variable bit rate, with its Xing tag).
     public static func encode(_ samples: [Float], sampleRate: Int, format: OutputFormat) throws -> [UInt8] {
-        let mem = MemoryFile([])
-        var info = SF_INFO()
-        info.samplerate = Int32(sampleRate)
-        info.channels = 1
-        info.format = format.sfFormat
-        var io = MemoryFile.io
-        let ud = Unmanaged.passUnretained(mem).toOpaque()
-        guard let sf = sf_open_virtual(&io, Int32(SFM_WRITE), &info, ud) else {
-            throw RuntimeError.badInput(
-                "cannot encode \(format.rawValue) at \(sampleRate) Hz: " + String(cString: sf_strerror(nil)))
-        }
-        sf_command(sf, Int32(SFC_SET_CLIPPING), nil, Int32(SF_TRUE))
-        let clipped = samples.map { max(-1, min(1, $0)) }
-        _ = clipped.withUnsafeBufferPointer { sf_writef_float(sf, $0.baseAddress, sf_count_t($0.count)) }
-        sf_close(sf)
-        return mem.bytes
+        let s = try Stream(sampleRate: sampleRate, format: format, constantBitRate: false)
+        s.write(samples)
+        s.close()
+        return s.mem.bytes
     }
 
     /// An encoder whose output is taken while it is produced (a streamed response body). Bytes handed out are final:
@@ -95,7 +83,11 @@ public enum AudioCodec {
         var sf: OpaquePointer?
         var taken = 0
 
-        public init(sampleRate: Int, format: OutputFormat) throws {
+        public convenience init(sampleRate: Int, format: OutputFormat) throws {
+            try self.init(sampleRate: sampleRate, format: format, constantBitRate: true)
+        }
+
+        init(sampleRate: Int, format: OutputFormat, constantBitRate: Bool) throws {
             var info = SF_INFO()
             info.samplerate = Int32(sampleRate)
             info.channels = 1
@@ -107,7 +99,7 @@ public enum AudioCodec {
                     "cannot encode \(format.rawValue) at \(sampleRate) Hz: " + String(cString: sf_strerror(nil)))
             }
             sf_command(sf, Int32(SFC_SET_CLIPPING), nil, Int32(SF_TRUE))
-            if format == .mp3 {
+            if format == .mp3 && constantBitRate {
                 var mode = Int32(SF_BITRATE_MODE_CONSTANT)
                 sf_command(sf, Int32(SFC_SET_BITRATE_MODE), &mode, Int32(MemoryLayout<Int32>.size))
             }
@@ -117,18 +109,25 @@ public enum AudioCodec {
 
         /// Encodes `samples` (mono, [-1, 1]) and returns the bytes the encoder has written since the last call.
         public func append(_ samples: [Float]) -> [UInt8] {
-            if let sf, !samples.isEmpty {
-                let clipped = samples.map { max(-1, min(1, $0)) }
-                _ = clipped.withUnsafeBufferPointer { sf_writef_float(sf, $0.baseAddress, sf_count_t($0.count)) }
-            }
+            write(samples)
             return take()
         }
 
         /// Flushes and closes the encoder; the last bytes.
         public func finish() -> [UInt8] {
+            close()
+            return take()
+        }
+
+        func write(_ samples: [Float]) {
+            guard let sf, !samples.isEmpty else { return }
+            let clipped = samples.map { max(-1, min(1, $0)) }
+            _ = clipped.withUnsafeBufferPointer { sf_writef_float(sf, $0.baseAddress, sf_count_t($0.count)) }
+        }
+
+        func close() {
             if let sf { sf_close(sf) }
             sf = nil
-            return take()
         }
 
         private func take() -> [UInt8] {

@@ -19,6 +19,12 @@ typedef void (*lfm_row_fn)(const uint8_t *row, int cols, float *out);
 typedef void (*lfm_matvec4_fn)(const uint8_t *w, size_t ld, int cols, int r0, int r1, const int8_t *const *xq,
                                const float *const *xd, const int32_t *const *xs, float *const *y);
 
+/// Prefetches `lines` cache lines 4 KiB past `p`: the decode kernels read rows front to back, and a pass that is
+/// slower per byte (four tokens at once) would otherwise leave the hardware prefetcher behind.
+static inline void lfm_prefetch_ahead(const void *p, int lines) {
+    for (int i = 0; i < lines; i++) __builtin_prefetch((const char *)p + 4096 + 64 * i, 0, 3);
+}
+
 enum {
     LFM_TYPE_F32,
     LFM_TYPE_F16,

@@ -275,8 +275,7 @@ AVX512 static inline __attribute__((always_inline)) void mv_chains512(const uint
         __m512 acc = _mm512_setzero_ps();
         for (int b = 0; b < n4; b += 4) {
             const uint8_t *blk = row + (size_t)b * bs;
-            _mm_prefetch((const char *)blk + 4096, _MM_HINT_T0); // the rows are contiguous: 4 KiB ahead
-            _mm_prefetch((const char *)blk + 4096 + 64, _MM_HINT_T0);
+            lfm_prefetch_ahead(blk, q4 ? 2 : 3);
             int g = b / 4;
             __m512i d = q4 ? group_q4_0(blk, t.x + (size_t)g * 128, t.corr + 16 * g) : group_q8_0(blk, xq + 32 * b);
             __m512 sc = _mm512_mul_ps(scales4(blk, bs), _mm512_load_ps(t.dx + 16 * g));
@@ -434,9 +433,7 @@ AVX512 static inline __attribute__((always_inline)) void mv4_chains512(const uin
         int p = 0;
         for (; p + 2 <= np; p += 2) {
             const uint8_t *g = row + (size_t)(2 * p) * bs;
-            // 4 KiB ahead: the slower four-token pass leaves the hardware prefetcher behind on long rows
-            _mm_prefetch((const char *)g + 4096, _MM_HINT_T0);
-            _mm_prefetch((const char *)g + 4096 + 64, _MM_HINT_T0);
+            lfm_prefetch_ahead(g, q4 ? 2 : 3); // four blocks: 72 or 136 bytes
             __m512i A = _mm512_loadu_si512((const void *)g), B = _mm512_loadu_si512((const void *)(g + off));
             __m512 da = pair512(g, g + bs, t.x + (size_t)p * 256, t.corr + 16 * p, q4);
             __m512 db = pair512(g + 2 * bs, g + 3 * bs, t.x + (size_t)(p + 1) * 256, t.corr + 16 * (p + 1), q4);
@@ -514,8 +511,7 @@ AVX512 static void mv4_q4_0_groups(const uint8_t *w, size_t ld, int cols, int r0
         __m512 a01 = _mm512_setzero_ps(), a23 = a01;
         for (int b = 0; b < n4; b += 4) {
             const uint8_t *blk = row + (size_t)b * 18;
-            _mm_prefetch((const char *)blk + 4096, _MM_HINT_T0); // the rows are contiguous: 4 KiB ahead
-            _mm_prefetch((const char *)blk + 4096 + 64, _MM_HINT_T0);
+            lfm_prefetch_ahead(blk, 2);
             int g = b / 4;
             __m512i q = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk + 2)));
             q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(blk + 20)), 1);

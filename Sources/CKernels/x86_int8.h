@@ -93,8 +93,7 @@ TGT static inline __attribute__((always_inline)) void SFX(mv_chains)(const uint8
         __m256 acc = _mm256_setzero_ps();
         for (int b = 0; b < n4; b += 4) {
             const uint8_t *blk = row + (size_t)b * bs;
-            _mm_prefetch((const char *)blk + 4096, _MM_HINT_T0); // the rows are contiguous: 4 KiB ahead
-            _mm_prefetch((const char *)blk + 4096 + 64, _MM_HINT_T0);
+            lfm_prefetch_ahead(blk, 2);
             __m128i h[4];
             for (int j = 0; j < 4; j++) h[j] = SFX(q4_halves)(SFX(block_dot)(blk + bs * j, xq + (b + j) * 32, q4));
             acc = SFX(chains4)(h, corr + 2 * b, dx2 + 2 * b, blk, bs, acc);
@@ -188,8 +187,7 @@ TGT static void SFX(mv4_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int
     }
         int b = 0;
         for (; b + 4 <= nb; b += 4) {
-            _mm_prefetch((const char *)(row + (size_t)b * 18) + 4096, _MM_HINT_T0); // as mv_chains
-            _mm_prefetch((const char *)(row + (size_t)b * 18) + 4096 + 64, _MM_HINT_T0);
+            lfm_prefetch_ahead(row + (size_t)b * 18, 2);
             Q4X4_STEP(b, a0) Q4X4_STEP(b + 1, a1) Q4X4_STEP(b + 2, a2) Q4X4_STEP(b + 3, a3)
         }
         if (b < nb) Q4X4_STEP(b, a0)
@@ -234,9 +232,7 @@ TGT static void SFX(mv4_q8_0)(const uint8_t *w, size_t ld, int cols, int r0, int
     }
         int b = 0;
         for (; b + 4 <= nb; b += 4) {
-            _mm_prefetch((const char *)(row + (size_t)b * 34) + 4096, _MM_HINT_T0);
-            _mm_prefetch((const char *)(row + (size_t)b * 34) + 4096 + 64, _MM_HINT_T0);
-            _mm_prefetch((const char *)(row + (size_t)b * 34) + 4096 + 128, _MM_HINT_T0);
+            lfm_prefetch_ahead(row + (size_t)b * 34, 3);
             Q8X4_STEP(b, a0) Q8X4_STEP(b + 1, a1) Q8X4_STEP(b + 2, a2) Q8X4_STEP(b + 3, a3)
         }
         if (b < nb) Q8X4_STEP(b, a0)
