@@ -403,9 +403,13 @@ class Chat(unittest.TestCase):
     def test_busy_conversation_is_409(self):
         c = client()
         conv = "busy-" + uuid.uuid4().hex
+        # a turn that lasts: the interleaved mode speaks until max_tokens (a text turn of the tiny model can end at
+        # its first audio_start, before the second request arrives)
         long = c.chat.completions.create(
             model="tiny-a",
             messages=[{"role": "user", "content": "Talk."}],
+            modalities=["text", "audio"],
+            audio={"voice": "us-female", "format": "pcm16"},
             max_tokens=100000,
             stream=True,
             extra_body={"conversation": conv},
