@@ -1190,13 +1190,6 @@ static void q_tokens512(int ti, const uint8_t *base, size_t ld, int cols, int r0
 static void gemm512(int ti, const uint8_t *base, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
                     const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
     int qb = ldq / 32;
-    // Fewer than 32 tokens of Q8_0 / Q4_0: the decode kernels, four tokens at a time, beat the tiles (measured on
-    // Zen 5: Q4_0 8192 × 2048, 8 tokens, 1.05 against 2.98 ms; the tiles win from about 64 tokens)
-    if ((ti == LFM_TYPE_Q8_0 || ti == LFM_TYPE_Q4_0) && XQ && T < 32) {
-        lfm_matvec_batch(ti == LFM_TYPE_Q8_0 ? LFM_T_Q8_0 : LFM_T_Q4_0, base, cols, r0, r1, T, X, ldx, XQ, XD, XS,
-                         ldq, Y, ldy);
-        return;
-    }
     float tmp[4];
     if ((ti == LFM_TYPE_F16 || ti == LFM_TYPE_BF16 || ti == LFM_TYPE_F32) && T >= 4 && r1 - r0 >= 4) {
         int T4 = T / 4 * 4, R4 = r0 + (r1 - r0) / 4 * 4;
