@@ -236,23 +236,18 @@ AVX512 static inline __m512 scales4(const uint8_t *p, int stride) {
                                  _mm512_castps128_ps512(f));
 }
 
-// The nibbles of Q4_0 blocks b..b+3 (128-bit lane j: block b+j): low (elements 0..15) and high (16..31).
-AVX512 static inline void unpack4_q4(const uint8_t *blk, __m512i *lo, __m512i *hi) {
+// Blocks b..b+3 of one row for one token: their [h0 h1] pairs in lanes 4j, 4j+1.
+AVX512 static inline __m512i group_q4_0(const uint8_t *blk, const int8_t *x, const int32_t *corr) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512i q = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk + 2)));
     q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(blk + 20)), 1);
     q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(blk + 38)), 2);
     q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(blk + 56)), 3);
-    *lo = _mm512_and_si512(q, m4);
-    *hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-}
-
-// Blocks b..b+3 of one row for one token: their [h0 h1] pairs in lanes 4j, 4j+1.
-AVX512 static inline __m512i group_q4_0(const uint8_t *blk, const int8_t *x, const int32_t *corr) {
-    __m512i lo, hi;
-    unpack4_q4(blk, &lo, &hi);
-    __m512i d = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)corr), lo, _mm512_load_si512((const void *)x));
-    return halves4(_mm512_dpbusd_epi32(d, hi, _mm512_load_si512((const void *)(x + 64))));
+    __m512i d = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)corr), _mm512_and_si512(q, m4),
+                                    _mm512_load_si512((const void *)x));
+    d = _mm512_dpbusd_epi32(d, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4),
+                            _mm512_load_si512((const void *)(x + 64)));
+    return halves4(d);
 }
 
 // Q8_0 as |w| × (x with the sign of w), two blocks per vector; lane 4j + m then collects groups m and m + 4.
@@ -510,6 +505,7 @@ AVX512 static void mv4_q4_0_groups(const uint8_t *w, size_t ld, int cols, int r0
                                    const float *const *xd, const int32_t *const *xs, float *const *y) {
     int nb = cols / 32, n4 = nb / 4 * 4;
     four_q4_512 t = four_q4_512_tables(nb, xq, xd, xs);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int r = r0; r < r1; r++) {
         const uint8_t *row = w + (size_t)r * ld;
         __m512 a01 = _mm512_setzero_ps(), a23 = a01;
@@ -517,8 +513,11 @@ AVX512 static void mv4_q4_0_groups(const uint8_t *w, size_t ld, int cols, int r0
             const uint8_t *blk = row + (size_t)b * 18;
             lfm_prefetch_ahead(blk, 2);
             int g = b / 4;
-            __m512i lo, hi;
-            unpack4_q4(blk, &lo, &hi);
+            __m512i q = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk + 2)));
+            q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(blk + 20)), 1);
+            q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(blk + 38)), 2);
+            q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)(blk + 56)), 3);
+            const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
             const int8_t *x = t.x + (size_t)g * 512;
             const int32_t *c = t.corr + 32 * g;
             __m512i d[4];
