@@ -95,6 +95,7 @@ void lfm_register_neon_i8mm(lfm_table *t);
 /// The K-quant products of each tier (kern_kquant_*.c), called by the tier's own registration.
 void lfm_register_kquant_scalar(lfm_table *t);
 void lfm_register_kquant_avx2(lfm_table *t);
+void lfm_register_kquant_avx2_vnni(lfm_table *t);
 void lfm_register_kquant_neon(lfm_table *t);
 void lfm_register_kquant_neon_dotprod(lfm_table *t);
 /// OpenBLAS for large F32 GEMMs on top of a vector tier, when the library can be loaded (blas.c).
@@ -201,6 +202,26 @@ void lfm_scalar_gemm_generic(lfm_matvec_fn mv, const uint8_t *w, size_t ld, int 
                      const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {               \
         lfm_scalar_gemm_generic(MV, w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy);                          \
     }
+
+/// A row of unsigned-level weights for the x86 tile GEMM: per 32-element block b, 32 level bytes at un + 32·b and
+/// the level scale dw[b]; the offset factors mw (per block, or per 16 elements for LFM_LEVELS_HALVES) unless the
+/// kind is LFM_LEVELS_SAME; for LFM_LEVELS_HALVES also the integer scale of each 16 elements, hsc.
+typedef void (*lfm_levels_fn)(const uint8_t *row, int nb, uint8_t *un, float *dw, float *mw, int16_t *hsc);
+enum {
+    LFM_LEVELS_SAME,   // w = dw·(level + coef) per block (Q4_0: coef −8)
+    LFM_LEVELS_BLOCK,  // w = dw·level + coef·mw per block (Q4_K, Q5_K: coef −1)
+    LFM_LEVELS_HALVES, // w = dw·hsc·(level + coef) per 16 elements, mw = dw·hsc (Q6_K: coef −32, levels ≤ 63)
+};
+#if defined(__x86_64__)
+/// x86_int8.h's 4-row × 4-token GEMM for unsigned-level weights (Q4_0, Q4_K, Q5_K, Q6_K), AVX2 and AVX-VNNI
+/// flavours; `mv` runs the tokens and rows outside the tiles.
+void lfm_gemm_levels_avx2(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
+                          const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy,
+                          lfm_levels_fn levels, int kind, float coef, lfm_matvec_fn mv);
+void lfm_gemm_levels_vnni(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
+                          const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy,
+                          lfm_levels_fn levels, int kind, float coef, lfm_matvec_fn mv);
+#endif
 
 /// The active table (set once at start from LFM_CPU or the CPU; tests switch it with lfm_set_tier).
 const lfm_table *lfm_active(void);

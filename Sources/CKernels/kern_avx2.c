@@ -489,6 +489,7 @@ void lfm_register_avx2_vnni(lfm_table *t) {
     LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q4_0, T);
     LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q8_0, T);
     LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_0, T);
+    lfm_register_kquant_avx2_vnni(t);
 }
 #else
 void lfm_register_avx2(lfm_table *t) { (void)t; }

@@ -71,27 +71,35 @@ AVX2 static inline void unpack_q5_k(const uint8_t *blk, affine_sb *u) {
     }
     affine_factors(blk, u);
 }
-// Σⱼ xdⱼ·(d·scⱼ·isumⱼ) accumulated in *acc, Σⱼ xdⱼ·dmin·mⱼ·xsⱼ in *accm (subtracted at the end).
+// Lane j of the result = the sum of s[j]'s eight lanes (a VPHADDD tree, then the two 128-bit halves added).
+AVX2 static inline __m256i sum_lanes8(const __m256i *s) {
+    __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+    __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+}
+// Σⱼ xdⱼ·(d·scⱼ·isumⱼ) accumulated in *acc (the eight integer sums gathered into one vector first, so one
+// conversion and one fma per super-block), Σⱼ xdⱼ·dmin·mⱼ·xsⱼ in *accm (subtracted at the end).
 AVX2 static inline void affine_dot(const affine_sb *u, const int8_t *x, const float *xd, const int32_t *xs, __m256 *acc,
                                    __m256 *accm) {
     __m256 xdv = _mm256_loadu_ps(xd);
-    __m256 f = _mm256_mul_ps(u->dsc, xdv);
-    __m256 a = *acc;
-    for (int j = 0; j < 8; j++) a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(udot32(u->q[j], x + 32 * j)), lane(f, j), a);
-    *acc = a;
-    __m256 xsv = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)xs));
-    *accm = _mm256_fmadd_ps(_mm256_mul_ps(u->dmn, xdv), xsv, *accm);
+    __m256i s[8];
+    for (int j = 0; j < 8; j++) s[j] = udot32(u->q[j], x + 32 * j);
+    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_lanes8(s)), _mm256_mul_ps(u->dsc, xdv), *acc);
+    __m256i xsv = _mm256_loadu_si256((const __m256i *)xs);
+    *accm = _mm256_fmadd_ps(_mm256_mul_ps(u->dmn, xdv), _mm256_cvtepi32_ps(xsv), *accm);
 }
 
-// An unpacked Q6_K super-block: levels − 32 (signed) per 32 elements and the two 16-element scales of each as int16.
+// Q6_K: the levels stay unsigned (0..63) so that one VPMADDUBSW takes them as they are (pairs ≤ 2·63·127 < 2^15);
+// VPMADDWD then applies the 16-element scales in integers, the eight sub-block sums of a super-block are gathered
+// into one vector (a VPHADDD tree), and the −32 offset is Σ scale · Σx per 16 elements (the activations' half sums,
+// computed once per call). Per super-block and token: one int→float conversion and one fma.
 typedef struct {
-    __m256i q[8], sc[8];
+    __m256i q[8], sc[8], s16; // levels per 32 elements; [sc_2b ×8 | sc_2b+1 ×8] per block b; the 16 scales
     float d;
 } q6_sb;
 
 AVX2 static inline void unpack_q6_k(const uint8_t *blk, q6_sb *u) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30), off = _mm256_set1_epi8(32);
-    const int8_t *sc = (const int8_t *)(blk + 192);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
     for (int h = 0; h < 2; h++) {
         __m256i l0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
         __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
@@ -102,29 +110,47 @@ AVX2 static inline void unpack_q6_k(const uint8_t *blk, q6_sb *u) {
         q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m2));
         q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
-        for (int k = 0; k < 4; k++) q[k] = _mm256_sub_epi8(q[k], off);
     }
-    for (int b = 0; b < 8; b++) u->sc[b] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * b + 1]), _mm_set1_epi16(sc[2 * b]));
+    u->s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 192)));
+    const __m256i lo = _mm256_permute4x64_epi64(u->s16, 0x44), hi = _mm256_permute4x64_epi64(u->s16, 0xee);
+    for (int b = 0; b < 8; b++) {
+        // int16 scale 2b' in the low 128-bit lane, 2b'+1 in the high one (b' = b mod 4, from lo or hi)
+        char e = (char)(4 * (b & 3)), f = (char)(4 * (b & 3) + 2);
+        __m256i m = _mm256_setr_epi8(e, e + 1, e, e + 1, e, e + 1, e, e + 1, e, e + 1, e, e + 1, e, e + 1, e, e + 1,
+                                     f, f + 1, f, f + 1, f, f + 1, f, f + 1, f, f + 1, f, f + 1, f, f + 1, f, f + 1);
+        u->sc[b] = _mm256_shuffle_epi8(b < 4 ? lo : hi, m);
+    }
     u->d = f16at(blk + 208);
 }
-AVX2 static inline void q6_dot(const q6_sb *u, const int8_t *x, const float *xd, __m256 *acc) {
-    __m256 f = _mm256_mul_ps(_mm256_set1_ps(u->d), _mm256_loadu_ps(xd));
-    __m256 a = *acc;
-    for (int b = 0; b < 8; b++) {
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(x + 32 * b));
-        // signed × signed through |x| · (q with x's sign): pairs stay within ±2·32·127
-        __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(xv, xv), _mm256_sign_epi8(u->q[b], xv));
-        __m256i s = _mm256_madd_epi16(p, u->sc[b]);
-        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), lane(f, b), a);
+// Σ x per 16 elements of one token's activations (n/16 values, int16: |Σ| ≤ 16·127).
+AVX2 static void half_sums(const int8_t *x, int n, int16_t *out) {
+    const __m256i one = _mm256_set1_epi8(1);
+    for (int i = 0; i < n; i += 32) {
+        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(one, _mm256_loadu_si256((const __m256i *)(x + i))),
+                                      _mm256_set1_epi16(1)); // s32 lanes: 4 elements each
+        __m128i h = _mm_hadd_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1)); // [a01 a23 b01 b23]
+        h = _mm_hadd_epi32(h, h);                                                             // [a b a b]
+        out[i / 16] = (int16_t)_mm_cvtsi128_si32(h);
+        out[i / 16 + 1] = (int16_t)_mm_extract_epi32(h, 1);
     }
-    *acc = a;
+}
+AVX2 static inline void q6_dot(const q6_sb *u, const int8_t *x, const float *xd, const int16_t *hs, __m256 *acc) {
+    __m256i s[8];
+    for (int b = 0; b < 8; b++)
+        s[b] = _mm256_madd_epi16(_mm256_maddubs_epi16(u->q[b], _mm256_loadu_si256((const __m256i *)(x + 32 * b))),
+                                 u->sc[b]);
+    __m256i t = sum_lanes8(s); // one sum per block
+    __m256i off = _mm256_madd_epi16(u->s16, _mm256_loadu_si256((const __m256i *)hs));
+    t = _mm256_sub_epi32(t, _mm256_slli_epi32(off, 5));
+    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(_mm256_set1_ps(u->d), _mm256_loadu_ps(xd)), *acc);
 }
 
 // Rows [r0, r1) × tokens [0, T): each row's super-blocks unpacked once per tile of TILE tokens.
-#define KQ_PRODUCT(NAME, SB, UNPACK, BYTES, DOT, FINISH)                                                               \
+#define KQ_PRODUCT(NAME, SB, UNPACK, BYTES, DOT, FINISH, PREP, DONE)                                                   \
     AVX2 static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const int8_t *XQ,              \
                           const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {                            \
         int nb = cols / 256, qb = ldq / 32;                                                                            \
+        PREP;                                                                                                          \
         for (int r = r0; r < r1; r++) {                                                                                \
             const uint8_t *row = w + (size_t)r * ld;                                                                   \
             for (int t0 = 0; t0 < T; t0 += TILE) {                                                                     \
@@ -142,15 +168,18 @@ AVX2 static inline void q6_dot(const q6_sb *u, const int8_t *x, const float *xd,
                 for (int k = 0; k < tn; k++) Y[(size_t)(t0 + k) * ldy + r] = FINISH;                                   \
             }                                                                                                          \
         }                                                                                                              \
+        DONE;                                                                                                          \
     }
 KQ_PRODUCT(prod_q4_k, affine_sb, unpack_q4_k, LFM_Q4_K_BYTES,
            affine_dot(&u, XQ + t * ldq + 256 * i, XD + t * qb + 8 * i, XS + t * qb + 8 * i, &acc[k], &accm[k]),
-           hsum(_mm256_sub_ps(acc[k], accm[k])))
+           hsum(_mm256_sub_ps(acc[k], accm[k])), (void)0, (void)0)
 KQ_PRODUCT(prod_q5_k, affine_sb, unpack_q5_k, LFM_Q5_K_BYTES,
            affine_dot(&u, XQ + t * ldq + 256 * i, XD + t * qb + 8 * i, XS + t * qb + 8 * i, &acc[k], &accm[k]),
-           hsum(_mm256_sub_ps(acc[k], accm[k])))
+           hsum(_mm256_sub_ps(acc[k], accm[k])), (void)0, (void)0)
 KQ_PRODUCT(prod_q6_k, q6_sb, unpack_q6_k, LFM_Q6_K_BYTES,
-           q6_dot(&u, XQ + t * ldq + 256 * i, XD + t * qb + 8 * i, &acc[k]), hsum(acc[k]))
+           q6_dot(&u, XQ + t * ldq + 256 * i, XD + t * qb + 8 * i, hs + t * (size_t)(cols / 16) + 16 * i, &acc[k]),
+           hsum(acc[k]), int16_t *hs = malloc(sizeof(int16_t) * (size_t)(T > 0 ? T : 1) * (cols / 16) + 64);
+           for (int t = 0; t < T; t++) half_sums(XQ + (size_t)t * ldq, cols, hs + (size_t)t * (cols / 16)), free(hs))
 
 #define KQ_ENTRY(MV, MM, PROD)                                                                                         \
     static void MV(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,           \
@@ -167,6 +196,50 @@ KQ_PRODUCT(prod_q6_k, q6_sb, unpack_q6_k, LFM_Q6_K_BYTES,
 KQ_ENTRY(mv_q4_k, mm_q4_k, prod_q4_k)
 KQ_ENTRY(mv_q5_k, mm_q5_k, prod_q5_k)
 KQ_ENTRY(mv_q6_k, mm_q6_k, prod_q6_k)
+
+// Prefill through x86_int8.h's 4-row × 4-token tile GEMM, where one u8×s8 product serves four tokens (the
+// products above spend one per token). Q4_K / Q5_K: a row's levels per 32-element sub-block, dw = d·scⱼ and
+// mw = dmin·mⱼ (w = dw·level − mw). Q6_K: levels 0..63, dw = d, the integer scale of each 16 elements and
+// mw = d·scale (w = d·scale·(level − 32)).
+#define KQ_LEVELS(NAME, UNPACK, BYTES)                                                                                 \
+    AVX2 static void NAME(const uint8_t *row, int nb, uint8_t *un, float *dw, float *mw, int16_t *hsc) {                \
+        (void)hsc;                                                                                                     \
+        for (int i = 0; i < nb / 8; i++) {                                                                             \
+            affine_sb u;                                                                                               \
+            UNPACK(row + (size_t)i * BYTES, &u);                                                                       \
+            for (int j = 0; j < 8; j++) _mm256_store_si256((__m256i *)(un + 256 * (size_t)i + 32 * j), u.q[j]);        \
+            _mm256_storeu_ps(dw + 8 * i, u.dsc);                                                                       \
+            _mm256_storeu_ps(mw + 8 * i, u.dmn);                                                                       \
+        }                                                                                                              \
+    }
+KQ_LEVELS(levels_q4_k, unpack_q4_k, LFM_Q4_K_BYTES)
+KQ_LEVELS(levels_q5_k, unpack_q5_k, LFM_Q5_K_BYTES)
+AVX2 static void levels_q6_k(const uint8_t *row, int nb, uint8_t *un, float *dw, float *mw, int16_t *hsc) {
+    for (int i = 0; i < nb / 8; i++) {
+        const uint8_t *blk = row + (size_t)i * LFM_Q6_K_BYTES;
+        const int8_t *sc = (const int8_t *)(blk + 192);
+        q6_sb u;
+        unpack_q6_k(blk, &u);
+        for (int j = 0; j < 8; j++) {
+            _mm256_store_si256((__m256i *)(un + 256 * (size_t)i + 32 * j), u.q[j]);
+            dw[8 * i + j] = u.d;
+        }
+        for (int h = 0; h < 16; h++) {
+            hsc[16 * i + h] = sc[h];
+            mw[16 * i + h] = u.d * (float)sc[h];
+        }
+    }
+}
+#define KQ_TILE_GEMM(NAME, FLAVOUR, LEVELS, KIND, COEF, MV)                                                            \
+    static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,            \
+                     const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {               \
+        FLAVOUR(w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy, LEVELS, KIND, COEF, MV);                      \
+    }
+KQ_TILE_GEMM(tile_q4_k_avx2, lfm_gemm_levels_avx2, levels_q4_k, LFM_LEVELS_BLOCK, -1.f, mv_q4_k)
+KQ_TILE_GEMM(tile_q5_k_avx2, lfm_gemm_levels_avx2, levels_q5_k, LFM_LEVELS_BLOCK, -1.f, mv_q5_k)
+KQ_TILE_GEMM(tile_q6_k_avx2, lfm_gemm_levels_avx2, levels_q6_k, LFM_LEVELS_HALVES, -32.f, mv_q6_k)
+KQ_TILE_GEMM(tile_q4_k_vnni, lfm_gemm_levels_vnni, levels_q4_k, LFM_LEVELS_BLOCK, -1.f, mv_q4_k)
+KQ_TILE_GEMM(tile_q5_k_vnni, lfm_gemm_levels_vnni, levels_q5_k, LFM_LEVELS_BLOCK, -1.f, mv_q5_k)
 
 // Row dequantization, bit-equal to the scalar dequantizers (products and differences rounded separately, no FMA).
 AVX2 static inline void store_levels(__m256i q, __m256 f, __m256 m, int sign_levels, float *out) {
@@ -198,7 +271,8 @@ AVX2 static void row_q6_k(const uint8_t *p, int cols, float *out) {
             float *o = out + 256 * i + 32 * b;
             __m256 f0 = _mm256_set1_ps(u.d * sc[2 * b]), f1 = _mm256_set1_ps(u.d * sc[2 * b + 1]);
             for (int k = 0; k < 4; k++) {
-                __m128i v = _mm_loadl_epi64((const __m128i *)((const uint8_t *)&u.q[b] + 8 * k));
+                __m256i q = _mm256_sub_epi8(u.q[b], _mm256_set1_epi8(32)); // levels − 32
+                __m128i v = _mm_loadl_epi64((const __m128i *)((const uint8_t *)&q + 8 * k));
                 _mm256_storeu_ps(o + 8 * k,
                                  _mm256_mul_ps(k < 2 ? f0 : f1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))));
             }
@@ -209,7 +283,7 @@ AVX2 static void row_q6_k(const uint8_t *p, int cols, float *out) {
 void lfm_register_kquant_avx2(lfm_table *t) {
     const int T = LFM_TIER_AVX2;
     lfm_matvec_fn mv[] = {mv_q4_k, mv_q5_k, mv_q6_k};
-    lfm_gemm_fn mm[] = {mm_q4_k, mm_q5_k, mm_q6_k};
+    lfm_gemm_fn mm[] = {tile_q4_k_avx2, tile_q5_k_avx2, tile_q6_k_avx2};
     for (int i = 0; i < 3; i++) {
         t->matvec[LFM_TYPE_Q4_K + i] = mv[i];
         t->gemm[LFM_TYPE_Q4_K + i] = mm[i];
@@ -221,6 +295,14 @@ void lfm_register_kquant_avx2(lfm_table *t) {
     t->row[LFM_TYPE_Q6_K] = row_q6_k;
     for (int i = 0; i < 3; i++) LFM_MARK(t, LFM_FN_ROW + LFM_TYPE_Q4_K + i, T);
 }
+
+void lfm_register_kquant_avx2_vnni(lfm_table *t) {
+    t->gemm[LFM_TYPE_Q4_K] = tile_q4_k_vnni;
+    t->gemm[LFM_TYPE_Q5_K] = tile_q5_k_vnni;
+    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_K, LFM_TIER_AVX2_VNNI);
+    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q5_K, LFM_TIER_AVX2_VNNI);
+}
 #else
 void lfm_register_kquant_avx2(lfm_table *t) { (void)t; }
+void lfm_register_kquant_avx2_vnni(lfm_table *t) { (void)t; }
 #endif

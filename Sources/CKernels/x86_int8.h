@@ -367,20 +367,88 @@ TGT static void SFX(tile_q4x4)(const uint8_t *un, size_t ustride, int nb, const 
     }
 }
 
-TGT static void SFX(gemm_q4)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
-                             const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
-    int nb = cols / 32, qb = ldq / 32;
-    int T4 = T / 4 * 4, R4 = r0 + (r1 - r0) / 4 * 4;
+// One row of Q4_0 for the tile GEMM: 32 levels per block (the nibbles, 0..15) and the block's scale.
+TGT static void SFX(q4_0_levels)(const uint8_t *p, int nb, uint8_t *un, float *dw, float *mw, int16_t *hsc) {
+    (void)mw;
+    (void)hsc;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int b = 0; b < nb; b++) {
+        dw[b] = fp16s(p + (size_t)b * 18);
+        _mm256_store_si256((__m256i *)(un + (size_t)b * 32), SFX(q4_unpack)(p + (size_t)b * 18, m4));
+    }
+}
+
+// The Q6_K form of the tile (levels ≤ 63, a scale per 16 elements): the two chunks of each 16 are summed in s16
+// (2 · 2 · 63 · 127 < 2^15), then VPMADDWD applies the integer scale to each pair (maddubs in both flavours).
+TGT static void SFX(tile_q6x4)(const uint8_t *un, const int16_t *hsc, size_t ustride, int nb, const int8_t *xi,
+                               const float *scv, float *out) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int b = 0; b < nb; b++) {
+        const int8_t *xb = xi + (size_t)b * 128;
+        const __m256i x0 = _mm256_loadu_si256((const __m256i *)xb), x1 = _mm256_loadu_si256((const __m256i *)(xb + 32));
+        const __m256i x2 = _mm256_loadu_si256((const __m256i *)(xb + 64)),
+                      x3 = _mm256_loadu_si256((const __m256i *)(xb + 96));
+        const float *sc = scv + (size_t)b * 32;
+#define Q6X4_ROW(acc, i)                                                                                               \
+    {                                                                                                                  \
+        const uint8_t *u = un + (i) * ustride + (size_t)b * 32;                                                        \
+        const int16_t *h = hsc + (i) * (size_t)(2 * nb) + 2 * b;                                                       \
+        int64_t c0, c1, c2, c3;                                                                                        \
+        memcpy(&c0, u, 8);                                                                                             \
+        memcpy(&c1, u + 8, 8);                                                                                         \
+        memcpy(&c2, u + 16, 8);                                                                                        \
+        memcpy(&c3, u + 24, 8);                                                                                        \
+        __m256i lo = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_set1_epi64x(c0), x0),                                \
+                                      _mm256_maddubs_epi16(_mm256_set1_epi64x(c1), x1));                               \
+        __m256i hi = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_set1_epi64x(c2), x2),                                \
+                                      _mm256_maddubs_epi16(_mm256_set1_epi64x(c3), x3));                               \
+        __m256i d = _mm256_add_epi32(_mm256_madd_epi16(lo, _mm256_set1_epi16(h[0])),                                   \
+                                     _mm256_madd_epi16(hi, _mm256_set1_epi16(h[1])));                                  \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_load_ps(sc + 8 * (i)), acc);                               \
+    }
+        Q6X4_ROW(a0, 0) Q6X4_ROW(a1, 1) Q6X4_ROW(a2, 2) Q6X4_ROW(a3, 3)
+#undef Q6X4_ROW
+    }
+    float v[8] __attribute__((aligned(32)));
+    __m256 acc[4] = {a0, a1, a2, a3};
+    for (int i = 0; i < 4; i++) {
+        _mm256_store_ps(v, acc[i]);
+        for (int t = 0; t < 4; t++) out[i * 4 + t] = v[2 * t] + v[2 * t + 1];
+    }
+}
+
+// Prefill of weights with unsigned levels (Q4_0's nibbles, Q4_K's and Q5_K's levels ≤ 31, Q6_K's ≤ 63), 4 rows ×
+// 4 tokens per tile: Y = Σ_b dw_b·dx_b·Σ level·x (times the 16-element scales for LFM_LEVELS_HALVES) plus the
+// offsets Σ mw·(coef·dx·Σx), over blocks or 16-element halves (lfm_levels_fn's kinds). `levels` unpacks a row;
+// `mv` serves the tokens and rows outside the tiles. The 4-level DOT4 sums stay within s16: 4 · 2 · 31 · 127 < 2^15.
+TGT void SFX(lfm_gemm_levels)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
+                              const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy,
+                              lfm_levels_fn levels, int kind, float coef, lfm_matvec_fn mv) {
+    int nb = cols / 32, qb = ldq / 32;
+    int halves = kind == LFM_LEVELS_HALVES, no = halves ? 2 * nb : nb; // offset terms per row and token
+    int T4 = T / 4 * 4, R4 = r0 + (r1 - r0) / 4 * 4;
     int8_t *xi = aligned_alloc(32, (size_t)(T4 > 0 ? T4 : 1) * cols + 32);                   // interleaved activations
     float *dxq = aligned_alloc(32, sizeof(float) * 2 * (size_t)nb * (T4 > 0 ? T4 : 1) + 32); // [dx0 dx0 dx1 dx1 ..]
-    float *xe = malloc(sizeof(float) * (size_t)(T > 0 ? T : 1) * qb); // −8·dx·Σx per (token, block)
+    float *xe = malloc(sizeof(float) * (size_t)(T > 0 ? T : 1) * no); // coef·dx·Σx per (token, offset term)
     float *dw = malloc(sizeof(float) * 4 * (size_t)nb);
+    float *mw = kind != LFM_LEVELS_SAME ? malloc(sizeof(float) * 4 * (size_t)no) : dw;
+    int16_t *hsc = halves ? malloc(sizeof(int16_t) * 4 * (size_t)no) : NULL;
     float *scv = aligned_alloc(32, sizeof(float) * 32 * (size_t)nb + 32);
     uint8_t *un = aligned_alloc(32, (size_t)128 * nb + 32);
     for (int t = 0; t < T; t++)
-        for (int b = 0; b < nb; b++)
-            xe[(size_t)t * qb + b] = -8.f * XD[(size_t)t * qb + b] * (float)XS[(size_t)t * qb + b];
+        for (int b = 0; b < nb; b++) {
+            float dx = XD[(size_t)t * qb + b];
+            if (!halves) {
+                xe[(size_t)t * no + b] = coef * dx * (float)XS[(size_t)t * qb + b];
+                continue;
+            }
+            const int8_t *x = XQ + (size_t)t * ldq + b * 32;
+            for (int h = 0; h < 2; h++) {
+                int sum = 0;
+                for (int k = 0; k < 16; k++) sum += x[16 * h + k];
+                xe[(size_t)t * no + 2 * b + h] = coef * dx * (float)sum;
+            }
+        }
     for (int t = 0; t < T4; t += 4)
         for (int b = 0; b < nb; b++) {
             int8_t *o = xi + (size_t)t * cols + (size_t)b * 128;
@@ -394,14 +462,9 @@ TGT static void SFX(gemm_q4)(const uint8_t *w, size_t ld, int cols, int r0, int 
     for (int t0 = 0; t0 < T4; t0 += tb) {
         int t1 = t0 + tb < T4 ? t0 + tb : T4;
         for (int r = r0; r < R4; r += 4) {
-            for (int i = 0; i < 4; i++) {
-                const uint8_t *p = w + (size_t)(r + i) * ld;
-                for (int b = 0; b < nb; b++) {
-                    dw[i * nb + b] = fp16s(p + (size_t)b * 18);
-                    _mm256_store_si256((__m256i *)(un + (size_t)i * nb * 32 + (size_t)b * 32),
-                                       SFX(q4_unpack)(p + (size_t)b * 18, m4));
-                }
-            }
+            for (int i = 0; i < 4; i++)
+                levels(w + (size_t)(r + i) * ld, nb, un + (size_t)i * nb * 32, dw + (size_t)i * nb,
+                       kind != LFM_LEVELS_SAME ? mw + (size_t)i * no : NULL, halves ? hsc + (size_t)i * no : NULL);
             for (int t = t0; t < t1; t += 4) {
                 const float *dq = dxq + (size_t)t * 2 * nb;
                 for (int b = 0; b < nb; b++) {
@@ -411,26 +474,36 @@ TGT static void SFX(gemm_q4)(const uint8_t *w, size_t ld, int cols, int r0, int 
                                         _mm256_mul_ps(_mm256_set1_ps(dw[i * nb + b]), dx));
                 }
                 float out[16];
-                SFX(tile_q4x4)(un, (size_t)nb * 32, nb, xi + (size_t)t * cols, scv, out);
+                if (halves)
+                    SFX(tile_q6x4)(un, hsc, (size_t)nb * 32, nb, xi + (size_t)t * cols, scv, out);
+                else
+                    SFX(tile_q4x4)(un, (size_t)nb * 32, nb, xi + (size_t)t * cols, scv, out);
                 for (int i = 0; i < 4; i++)
                     for (int j = 0; j < 4; j++)
                         Y[(size_t)(t + j) * ldy + r + i] =
-                            out[i * 4 + j] + dot8(dw + i * nb, xe + (size_t)(t + j) * qb, nb);
+                            out[i * 4 + j] + dot8(mw + (size_t)i * no, xe + (size_t)(t + j) * no, no);
             }
         }
     }
     free(xi);
     free(dxq);
     free(xe);
+    if (mw != dw) free(mw);
+    free(hsc);
     free(dw);
     free(scv);
     free(un);
     if (T4 < T)
-        lfm_scalar_gemm_generic(SFX(mv_q4_0), w, ld, cols, r0, r1, T - T4, X ? X + (size_t)T4 * ldx : NULL, ldx,
+        lfm_scalar_gemm_generic(mv, w, ld, cols, r0, r1, T - T4, X ? X + (size_t)T4 * ldx : NULL, ldx,
                                 XQ + (size_t)T4 * ldq, XD + (size_t)T4 * qb, XS + (size_t)T4 * qb, ldq,
                                 Y + (size_t)T4 * ldy, ldy);
-    if (R4 < r1 && T4 > 0)
-        lfm_scalar_gemm_generic(SFX(mv_q4_0), w, ld, cols, R4, r1, T4, X, ldx, XQ, XD, XS, ldq, Y, ldy);
+    if (R4 < r1 && T4 > 0) lfm_scalar_gemm_generic(mv, w, ld, cols, R4, r1, T4, X, ldx, XQ, XD, XS, ldq, Y, ldy);
+}
+
+TGT static void SFX(gemm_q4)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
+                             const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
+    SFX(lfm_gemm_levels)(w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy, SFX(q4_0_levels), LFM_LEVELS_SAME, -8.f,
+                         SFX(mv_q4_0));
 }
 
 TGT static void SFX(mm_q8_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
