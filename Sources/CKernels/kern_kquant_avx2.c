@@ -202,7 +202,7 @@ KQ_ENTRY(mv_q6_k, mm_q6_k, prod_q6_k)
 // mw = dmin·mⱼ (w = dw·level − mw). Q6_K: levels 0..63, dw = d, the integer scale of each 16 elements and
 // mw = d·scale (w = d·scale·(level − 32)).
 #define KQ_LEVELS(NAME, UNPACK, BYTES)                                                                                 \
-    AVX2 static void NAME(const uint8_t *row, int nb, uint8_t *un, float *dw, float *mw, int16_t *hsc) {                \
+    AVX2 static void NAME(const uint8_t *row, int nb, uint8_t *un, float *dw, float *mw, int16_t *hsc) {               \
         (void)hsc;                                                                                                     \
         for (int i = 0; i < nb / 8; i++) {                                                                             \
             affine_sb u;                                                                                               \

@@ -502,8 +502,8 @@ TGT void SFX(lfm_gemm_levels)(const uint8_t *w, size_t ld, int cols, int r0, int
 
 TGT static void SFX(gemm_q4)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
                              const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
-    SFX(lfm_gemm_levels)(w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy, SFX(q4_0_levels), LFM_LEVELS_SAME, -8.f,
-                         SFX(mv_q4_0));
+    SFX(lfm_gemm_levels)(w, ld, cols, r0, r1, T, X, ldx, XQ, XD, XS, ldq, Y, ldy, SFX(q4_0_levels),
+                         LFM_LEVELS_SAME, -8.f, SFX(mv_q4_0));
 }
 
 TGT static void SFX(mm_q8_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
