@@ -6,7 +6,7 @@ bash scripts/setup.sh --tests
 # ARM64 kernels (neon, neon-dotprod, neon-i8mm) under qemu: a few seconds
 echo "== ARM64 kernel check (qemu)"
 arm64_rc=0
-bash scripts/arm64_check.sh --install | tail -4 || arm64_rc=$?
+timeout -k 30 600 bash scripts/arm64_check.sh --install | tail -4 || arm64_rc=$?
 swift build --build-tests
 # formatting (.swift-format: 120 columns) as a lint: a finding fails the run
 lint=$(swift format lint -r Sources Tests Package.swift 2>&1 | grep "warning:" || true)
@@ -15,8 +15,12 @@ echo "format lint: $lint_n swift-format findings"
 [ "$lint_n" -eq 0 ] || printf "%s\n" "$lint" | head -20
 log=$(mktemp)
 set +e
-swift test --skip-build 2>&1 | tee "$log"
+# every phase has a time limit (CI has 90 minutes): a hang fails the run and names the test that was running
+timeout -k 30 1800 swift test --skip-build 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+  echo "swift test ran past its 30-minute limit; last test started: $(grep "started at" "$log" | tail -1)"
+fi
 set -e
 # XCTest's overall summary is the last "Executed N tests, with M failures" line; repeat it as a plain closing line
 # (swift test's own last line reports the Swift Testing runner, which this project does not use).
@@ -36,10 +40,11 @@ bundle_rc=$?
 py_rc=1
 page_rc=1
 if [ "$bundle_rc" -eq 0 ]; then
-  python3 Tests/python/test_serve.py --bundle "$bundle" 2>&1 | tee "$pylog"
+  timeout -k 30 900 python3 Tests/python/test_serve.py --bundle "$bundle" 2>&1 | tee "$pylog"
   py_rc=${PIPESTATUS[0]}
+  [ "$py_rc" -ne 124 ] || echo "the Python tests ran past their 15-minute limit"
   echo "== the live page in headless Chromium (scripts/page_check.py)"
-  python3 scripts/page_check.py --bundle "$bundle" 2>&1 | grep -v "^user: \|^assistant: "
+  timeout -k 30 300 python3 scripts/page_check.py --bundle "$bundle" 2>&1 | grep -v "^user: \|^assistant: "
   page_rc=${PIPESTATUS[0]}
 else
   echo "the tiny bundle for the Python tests could not be built"

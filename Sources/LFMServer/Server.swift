@@ -283,12 +283,22 @@ public enum LFMServer {
     }
 }
 
-/// Cancels running turns and closes realtime sessions when a graceful shutdown begins.
+/// Cancels running turns and closes realtime sessions when a graceful shutdown begins. Connections that are still
+/// open `deadline` later (a client that never reads its stream, a socket left half open) do not keep the process
+/// alive: it exits 0 then, as the turns it ran are already cancelled.
 struct ShutdownWatcher: Service {
     let state: ServerState
+    var deadline: Double = 10
     func run() async throws {
         try? await gracefulShutdown()
         state.shuttingDown.store(true, ordering: .sequentiallyConsistent)
         state.conversations.cancelAll()
+        let seconds = deadline
+        Thread.detachNewThread {
+            Thread.sleep(forTimeInterval: seconds)
+            let line = "shutdown: connections still open after \(Int(seconds)) s, exiting\n"
+            FileHandle.standardError.write(Data(line.utf8))
+            _exit(0)
+        }
     }
 }

@@ -229,15 +229,8 @@ func rewrite(_ path: String, _ f: ([SafetensorsWriter.Entry]) -> [SafetensorsWri
 /// Runs a built executable of this package: (exit status, stdout, stderr).
 @discardableResult
 func runTool(_ name: String, _ args: [String]) throws -> (Int32, String, String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: tool(name))
-    p.arguments = args
-    let o = Pipe(), e = Pipe()
-    p.standardOutput = o; p.standardError = e
-    try p.run()
-    let out = o.fileHandleForReading.readDataToEndOfFile(), err = e.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    let r = try runProcess(tool(name), args)
+    return (r.status, r.out, r.err)
 }
 
 /// Path of a built executable of this package (beside the test bundle).
@@ -302,18 +295,12 @@ final class RunCLITests: XCTestCase {
     /// Interactive text chat: turns on stdin, the history kept; closing stdin ends the session cleanly.
     func testInteractiveTurnsAndClosedStdin() throws {
         let b = try bundle()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool("lfm-run"))
-        p.arguments = ["text", "--bundle", b, "--max-tokens", "5", "--json"]
-        let inp = Pipe(), outp = Pipe()
-        p.standardInput = inp; p.standardOutput = outp; p.standardError = Pipe()
-        try p.run()
-        inp.fileHandleForWriting.write(Data("Hello\n\n/audio \(fixtures)/audio/speech.wav what is this?\nThanks".utf8))
-        try inp.fileHandleForWriting.close()  // the last line has no newline: stdin closes mid-line
-        let out = outp.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0)
-        let dones = String(decoding: out, as: UTF8.self).split(separator: "\n")
+        // the last line has no newline: stdin closes mid-line
+        let r = try runProcess(
+            tool("lfm-run"), ["text", "--bundle", b, "--max-tokens", "5", "--json"],
+            input: Data("Hello\n\n/audio \(fixtures)/audio/speech.wav what is this?\nThanks".utf8))
+        XCTAssertEqual(r.status, 0)
+        let dones = r.out.split(separator: "\n")
             .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter {
                 $0["type"] as? String == "done"
             }
@@ -326,16 +313,8 @@ final class RunCLITests: XCTestCase {
     func testKernelTierReportedAndForced() throws {
         let b = try bundle()
         func runEnv(_ env: [String: String], _ args: [String]) throws -> (Int32, String, String) {
-            let p = Process(), o = Pipe(), e = Pipe()
-            p.executableURL = URL(fileURLWithPath: tool("lfm-run"))
-            p.arguments = args
-            p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-            p.standardOutput = o; p.standardError = e
-            try p.run()
-            let out = String(decoding: o.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            let err = String(decoding: e.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            return (p.terminationStatus, out, err)
+            let r = try runProcess(tool("lfm-run"), args, environment: env)
+            return (r.status, r.out, r.err)
         }
         let args = ["text", "--bundle", b, "--prompt", "Hello", "--max-tokens", "3", "--json", "--stats"]
         let best = KernelTier.report().best
@@ -537,18 +516,12 @@ final class SpeechCLITests: XCTestCase {
     /// Interactive speech chat: a WAV turn then a text turn, each answer in its own WAV, the history kept.
     func testInteractiveChatTurns() throws {
         let b = Self.bundlePath, dir = tmpDir("ichat")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool("lfm-run"))
-        p.arguments = ["chat", "--bundle", b, "-o", dir + "/reply.wav", "--max-tokens", "24", "--json", "--greedy"]
-        let inp = Pipe(), outp = Pipe()
-        p.standardInput = inp; p.standardOutput = outp; p.standardError = Pipe()
-        try p.run()
-        inp.fileHandleForWriting.write(Data((fixtures + "/audio/speech.wav\nAnd then?\n").utf8))
-        try inp.fileHandleForWriting.close()
-        let out = outp.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0)
-        let ev = events(String(decoding: out, as: UTF8.self))
+        let r = try runProcess(
+            tool("lfm-run"),
+            ["chat", "--bundle", b, "-o", dir + "/reply.wav", "--max-tokens", "24", "--json", "--greedy"],
+            input: Data((fixtures + "/audio/speech.wav\nAnd then?\n").utf8))
+        XCTAssertEqual(r.status, 0)
+        let ev = events(r.out)
         let dones = ev.filter { $0["type"] as? String == "done" }
         XCTAssertEqual(dones.count, 2)
         XCTAssertEqual(dones[0]["audio_in_positions"] as? Int, 16, "turn 1 heard the clip")
@@ -568,8 +541,12 @@ final class SpeechCLITests: XCTestCase {
             "tts", "--bundle", b, "--text", "Speak now.", "--voice", "us-female", "-o", wav, "--max-tokens", "100000",
             "--json",
         ]
-        let pipe = Pipe(); p.standardOutput = pipe; p.standardError = Pipe()
+        let pipe = Pipe(); p.standardOutput = pipe; p.standardError = FileHandle.nullDevice
         try p.run()
+        // a run that never prints its frames or ignores the interrupt is killed (the test fails) rather than hang
+        let watchdog = DispatchWorkItem { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 300, execute: watchdog)
+        defer { watchdog.cancel() }
         // wait for some audio frames, then interrupt
         var seen = Data()
         let h = pipe.fileHandleForReading

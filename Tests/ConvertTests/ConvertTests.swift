@@ -151,16 +151,9 @@ final class ConvertTests: XCTestCase {
             for t in r.tensors:
                 print(t.name, t.tensor_type.name, ','.join(str(int(d)) for d in t.shape), int(t.n_bytes))
             """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", script, out]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0, "python3 with the gguf package must be installed (see README)")
-        let lines = text.split(separator: "\n")
+        let r = try runProcess("/usr/bin/env", ["python3", "-c", script, out])
+        XCTAssertEqual(r.status, 0, "python3 with the gguf package must be installed (see README): \(r.err)")
+        let lines = r.out.split(separator: "\n")
         XCTAssertEqual(lines.count, plan.tensors.count)
         for (line, t) in zip(lines, plan.tensors) {
             let f = line.split(separator: " ")

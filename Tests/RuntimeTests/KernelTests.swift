@@ -198,13 +198,9 @@ final class KernelTests: XCTestCase {
             + [root.path + "/Tests/KernelCheck/kernel_check.c", "-lm", "-lpthread", "-o", exe.path]
         try cc.run(); cc.waitUntilExit()
         XCTAssertEqual(cc.terminationStatus, 0, "kernel_check.c did not compile")
-        let run = Process(), pipe = Pipe()
-        run.executableURL = exe
-        run.standardOutput = pipe
-        try run.run()
-        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        run.waitUntilExit()
-        XCTAssertEqual(run.terminationStatus, 0, out)
+        let run = try runProcess(exe.path, [])
+        let out = run.out
+        XCTAssertEqual(run.status, 0, out + run.err)
         XCTAssertTrue(out.contains("0 failure(s)"), out)
     }
 

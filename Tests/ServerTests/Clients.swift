@@ -84,6 +84,10 @@ final class ServeProcess: @unchecked Sendable {
         var seen = ""
         let deadline = Date().addingTimeInterval(120)
         while Date() < deadline {
+            // wait for output at most until the deadline (a server that hangs silently fails the test, never blocks it)
+            var p = pollfd(fd: h.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            let ms = Int32(max(deadline.timeIntervalSinceNow, 0) * 1000)
+            guard poll(&p, 1, ms) > 0 else { break }
             let d = h.availableData
             if d.isEmpty { break }
             seen += String(decoding: d, as: UTF8.self)
@@ -97,12 +101,15 @@ final class ServeProcess: @unchecked Sendable {
         h.readabilityHandler = { fh in _ = fh.availableData }
     }
 
-    func stop() { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+    func stop() { if process.isRunning { _ = terminate() } }
 
-    /// SIGTERM; the exit status.
-    func terminate() -> Int32 {
+    /// SIGTERM; the exit status (SIGKILL after `grace` seconds: a server that does not stop fails, never hangs).
+    func terminate(grace: Double = 30) -> Int32 {
         process.terminate()
-        process.waitUntilExit()
+        if !waitForExit(process, seconds: grace) {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
         return process.terminationStatus
     }
 
