@@ -157,7 +157,10 @@ static void build(int tier) {
     switch (tier) {
     case LFM_TIER_AVX512:
         lfm_register_avx2(t);
-        if (lfm_tier_supported(LFM_TIER_AVX2_VNNI)) lfm_register_avx2_vnni(t);
+        if (lfm_tier_supported(LFM_TIER_AVX2_VNNI))
+            lfm_register_avx2_vnni(t);
+        else
+            lfm_register_avx512_vnni256(t);
         lfm_register_avx512(t);
         break;
     case LFM_TIER_AVX2_VNNI:

@@ -88,6 +88,7 @@ typedef struct lfm_table {
 void lfm_register_scalar(lfm_table *t);
 void lfm_register_avx2(lfm_table *t);
 void lfm_register_avx2_vnni(lfm_table *t);
+void lfm_register_avx512_vnni256(lfm_table *t);
 void lfm_register_avx512(lfm_table *t);
 void lfm_register_neon(lfm_table *t);
 void lfm_register_neon_dotprod(lfm_table *t);
@@ -96,6 +97,7 @@ void lfm_register_neon_i8mm(lfm_table *t);
 void lfm_register_kquant_scalar(lfm_table *t);
 void lfm_register_kquant_avx2(lfm_table *t);
 void lfm_register_kquant_avx2_vnni(lfm_table *t);
+void lfm_register_kquant_avx512_vnni256(lfm_table *t);
 void lfm_register_kquant_neon(lfm_table *t);
 void lfm_register_kquant_neon_dotprod(lfm_table *t);
 /// OpenBLAS for large F32 GEMMs on top of a vector tier, when the library can be loaded (blas.c).
@@ -213,14 +215,17 @@ enum {
     LFM_LEVELS_HALVES, // w = dw·hsc·(level + coef) per 16 elements, mw = dw·hsc (Q6_K: coef −32, levels ≤ 63)
 };
 #if defined(__x86_64__)
-/// x86_int8.h's 4-row × 4-token GEMM for unsigned-level weights (Q4_0, Q4_K, Q5_K, Q6_K), AVX2 and AVX-VNNI
-/// flavours; `mv` runs the tokens and rows outside the tiles.
+/// x86_int8.h's 4-row × 4-token GEMM for unsigned-level weights (Q4_0, Q4_K, Q5_K, Q6_K), AVX2, AVX-VNNI and
+/// AVX512-VNNI (256-bit) flavours; `mv` runs the tokens and rows outside the tiles.
 void lfm_gemm_levels_avx2(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
                           const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy,
                           lfm_levels_fn levels, int kind, float coef, lfm_matvec_fn mv);
 void lfm_gemm_levels_vnni(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
                           const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy,
                           lfm_levels_fn levels, int kind, float coef, lfm_matvec_fn mv);
+void lfm_gemm_levels_evnni(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
+                           const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy,
+                           lfm_levels_fn levels, int kind, float coef, lfm_matvec_fn mv);
 #endif
 
 /// The active table (set once at start from LFM_CPU or the CPU; tests switch it with lfm_set_tier).

@@ -8,6 +8,9 @@
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define AVX2VNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
+// AVX512-VNNI's EVEX vpdpbusd on 256-bit registers, for the avx512 tier on CPUs without VEX AVX-VNNI (AMD Zen 4,
+// Intel Ice Lake and Cascade Lake): the AVX-VNNI flavour's code, another encoding of the same instruction.
+#define AVX512VNNI256 __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 
 AVX2 static inline float hsum256(__m256 a) {
     __m128 v = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
@@ -175,6 +178,20 @@ FLOAT_GEMM(mm_bf16, uint16_t, ld_bf16, lfm_b2f, mv_bf16)
         _mm256_dpbusd_avx_epi32(                                                                                       \
             _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), (u0), (s0)), (u1), (s1)), (u2),    \
             (s2)),                                                                                                     \
+        (u3), (s3))
+#include "x86_int8.h"
+#undef TGT
+#undef SFX
+#undef DOT
+#undef DOT4
+// AVX512-VNNI (EVEX, ymm) flavour.
+#define TGT AVX512VNNI256
+#define SFX(n) n##_evnni
+#define DOT(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
+#define DOT4(u0, s0, u1, s1, u2, s2, u3, s3)                                                                           \
+    _mm256_dpbusd_epi32(                                                                                               \
+        _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), (u0), (s0)), (u1), (s1)), \
+                            (u2), (s2)),                                                                               \
         (u3), (s3))
 #include "x86_int8.h"
 #undef TGT
@@ -491,7 +508,26 @@ void lfm_register_avx2_vnni(lfm_table *t) {
     LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_0, T);
     lfm_register_kquant_avx2_vnni(t);
 }
+
+// The avx512 tier without AVX-VNNI: the same products through the EVEX flavour (kern_avx512.c then replaces the
+// Q8_0 / Q4_0 ones with its 512-bit kernels; the 256-bit K-quant GEMMs stay).
+void lfm_register_avx512_vnni256(lfm_table *t) {
+    const int T = LFM_TIER_AVX512;
+    t->matvec[LFM_TYPE_Q8_0] = mv_q8_0_evnni;
+    t->matvec[LFM_TYPE_Q4_0] = mv_q4_0_evnni;
+    t->matvec4[LFM_TYPE_Q8_0] = mv4_q8_0_evnni;
+    t->matvec4[LFM_TYPE_Q4_0] = mv4_q4_0_evnni;
+    t->matvec4_from[LFM_TYPE_Q8_0] = t->matvec4_from[LFM_TYPE_Q4_0] = (signed char)T;
+    t->gemm[LFM_TYPE_Q8_0] = mm_q8_0_evnni;
+    t->gemm[LFM_TYPE_Q4_0] = mm_q4_0_evnni;
+    LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q8_0, T);
+    LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q4_0, T);
+    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q8_0, T);
+    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_0, T);
+    lfm_register_kquant_avx512_vnni256(t);
+}
 #else
 void lfm_register_avx2(lfm_table *t) { (void)t; }
 void lfm_register_avx2_vnni(lfm_table *t) { (void)t; }
+void lfm_register_avx512_vnni256(lfm_table *t) { (void)t; }
 #endif

@@ -240,6 +240,8 @@ KQ_TILE_GEMM(tile_q5_k_avx2, lfm_gemm_levels_avx2, levels_q5_k, LFM_LEVELS_BLOCK
 KQ_TILE_GEMM(tile_q6_k_avx2, lfm_gemm_levels_avx2, levels_q6_k, LFM_LEVELS_HALVES, -32.f, mv_q6_k)
 KQ_TILE_GEMM(tile_q4_k_vnni, lfm_gemm_levels_vnni, levels_q4_k, LFM_LEVELS_BLOCK, -1.f, mv_q4_k)
 KQ_TILE_GEMM(tile_q5_k_vnni, lfm_gemm_levels_vnni, levels_q5_k, LFM_LEVELS_BLOCK, -1.f, mv_q5_k)
+KQ_TILE_GEMM(tile_q4_k_evnni, lfm_gemm_levels_evnni, levels_q4_k, LFM_LEVELS_BLOCK, -1.f, mv_q4_k)
+KQ_TILE_GEMM(tile_q5_k_evnni, lfm_gemm_levels_evnni, levels_q5_k, LFM_LEVELS_BLOCK, -1.f, mv_q5_k)
 
 // Row dequantization, bit-equal to the scalar dequantizers (products and differences rounded separately, no FMA).
 AVX2 static inline void store_levels(__m256i q, __m256 f, __m256 m, int sign_levels, float *out) {
@@ -302,7 +304,15 @@ void lfm_register_kquant_avx2_vnni(lfm_table *t) {
     LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_K, LFM_TIER_AVX2_VNNI);
     LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q5_K, LFM_TIER_AVX2_VNNI);
 }
+
+void lfm_register_kquant_avx512_vnni256(lfm_table *t) {
+    t->gemm[LFM_TYPE_Q4_K] = tile_q4_k_evnni;
+    t->gemm[LFM_TYPE_Q5_K] = tile_q5_k_evnni;
+    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_K, LFM_TIER_AVX512);
+    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q5_K, LFM_TIER_AVX512);
+}
 #else
 void lfm_register_kquant_avx2(lfm_table *t) { (void)t; }
 void lfm_register_kquant_avx2_vnni(lfm_table *t) { (void)t; }
+void lfm_register_kquant_avx512_vnni256(lfm_table *t) { (void)t; }
 #endif
