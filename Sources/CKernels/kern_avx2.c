@@ -493,37 +493,33 @@ void lfm_register_avx2(lfm_table *t) {
     lfm_register_kquant_avx2(t);
 }
 
+// The integer products of a VNNI flavour over the avx2 ones, marked with `tier`.
+static void register_vnni(lfm_table *t, int tier, lfm_matvec_fn mv8, lfm_matvec_fn mv4, lfm_matvec4_fn mv4_8,
+                          lfm_matvec4_fn mv4_4, lfm_gemm_fn mm8, lfm_gemm_fn mm4) {
+    t->matvec[LFM_TYPE_Q8_0] = mv8;
+    t->matvec[LFM_TYPE_Q4_0] = mv4;
+    t->matvec4[LFM_TYPE_Q8_0] = mv4_8;
+    t->matvec4[LFM_TYPE_Q4_0] = mv4_4;
+    t->matvec4_from[LFM_TYPE_Q8_0] = t->matvec4_from[LFM_TYPE_Q4_0] = (signed char)tier;
+    t->gemm[LFM_TYPE_Q8_0] = mm8;
+    t->gemm[LFM_TYPE_Q4_0] = mm4;
+    LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q8_0, tier);
+    LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q4_0, tier);
+    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q8_0, tier);
+    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_0, tier);
+}
+
 void lfm_register_avx2_vnni(lfm_table *t) {
-    const int T = LFM_TIER_AVX2_VNNI;
-    t->matvec[LFM_TYPE_Q8_0] = mv_q8_0_vnni;
-    t->matvec[LFM_TYPE_Q4_0] = mv_q4_0_vnni;
-    t->matvec4[LFM_TYPE_Q8_0] = mv4_q8_0_vnni;
-    t->matvec4[LFM_TYPE_Q4_0] = mv4_q4_0_vnni;
-    t->matvec4_from[LFM_TYPE_Q8_0] = t->matvec4_from[LFM_TYPE_Q4_0] = (signed char)T;
-    t->gemm[LFM_TYPE_Q8_0] = mm_q8_0_vnni;
-    t->gemm[LFM_TYPE_Q4_0] = mm_q4_0_vnni;
-    LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q8_0, T);
-    LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q4_0, T);
-    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q8_0, T);
-    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_0, T);
+    register_vnni(t, LFM_TIER_AVX2_VNNI, mv_q8_0_vnni, mv_q4_0_vnni, mv4_q8_0_vnni, mv4_q4_0_vnni, mm_q8_0_vnni,
+                  mm_q4_0_vnni);
     lfm_register_kquant_avx2_vnni(t);
 }
 
 // The avx512 tier without AVX-VNNI: the same products through the EVEX flavour (kern_avx512.c then replaces the
 // Q8_0 / Q4_0 ones with its 512-bit kernels; the 256-bit K-quant GEMMs stay).
 void lfm_register_avx512_vnni256(lfm_table *t) {
-    const int T = LFM_TIER_AVX512;
-    t->matvec[LFM_TYPE_Q8_0] = mv_q8_0_evnni;
-    t->matvec[LFM_TYPE_Q4_0] = mv_q4_0_evnni;
-    t->matvec4[LFM_TYPE_Q8_0] = mv4_q8_0_evnni;
-    t->matvec4[LFM_TYPE_Q4_0] = mv4_q4_0_evnni;
-    t->matvec4_from[LFM_TYPE_Q8_0] = t->matvec4_from[LFM_TYPE_Q4_0] = (signed char)T;
-    t->gemm[LFM_TYPE_Q8_0] = mm_q8_0_evnni;
-    t->gemm[LFM_TYPE_Q4_0] = mm_q4_0_evnni;
-    LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q8_0, T);
-    LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q4_0, T);
-    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q8_0, T);
-    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_0, T);
+    register_vnni(t, LFM_TIER_AVX512, mv_q8_0_evnni, mv_q4_0_evnni, mv4_q8_0_evnni, mv4_q4_0_evnni, mm_q8_0_evnni,
+                  mm_q4_0_evnni);
     lfm_register_kquant_avx512_vnni256(t);
 }
 #else
