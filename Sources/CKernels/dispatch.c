@@ -347,11 +347,13 @@ void lfm_matvec_batch(int type, const void *w, int cols, int r0, int r1, int T, 
     }
     const lfm_table *k = lfm_active();
     size_t ld = lfm_row_bytes(ti, cols);
-    // 48 KiB of weights per block: the first group's pass brings them into L2, the others read them from there
-    int block = (int)((48 * 1024) / (ld > 0 ? ld : 1));
-    if (block < 1) block = 1;
     int qb = ldq / 32;
     lfm_matvec4_fn mv4 = XQ ? k->matvec4[ti] : NULL;
+    // Weights per block: the first pass brings them into L2, the other tokens' passes read them from there. Token
+    // by token, 48 KiB; by groups of four, 512 KiB (each four-token call builds its token tables, so a block must be
+    // long enough to pay for them).
+    int block = (int)((size_t)(mv4 ? 512 * 1024 : 48 * 1024) / (ld > 0 ? ld : 1));
+    if (block < 1) block = 1;
     // groups of four (a last group of three padded to four), then the one or two left one token at a time
     int T4 = mv4 ? T / 4 * 4 + (T % 4 == 3 ? 4 : 0) : 0;
     // one pass over the weights (a single group of four) needs no blocking, and each call rebuilds its token tables

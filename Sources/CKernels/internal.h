@@ -98,6 +98,7 @@ void lfm_register_kquant_scalar(lfm_table *t);
 void lfm_register_kquant_avx2(lfm_table *t);
 void lfm_register_kquant_avx2_vnni(lfm_table *t);
 void lfm_register_kquant_avx512_vnni256(lfm_table *t);
+void lfm_register_kquant_avx512(lfm_table *t);
 void lfm_register_kquant_neon(lfm_table *t);
 void lfm_register_kquant_neon_dotprod(lfm_table *t);
 /// OpenBLAS for large F32 GEMMs on top of a vector tier, when the library can be loaded (blas.c).

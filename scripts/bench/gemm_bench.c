@@ -1,6 +1,7 @@
 // Prefill kernels side by side, one thread: for each tier this CPU runs and each quantized block type, the time of a
-// T-token product (`lfm_matmul`) and of one token's matrix-vector product (`lfm_matvec`), as GFLOP/s (2·rows·cols·T
-// per product) and ms, medians of `reps` runs. The weights are the backbone's FFN shape by default (8192 × 2048);
+// T-token product (`lfm_matmul`), of the same T tokens as batched decode rows (`lfm_matvec_batch`: each row's result
+// bit-equal to its matvec) and of one token's matrix-vector product (`lfm_matvec`), as GFLOP/s (2·rows·cols·T per
+// product) and ms, medians of `reps` runs. The weights are the backbone's FFN shape by default (8192 × 2048);
 // K-quant rows need a multiple of 256 columns.
 //
 //   cc -O2 -ISources/CKernels/include Sources/CKernels/*.c scripts/bench/gemm_bench.c -lm -lpthread -ldl \
@@ -44,8 +45,8 @@ int main(int argc, char **argv) {
         lfm_quantize_act_q8(x + (size_t)t * cols, cols, xq + (size_t)t * cols, xd + (size_t)t * nb,
                             xs + (size_t)t * nb);
     double *tm = malloc(sizeof(double) * reps);
-    printf("%-10s %-5s %12s %12s %12s %12s  (%d×%d, %d tokens, median of %d)\n", "tier", "type", "gemm ms", "GFLOP/s",
-           "matvec ms", "GB/s", rows, cols, T, reps);
+    printf("%-10s %-5s %12s %12s %12s %12s %12s  (%d×%d, %d tokens, median of %d)\n", "tier", "type", "gemm ms",
+           "GFLOP/s", "batch ms", "matvec ms", "GB/s", rows, cols, T, reps);
     for (int ti = 0; ti < 5; ti++) {
         size_t bytes = n / block_elems[ti] * block_bytes[ti];
         uint8_t *w = malloc(bytes);
@@ -58,12 +59,14 @@ int main(int argc, char **argv) {
         }
         for (int tier = 0; tier < LFM_TIER_COUNT; tier++) {
             if (!lfm_tier_supported(tier) || lfm_set_tier(tier) < 0) continue;
-            double med[2];
-            for (int mode = 0; mode < 2; mode++) {
+            double med[3];
+            for (int mode = 0; mode < 3; mode++) {
                 for (int r = 0; r < reps; r++) {
                     double t0 = now();
                     if (mode == 0)
                         lfm_matmul(types[ti], w, cols, 0, rows, T, x, cols, xq, xd, xs, cols, y, rows);
+                    else if (mode == 1)
+                        lfm_matvec_batch(types[ti], w, cols, 0, rows, T, x, cols, xq, xd, xs, cols, y, rows);
                     else
                         lfm_matvec(types[ti], w, cols, 0, rows, NULL, xq, xd, xs, y);
                     tm[r] = now() - t0;
@@ -71,8 +74,8 @@ int main(int argc, char **argv) {
                 qsort(tm, reps, sizeof(double), cmp);
                 med[mode] = tm[reps / 2];
             }
-            printf("%-10s %-5s %12.3f %12.1f %12.3f %12.1f\n", lfm_tier_name(tier), names[ti], med[0] * 1e3,
-                   2.0 * n * T / med[0] * 1e-9, med[1] * 1e3, bytes / med[1] * 1e-9);
+            printf("%-10s %-5s %12.3f %12.1f %12.3f %12.3f %12.1f\n", lfm_tier_name(tier), names[ti], med[0] * 1e3,
+                   2.0 * n * T / med[0] * 1e-9, med[1] * 1e3, med[2] * 1e3, bytes / med[2] * 1e-9);
         }
         free(w);
     }

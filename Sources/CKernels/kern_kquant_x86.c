@@ -1,7 +1,8 @@
-// The avx2 tier's K-quant products (Q4_K, Q5_K, Q6_K weights × q8 activations in blocks of 32). Each weight
+// The x86 tiers' K-quant products (Q4_K, Q5_K, Q6_K weights × q8 activations in blocks of 32). Each weight
 // super-block is unpacked once into 8-bit levels and per-sub-block float factors, then dotted with up to four
 // tokens' activations (GEMM) or one (matvec): VPMADDUBSW/VPMADDWD give exact integer dots per 32 elements, scaled in
-// float per sub-block. The avx2-vnni and avx512 tiers use these too (they fall back per function).
+// float per sub-block. The avx2-vnni tier uses these too; the avx512 tier has its own one-token products (512-bit
+// integer dots, the same float operations, so the same bits) and a bf16 prefill in kern_avx512.c.
 #include "internal.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -145,7 +146,8 @@ AVX2 static inline void q6_dot(const q6_sb *u, const int8_t *x, const float *xd,
     *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(_mm256_set1_ps(u->d), _mm256_loadu_ps(xd)), *acc);
 }
 
-// Rows [r0, r1) × tokens [0, T): each row's super-blocks unpacked once per tile of TILE tokens.
+// Rows [r0, r1) × tokens [0, T): each row's super-blocks unpacked once per tile of TILE tokens (decode reads the
+// rows front to back: the lines 4 KiB ahead are prefetched).
 #define KQ_PRODUCT(NAME, SB, UNPACK, BYTES, DOT, FINISH, PREP, DONE)                                                   \
     AVX2 static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const int8_t *XQ,              \
                           const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {                            \
@@ -159,6 +161,7 @@ AVX2 static inline void q6_dot(const q6_sb *u, const int8_t *x, const float *xd,
                 for (int k = 0; k < TILE; k++) acc[k] = accm[k] = _mm256_setzero_ps();                                 \
                 for (int i = 0; i < nb; i++) {                                                                         \
                     SB u;                                                                                              \
+                    lfm_prefetch_ahead(row + (size_t)i * BYTES, (BYTES + 63) / 64);                                    \
                     UNPACK(row + (size_t)i * BYTES, &u);                                                               \
                     for (int k = 0; k < tn; k++) {                                                                     \
                         size_t t = (size_t)(t0 + k);                                                                   \
@@ -282,6 +285,156 @@ AVX2 static void row_q6_k(const uint8_t *p, int cols, float *out) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// avx512 one-token products. The integer sums per 32-element sub-block are the avx2 products' exactly (integer
+// arithmetic: 512-bit VPDPBUSD, or VPMADDUBSW/VPMADDWD for Q6_K's signed 16-element scales, over 64 levels at a time),
+// gathered into the same eight-lane vector; the float operations after it are the avx2 ones in the same order, so each
+// row's result is bit-equal to the avx2 and avx2-vnni tiers'.
+#define AVX512KQ __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+
+// Four vectors of 16 int32 partial sums, each [half A | half B] (8 lanes a half) → lanes 0–3: the sums of z0..z3's
+// A halves, lanes 8–11: of their B halves.
+AVX512KQ static inline __m512i sum_halves4(__m512i z0, __m512i z1, __m512i z2, __m512i z3) {
+    __m512i a = _mm512_add_epi32(_mm512_unpacklo_epi64(z0, z1), _mm512_unpackhi_epi64(z0, z1));
+    __m512i b = _mm512_add_epi32(_mm512_unpacklo_epi64(z2, z3), _mm512_unpackhi_epi64(z2, z3));
+    __m512 af = _mm512_castsi512_ps(a), bf = _mm512_castsi512_ps(b);
+    __m512i c = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(af, bf, _MM_SHUFFLE(2, 0, 2, 0))),
+                                 _mm512_castps_si512(_mm512_shuffle_ps(af, bf, _MM_SHUFFLE(3, 1, 3, 1))));
+    return _mm512_add_epi32(c, _mm512_shuffle_i32x4(c, c, _MM_SHUFFLE(2, 3, 0, 1)));
+}
+
+// Q4_K / Q5_K: a 64-byte load of the levels holds groups g, g+1; its low nibbles are sub-blocks 2g and 2g+2, its high
+// nibbles 2g+1 and 2g+3, so each row is dotted with the activations in sub-block order 0 2 1 3 4 6 5 7 (made once per
+// call).
+AVX512KQ static void mv_affine512(const uint8_t *w, size_t ld, int cols, int r0, int r1, const int8_t *xq,
+                                  const float *xd, const int32_t *xs, float *y, int q5) {
+    static const int perm[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+    int nb = cols / 256;
+    int8_t *xp = aligned_alloc(64, (size_t)cols + 64);
+    if (!xp) { // no memory for the reordered activations: the avx2 product (same bits)
+        (q5 ? prod_q5_k : prod_q4_k)(w, ld, cols, r0, r1, 1, xq, xd, xs, cols, y, 0);
+        return;
+    }
+    for (int i = 0; i < nb; i++)
+        for (int k = 0; k < 8; k++) memcpy(xp + 256 * i + 32 * k, xq + 256 * i + 32 * perm[k], 32);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), one = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
+    // sum_halves4 gives [sb0 sb1 sb4 sb5 · · · · sb2 sb3 sb6 sb7 · · · ·]
+    const __m512i order = _mm512_setr_epi32(0, 1, 8, 9, 2, 3, 10, 11, 0, 0, 0, 0, 0, 0, 0, 0);
+    const size_t bytes = q5 ? LFM_Q5_K_BYTES : LFM_Q4_K_BYTES;
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = w + (size_t)r * ld;
+        __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+        for (int i = 0; i < nb; i++) {
+            const uint8_t *blk = row + (size_t)i * bytes, *qs = blk + (q5 ? 48 : 16);
+            lfm_prefetch_ahead(blk, (int)((bytes + 63) / 64));
+            affine_sb u;
+            affine_factors(blk, &u);
+            const int8_t *x = xp + 256 * (size_t)i;
+            __m512i q0 = _mm512_loadu_si512((const void *)qs), q1 = _mm512_loadu_si512((const void *)(qs + 64));
+            __m512i l0 = _mm512_and_si512(q0, m4), h0 = _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4);
+            __m512i l1 = _mm512_and_si512(q1, m4), h1 = _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4);
+            if (q5) {
+                // fifth bits: bit 2g of qh byte e is element e of sub-block 2g, bit 2g+1 of 2g+1; the high 256 bits
+                // take qh >> 2 (groups g+1)
+                __m256i hb = _mm256_loadu_si256((const __m256i *)(blk + 16));
+                __m512i H = _mm512_inserti64x4(_mm512_castsi256_si512(hb), _mm256_srli_epi16(hb, 2), 1);
+                __m512i H1 = _mm512_srli_epi16(H, 4);
+                l0 = _mm512_or_si512(l0, _mm512_slli_epi16(_mm512_and_si512(H, one), 4));
+                h0 = _mm512_or_si512(h0, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(H, 1), one), 4));
+                l1 = _mm512_or_si512(l1, _mm512_slli_epi16(_mm512_and_si512(H1, one), 4));
+                h1 = _mm512_or_si512(h1, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(H1, 1), one), 4));
+            }
+            __m512i z0 = _mm512_dpbusd_epi32(zero, l0, _mm512_load_si512((const void *)x));
+            __m512i z1 = _mm512_dpbusd_epi32(zero, h0, _mm512_load_si512((const void *)(x + 64)));
+            __m512i z2 = _mm512_dpbusd_epi32(zero, l1, _mm512_load_si512((const void *)(x + 128)));
+            __m512i z3 = _mm512_dpbusd_epi32(zero, h1, _mm512_load_si512((const void *)(x + 192)));
+            __m256i isum = _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, sum_halves4(z0, z1, z2, z3)));
+            // the avx2 affine_dot's float operations
+            __m256 xdv = _mm256_loadu_ps(xd + 8 * i);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(u.dsc, xdv), acc);
+            __m256i xsv = _mm256_loadu_si256((const __m256i *)(xs + 8 * i));
+            accm = _mm256_fmadd_ps(_mm256_mul_ps(u.dmn, xdv), _mm256_cvtepi32_ps(xsv), accm);
+        }
+        y[r] = hsum(_mm256_sub_ps(acc, accm));
+    }
+    free(xp);
+}
+
+// Q6_K: 64 bytes of ql hold blocks 4h, 4h+1 in their low nibbles and 4h+2, 4h+3 in their high ones, the 32 qh bytes
+// of the half the two high bits of all four, so each vector of 64 levels is contiguous in the activations. The
+// 16-element scales ride in VPMADDWD, one scale per 128-bit lane.
+AVX512KQ static void mv_q6_k_512(const uint8_t *w, size_t ld, int cols, int r0, int r1, const int8_t *xq,
+                                 const float *xd, float *y) {
+    int nb = cols / 256;
+    int16_t *hs = malloc(sizeof(int16_t) * (size_t)(cols / 16) + 64);
+    if (!hs) {
+        prod_q6_k(w, ld, cols, r0, r1, 1, xq, xd, NULL, cols, y, 0);
+        return;
+    }
+    half_sums(xq, cols, hs);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30);
+    // qh << 4 (block 4h) | qh << 2 (4h+1); qh (4h+2) | qh >> 2 (4h+3): 16-bit lanes 0–15 and 16–31
+    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    // int16 scale s broadcast over 128-bit lane m: s = 8h + m (blocks 4h, 4h+1) or 8h + 4 + m (4h+2, 4h+3)
+    __m512i sidx[4];
+    for (int v = 0; v < 4; v++) {
+        int16_t ix[32];
+        for (int p = 0; p < 32; p++) ix[p] = (int16_t)(4 * v + p / 8);
+        sidx[v] = _mm512_loadu_si512((const void *)ix);
+    }
+    // sum_halves4 gives [b0 b2 b4 b6 · · · · b1 b3 b5 b7 · · · ·]
+    const __m512i order = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = w + (size_t)r * ld;
+        __m256 acc = _mm256_setzero_ps();
+        for (int i = 0; i < nb; i++) {
+            const uint8_t *blk = row + (size_t)i * LFM_Q6_K_BYTES;
+            lfm_prefetch_ahead(blk, (LFM_Q6_K_BYTES + 63) / 64);
+            const int8_t *x = xq + 256 * (size_t)i;
+            __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 192)));
+            __m512i S = _mm512_castsi256_si512(s16);
+            __m512i z[4];
+            for (int h = 0; h < 2; h++) {
+                __m512i L = _mm512_loadu_si512((const void *)(blk + 64 * h));
+                __m512i Q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h)));
+                __m512i A = _mm512_or_si512(_mm512_and_si512(L, m4), _mm512_and_si512(_mm512_sllv_epi16(Q, shl), m2));
+                __m512i B = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
+                                            _mm512_and_si512(_mm512_srlv_epi16(Q, shr), m2));
+                __m512i xa = _mm512_loadu_si512((const void *)(x + 128 * h)),
+                        xb = _mm512_loadu_si512((const void *)(x + 128 * h + 64));
+                z[2 * h] = _mm512_madd_epi16(_mm512_maddubs_epi16(A, xa), _mm512_permutexvar_epi16(sidx[2 * h], S));
+                z[2 * h + 1] =
+                    _mm512_madd_epi16(_mm512_maddubs_epi16(B, xb), _mm512_permutexvar_epi16(sidx[2 * h + 1], S));
+            }
+            __m256i t = _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, sum_halves4(z[0], z[1], z[2], z[3])));
+            // the avx2 q6_dot's operations after the block sums
+            __m256i off = _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)(hs + 16 * i)));
+            t = _mm256_sub_epi32(t, _mm256_slli_epi32(off, 5));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t),
+                                  _mm256_mul_ps(_mm256_set1_ps(f16at(blk + 208)), _mm256_loadu_ps(xd + 8 * i)), acc);
+        }
+        y[r] = hsum(acc);
+    }
+    free(hs);
+}
+static void mv_q4_k_512(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                        const float *xd, const int32_t *xs, float *y) {
+    (void)xf;
+    mv_affine512(w, ld, cols, r0, r1, xq, xd, xs, y, 0);
+}
+static void mv_q5_k_512(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                        const float *xd, const int32_t *xs, float *y) {
+    (void)xf;
+    mv_affine512(w, ld, cols, r0, r1, xq, xd, xs, y, 1);
+}
+static void mv_q6_k_512v(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                         const float *xd, const int32_t *xs, float *y) {
+    (void)xf;
+    (void)xs;
+    mv_q6_k_512(w, ld, cols, r0, r1, xq, xd, y);
+}
+
 void lfm_register_kquant_avx2(lfm_table *t) {
     const int T = LFM_TIER_AVX2;
     lfm_matvec_fn mv[] = {mv_q4_k, mv_q5_k, mv_q6_k};
@@ -311,8 +464,17 @@ void lfm_register_kquant_avx512_vnni256(lfm_table *t) {
     LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_K, LFM_TIER_AVX512);
     LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q5_K, LFM_TIER_AVX512);
 }
+
+void lfm_register_kquant_avx512(lfm_table *t) {
+    lfm_matvec_fn mv[] = {mv_q4_k_512, mv_q5_k_512, mv_q6_k_512v};
+    for (int i = 0; i < 3; i++) {
+        t->matvec[LFM_TYPE_Q4_K + i] = mv[i];
+        LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q4_K + i, LFM_TIER_AVX512);
+    }
+}
 #else
 void lfm_register_kquant_avx2(lfm_table *t) { (void)t; }
 void lfm_register_kquant_avx2_vnni(lfm_table *t) { (void)t; }
 void lfm_register_kquant_avx512_vnni256(lfm_table *t) { (void)t; }
+void lfm_register_kquant_avx512(lfm_table *t) { (void)t; }
 #endif
