@@ -184,21 +184,15 @@ KQ_PRODUCT(prod_q6_k, q6_sb, unpack_q6_k, LFM_Q6_K_BYTES,
            hsum(acc[k]), int16_t *hs = malloc(sizeof(int16_t) * (size_t)(T > 0 ? T : 1) * (cols / 16) + 64);
            for (int t = 0; t < T; t++) half_sums(XQ + (size_t)t * ldq, cols, hs + (size_t)t * (cols / 16)), free(hs))
 
-#define KQ_ENTRY(MV, MM, PROD)                                                                                         \
+#define KQ_ENTRY(MV, PROD)                                                                                             \
     static void MV(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,           \
                    const float *xd, const int32_t *xs, float *y) {                                                     \
         (void)xf;                                                                                                      \
         PROD(w, ld, cols, r0, r1, 1, xq, xd, xs, cols, y, 0);                                                          \
-    }                                                                                                                  \
-    static void MM(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,              \
-                   const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {                 \
-        (void)X;                                                                                                       \
-        (void)ldx;                                                                                                     \
-        PROD(w, ld, cols, r0, r1, T, XQ, XD, XS, ldq, Y, ldy);                                                         \
     }
-KQ_ENTRY(mv_q4_k, mm_q4_k, prod_q4_k)
-KQ_ENTRY(mv_q5_k, mm_q5_k, prod_q5_k)
-KQ_ENTRY(mv_q6_k, mm_q6_k, prod_q6_k)
+KQ_ENTRY(mv_q4_k, prod_q4_k)
+KQ_ENTRY(mv_q5_k, prod_q5_k)
+KQ_ENTRY(mv_q6_k, prod_q6_k)
 
 // Prefill through x86_int8.h's 4-row × 4-token tile GEMM, where one u8×s8 product serves four tokens (the
 // products above spend one per token). Q4_K / Q5_K: a row's levels per 32-element sub-block, dw = d·scⱼ and
