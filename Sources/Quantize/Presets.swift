@@ -147,16 +147,18 @@ public struct Recipe: Sendable {
     }
 
     /// The K-quant mixes: the backbone by llama.cpp's rules; the depthformer (read every audio frame, 8 times) by
-    /// the preset's type with its per-codebook tables Q6_K; the audio encoder, adapter, audio embeddings and the
-    /// decoders Q8_0 as under q4_0 (their measured error: docs/format.md §6).
+    /// the preset's type with its per-codebook tables Q6_K; Mimi and the audio embeddings Q6_K, the audio encoder,
+    /// adapter and detokenizer Q8_0 (chosen by each component's measured output error: docs/format.md §6).
     func kQuant(name: String, role: TensorRole, component: Component) -> (GGMLType, String) {
         switch component {
         case .backbone: return kQuantBackbone(name: name, role: role)
         case .depthformer:
             if name.hasPrefix("depth_embeddings.") { return (.q6_K, "per-codebook tables: Q6_K under K presets") }
             return (preset.matrixType, "depthformer matrix")
-        case .conformer, .adapter, .audioEmbedding, .mimi, .detokenizer:
-            return (.q8_0, "audio component: Q8_0 under K presets")
+        case .mimi, .audioEmbedding:
+            return (.q6_K, "Mimi / audio embeddings: Q6_K under K presets (their output error barely moves)")
+        case .conformer, .adapter, .detokenizer:
+            return (.q8_0, "audio encoder, adapter, detokenizer: Q8_0 under K presets (K types measured worse)")
         }
     }
 

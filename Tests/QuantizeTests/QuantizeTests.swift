@@ -204,6 +204,12 @@ final class QuantizeTests: XCTestCase {
         XCTAssertEqual(ty("conformer.layers.0.feed_forward1.linear1.weight", c: .conformer), .q8_0)
         XCTAssertEqual(ty("depthformer.layers.0.attn.qkv_proj.weight", c: .depthformer), .q4_K)
         XCTAssertEqual(ty("depth_embeddings.0.embedding.weight", role: .embedding, c: .depthformer), .q6_K)
+        // the audio components by their measured error (docs/format.md §6): Mimi and the audio embeddings Q6_K,
+        // the adapter and the detokenizer Q8_0 like the conformer
+        XCTAssertEqual(ty("mimi.decoder_transformer.layers.0.self_attn.in_proj.weight", [1536, 512], c: .mimi), .q6_K)
+        XCTAssertEqual(ty("audio_embedding.embedding.weight", role: .embedding, c: .audioEmbedding), .q6_K)
+        XCTAssertEqual(ty("audio_adapter.model.1.weight", c: .adapter), .q8_0)
+        XCTAssertEqual(ty("detokenizer.lfm.layers.0.feed_forward.w1.weight", [2304, 512], c: .detokenizer), .q8_0)
         r.preset = .q5_k_m
         XCTAssertEqual(ty("lfm.layers.2.feed_forward.w2.weight"), .q5_K)
         XCTAssertEqual(ty("lfm.layers.15.feed_forward.w2.weight"), .q6_K)
