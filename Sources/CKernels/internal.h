@@ -169,6 +169,21 @@ static inline void lfm_kq_sm(int j, const uint8_t *s, int *sc, int *m) {
         *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
     }
 }
+/// The inverse: the 12 scale bytes from sub-block j's 6-bit scale ls[j] and min lm[j] (j < 4 in the low 6 bits of
+/// bytes j / j + 4, j ≥ 4 as nibbles of byte j + 4 with the top two bits in bytes j − 4 / j).
+static inline void lfm_kq_pack_sm(const uint8_t *ls, const uint8_t *lm, uint8_t *s) {
+    memset(s, 0, 12);
+    for (int j = 0; j < 8; ++j) {
+        if (j < 4) {
+            s[j] = ls[j];
+            s[j + 4] = lm[j];
+        } else {
+            s[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+            s[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+            s[j] |= (uint8_t)((lm[j] >> 4) << 6);
+        }
+    }
+}
 /// One Q4_K/Q5_K super-block's dot from the exact integer dots of its eight 32-element sub-blocks with the q8
 /// activation blocks (`xd`, `xs`: that super-block's eight scales and quant sums):
 /// Σⱼ xdⱼ·(d·scⱼ·isumⱼ − dmin·mⱼ·xsⱼ).

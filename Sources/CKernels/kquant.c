@@ -227,21 +227,14 @@ KQ_INLINE void quantize_affine_k(int G, const float *x0, uint8_t *blk0, size_t b
         }
         float is = top_sc > 0 ? 63.f / top_sc : 0.f;
         float im = top_mn > 0 ? 63.f / top_mn : 0.f;
-        uint8_t *scales = blk + 4;
-        memset(scales, 0, 12);
+        uint8_t *scales = blk + 4, ls[8], lm[8];
         for (int j = 0; j < 8; ++j) {
-            uint8_t ls = (uint8_t)round_mantissa(is * sc[j]), lm = (uint8_t)round_mantissa(im * mn[j]);
-            if (ls > 63) ls = 63;
-            if (lm > 63) lm = 63;
-            if (j < 4) {
-                scales[j] = ls;
-                scales[j + 4] = lm;
-            } else {
-                scales[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
-                scales[j - 4] |= (uint8_t)((ls >> 4) << 6);
-                scales[j] |= (uint8_t)((lm >> 4) << 6);
-            }
+            ls[j] = (uint8_t)round_mantissa(is * sc[j]);
+            lm[j] = (uint8_t)round_mantissa(im * mn[j]);
+            if (ls[j] > 63) ls[j] = 63;
+            if (lm[j] > 63) lm[j] = 63;
         }
+        lfm_kq_pack_sm(ls, lm, scales);
         put_f16(blk, top_sc / 63.f);
         put_f16(blk + 2, top_mn / 63.f);
         float d = get_f16(blk), dmin = get_f16(blk + 2);
@@ -262,50 +255,38 @@ KQ_INLINE void quantize_affine_k(int G, const float *x0, uint8_t *blk0, size_t b
     }
 }
 
-KQ_CLONES
-void lfm_quantize_q4_k(const float *src, uint8_t *dst, size_t n) {
+// Q4_K (q5 = 0) / Q5_K: the super-blocks two at a time, then each one's levels packed.
+KQ_INLINE void quantize_affine_rows(const float *src, uint8_t *dst, size_t n, int q5) {
     uint8_t L[KQ_SETS][256];
-    size_t nb = n / 256;
+    size_t nb = n / 256, bytes = q5 ? LFM_Q5_K_BYTES : LFM_Q4_K_BYTES;
+    int nmax = q5 ? 31 : 15, nstep = q5 ? 15 : 20;
+    float rmin = q5 ? -0.5f : -1.f;
     for (size_t b = 0; b < nb; b += KQ_SETS) {
         int G = nb - b >= KQ_SETS ? KQ_SETS : (int)(nb - b);
-        uint8_t *blk0 = dst + b * LFM_Q4_K_BYTES;
+        uint8_t *blk0 = dst + b * bytes;
         if (G == KQ_SETS)
-            quantize_affine_k(KQ_SETS, src + b * 256, blk0, LFM_Q4_K_BYTES, 15, -1.f, 20, L);
+            quantize_affine_k(KQ_SETS, src + b * 256, blk0, bytes, nmax, rmin, nstep, L);
         else
-            quantize_affine_k(1, src + b * 256, blk0, LFM_Q4_K_BYTES, 15, -1.f, 20, L);
+            quantize_affine_k(1, src + b * 256, blk0, bytes, nmax, rmin, nstep, L);
         for (int s = 0; s < G; s++) {
-            uint8_t *qs = blk0 + LFM_Q4_K_BYTES * s + 16;
-            for (int g = 0; g < 4; g++)
-                for (int l = 0; l < 32; l++)
-                    qs[32 * g + l] = (uint8_t)(L[s][64 * g + l] | (L[s][64 * g + 32 + l] << 4));
-        }
-    }
-}
-
-KQ_CLONES
-void lfm_quantize_q5_k(const float *src, uint8_t *dst, size_t n) {
-    uint8_t L[KQ_SETS][256];
-    size_t nb = n / 256;
-    for (size_t b = 0; b < nb; b += KQ_SETS) {
-        int G = nb - b >= KQ_SETS ? KQ_SETS : (int)(nb - b);
-        uint8_t *blk0 = dst + b * LFM_Q5_K_BYTES;
-        if (G == KQ_SETS)
-            quantize_affine_k(KQ_SETS, src + b * 256, blk0, LFM_Q5_K_BYTES, 31, -0.5f, 15, L);
-        else
-            quantize_affine_k(1, src + b * 256, blk0, LFM_Q5_K_BYTES, 31, -0.5f, 15, L);
-        for (int s = 0; s < G; s++) {
-            uint8_t *qh = blk0 + LFM_Q5_K_BYTES * s + 16, *qs = qh + 32;
-            memset(qh, 0, 32);
+            uint8_t *blk = blk0 + bytes * s, *qh = blk + 16, *qs = blk + (q5 ? 48 : 16);
+            if (q5) memset(qh, 0, 32);
             for (int g = 0; g < 4; g++)
                 for (int l = 0; l < 32; l++) {
                     int a = L[s][64 * g + l], c = L[s][64 * g + 32 + l];
-                    if (a > 15) qh[l] |= (uint8_t)(1 << (2 * g));
-                    if (c > 15) qh[l] |= (uint8_t)(2 << (2 * g));
+                    if (q5 && a > 15) qh[l] |= (uint8_t)(1 << (2 * g));
+                    if (q5 && c > 15) qh[l] |= (uint8_t)(2 << (2 * g));
                     qs[32 * g + l] = (uint8_t)((a & 15) | ((c & 15) << 4));
                 }
         }
     }
 }
+
+KQ_CLONES
+void lfm_quantize_q4_k(const float *src, uint8_t *dst, size_t n) { quantize_affine_rows(src, dst, n, 0); }
+
+KQ_CLONES
+void lfm_quantize_q5_k(const float *src, uint8_t *dst, size_t n) { quantize_affine_rows(src, dst, n, 1); }
 
 // The reference's round(clamp(x / d)) + 32 for 16 elements, eight lanes at a time (IEEE division, same bits).
 KQ_INLINE void requant_symmetric16(const float *x, float d, int8_t *L) {

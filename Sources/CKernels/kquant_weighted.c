@@ -239,22 +239,12 @@ static void wq_block_affine(const float *x, const float *qw, uint8_t *blk, int n
     float d = wq_fit_positive(8, 63, sc, Ls, sw);
     float dm = wq_fit_positive(8, 63, mn, Lm, sw);
     uint8_t *scales = blk + 4;
-    memset(scales, 0, 12);
-    for (int j = 0; j < 8; ++j) {
-        uint8_t ls = Ls[j], lm = Lm[j];
-        if (nmax == 31) {
-            if (ls > 63) ls = 63;
-            if (lm > 63) lm = 63;
+    if (nmax == 31)
+        for (int j = 0; j < 8; ++j) {
+            if (Ls[j] > 63) Ls[j] = 63;
+            if (Lm[j] > 63) Lm[j] = 63;
         }
-        if (j < 4) {
-            scales[j] = ls;
-            scales[j + 4] = lm;
-        } else {
-            scales[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
-            scales[j - 4] |= (uint8_t)((ls >> 4) << 6);
-            scales[j] |= (uint8_t)((lm >> 4) << 6);
-        }
-    }
+    lfm_kq_pack_sm(Ls, Lm, scales);
     wq_put_f16(blk, d);
     wq_put_f16(blk + 2, dm);
     float df = wq_get_f16(blk), mf = wq_get_f16(blk + 2);
