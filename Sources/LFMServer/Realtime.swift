@@ -95,6 +95,11 @@ actor RealtimeSession {
     }
     var response: Running?
     var closed = false
+    /// Outbound messages in the order `send` was called, drained by one writer task: a message decided before
+    /// another (an audio delta before a barge-in's speech_started) reaches the client first, whatever the actor runs
+    /// while a socket write is suspended. A turn's output is bounded by `max_output_tokens`.
+    let outbox: AsyncStream<String>.Continuation
+    let outboxDrained: Task<Void, Never>
     // input transcription (`audio.input.transcription`): run after each response, off the critical path
     var transcribe = false
     var toTranscribe: [(id: String, clip: AudioClip)] = []
@@ -136,6 +141,9 @@ actor RealtimeSession {
         self.state = state
         self.betaNames = betaNames
         out = outbound
+        let (messages, queue) = AsyncStream<String>.makeStream(bufferingPolicy: .unbounded)
+        outbox = queue
+        outboxDrained = Task { for await m in messages { try? await outbound.writeTextMessage(m) } }
         model = state.model
         conversation = Conversation(model: state.model, system: TaskPreset.chat.system)
         vad = VoiceActivityDetector(rate: 24000)
@@ -149,7 +157,7 @@ actor RealtimeSession {
             for k in ["item", "response", "part"] { if let v = o[k] { o[k] = Self.betaParts(v) } }
         }
         o["event_id"] = newId("event_")
-        try? await out.writeTextMessage(jsonString(o))
+        outbox.yield(jsonString(o))
     }
 
     func error(_ message: String, code: String, param: String? = nil, eventId: String? = nil) async {
@@ -645,6 +653,8 @@ actor RealtimeSession {
         let t = response?.task
         await t?.value
         closed = true
+        outbox.finish()
+        await outboxDrained.value
     }
 }
 
