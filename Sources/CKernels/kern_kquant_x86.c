@@ -371,12 +371,14 @@ AVX512KQ static void mv_q6_k_512(const uint8_t *w, size_t ld, int cols, int r0, 
     const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
     const __m512i shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
     // int16 scale s broadcast over 128-bit lane m: s = 8h + m (blocks 4h, 4h+1) or 8h + 4 + m (4h+2, 4h+3)
-    __m512i sidx[4];
-    for (int v = 0; v < 4; v++) {
-        int16_t ix[32];
-        for (int p = 0; p < 32; p++) ix[p] = (int16_t)(4 * v + p / 8);
-        sidx[v] = _mm512_loadu_si512((const void *)ix);
-    }
+#define Q6_LANES(a) a, a, a, a, a, a, a, a
+#define Q6_SIDX(v) Q6_LANES(4 * v), Q6_LANES(4 * v + 1), Q6_LANES(4 * v + 2), Q6_LANES(4 * v + 3)
+    static const int16_t ix[4][32] __attribute__((aligned(64))) = {{Q6_SIDX(0)}, {Q6_SIDX(1)}, {Q6_SIDX(2)},
+                                                                   {Q6_SIDX(3)}};
+#undef Q6_SIDX
+#undef Q6_LANES
+    const __m512i sidx[4] = {_mm512_load_si512((const void *)ix[0]), _mm512_load_si512((const void *)ix[1]),
+                             _mm512_load_si512((const void *)ix[2]), _mm512_load_si512((const void *)ix[3])};
     // sum_halves4 gives [b0 b2 b4 b6 · · · · b1 b3 b5 b7 · · · ·]
     const __m512i order = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 0, 0, 0, 0, 0, 0, 0, 0);
     for (int r = r0; r < r1; r++) {

@@ -68,80 +68,59 @@ KQ_INLINE v8f vfloat(v8i q) { return __builtin_convertvector(q, v8f); }
 // group): a first guess from min..max, then nstep+1 trial scales (nmax + rmin + rdelta·k over the range), each
 // refitted by weighted least squares for scale and offset (offset clamped to ≤ 0), kept when its weighted squared
 // error is lower (later trials use the offset kept so far). *scale_out gets the scales, *neg_min the negated offsets;
-// L[i] lane j receives level i of group j. G (1 or 2, a constant where inlined) independent sets of 8 groups run
-// interleaved: the sums are chains of dependent adds (the reference's order), so two sets keep the vector units busy.
-#define KQ_SETS 2
-KQ_INLINE void fit_affine8(int G, const v8f (*X)[32], const v8f (*W)[32], int nmax, float rmin, float rdelta,
-                           int nstep, v8i (*L)[32], v8f *scale_out, v8f *neg_min) {
-    v8f lo[KQ_SETS], hi[KQ_SETS], sw[KQ_SETS], swx[KQ_SETS], lo0[KQ_SETS], scale[KQ_SETS], err_best[KQ_SETS];
-    v8i flat[KQ_SETS];
-    for (int g = 0; g < G; ++g) {
-        lo[g] = X[g][0], hi[g] = X[g][0], sw[g] = W[g][0], swx[g] = W[g][0] * X[g][0];
+// L[i] lane j receives level i of group j.
+KQ_INLINE void fit_affine8(const v8f *X, const v8f *W, int nmax, float rmin, float rdelta, int nstep, v8i *L,
+                           v8f *scale_out, v8f *neg_min) {
+    v8f lo = X[0], hi = X[0], sw = W[0], swx = W[0] * X[0];
+    for (int i = 1; i < 32; ++i) {
+        lo = sel(X[i] < lo, X[i], lo);
+        hi = sel(X[i] > hi, X[i], hi);
+        sw = sw + W[i];
+        swx = swx + W[i] * X[i];
     }
-    for (int i = 1; i < 32; ++i)
-        for (int g = 0; g < G; ++g) {
-            lo[g] = sel(X[g][i] < lo[g], X[g][i], lo[g]);
-            hi[g] = sel(X[g][i] > hi[g], X[g][i], hi[g]);
-            sw[g] = sw[g] + W[g][i];
-            swx[g] = swx[g] + W[g][i] * X[g][i];
-        }
-    for (int g = 0; g < G; ++g) {
-        lo[g] = sel(lo[g] > vsplat(0), vsplat(0), lo[g]);
-        flat[g] = hi[g] == lo[g];
-        lo0[g] = lo[g];
-        v8f inv = vsplat((float)nmax) / (hi[g] - lo[g]);
-        scale[g] = vsplat(1) / inv;
-        err_best[g] = vsplat(0);
-        for (int i = 0; i < 32; ++i) {
-            L[g][i] = vround_clamp(inv * (X[g][i] - lo[g]), 0, nmax);
-            v8f e = scale[g] * vfloat(L[g][i]) + lo[g] - X[g][i];
-            err_best[g] = err_best[g] + W[g][i] * (e * e);
-        }
+    lo = sel(lo > vsplat(0), vsplat(0), lo);
+    v8i flat = hi == lo;
+    v8f lo0 = lo;
+    v8f inv = vsplat((float)nmax) / (hi - lo);
+    v8f scale = vsplat(1) / inv;
+    v8f err_best = vsplat(0);
+    for (int i = 0; i < 32; ++i) {
+        L[i] = vround_clamp(inv * (X[i] - lo), 0, nmax);
+        v8f e = scale * vfloat(L[i]) + lo - X[i];
+        err_best = err_best + W[i] * (e * e);
     }
-    v8i T[KQ_SETS][32];
+    v8i T[32];
     for (int k = 0; k <= nstep; ++k) {
-        v8f inv[KQ_SETS], sl[KQ_SETS], sl2[KQ_SETS], sxl[KQ_SETS], sc[KQ_SETS], m[KQ_SETS], err[KQ_SETS];
-        v8i ok[KQ_SETS];
-        for (int g = 0; g < G; ++g) {
-            inv[g] = vsplat(rmin + rdelta * k + nmax) / (hi[g] - lo[g]);
-            sl[g] = sl2[g] = sxl[g] = vsplat(0);
+        inv = vsplat(rmin + rdelta * k + nmax) / (hi - lo);
+        v8f sl = vsplat(0), sl2 = vsplat(0), sxl = vsplat(0);
+        for (int i = 0; i < 32; ++i) {
+            T[i] = vround_clamp(inv * (X[i] - lo), 0, nmax);
+            v8f q = vfloat(T[i]);
+            sl = sl + W[i] * q;
+            sl2 = sl2 + W[i] * q * q;
+            sxl = sxl + W[i] * q * X[i];
         }
-        for (int i = 0; i < 32; ++i)
-            for (int g = 0; g < G; ++g) {
-                T[g][i] = vround_clamp(inv[g] * (X[g][i] - lo[g]), 0, nmax);
-                v8f q = vfloat(T[g][i]);
-                sl[g] = sl[g] + W[g][i] * q;
-                sl2[g] = sl2[g] + W[g][i] * q * q;
-                sxl[g] = sxl[g] + W[g][i] * q * X[g][i];
-            }
-        for (int g = 0; g < G; ++g) {
-            v8f det = sw[g] * sl2[g] - sl[g] * sl[g];
-            ok[g] = det > vsplat(0);
-            sc[g] = (sw[g] * sxl[g] - swx[g] * sl[g]) / det;
-            m[g] = (sl2[g] * swx[g] - sl[g] * sxl[g]) / det;
-            v8i pos = m[g] > vsplat(0);
-            m[g] = sel(pos, vsplat(0), m[g]);
-            sc[g] = sel(pos, sxl[g] / sl2[g], sc[g]);
-            err[g] = vsplat(0);
+        v8f det = sw * sl2 - sl * sl;
+        v8i ok = det > vsplat(0);
+        v8f sc = (sw * sxl - swx * sl) / det;
+        v8f m = (sl2 * swx - sl * sxl) / det;
+        v8i pos = m > vsplat(0);
+        m = sel(pos, vsplat(0), m);
+        sc = sel(pos, sxl / sl2, sc);
+        v8f err = vsplat(0);
+        for (int i = 0; i < 32; ++i) {
+            v8f e = sc * vfloat(T[i]) + m - X[i];
+            err = err + W[i] * (e * e);
         }
-        for (int i = 0; i < 32; ++i)
-            for (int g = 0; g < G; ++g) {
-                v8f e = sc[g] * vfloat(T[g][i]) + m[g] - X[g][i];
-                err[g] = err[g] + W[g][i] * (e * e);
-            }
-        for (int g = 0; g < G; ++g) {
-            v8i better = ok[g] & (err[g] < err_best[g]);
-            for (int i = 0; i < 32; ++i) L[g][i] = seli(better, T[g][i], L[g][i]);
-            err_best[g] = sel(better, err[g], err_best[g]);
-            scale[g] = sel(better, sc[g], scale[g]);
-            lo[g] = sel(better, m[g], lo[g]);
-        }
+        v8i better = ok & (err < err_best);
+        for (int i = 0; i < 32; ++i) L[i] = seli(better, T[i], L[i]);
+        err_best = sel(better, err, err_best);
+        scale = sel(better, sc, scale);
+        lo = sel(better, m, lo);
     }
-    for (int g = 0; g < G; ++g) {
-        for (int i = 0; i < 32; ++i) L[g][i] = seli(flat[g], isplat(0), L[g][i]);
-        neg_min[g] = -sel(flat[g], lo0[g], lo[g]);
-        scale_out[g] = sel(flat[g], vsplat(0), scale[g]);
-    }
+    for (int i = 0; i < 32; ++i) L[i] = seli(flat, isplat(0), L[i]);
+    *neg_min = -sel(flat, lo0, lo);
+    *scale_out = sel(flat, vsplat(0), scale);
 }
 
 // Symmetric scales for 8 groups of 16 values (X[i] lane j) into [-nmax, nmax-1] with x²-weighted least squares over
@@ -195,90 +174,72 @@ void lfm_kq_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *m) {
     *m = (uint8_t)b;
 }
 
-// Q4_K / Q5_K share everything but the level count and the search parameters. G (1 or 2) consecutive super-blocks
-// of x / blk / L at once.
-KQ_INLINE void quantize_affine_k(int G, const float *x0, uint8_t *blk0, size_t blk_bytes, int nmax, float rmin,
-                                 int nstep, uint8_t (*L0)[256]) {
-    v8f X[KQ_SETS][32], W[KQ_SETS][32], vs[KQ_SETS], vm[KQ_SETS];
-    v8i Lv[KQ_SETS][32];
-    for (int g = 0; g < G; ++g) {
-        const float *x = x0 + 256 * g;
-        float s2[8];
-        for (int l = 0; l < 32; ++l)
-            for (int j = 0; j < 8; ++j) X[g][l][j] = x[32 * j + l];
-        v8f acc = vsplat(0);
-        for (int l = 0; l < 32; ++l) acc = acc + X[g][l] * X[g][l];
-        for (int j = 0; j < 8; ++j) s2[j] = sqrtf(acc[j] / 32);
-        v8f rms = {s2[0], s2[1], s2[2], s2[3], s2[4], s2[5], s2[6], s2[7]};
-        for (int l = 0; l < 32; ++l) W[g][l] = rms + vabs(X[g][l]);
+// Q4_K / Q5_K share everything but the level count and the search parameters.
+KQ_INLINE void quantize_affine_k(const float *x, uint8_t *blk, int nmax, float rmin, int nstep, uint8_t *L) {
+    v8f X[32], W[32], vs, vm;
+    v8i Lv[32];
+    float s2[8];
+    for (int l = 0; l < 32; ++l)
+        for (int j = 0; j < 8; ++j) X[l][j] = x[32 * j + l];
+    v8f acc = vsplat(0);
+    for (int l = 0; l < 32; ++l) acc = acc + X[l] * X[l];
+    for (int j = 0; j < 8; ++j) s2[j] = sqrtf(acc[j] / 32);
+    v8f rms = {s2[0], s2[1], s2[2], s2[3], s2[4], s2[5], s2[6], s2[7]};
+    for (int l = 0; l < 32; ++l) W[l] = rms + vabs(X[l]);
+    fit_affine8(X, W, nmax, rmin, 0.1f, nstep, Lv, &vs, &vm);
+    float sc[8], mn[8];
+    float top_sc = 0, top_mn = 0;
+    for (int j = 0; j < 8; ++j) {
+        sc[j] = vs[j];
+        mn[j] = vm[j];
+        for (int l = 0; l < 32; ++l) L[32 * j + l] = (uint8_t)Lv[l][j];
+        if (sc[j] > top_sc) top_sc = sc[j];
+        if (mn[j] > top_mn) top_mn = mn[j];
     }
-    fit_affine8(G, X, W, nmax, rmin, 0.1f, nstep, Lv, vs, vm);
-    for (int g = 0; g < G; ++g) {
-        const float *x = x0 + 256 * g;
-        uint8_t *blk = blk0 + blk_bytes * g, *L = L0[g];
-        float sc[8], mn[8];
-        float top_sc = 0, top_mn = 0;
-        for (int j = 0; j < 8; ++j) {
-            sc[j] = vs[g][j];
-            mn[j] = vm[g][j];
-            for (int l = 0; l < 32; ++l) L[32 * j + l] = (uint8_t)Lv[g][l][j];
-            if (sc[j] > top_sc) top_sc = sc[j];
-            if (mn[j] > top_mn) top_mn = mn[j];
-        }
-        float is = top_sc > 0 ? 63.f / top_sc : 0.f;
-        float im = top_mn > 0 ? 63.f / top_mn : 0.f;
-        uint8_t *scales = blk + 4, ls[8], lm[8];
-        for (int j = 0; j < 8; ++j) {
-            ls[j] = (uint8_t)round_mantissa(is * sc[j]);
-            lm[j] = (uint8_t)round_mantissa(im * mn[j]);
-            if (ls[j] > 63) ls[j] = 63;
-            if (lm[j] > 63) lm[j] = 63;
-        }
-        lfm_kq_pack_sm(ls, lm, scales);
-        put_f16(blk, top_sc / 63.f);
-        put_f16(blk + 2, top_mn / 63.f);
-        float d = get_f16(blk), dmin = get_f16(blk + 2);
-        for (int j = 0; j < 8; ++j) {
-            uint8_t s, m;
-            lfm_kq_scale_min(j, scales, &s, &m);
-            float dj = d * s;
-            if (!dj) continue;
-            // the reference's round(clamp((x + m) / d)) per element, eight lanes at a time (IEEE division, same bits)
-            v8f vd = vsplat(dj), vmj = vsplat(dmin * m);
-            for (int l = 0; l < 32; l += 8) {
-                v8f xv;
-                memcpy(&xv, x + 32 * j + l, sizeof xv);
-                v8i q = vround_clamp((xv + vmj) / vd, 0, nmax);
-                for (int k = 0; k < 8; ++k) L[32 * j + l + k] = (uint8_t)q[k];
-            }
+    float is = top_sc > 0 ? 63.f / top_sc : 0.f;
+    float im = top_mn > 0 ? 63.f / top_mn : 0.f;
+    uint8_t *scales = blk + 4, ls[8], lm[8];
+    for (int j = 0; j < 8; ++j) {
+        ls[j] = (uint8_t)round_mantissa(is * sc[j]);
+        lm[j] = (uint8_t)round_mantissa(im * mn[j]);
+        if (ls[j] > 63) ls[j] = 63;
+        if (lm[j] > 63) lm[j] = 63;
+    }
+    lfm_kq_pack_sm(ls, lm, scales);
+    put_f16(blk, top_sc / 63.f);
+    put_f16(blk + 2, top_mn / 63.f);
+    float d = get_f16(blk), dmin = get_f16(blk + 2);
+    for (int j = 0; j < 8; ++j) {
+        uint8_t s, m;
+        lfm_kq_scale_min(j, scales, &s, &m);
+        float dj = d * s;
+        if (!dj) continue;
+        // the reference's round(clamp((x + m) / d)) per element, eight lanes at a time (IEEE division, same bits)
+        v8f vd = vsplat(dj), vmj = vsplat(dmin * m);
+        for (int l = 0; l < 32; l += 8) {
+            v8f xv;
+            memcpy(&xv, x + 32 * j + l, sizeof xv);
+            v8i q = vround_clamp((xv + vmj) / vd, 0, nmax);
+            for (int k = 0; k < 8; ++k) L[32 * j + l + k] = (uint8_t)q[k];
         }
     }
 }
 
-// Q4_K (q5 = 0) / Q5_K: the super-blocks two at a time, then each one's levels packed.
+// Q4_K (q5 = 0) / Q5_K: each super-block fitted, then its levels packed.
 KQ_INLINE void quantize_affine_rows(const float *src, uint8_t *dst, size_t n, int q5) {
-    uint8_t L[KQ_SETS][256];
-    size_t nb = n / 256, bytes = q5 ? LFM_Q5_K_BYTES : LFM_Q4_K_BYTES;
-    int nmax = q5 ? 31 : 15, nstep = q5 ? 15 : 20;
-    float rmin = q5 ? -0.5f : -1.f;
-    for (size_t b = 0; b < nb; b += KQ_SETS) {
-        int G = nb - b >= KQ_SETS ? KQ_SETS : (int)(nb - b);
-        uint8_t *blk0 = dst + b * bytes;
-        if (G == KQ_SETS)
-            quantize_affine_k(KQ_SETS, src + b * 256, blk0, bytes, nmax, rmin, nstep, L);
-        else
-            quantize_affine_k(1, src + b * 256, blk0, bytes, nmax, rmin, nstep, L);
-        for (int s = 0; s < G; s++) {
-            uint8_t *blk = blk0 + bytes * s, *qh = blk + 16, *qs = blk + (q5 ? 48 : 16);
-            if (q5) memset(qh, 0, 32);
-            for (int g = 0; g < 4; g++)
-                for (int l = 0; l < 32; l++) {
-                    int a = L[s][64 * g + l], c = L[s][64 * g + 32 + l];
-                    if (q5 && a > 15) qh[l] |= (uint8_t)(1 << (2 * g));
-                    if (q5 && c > 15) qh[l] |= (uint8_t)(2 << (2 * g));
-                    qs[32 * g + l] = (uint8_t)((a & 15) | ((c & 15) << 4));
-                }
-        }
+    uint8_t L[256];
+    size_t bytes = q5 ? LFM_Q5_K_BYTES : LFM_Q4_K_BYTES;
+    for (size_t b = 0; b < n / 256; b++) {
+        uint8_t *blk = dst + b * bytes, *qh = blk + 16, *qs = blk + (q5 ? 48 : 16);
+        quantize_affine_k(src + b * 256, blk, q5 ? 31 : 15, q5 ? -0.5f : -1.f, q5 ? 15 : 20, L);
+        if (q5) memset(qh, 0, 32);
+        for (int g = 0; g < 4; g++)
+            for (int l = 0; l < 32; l++) {
+                int a = L[64 * g + l], c = L[64 * g + 32 + l];
+                if (q5 && a > 15) qh[l] |= (uint8_t)(1 << (2 * g));
+                if (q5 && c > 15) qh[l] |= (uint8_t)(2 << (2 * g));
+                qs[32 * g + l] = (uint8_t)((a & 15) | ((c & 15) << 4));
+            }
     }
 }
 

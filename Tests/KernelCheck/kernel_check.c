@@ -335,7 +335,7 @@ static void check_kquant_bytes(void) {
         char name[64];
         snprintf(name, sizeof name, "quantize_%s = ggml (hash)", type_name(types[t]));
         check("scalar", name, h == want[t] ? 0 : 1, 0);
-        // an odd number of super-blocks (the quantizers fit two at a time): the same bytes as the prefix
+        // one super-block fewer: the same bytes as the prefix (no state carried between blocks)
         uint8_t *o2 = malloc(len);
         encode(types[t], x, n - 256, o2);
         snprintf(name, sizeof name, "quantize_%s, odd block count", type_name(types[t]));
