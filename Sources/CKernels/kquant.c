@@ -26,10 +26,12 @@ static inline float get_f16(const uint8_t *p) {
     return lfm_f16_to_f32(h);
 }
 
-// The fits run on 8 groups at once, one per vector lane (GCC/Clang vector extensions: AVX2 or NEON code where the
-// compiler targets it, plain C otherwise). Each lane performs exactly the scalar reference's sequence of IEEE
-// operations (same order, no contraction; comparisons become lane masks), so the result is bit-identical to
-// fitting the groups one after another.
+// The fits run on 16 groups at once, one per vector lane (GCC/Clang vector extensions: AVX2, AVX-512 or NEON code
+// where the compiler targets it, plain C otherwise). Each lane performs exactly the scalar reference's sequence of
+// IEEE operations (same order, no contraction; comparisons become lane masks), so the result is bit-identical to
+// fitting the groups one after another. Sixteen lanes are two Q4_K/Q5_K super-blocks or the sixteen sub-blocks of
+// one Q6_K super-block: twice the independent work per accumulation chain of the least-squares trials, whose
+// sums are sequential in the reference's order.
 // The exported quantizers are compiled for AVX2 and baseline x86-64 (picked at load time) where clones are available.
 #pragma GCC diagnostic ignored "-Wpsabi"
 #if defined(__has_feature)
@@ -44,34 +46,46 @@ static inline float get_f16(const uint8_t *p) {
 #endif
 #define KQ_INLINE static inline __attribute__((always_inline))
 
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+typedef uint8_t vb __attribute__((vector_size(16)));
 
-KQ_INLINE v8f vsplat(float v) { return (v8f){v, v, v, v, v, v, v, v}; }
-KQ_INLINE v8i isplat(int32_t v) { return (v8i){v, v, v, v, v, v, v, v}; }
-KQ_INLINE v8f sel(v8i m, v8f a, v8f b) {
-    v8i r = ((v8i)a & m) | ((v8i)b & ~m);
-    return (v8f)r;
+KQ_INLINE vf vsplat(float v) { return (vf){v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v}; }
+KQ_INLINE vi isplat(int32_t v) { return (vi){v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v}; }
+KQ_INLINE vf sel(vi m, vf a, vf b) {
+    vi r = ((vi)a & m) | ((vi)b & ~m);
+    return (vf)r;
 }
-KQ_INLINE v8i seli(v8i m, v8i a, v8i b) { return (a & m) | (b & ~m); }
-KQ_INLINE v8f vabs(v8f a) { return (v8f)((v8i)a & isplat(0x7fffffff)); }
+KQ_INLINE vi seli(vi m, vi a, vi b) { return (a & m) | (b & ~m); }
+KQ_INLINE vf vabs(vf a) { return (vf)((vi)a & isplat(0x7fffffff)); }
 // round_mantissa lane by lane, clamped to [lo, hi]
-KQ_INLINE v8i vround_clamp(v8f v, int lo, int hi) {
-    v8f t = v + vsplat(12582912.f);
-    v8i q = ((v8i)t & isplat(0x007fffff)) - isplat(0x00400000);
+KQ_INLINE vi vround_clamp(vf v, int lo, int hi) {
+    vf t = v + vsplat(12582912.f);
+    vi q = ((vi)t & isplat(0x007fffff)) - isplat(0x00400000);
     q = seli(q < isplat(lo), isplat(lo), q);
     return seli(q > isplat(hi), isplat(hi), q);
 }
-KQ_INLINE v8f vfloat(v8i q) { return __builtin_convertvector(q, v8f); }
+KQ_INLINE vf vfloat(vi q) { return __builtin_convertvector(q, vf); }
+KQ_INLINE vf vload(const float *p) {
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+// 16 levels (in 0..255) stored as bytes
+KQ_INLINE void vstore_bytes(uint8_t *p, vi q) {
+    vb b = __builtin_convertvector(q, vb);
+    memcpy(p, &b, sizeof b);
+}
 
-// Scale and offset for 8 groups of 32 values (X[i] lane j: value i of group j) into [0, nmax] (an asymmetric
+// Scale and offset for 16 groups of 32 values (X[i] lane j: value i of group j) into [0, nmax] (an asymmetric
 // group): a first guess from min..max, then nstep+1 trial scales (nmax + rmin + rdelta·k over the range), each
 // refitted by weighted least squares for scale and offset (offset clamped to ≤ 0), kept when its weighted squared
 // error is lower (later trials use the offset kept so far). *scale_out gets the scales, *neg_min the negated offsets;
-// L[i] lane j receives level i of group j.
-KQ_INLINE void fit_affine8(const v8f *X, const v8f *W, int nmax, float rmin, float rdelta, int nstep, v8i *L,
-                           v8f *scale_out, v8f *neg_min) {
-    v8f lo = X[0], hi = X[0], sw = W[0], swx = W[0] * X[0];
+// L[i] lane j receives level i of group j. A trial's levels are a function of its (inverse scale, offset) pair, so
+// the lanes keep that pair of their best trial and the levels are computed once at the end by the same operations.
+KQ_INLINE void fit_affine(const vf *X, const vf *W, int nmax, float rmin, float rdelta, int nstep, vi *L,
+                          vf *scale_out, vf *neg_min) {
+    vf lo = X[0], hi = X[0], sw = W[0], swx = W[0] * X[0];
     for (int i = 1; i < 32; ++i) {
         lo = sel(X[i] < lo, X[i], lo);
         hi = sel(X[i] > hi, X[i], hi);
@@ -79,89 +93,88 @@ KQ_INLINE void fit_affine8(const v8f *X, const v8f *W, int nmax, float rmin, flo
         swx = swx + W[i] * X[i];
     }
     lo = sel(lo > vsplat(0), vsplat(0), lo);
-    v8i flat = hi == lo;
-    v8f lo0 = lo;
-    v8f inv = vsplat((float)nmax) / (hi - lo);
-    v8f scale = vsplat(1) / inv;
-    v8f err_best = vsplat(0);
+    vi flat = hi == lo;
+    vf lo0 = lo;
+    vf inv = vsplat((float)nmax) / (hi - lo);
+    vf scale = vsplat(1) / inv;
+    vf err_best = vsplat(0);
     for (int i = 0; i < 32; ++i) {
-        L[i] = vround_clamp(inv * (X[i] - lo), 0, nmax);
-        v8f e = scale * vfloat(L[i]) + lo - X[i];
+        vf e = scale * vfloat(vround_clamp(inv * (X[i] - lo), 0, nmax)) + lo - X[i];
         err_best = err_best + W[i] * (e * e);
     }
-    v8i T[32];
+    vf inv_best = inv, lo_best = lo; // the pair whose levels are kept
+    vf Q[32];
     for (int k = 0; k <= nstep; ++k) {
         inv = vsplat(rmin + rdelta * k + nmax) / (hi - lo);
-        v8f sl = vsplat(0), sl2 = vsplat(0), sxl = vsplat(0);
+        vf sl = vsplat(0), sl2 = vsplat(0), sxl = vsplat(0);
         for (int i = 0; i < 32; ++i) {
-            T[i] = vround_clamp(inv * (X[i] - lo), 0, nmax);
-            v8f q = vfloat(T[i]);
+            vf q = vfloat(vround_clamp(inv * (X[i] - lo), 0, nmax));
+            Q[i] = q;
             sl = sl + W[i] * q;
             sl2 = sl2 + W[i] * q * q;
             sxl = sxl + W[i] * q * X[i];
         }
-        v8f det = sw * sl2 - sl * sl;
-        v8i ok = det > vsplat(0);
-        v8f sc = (sw * sxl - swx * sl) / det;
-        v8f m = (sl2 * swx - sl * sxl) / det;
-        v8i pos = m > vsplat(0);
+        vf det = sw * sl2 - sl * sl;
+        vi ok = det > vsplat(0);
+        vf sc = (sw * sxl - swx * sl) / det;
+        vf m = (sl2 * swx - sl * sxl) / det;
+        vi pos = m > vsplat(0);
         m = sel(pos, vsplat(0), m);
         sc = sel(pos, sxl / sl2, sc);
-        v8f err = vsplat(0);
+        vf err = vsplat(0);
         for (int i = 0; i < 32; ++i) {
-            v8f e = sc * vfloat(T[i]) + m - X[i];
+            vf e = sc * Q[i] + m - X[i];
             err = err + W[i] * (e * e);
         }
-        v8i better = ok & (err < err_best);
-        for (int i = 0; i < 32; ++i) L[i] = seli(better, T[i], L[i]);
+        vi better = ok & (err < err_best);
+        inv_best = sel(better, inv, inv_best);
+        lo_best = sel(better, lo, lo_best);
         err_best = sel(better, err, err_best);
         scale = sel(better, sc, scale);
         lo = sel(better, m, lo);
     }
-    for (int i = 0; i < 32; ++i) L[i] = seli(flat, isplat(0), L[i]);
+    for (int i = 0; i < 32; ++i) L[i] = seli(flat, isplat(0), vround_clamp(inv_best * (X[i] - lo_best), 0, nmax));
     *neg_min = -sel(flat, lo0, lo);
     *scale_out = sel(flat, vsplat(0), scale);
 }
 
-// Symmetric scales for 8 groups of 16 values (X[i] lane j) into [-nmax, nmax-1] with x²-weighted least squares over
-// 19 trial scales around -nmax/max (the signed value of largest magnitude). L[i] receives level + nmax.
-KQ_INLINE void fit_symmetric8(const v8f *X, int nmax, v8i *L, v8f *scale_out) {
-    v8f amax = vsplat(0), vmax = vsplat(0);
+// Symmetric scales for 16 groups of 16 values (X[i] lane j) into [-nmax, nmax-1] with x²-weighted least squares
+// over 19 trial scales around -nmax/max (the signed value of largest magnitude). L[i] receives level + nmax; as in
+// fit_affine the lanes keep their best trial's inverse scale and the levels are computed once at the end.
+KQ_INLINE void fit_symmetric(const vf *X, int nmax, vi *L, vf *scale_out) {
+    vf amax = vsplat(0), vmax = vsplat(0);
     for (int i = 0; i < 16; ++i) {
-        v8f a = vabs(X[i]);
-        v8i gt = a > amax;
+        vf a = vabs(X[i]);
+        vi gt = a > amax;
         amax = sel(gt, a, amax);
         vmax = sel(gt, X[i], vmax);
     }
-    v8i zero = amax < vsplat(1e-15f);
-    v8f inv = vsplat((float)-nmax) / vmax;
-    v8f sxl = vsplat(0), sl2 = vsplat(0);
+    vi zero = amax < vsplat(1e-15f);
+    vf inv = vsplat((float)-nmax) / vmax;
+    vf sxl = vsplat(0), sl2 = vsplat(0);
     for (int i = 0; i < 16; ++i) {
-        v8i q = vround_clamp(inv * X[i], -nmax, nmax - 1);
-        L[i] = q + isplat(nmax);
-        v8f qf = vfloat(q), w = X[i] * X[i];
+        vf qf = vfloat(vround_clamp(inv * X[i], -nmax, nmax - 1)), w = X[i] * X[i];
         sxl = sxl + w * X[i] * qf;
         sl2 = sl2 + w * qf * qf;
     }
-    v8f scale = sel(sl2 != vsplat(0), sxl / sl2, vsplat(0));
-    v8f best = scale * sxl;
+    vf scale = sel(sl2 != vsplat(0), sxl / sl2, vsplat(0));
+    vf best = scale * sxl, inv_best = inv;
     for (int k = -9; k <= 9; ++k) {
         if (k == 0) continue;
         inv = vsplat(-(nmax + 0.1f * k)) / vmax;
-        v8i T[16];
         sxl = sl2 = vsplat(0);
         for (int i = 0; i < 16; ++i) {
-            T[i] = vround_clamp(inv * X[i], -nmax, nmax - 1);
-            v8f qf = vfloat(T[i]), w = X[i] * X[i];
+            vf qf = vfloat(vround_clamp(inv * X[i], -nmax, nmax - 1)), w = X[i] * X[i];
             sxl = sxl + w * X[i] * qf;
             sl2 = sl2 + w * qf * qf;
         }
-        v8i better = (sl2 > vsplat(0)) & (sxl * sxl > best * sl2);
-        for (int i = 0; i < 16; ++i) L[i] = seli(better, T[i] + isplat(nmax), L[i]);
+        vi better = (sl2 > vsplat(0)) & (sxl * sxl > best * sl2);
+        inv_best = sel(better, inv, inv_best);
         scale = sel(better, sxl / sl2, scale);
         best = sel(better, scale * sxl, best);
     }
-    for (int i = 0; i < 16; ++i) L[i] = seli(zero, isplat(0), L[i]);
+    for (int i = 0; i < 16; ++i)
+        L[i] = seli(zero, isplat(0), vround_clamp(inv_best * X[i], -nmax, nmax - 1) + isplat(nmax));
     *scale_out = sel(zero, vsplat(0), scale);
 }
 
@@ -174,25 +187,16 @@ void lfm_kq_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *m) {
     *m = (uint8_t)b;
 }
 
-// Q4_K / Q5_K share everything but the level count and the search parameters.
-KQ_INLINE void quantize_affine_k(const float *x, uint8_t *blk, int nmax, float rmin, int nstep, uint8_t *L) {
-    v8f X[32], W[32], vs, vm;
-    v8i Lv[32];
-    float s2[8];
-    for (int l = 0; l < 32; ++l)
-        for (int j = 0; j < 8; ++j) X[l][j] = x[32 * j + l];
-    v8f acc = vsplat(0);
-    for (int l = 0; l < 32; ++l) acc = acc + X[l] * X[l];
-    for (int j = 0; j < 8; ++j) s2[j] = sqrtf(acc[j] / 32);
-    v8f rms = {s2[0], s2[1], s2[2], s2[3], s2[4], s2[5], s2[6], s2[7]};
-    for (int l = 0; l < 32; ++l) W[l] = rms + vabs(X[l]);
-    fit_affine8(X, W, nmax, rmin, 0.1f, nstep, Lv, &vs, &vm);
+// One Q4_K / Q5_K super-block from its eight groups' fitted scales and offsets (lanes lane0 … lane0+7 of the fit):
+// the 6-bit scales and offsets under two f16 super-scales, then every level requantized from them as the reference
+// does (groups whose scale quantizes to zero keep the fit's levels).
+KQ_INLINE void finish_affine(const float *x, uint8_t *blk, int nmax, vf vs, vf vm, const vi *Lv, int lane0,
+                             uint8_t *L) {
     float sc[8], mn[8];
     float top_sc = 0, top_mn = 0;
     for (int j = 0; j < 8; ++j) {
-        sc[j] = vs[j];
-        mn[j] = vm[j];
-        for (int l = 0; l < 32; ++l) L[32 * j + l] = (uint8_t)Lv[l][j];
+        sc[j] = vs[lane0 + j];
+        mn[j] = vm[lane0 + j];
         if (sc[j] > top_sc) top_sc = sc[j];
         if (mn[j] > top_mn) top_mn = mn[j];
     }
@@ -213,33 +217,62 @@ KQ_INLINE void quantize_affine_k(const float *x, uint8_t *blk, int nmax, float r
         uint8_t s, m;
         lfm_kq_scale_min(j, scales, &s, &m);
         float dj = d * s;
-        if (!dj) continue;
-        // the reference's round(clamp((x + m) / d)) per element, eight lanes at a time (IEEE division, same bits)
-        v8f vd = vsplat(dj), vmj = vsplat(dmin * m);
-        for (int l = 0; l < 32; l += 8) {
-            v8f xv;
-            memcpy(&xv, x + 32 * j + l, sizeof xv);
-            v8i q = vround_clamp((xv + vmj) / vd, 0, nmax);
-            for (int k = 0; k < 8; ++k) L[32 * j + l + k] = (uint8_t)q[k];
+        if (!dj) {
+            for (int l = 0; l < 32; ++l) L[32 * j + l] = (uint8_t)Lv[l][lane0 + j];
+            continue;
         }
+        // the reference's round(clamp((x + m) / d)) per element, sixteen lanes at a time (IEEE division, same bits)
+        vf vd = vsplat(dj), vmj = vsplat(dmin * m);
+        for (int l = 0; l < 32; l += 16)
+            vstore_bytes(L + 32 * j + l, vround_clamp((vload(x + 32 * j + l) + vmj) / vd, 0, nmax));
     }
 }
 
-// Q4_K (q5 = 0) / Q5_K: each super-block fitted, then its levels packed.
+// Two Q4_K / Q5_K super-blocks (x0, x1: 256 values each) fitted together, lanes 0-7 and 8-15; their levels go to
+// L0 and L1.
+KQ_INLINE void quantize_affine_pair(const float *x0, const float *x1, uint8_t *blk0, uint8_t *blk1, int nmax,
+                                    float rmin, int nstep, uint8_t *L0, uint8_t *L1) {
+    vf X[32], W[32], vs, vm;
+    vi Lv[32];
+    for (int l = 0; l < 32; ++l)
+        for (int j = 0; j < 8; ++j) {
+            X[l][j] = x0[32 * j + l];
+            X[l][8 + j] = x1[32 * j + l];
+        }
+    vf acc = vsplat(0);
+    for (int l = 0; l < 32; ++l) acc = acc + X[l] * X[l];
+    vf rms;
+    for (int j = 0; j < 16; ++j) rms[j] = sqrtf(acc[j] / 32);
+    for (int l = 0; l < 32; ++l) W[l] = rms + vabs(X[l]);
+    fit_affine(X, W, nmax, rmin, 0.1f, nstep, Lv, &vs, &vm);
+    finish_affine(x0, blk0, nmax, vs, vm, Lv, 0, L0);
+    finish_affine(x1, blk1, nmax, vs, vm, Lv, 8, L1);
+}
+
+// The levels of one Q4_K / Q5_K super-block packed: low nibbles of groups 2g and 2g+1 share 32 bytes; Q5_K's fifth
+// bits go to qh, bit 2g / 2g+1 of byte l.
+KQ_INLINE void pack_affine(const uint8_t *L, uint8_t *blk, int q5) {
+    uint8_t *qh = blk + 16, *qs = blk + (q5 ? 48 : 16);
+    if (q5) memset(qh, 0, 32);
+    for (int g = 0; g < 4; g++)
+        for (int l = 0; l < 32; l++) {
+            int a = L[64 * g + l], c = L[64 * g + 32 + l];
+            if (q5) qh[l] |= (uint8_t)(((a >> 4) << (2 * g)) | ((c >> 4) << (2 * g + 1)));
+            qs[32 * g + l] = (uint8_t)((a & 15) | ((c & 15) << 4));
+        }
+}
+
+// Q4_K (q5 = 0) / Q5_K: super-blocks fitted two at a time (an odd last one beside a copy of itself), then packed.
 KQ_INLINE void quantize_affine_rows(const float *src, uint8_t *dst, size_t n, int q5) {
-    uint8_t L[256];
-    size_t bytes = q5 ? LFM_Q5_K_BYTES : LFM_Q4_K_BYTES;
-    for (size_t b = 0; b < n / 256; b++) {
-        uint8_t *blk = dst + b * bytes, *qh = blk + 16, *qs = blk + (q5 ? 48 : 16);
-        quantize_affine_k(src + b * 256, blk, q5 ? 31 : 15, q5 ? -0.5f : -1.f, q5 ? 15 : 20, L);
-        if (q5) memset(qh, 0, 32);
-        for (int g = 0; g < 4; g++)
-            for (int l = 0; l < 32; l++) {
-                int a = L[64 * g + l], c = L[64 * g + 32 + l];
-                if (q5 && a > 15) qh[l] |= (uint8_t)(1 << (2 * g));
-                if (q5 && c > 15) qh[l] |= (uint8_t)(2 << (2 * g));
-                qs[32 * g + l] = (uint8_t)((a & 15) | ((c & 15) << 4));
-            }
+    uint8_t L0[256], L1[256], spare[LFM_Q5_K_BYTES];
+    size_t bytes = q5 ? LFM_Q5_K_BYTES : LFM_Q4_K_BYTES, nb = n / 256;
+    for (size_t b = 0; b < nb; b += 2) {
+        int two = b + 1 < nb;
+        const float *x0 = src + b * 256, *x1 = two ? x0 + 256 : x0;
+        uint8_t *blk0 = dst + b * bytes, *blk1 = two ? blk0 + bytes : spare;
+        quantize_affine_pair(x0, x1, blk0, blk1, q5 ? 31 : 15, q5 ? -0.5f : -1.f, q5 ? 15 : 20, L0, L1);
+        pack_affine(L0, blk0, q5);
+        if (two) pack_affine(L1, blk1, q5);
     }
 }
 
@@ -249,38 +282,20 @@ void lfm_quantize_q4_k(const float *src, uint8_t *dst, size_t n) { quantize_affi
 KQ_CLONES
 void lfm_quantize_q5_k(const float *src, uint8_t *dst, size_t n) { quantize_affine_rows(src, dst, n, 1); }
 
-// The reference's round(clamp(x / d)) + 32 for 16 elements, eight lanes at a time (IEEE division, same bits).
-KQ_INLINE void requant_symmetric16(const float *x, float d, int8_t *L) {
-    v8f vd = vsplat(d);
-    for (int l = 0; l < 16; l += 8) {
-        v8f xv;
-        memcpy(&xv, x + l, sizeof xv);
-        v8i q = vround_clamp(xv / vd, -32, 31);
-        for (int k = 0; k < 8; ++k) L[l + k] = (int8_t)(q[k] + 32);
-    }
-}
-
 KQ_CLONES
 void lfm_quantize_q6_k(const float *src, uint8_t *dst, size_t n) {
-    int8_t L[256];
-    float sc[16];
+    uint8_t L[256];
     for (size_t b = 0; b < n / 256; b++) {
         const float *x = src + b * 256;
         uint8_t *blk = dst + b * LFM_Q6_K_BYTES;
-        float top = 0, top_abs = 0;
-        for (int half = 0; half < 2; ++half) { // sub-blocks 8·half … 8·half+7, one per lane
-            v8f X[16];
-            v8i Lv[16];
-            for (int i = 0; i < 16; ++i)
-                for (int j = 0; j < 8; ++j) X[i][j] = x[16 * (8 * half + j) + i];
-            v8f vs;
-            fit_symmetric8(X, 32, Lv, &vs);
-            for (int j = 0; j < 8; ++j) {
-                sc[8 * half + j] = vs[j];
-                for (int i = 0; i < 16; ++i) L[16 * (8 * half + j) + i] = (int8_t)Lv[i][j];
-            }
-        }
+        vf X[16], vs;
+        vi Lv[16];
+        for (int i = 0; i < 16; ++i)
+            for (int j = 0; j < 16; ++j) X[i][j] = x[16 * j + i]; // sub-block j in lane j
+        fit_symmetric(X, 32, Lv, &vs);
+        float sc[16], top = 0, top_abs = 0;
         for (int j = 0; j < 16; ++j) {
+            sc[j] = vs[j];
             float a = fabsf(sc[j]);
             if (a > top_abs) {
                 top_abs = a;
@@ -299,12 +314,16 @@ void lfm_quantize_q6_k(const float *src, uint8_t *dst, size_t n) {
         float d = get_f16(blk + 208);
         for (int j = 0; j < 16; ++j) {
             float dj = d * scales[j];
-            if (!dj) continue;
-            requant_symmetric16(x + 16 * j, dj, L + 16 * j);
+            if (!dj) { // the fit's levels
+                for (int i = 0; i < 16; ++i) L[16 * j + i] = (uint8_t)Lv[i][j];
+                continue;
+            }
+            // the reference's round(clamp(x / d)) + 32, sixteen lanes at a time (IEEE division, same bits)
+            vstore_bytes(L + 16 * j, vround_clamp(vload(x + 16 * j) / vsplat(dj), -32, 31) + isplat(32));
         }
         uint8_t *ql = blk, *qh = blk + 128;
         for (int h = 0; h < 2; h++) {
-            const int8_t *Lh = L + 128 * h;
+            const uint8_t *Lh = L + 128 * h;
             for (int l = 0; l < 32; l++) {
                 int a = Lh[l], c = Lh[l + 32], e = Lh[l + 64], f = Lh[l + 96];
                 ql[64 * h + l] = (uint8_t)((a & 15) | ((e & 15) << 4));

@@ -8,10 +8,12 @@ byte and the peak anonymous memory (RssAnon sampled every 5 ms from /proc; file-
 inputs are not counted, for either tool). The page cache is warmed first (every input read once).
 
 Tasks:
-  1. lfm-convert CHECKPOINT -> whole bundle at q8_0 and q4_0 (targets: <= 20 s, <= 512 MB anonymous).
-  2. The same backbone both ways: `lfm-convert export-llama --quant q8_0|q4_0` straight from the bf16
+  1. lfm-convert CHECKPOINT -> whole bundle at q8_0, q4_0 and q4_k_m (targets: <= 20 s, <= 512 MB anonymous;
+     q4_k_m <= 2x the q4_0 time). The presets' repeats are interleaved (q8_0, q4_0, q4_k_m, q8_0, ...) so that a
+     slow spell of a noisy machine falls on all of them.
+  2. The same backbone both ways: `lfm-convert export-llama --quant q8_0|q4_0|q4_k_m` straight from the bf16
      checkpoint, and llama-quantize from a bf16 llama.cpp GGUF of the same backbone (made by
-     `lfm-convert export-llama --quant bf16`) to Q8_0|Q4_0.
+     `lfm-convert export-llama --quant bf16`) to Q8_0|Q4_0|Q4_K_M.
 Needs: a release build (`swift build -c release`), a full-size checkpoint (scripts/reference/make_fullsize.py)
 and llama.cpp's llama-quantize (built outside the repo; see README "Benchmarks").
 """
@@ -68,6 +70,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", default=None, help="where outputs go (default: a temp dir beside the checkpoint)")
+    ap.add_argument("--presets", default="q8_0,q4_0,q4_k_m", help="whole-checkpoint presets (comma-separated)")
     a = ap.parse_args()
 
     lfm = ROOT / ".build/release/lfm-convert"
@@ -82,14 +85,7 @@ def main():
 
     rows = []
 
-    def bench(label, tool, cmd, in_bytes, out_path):
-        walls, peaks = [], []
-        for _ in range(a.repeats):
-            if out_path.exists():
-                out_path.unlink()
-            w, pk, _ = run(cmd)
-            walls.append(w)
-            peaks.append(pk)
+    def row(label, tool, walls, peaks, in_bytes, out_path):
         med = statistics.median(walls)
         rows.append(
             dict(
@@ -104,15 +100,29 @@ def main():
             )
         )
 
-    for q in ["q8_0", "q4_0"]:
-        out = work / f"bundle-{q}.gguf"
-        bench(
-            f"whole checkpoint -> {q} bundle",
-            "lfm-convert",
-            [str(lfm), str(ck), "-o", str(out), "--quant", q, "--threads", str(a.threads), "--force", "--json"],
-            total_in,
-            out,
-        )
+    def bench(label, tool, cmd, in_bytes, out_path):
+        walls, peaks = [], []
+        for _ in range(a.repeats):
+            if out_path.exists():
+                out_path.unlink()
+            w, pk, _ = run(cmd)
+            walls.append(w)
+            peaks.append(pk)
+        row(label, tool, walls, peaks, in_bytes, out_path)
+
+    presets = [q for q in a.presets.split(",") if q]
+    whole = {q: ([], []) for q in presets}
+    for _ in range(a.repeats):
+        for q in presets:
+            out = work / f"bundle-{q}.gguf"
+            if out.exists():
+                out.unlink()
+            cmd = [str(lfm), str(ck), "-o", str(out), "--quant", q, "--threads", str(a.threads), "--force", "--json"]
+            w, pk, _ = run(cmd)
+            whole[q][0].append(w)
+            whole[q][1].append(pk)
+    for q in presets:
+        row(f"whole checkpoint -> {q} bundle", "lfm-convert", *whole[q], total_in, work / f"bundle-{q}.gguf")
 
     # the same backbone, both tools
     bb_bf16 = work / "backbone-bf16.gguf"
@@ -133,7 +143,7 @@ def main():
     warm([bb_bf16])
     bb_in = sum(t for t in [bb_bf16.stat().st_size])
     quant = Path(a.llama_bin) / "llama-quantize"
-    for q, lq in [("q8_0", "Q8_0"), ("q4_0", "Q4_0")]:
+    for q, lq in [("q8_0", "Q8_0"), ("q4_0", "Q4_0"), ("q4_k_m", "Q4_K_M")]:
         out = work / f"backbone-{q}-lfm.gguf"
         bench(
             f"backbone -> {q}",
@@ -160,7 +170,11 @@ def main():
             f"{r['task']:32} {r['tool']:26} {r['wall_s']:8.2f} {r['in_bytes']/1e9:7.2f} {r['out_bytes']/1e9:7.2f} "
             f"{r['mb_per_s']:8.0f} {r['peak_anon_mb']:13.1f}"
         )
-    for q in ["q8_0", "q4_0"]:
+    if "q4_0" in whole and "q4_k_m" in whole:
+        k, z = statistics.median(whole["q4_k_m"][0]), statistics.median(whole["q4_0"][0])
+        pairs = [f"{x / y:.2f}" for x, y in zip(whole["q4_k_m"][0], whole["q4_0"][0])]
+        print(f"whole checkpoint: q4_k_m takes {k / z:.2f}x the q4_0 time (medians; per repeat {', '.join(pairs)})")
+    for q in ["q8_0", "q4_0", "q4_k_m"]:
         ours = [r for r in rows if r["task"] == f"backbone -> {q}" and r["tool"].startswith("lfm")]
         theirs = [r for r in rows if r["task"] == f"backbone -> {q}" and r["tool"] == "llama-quantize"]
         if ours and theirs:
