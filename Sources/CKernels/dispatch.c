@@ -261,12 +261,12 @@ void lfm_set_reference_kernels(int on) {
 }
 
 static const char *const FN_NAMES[LFM_FN_COUNT] = {
-    "quantize_act", "matvec_f32",  "matvec_f16",  "matvec_bf16", "matvec_q8_0", "matvec_q4_0",
-    "matvec_q4_k",  "matvec_q5_k", "matvec_q6_k", "gemm_f32",    "gemm_f16",    "gemm_bf16",
-    "gemm_q8_0",    "gemm_q4_0",   "gemm_q4_k",   "gemm_q5_k",   "gemm_q6_k",   "row_f32",
-    "row_f16",      "row_bf16",    "row_q8_0",    "row_q4_0",    "row_q4_k",    "row_q5_k",
-    "row_q6_k",     "silu",        "glu",         "gelu",        "relu",        "elu",
-    "layernorm",    "rmsnorm",     "softmax",     "attend",      "axpy",        "dot"};
+    "quantize_act", "matvec_f32",  "matvec_f16",  "matvec_bf16", "matvec_q8_0", "matvec_q4_0", "matvec_q4_k",
+    "matvec_q5_k",  "matvec_q6_k", "matvec_q3_k", "gemm_f32",    "gemm_f16",    "gemm_bf16",   "gemm_q8_0",
+    "gemm_q4_0",    "gemm_q4_k",   "gemm_q5_k",   "gemm_q6_k",   "gemm_q3_k",   "row_f32",     "row_f16",
+    "row_bf16",     "row_q8_0",    "row_q4_0",    "row_q4_k",    "row_q5_k",    "row_q6_k",    "row_q3_k",
+    "silu",         "glu",         "gelu",        "relu",        "elu",         "layernorm",   "rmsnorm",
+    "softmax",      "attend",      "axpy",        "dot"};
 
 int lfm_kernel_count(void) { return LFM_FN_COUNT; }
 const char *lfm_kernel_name(int i) { return i >= 0 && i < LFM_FN_COUNT ? FN_NAMES[i] : NULL; }
@@ -280,7 +280,8 @@ void lfm_quantize_act_q8(const float *x, int n, int8_t *q, float *d, int32_t *s)
 }
 
 int lfm_type_wants_q8(int type) {
-    return type == LFM_T_Q8_0 || type == LFM_T_Q4_0 || type == LFM_T_Q4_K || type == LFM_T_Q5_K || type == LFM_T_Q6_K;
+    return type == LFM_T_Q8_0 || type == LFM_T_Q4_0 || type == LFM_T_Q3_K || type == LFM_T_Q4_K || type == LFM_T_Q5_K ||
+           type == LFM_T_Q6_K;
 }
 
 void lfm_matvec(int type, const void *w, int cols, int r0, int r1, const float *xf, const int8_t *xq, const float *xd,

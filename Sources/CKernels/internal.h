@@ -34,6 +34,7 @@ enum {
     LFM_TYPE_Q4_K, // the K-quants: kern_kquant_*.c register them on each tier
     LFM_TYPE_Q5_K,
     LFM_TYPE_Q6_K,
+    LFM_TYPE_Q3_K,
     LFM_TYPE_COUNT
 };
 /// The types `lfm_set_products` installs (f32 … q4_0, in order); the K-quants are installed by their own files.
@@ -122,6 +123,8 @@ static inline int lfm_type_index(int ggml_type) {
         return LFM_TYPE_Q5_K;
     case LFM_T_Q6_K:
         return LFM_TYPE_Q6_K;
+    case LFM_T_Q3_K:
+        return LFM_TYPE_Q3_K;
     }
     return -1;
 }
@@ -143,6 +146,8 @@ static inline size_t lfm_row_bytes(int type_index, int cols) {
         return (size_t)cols / 256 * LFM_Q5_K_BYTES;
     case LFM_TYPE_Q6_K:
         return (size_t)cols / 256 * LFM_Q6_K_BYTES;
+    case LFM_TYPE_Q3_K:
+        return (size_t)cols / 256 * LFM_Q3_K_BYTES;
     }
     return 0;
 }
@@ -210,6 +215,43 @@ static inline float lfm_kq_q6_block(const uint8_t *blk, const int32_t *isum, con
     return acc;
 }
 
+/// The sixteen signed scales of a Q3_K super-block (6 bits each, stored + 32) from its 12 scale bytes: scale j's low
+/// nibble is the low (j < 8) or high nibble of byte j mod 8, its top two bits are bits 2·(j / 4) of byte 8 + j mod 4.
+/// Four scales per 32-bit word (little-endian byte order, as the file's): words 0/1 take the low nibbles of bytes
+/// 0-3 / 4-7, words 2/3 their high nibbles, each with two bits of bytes 8-11 on top.
+static inline void lfm_q3k_scales(const uint8_t *s, int8_t *out) {
+    uint32_t a[3], w[4];
+    memcpy(a, s, 12);
+    const uint32_t m4 = 0x0f0f0f0fu, m2 = 0x03030303u;
+    w[0] = (a[0] & m4) | ((a[2] & m2) << 4);
+    w[1] = (a[1] & m4) | (((a[2] >> 2) & m2) << 4);
+    w[2] = ((a[0] >> 4) & m4) | (((a[2] >> 4) & m2) << 4);
+    w[3] = ((a[1] >> 4) & m4) | (((a[2] >> 6) & m2) << 4);
+    // − 32 in every byte without borrows between bytes: each byte gets its top bit set first (b + 128 ≥ 32)
+    for (int k = 0; k < 4; k++) w[k] = ((w[k] | 0x80808080u) - 0x20202020u) ^ 0x80808080u;
+    memcpy(out, w, 16);
+}
+/// The inverse for one scale: sub-block j's stored scale l (0..63) into the 12 scale bytes (zeroed first).
+static inline void lfm_q3k_put_scale(uint8_t *s, int j, int l) {
+    if (j < 8)
+        s[j] = (uint8_t)(l & 0xF);
+    else
+        s[j - 8] |= (uint8_t)((l & 0xF) << 4);
+    s[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
+}
+/// Completes a Q3_K super-block whose d and scales are stored (kquant.c): levels requantized from the stored scales
+/// (sub-blocks whose scale is zero keep L's, given as level + 4), then packed into hmask and qs.
+void lfm_q3k_finish(const float *x, uint8_t *blk, uint8_t *L);
+/// One Q3_K super-block's dot from the exact integer dots of its sixteen 16-element sub-blocks (levels − 4), as
+/// lfm_kq_q6_block: Σ_b xd_b·d·(sc₂b·isum₂b + sc₂b₊₁·isum₂b₊₁).
+static inline float lfm_kq_q3_block(const uint8_t *blk, const int32_t *isum, const float *xd) {
+    int8_t sc[16];
+    lfm_q3k_scales(blk + 96, sc);
+    float d = lfm_f16_to_f32(lfm_rd16(blk + 108)), acc = 0.f;
+    for (int b = 0; b < 8; b++) acc += xd[b] * (d * (float)(sc[2 * b] * isum[2 * b] + sc[2 * b + 1] * isum[2 * b + 1]));
+    return acc;
+}
+
 /// Scalar reference pieces that vector tiers reuse for tails and odd shapes.
 void lfm_scalar_gemm_generic(lfm_matvec_fn mv, const uint8_t *w, size_t ld, int cols, int r0, int r1, int T,
                              const float *X, int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq,
@@ -228,7 +270,8 @@ typedef void (*lfm_levels_fn)(const uint8_t *row, int nb, uint8_t *un, float *dw
 enum {
     LFM_LEVELS_SAME,   // w = dw·(level + coef) per block (Q4_0: coef −8)
     LFM_LEVELS_BLOCK,  // w = dw·level + coef·mw per block (Q4_K, Q5_K: coef −1)
-    LFM_LEVELS_HALVES, // w = dw·hsc·(level + coef) per 16 elements, mw = dw·hsc (Q6_K: coef −32, levels ≤ 63)
+    LFM_LEVELS_HALVES, // w = dw·hsc·(level + coef) per 16 elements, mw = dw·hsc (Q6_K: coef −32, levels ≤ 63;
+                       // Q3_K: coef −4, levels ≤ 7)
 };
 #if defined(__x86_64__)
 /// x86_int8.h's 4-row × 4-token GEMM for unsigned-level weights (Q4_0, Q4_K, Q5_K, Q6_K), AVX2, AVX-VNNI and

@@ -1313,12 +1313,12 @@ GEMM512(mm_bf16, LFM_TYPE_BF16)
 GEMM512(mm_q8_0, LFM_TYPE_Q8_0)
 GEMM512(mm_q4_0, LFM_TYPE_Q4_0)
 
-// K-quant prefill (Q4_K, Q5_K, Q6_K) with AVX512_BF16: each 4-row panel is dequantized once per call by the lower
+// K-quant prefill (Q4_K, Q5_K, Q6_K, Q3_K) with AVX512_BF16: each 4-row panel is dequantized once per call by the lower
 // tier's row kernel and rounded to bf16, then runs the bf16 dot-product tile like Q4_0 above (on Zen 4 this is ~1.7×
 // the 256-bit integer tile). Without BF16, below 8 tokens, on the row tail and with LFM_Q4_PREFILL=int8 the lower
 // tier's integer tile GEMM runs (exact integer parts, bit-equal across the x86 tiers).
-static lfm_gemm_fn g_kq_gemm_lower[3];
-static lfm_row_fn g_kq_row[3];
+static lfm_gemm_fn g_kq_gemm_lower[4];
+static lfm_row_fn g_kq_row[4];
 static void gemm_kq512(int k, const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
                        const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {
     if (T >= 8 && r1 - r0 >= 4 && cols % 32 == 0 && X && cpu_has_bf16()) {
@@ -1335,16 +1335,18 @@ static void gemm_kq512(int k, const uint8_t *w, size_t ld, int cols, int r0, int
 GEMM_KQ512(mm_q4_k, 0)
 GEMM_KQ512(mm_q5_k, 1)
 GEMM_KQ512(mm_q6_k, 2)
+GEMM_KQ512(mm_q3_k, 3)
 
 void lfm_register_avx512(lfm_table *t) {
     const int T = LFM_TIER_AVX512;
     lfm_register_kquant_avx512(t);
-    lfm_gemm_fn kq[] = {mm_q4_k, mm_q5_k, mm_q6_k};
-    for (int i = 0; i < 3; i++) {
-        g_kq_gemm_lower[i] = t->gemm[LFM_TYPE_Q4_K + i];
-        g_kq_row[i] = t->row[LFM_TYPE_Q4_K + i];
-        t->gemm[LFM_TYPE_Q4_K + i] = kq[i];
-        LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_K + i, T);
+    lfm_gemm_fn kq[] = {mm_q4_k, mm_q5_k, mm_q6_k, mm_q3_k};
+    const int kt[] = {LFM_TYPE_Q4_K, LFM_TYPE_Q5_K, LFM_TYPE_Q6_K, LFM_TYPE_Q3_K};
+    for (int i = 0; i < 4; i++) {
+        g_kq_gemm_lower[i] = t->gemm[kt[i]];
+        g_kq_row[i] = t->row[kt[i]];
+        t->gemm[kt[i]] = kq[i];
+        LFM_MARK(t, LFM_FN_GEMM + kt[i], T);
     }
     t->quantize_act = quantize_act_q8_avx512;
     LFM_MARK(t, LFM_FN_QUANT_ACT, T);

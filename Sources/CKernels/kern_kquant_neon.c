@@ -1,4 +1,4 @@
-// The ARM64 tiers' K-quant products (Q4_K, Q5_K, Q6_K weights × q8 activations in blocks of 32): the integer dot
+// The ARM64 tiers' K-quant products (Q3_K, Q4_K, Q5_K, Q6_K weights × q8 activations in blocks of 32): the integer dot
 // of each sub-block with SMULL/SADALP (neon) or SDOT (neon-dotprod), combined per super-block by the same float
 // helpers as the scalar tier (internal.h), so the results equal the scalar tier's. neon-i8mm uses neon-dotprod's.
 #include "internal.h"
@@ -97,6 +97,38 @@ DOTPROD static inline int32x4_t dot16_sdot(int32x4_t acc, int8x16_t a, int8x16_t
         }                                                                                                              \
         return acc;                                                                                                    \
     }                                                                                                                  \
+    ATTR static float dot_q3_k_##SFX(const uint8_t *w, const int8_t *xq, const float *xd, int nb) {                    \
+        const uint8x16_t m3 = vdupq_n_u8(3), one = vdupq_n_u8(1);                                                      \
+        const int8x16_t off = vdupq_n_s8(4);                                                                           \
+        float acc = 0.f;                                                                                               \
+        for (int i = 0; i < nb; i++) {                                                                                 \
+            const uint8_t *blk = w + (size_t)i * LFM_Q3_K_BYTES;                                                       \
+            const int8_t *x = xq + 256 * i;                                                                            \
+            int32_t isum[16];                                                                                          \
+            for (int s = 0; s < 2; s++) { /* the two 16-byte halves of each 32-element run */                          \
+                uint8x16_t hm = vld1q_u8(blk + 16 * s);                                                                \
+                for (int h = 0; h < 2; h++) {                                                                          \
+                    uint8x16_t qs = vld1q_u8(blk + 32 + 32 * h + 16 * s);                                              \
+                    for (int k = 0; k < 4; k++) {                                                                      \
+                        int g = 4 * h + k, e = 32 * g + 16 * s;                                                        \
+                        uint8x16_t lv = vandq_u8(vshlq_u8(qs, vdupq_n_s8((int8_t)(-2 * k))), m3);                      \
+                        uint8x16_t hb = vandq_u8(vshlq_u8(hm, vdupq_n_s8((int8_t)-g)), one);                           \
+                        int8x16_t v = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lv, vshlq_n_u8(hb, 2))), off);             \
+                        isum[e / 16] = vaddvq_s32(DOT16(vdupq_n_s32(0), v, vld1q_s8(x + e)));                          \
+                    }                                                                                                  \
+                }                                                                                                      \
+            }                                                                                                          \
+            acc += lfm_kq_q3_block(blk, isum, xd + 8 * i);                                                             \
+        }                                                                                                              \
+        return acc;                                                                                                    \
+    }                                                                                                                  \
+    ATTR static void mv_q3_k_##SFX(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf,             \
+                                   const int8_t *xq, const float *xd, const int32_t *xs, float *y) {                   \
+        (void)xf;                                                                                                      \
+        (void)xs;                                                                                                      \
+        for (int r = r0; r < r1; r++) y[r] = dot_q3_k_##SFX(w + (size_t)r * ld, xq, xd, cols / 256);                   \
+    }                                                                                                                  \
+    LFM_GEMM_FROM_MATVEC(mm_q3_k_##SFX, mv_q3_k_##SFX)                                                                 \
     ATTR static void mv_q4_k_##SFX(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf,             \
                                    const int8_t *xq, const float *xd, const int32_t *xs, float *y) {                   \
         (void)xf;                                                                                                      \
@@ -125,6 +157,10 @@ DOTPROD static inline int32x4_t dot16_sdot(int32x4_t acc, int8x16_t a, int8x16_t
             LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q4_K + i, tier);                                                      \
             LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_K + i, tier);                                                        \
         }                                                                                                              \
+        t->matvec[LFM_TYPE_Q3_K] = mv_q3_k_##SFX;                                                                      \
+        t->gemm[LFM_TYPE_Q3_K] = mm_q3_k_##SFX;                                                                        \
+        LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q3_K, tier);                                                              \
+        LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q3_K, tier);                                                                \
     }
 
 KQ_NEON(neon, , dot16_neon)
@@ -185,6 +221,32 @@ static void row_q6_k(const uint8_t *p, int cols, float *out) {
             }
     }
 }
+static void row_q3_k(const uint8_t *p, int cols, float *out) {
+    const uint8x16_t m3 = vdupq_n_u8(3), one = vdupq_n_u8(1);
+    for (int i = 0; i < cols / 256; i++) {
+        const uint8_t *blk = p + (size_t)i * LFM_Q3_K_BYTES;
+        int8_t sc[16];
+        lfm_q3k_scales(blk + 96, sc);
+        float d = lfm_f16_to_f32(lfm_rd16(blk + 108));
+        for (int s = 0; s < 2; s++) {
+            uint8x16_t hm = vld1q_u8(blk + 16 * s);
+            for (int h = 0; h < 2; h++) {
+                uint8x16_t qs = vld1q_u8(blk + 32 + 32 * h + 16 * s);
+                for (int k = 0; k < 4; k++) {
+                    int g = 4 * h + k, e = 32 * g + 16 * s;
+                    uint8x16_t lv = vandq_u8(vshlq_u8(qs, vdupq_n_s8((int8_t)(-2 * k))), m3);
+                    uint8x16_t hb = vandq_u8(vshlq_u8(hm, vdupq_n_s8((int8_t)-g)), one);
+                    int8x16_t v = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lv, vshlq_n_u8(hb, 2))), vdupq_n_s8(4));
+                    int16x8_t lo = vmovl_s8(vget_low_s8(v)), hi = vmovl_s8(vget_high_s8(v));
+                    int32x4_t w[4] = {vmovl_s16(vget_low_s16(lo)), vmovl_s16(vget_high_s16(lo)),
+                                      vmovl_s16(vget_low_s16(hi)), vmovl_s16(vget_high_s16(hi))};
+                    float32x4_t f = vdupq_n_f32(d * (float)sc[e / 16]);
+                    for (int c = 0; c < 4; c++) vst1q_f32(out + 256 * i + e + 4 * c, vmulq_f32(f, vcvtq_f32_s32(w[c])));
+                }
+            }
+        }
+    }
+}
 KQ_NEON(sdot, DOTPROD, dot16_sdot)
 
 void lfm_register_kquant_neon(lfm_table *t) {
@@ -192,7 +254,9 @@ void lfm_register_kquant_neon(lfm_table *t) {
     t->row[LFM_TYPE_Q4_K] = row_q4_k;
     t->row[LFM_TYPE_Q5_K] = row_q5_k;
     t->row[LFM_TYPE_Q6_K] = row_q6_k;
+    t->row[LFM_TYPE_Q3_K] = row_q3_k;
     for (int i = 0; i < 3; i++) LFM_MARK(t, LFM_FN_ROW + LFM_TYPE_Q4_K + i, LFM_TIER_NEON);
+    LFM_MARK(t, LFM_FN_ROW + LFM_TYPE_Q3_K, LFM_TIER_NEON);
 }
 void lfm_register_kquant_neon_dotprod(lfm_table *t) { register_sdot(t, LFM_TIER_NEON_DOTPROD); }
 #else

@@ -1,4 +1,4 @@
-// The scalar tier's K-quant products (Q4_K, Q5_K, Q6_K weights × q8 activations in blocks of 32): exact integer
+// The scalar tier's K-quant products (Q3_K, Q4_K, Q5_K, Q6_K weights × q8 activations in blocks of 32): exact integer
 // dots per sub-block, combined per super-block in float by the helpers of internal.h (which the NEON tiers share).
 #include "internal.h"
 
@@ -55,6 +55,27 @@ static float dot_q6_k(const uint8_t *w, const int8_t *xq, const float *xd, int n
     return acc;
 }
 
+// Q3_K: level = the two bits of qs | hmask's bit << 2 (0..7), weight d·scale·(level − 4) per 16 elements.
+static float dot_q3_k(const uint8_t *w, const int8_t *xq, const float *xd, int nb) {
+    float acc = 0.f;
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *blk = w + (size_t)i * LFM_Q3_K_BYTES, *hm = blk, *qs = blk + 32;
+        const int8_t *x = xq + 256 * i;
+        int32_t isum[16];
+        for (int g = 0; g < 8; g++) // 32-element runs: two sub-blocks each
+            for (int h = 0; h < 2; h++) {
+                int s = 0;
+                for (int l = 16 * h; l < 16 * h + 16; l++) {
+                    int v = ((qs[32 * (g / 4) + l] >> (2 * (g % 4))) & 3) | (((hm[l] >> g) & 1) << 2);
+                    s += (v - 4) * x[32 * g + l];
+                }
+                isum[2 * g + h] = s;
+            }
+        acc += lfm_kq_q3_block(blk, isum, xd + 8 * i);
+    }
+    return acc;
+}
+
 #define MATVEC_K(NAME, EXPR)                                                                                           \
     static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,         \
                      const float *xd, const int32_t *xs, float *y) {                                                   \
@@ -68,13 +89,16 @@ static float dot_q6_k(const uint8_t *w, const int8_t *xq, const float *xd, int n
 MATVEC_K(mv_q4_k, dot_q4_k(row, xq, xd, xs, cols / 256))
 MATVEC_K(mv_q5_k, dot_q5_k(row, xq, xd, xs, cols / 256))
 MATVEC_K(mv_q6_k, dot_q6_k(row, xq, xd, cols / 256))
+MATVEC_K(mv_q3_k, dot_q3_k(row, xq, xd, cols / 256))
 LFM_GEMM_FROM_MATVEC(mm_q4_k, mv_q4_k)
 LFM_GEMM_FROM_MATVEC(mm_q5_k, mv_q5_k)
 LFM_GEMM_FROM_MATVEC(mm_q6_k, mv_q6_k)
+LFM_GEMM_FROM_MATVEC(mm_q3_k, mv_q3_k)
 
 static void row_q4_k(const uint8_t *p, int cols, float *out) { lfm_dequantize_q4_k(p, out, cols); }
 static void row_q5_k(const uint8_t *p, int cols, float *out) { lfm_dequantize_q5_k(p, out, cols); }
 static void row_q6_k(const uint8_t *p, int cols, float *out) { lfm_dequantize_q6_k(p, out, cols); }
+static void row_q3_k(const uint8_t *p, int cols, float *out) { lfm_dequantize_q3_k(p, out, cols); }
 
 void lfm_register_kquant_scalar(lfm_table *t) {
     t->matvec[LFM_TYPE_Q4_K] = mv_q4_k;
@@ -86,4 +110,7 @@ void lfm_register_kquant_scalar(lfm_table *t) {
     t->row[LFM_TYPE_Q4_K] = row_q4_k;
     t->row[LFM_TYPE_Q5_K] = row_q5_k;
     t->row[LFM_TYPE_Q6_K] = row_q6_k;
+    t->matvec[LFM_TYPE_Q3_K] = mv_q3_k;
+    t->gemm[LFM_TYPE_Q3_K] = mm_q3_k;
+    t->row[LFM_TYPE_Q3_K] = row_q3_k;
 }

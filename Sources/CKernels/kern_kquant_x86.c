@@ -1,4 +1,4 @@
-// The x86 tiers' K-quant products (Q4_K, Q5_K, Q6_K weights × q8 activations in blocks of 32). Each weight
+// The x86 tiers' K-quant products (Q3_K, Q4_K, Q5_K, Q6_K weights × q8 activations in blocks of 32). Each weight
 // super-block is unpacked once into 8-bit levels and per-sub-block float factors, then dotted with up to four
 // tokens' activations (GEMM) or one (matvec): VPMADDUBSW/VPMADDWD give exact integer dots per 32 elements, scaled in
 // float per sub-block. The avx2-vnni tier uses these too; the avx512 tier has its own one-token products (512-bit
@@ -99,6 +99,18 @@ typedef struct {
     float d;
 } q6_sb;
 
+// The sixteen int16 scales, and per block b the pair [sc_2b ×8 | sc_2b+1 ×8] for VPMADDWD.
+AVX2 static inline void sixteen_scales(q6_sb *u, const int8_t *sc) {
+    u->s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+    const __m256i lo = _mm256_permute4x64_epi64(u->s16, 0x44), hi = _mm256_permute4x64_epi64(u->s16, 0xee);
+    for (int b = 0; b < 8; b++) {
+        // int16 scale 2b' in the low 128-bit lane, 2b'+1 in the high one (b' = b mod 4, from lo or hi)
+        char e = (char)(4 * (b & 3)), f = (char)(4 * (b & 3) + 2);
+        __m256i m = _mm256_setr_epi8(e, e + 1, e, e + 1, e, e + 1, e, e + 1, e, e + 1, e, e + 1, e, e + 1, e, e + 1,
+                                     f, f + 1, f, f + 1, f, f + 1, f, f + 1, f, f + 1, f, f + 1, f, f + 1, f, f + 1);
+        u->sc[b] = _mm256_shuffle_epi8(b < 4 ? lo : hi, m);
+    }
+}
 AVX2 static inline void unpack_q6_k(const uint8_t *blk, q6_sb *u) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
     for (int h = 0; h < 2; h++) {
@@ -112,16 +124,35 @@ AVX2 static inline void unpack_q6_k(const uint8_t *blk, q6_sb *u) {
         q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
     }
-    u->s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 192)));
-    const __m256i lo = _mm256_permute4x64_epi64(u->s16, 0x44), hi = _mm256_permute4x64_epi64(u->s16, 0xee);
-    for (int b = 0; b < 8; b++) {
-        // int16 scale 2b' in the low 128-bit lane, 2b'+1 in the high one (b' = b mod 4, from lo or hi)
-        char e = (char)(4 * (b & 3)), f = (char)(4 * (b & 3) + 2);
-        __m256i m = _mm256_setr_epi8(e, e + 1, e, e + 1, e, e + 1, e, e + 1, e, e + 1, e, e + 1, e, e + 1, e, e + 1,
-                                     f, f + 1, f, f + 1, f, f + 1, f, f + 1, f, f + 1, f, f + 1, f, f + 1, f, f + 1);
-        u->sc[b] = _mm256_shuffle_epi8(b < 4 ? lo : hi, m);
-    }
+    sixteen_scales(u, (const int8_t *)(blk + 192));
     u->d = f16at(blk + 208);
+}
+// The sixteen signed Q3_K scales from the 12 scale bytes, as lfm_q3k_scales does it in words: lanes 0-3 take the low
+// nibbles of words 0, 1 then their high nibbles, each with two bits of word 2 on top; then − 32 per byte.
+AVX2 static inline __m128i q3k_scales(const uint8_t *s) {
+    uint32_t a[3];
+    memcpy(a, s, 12);
+    __m128i A = _mm_setr_epi32((int)a[0], (int)a[1], (int)a[0], (int)a[1]), C = _mm_set1_epi32((int)a[2]);
+    __m128i lo = _mm_and_si128(_mm_srlv_epi32(A, _mm_setr_epi32(0, 0, 4, 4)), _mm_set1_epi8(0x0f));
+    __m128i hi = _mm_and_si128(_mm_srlv_epi32(C, _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
+    return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi32(hi, 4)), _mm_set1_epi8(32));
+}
+// Q3_K in the same form: levels 0..7 (qs's two bits | hmask's bit << 2), the sixteen 6-bit scales − 32, offset −4.
+AVX2 static inline void unpack_q3_k(const uint8_t *blk, q6_sb *u) {
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    __m256i hm = _mm256_loadu_si256((const __m256i *)blk);
+    for (int h = 0; h < 2; h++) {
+        __m256i qs = _mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * h));
+        for (int j = 0; j < 4; j++) {
+            int b = 4 * h + j;
+            __m256i hb = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, b), one), 2);
+            u->q[b] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), m3), hb);
+        }
+    }
+    int8_t sc[16];
+    _mm_storeu_si128((__m128i *)sc, q3k_scales(blk + 96));
+    sixteen_scales(u, sc);
+    u->d = f16at(blk + 108);
 }
 // Σ x per 16 elements of one token's activations (n/16 values, int16: |Σ| ≤ 16·127).
 AVX2 static void half_sums(const int8_t *x, int n, int16_t *out) {
@@ -135,14 +166,16 @@ AVX2 static void half_sums(const int8_t *x, int n, int16_t *out) {
         out[i / 16 + 1] = (int16_t)_mm_extract_epi32(h, 1);
     }
 }
-AVX2 static inline void q6_dot(const q6_sb *u, const int8_t *x, const float *xd, const int16_t *hs, __m256 *acc) {
+// `shift`: log2 of the level offset (Q6_K 32, Q3_K 4).
+AVX2 static inline void kq16_dot(const q6_sb *u, const int8_t *x, const float *xd, const int16_t *hs, __m256 *acc,
+                                 int shift) {
     __m256i s[8];
     for (int b = 0; b < 8; b++)
         s[b] = _mm256_madd_epi16(_mm256_maddubs_epi16(u->q[b], _mm256_loadu_si256((const __m256i *)(x + 32 * b))),
                                  u->sc[b]);
     __m256i t = sum_lanes8(s); // one sum per block
     __m256i off = _mm256_madd_epi16(u->s16, _mm256_loadu_si256((const __m256i *)hs));
-    t = _mm256_sub_epi32(t, _mm256_slli_epi32(off, 5));
+    t = _mm256_sub_epi32(t, _mm256_slli_epi32(off, shift));
     *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(_mm256_set1_ps(u->d), _mm256_loadu_ps(xd)), *acc);
 }
 
@@ -179,10 +212,15 @@ KQ_PRODUCT(prod_q4_k, affine_sb, unpack_q4_k, LFM_Q4_K_BYTES,
 KQ_PRODUCT(prod_q5_k, affine_sb, unpack_q5_k, LFM_Q5_K_BYTES,
            affine_dot(&u, XQ + t * ldq + 256 * i, XD + t * qb + 8 * i, XS + t * qb + 8 * i, &acc[k], &accm[k]),
            hsum(_mm256_sub_ps(acc[k], accm[k])), (void)0, (void)0)
-KQ_PRODUCT(prod_q6_k, q6_sb, unpack_q6_k, LFM_Q6_K_BYTES,
-           q6_dot(&u, XQ + t * ldq + 256 * i, XD + t * qb + 8 * i, hs + t * (size_t)(cols / 16) + 16 * i, &acc[k]),
-           hsum(acc[k]), int16_t *hs = malloc(sizeof(int16_t) * (size_t)(T > 0 ? T : 1) * (cols / 16) + 64);
-           for (int t = 0; t < T; t++) half_sums(XQ + (size_t)t * ldq, cols, hs + (size_t)t * (cols / 16)), free(hs))
+#define KQ16_PRODUCT(NAME, UNPACK, BYTES, SHIFT)                                                                       \
+    KQ_PRODUCT(NAME, q6_sb, UNPACK, BYTES,                                                                             \
+               kq16_dot(&u, XQ + t * ldq + 256 * i, XD + t * qb + 8 * i, hs + t * (size_t)(cols / 16) + 16 * i,        \
+                        &acc[k], SHIFT),                                                                               \
+               hsum(acc[k]), int16_t *hs = malloc(sizeof(int16_t) * (size_t)(T > 0 ? T : 1) * (cols / 16) + 64);       \
+               for (int t = 0; t < T; t++) half_sums(XQ + (size_t)t * ldq, cols, hs + (size_t)t * (cols / 16)),        \
+               free(hs))
+KQ16_PRODUCT(prod_q6_k, unpack_q6_k, LFM_Q6_K_BYTES, 5)
+KQ16_PRODUCT(prod_q3_k, unpack_q3_k, LFM_Q3_K_BYTES, 2)
 
 #define KQ_ENTRY(MV, PROD)                                                                                             \
     static void MV(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,           \
@@ -193,6 +231,7 @@ KQ_PRODUCT(prod_q6_k, q6_sb, unpack_q6_k, LFM_Q6_K_BYTES,
 KQ_ENTRY(mv_q4_k, prod_q4_k)
 KQ_ENTRY(mv_q5_k, prod_q5_k)
 KQ_ENTRY(mv_q6_k, prod_q6_k)
+KQ_ENTRY(mv_q3_k, prod_q3_k)
 
 // Prefill through x86_int8.h's 4-row × 4-token tile GEMM, where one u8×s8 product serves four tokens (the
 // products above spend one per token). Q4_K / Q5_K: a row's levels per 32-element sub-block, dw = d·scⱼ and
@@ -211,12 +250,20 @@ KQ_ENTRY(mv_q6_k, prod_q6_k)
     }
 KQ_LEVELS(levels_q4_k, unpack_q4_k, LFM_Q4_K_BYTES)
 KQ_LEVELS(levels_q5_k, unpack_q5_k, LFM_Q5_K_BYTES)
-AVX2 static void levels_q6_k(const uint8_t *row, int nb, uint8_t *un, float *dw, float *mw, int16_t *hsc) {
+// Q3_K as Q6_K with levels 0..7 and offset −4.
+AVX2 static inline void levels16(const uint8_t *row, int nb, uint8_t *un, float *dw, float *mw, int16_t *hsc, int q3) {
     for (int i = 0; i < nb / 8; i++) {
-        const uint8_t *blk = row + (size_t)i * LFM_Q6_K_BYTES;
-        const int8_t *sc = (const int8_t *)(blk + 192);
         q6_sb u;
-        unpack_q6_k(blk, &u);
+        int8_t sc[16];
+        if (q3) {
+            const uint8_t *blk = row + (size_t)i * LFM_Q3_K_BYTES;
+            unpack_q3_k(blk, &u);
+            lfm_q3k_scales(blk + 96, sc);
+        } else {
+            const uint8_t *blk = row + (size_t)i * LFM_Q6_K_BYTES;
+            unpack_q6_k(blk, &u);
+            memcpy(sc, blk + 192, 16);
+        }
         for (int j = 0; j < 8; j++) {
             _mm256_store_si256((__m256i *)(un + 256 * (size_t)i + 32 * j), u.q[j]);
             dw[8 * i + j] = u.d;
@@ -227,6 +274,12 @@ AVX2 static void levels_q6_k(const uint8_t *row, int nb, uint8_t *un, float *dw,
         }
     }
 }
+AVX2 static void levels_q6_k(const uint8_t *row, int nb, uint8_t *un, float *dw, float *mw, int16_t *hsc) {
+    levels16(row, nb, un, dw, mw, hsc, 0);
+}
+AVX2 static void levels_q3_k(const uint8_t *row, int nb, uint8_t *un, float *dw, float *mw, int16_t *hsc) {
+    levels16(row, nb, un, dw, mw, hsc, 1);
+}
 #define KQ_TILE_GEMM(NAME, FLAVOUR, LEVELS, KIND, COEF, MV)                                                            \
     static void NAME(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,            \
                      const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy) {               \
@@ -235,6 +288,7 @@ AVX2 static void levels_q6_k(const uint8_t *row, int nb, uint8_t *un, float *dw,
 KQ_TILE_GEMM(tile_q4_k_avx2, lfm_gemm_levels_avx2, levels_q4_k, LFM_LEVELS_BLOCK, -1.f, mv_q4_k)
 KQ_TILE_GEMM(tile_q5_k_avx2, lfm_gemm_levels_avx2, levels_q5_k, LFM_LEVELS_BLOCK, -1.f, mv_q5_k)
 KQ_TILE_GEMM(tile_q6_k_avx2, lfm_gemm_levels_avx2, levels_q6_k, LFM_LEVELS_HALVES, -32.f, mv_q6_k)
+KQ_TILE_GEMM(tile_q3_k_avx2, lfm_gemm_levels_avx2, levels_q3_k, LFM_LEVELS_HALVES, -4.f, mv_q3_k)
 KQ_TILE_GEMM(tile_q4_k_vnni, lfm_gemm_levels_vnni, levels_q4_k, LFM_LEVELS_BLOCK, -1.f, mv_q4_k)
 KQ_TILE_GEMM(tile_q5_k_vnni, lfm_gemm_levels_vnni, levels_q5_k, LFM_LEVELS_BLOCK, -1.f, mv_q5_k)
 KQ_TILE_GEMM(tile_q4_k_evnni, lfm_gemm_levels_evnni, levels_q4_k, LFM_LEVELS_BLOCK, -1.f, mv_q4_k)
@@ -271,6 +325,25 @@ AVX2 static void row_q6_k(const uint8_t *p, int cols, float *out) {
             __m256 f0 = _mm256_set1_ps(u.d * sc[2 * b]), f1 = _mm256_set1_ps(u.d * sc[2 * b + 1]);
             for (int k = 0; k < 4; k++) {
                 __m256i q = _mm256_sub_epi8(u.q[b], _mm256_set1_epi8(32)); // levels − 32
+                __m128i v = _mm_loadl_epi64((const __m128i *)((const uint8_t *)&q + 8 * k));
+                _mm256_storeu_ps(o + 8 * k,
+                                 _mm256_mul_ps(k < 2 ? f0 : f1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))));
+            }
+        }
+    }
+}
+AVX2 static void row_q3_k(const uint8_t *p, int cols, float *out) {
+    for (int i = 0; i < cols / 256; i++) {
+        const uint8_t *blk = p + (size_t)i * LFM_Q3_K_BYTES;
+        int8_t sc[16];
+        lfm_q3k_scales(blk + 96, sc);
+        q6_sb u;
+        unpack_q3_k(blk, &u);
+        for (int b = 0; b < 8; b++) {
+            float *o = out + 256 * i + 32 * b;
+            __m256 f0 = _mm256_set1_ps(u.d * (float)sc[2 * b]), f1 = _mm256_set1_ps(u.d * (float)sc[2 * b + 1]);
+            __m256i q = _mm256_sub_epi8(u.q[b], _mm256_set1_epi8(4)); // levels − 4
+            for (int k = 0; k < 4; k++) {
                 __m128i v = _mm_loadl_epi64((const __m128i *)((const uint8_t *)&q + 8 * k));
                 _mm256_storeu_ps(o + 8 * k,
                                  _mm256_mul_ps(k < 2 ? f0 : f1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))));
@@ -356,13 +429,15 @@ AVX512KQ static void mv_affine512(const uint8_t *w, size_t ld, int cols, int r0,
 
 // Q6_K: 64 bytes of ql hold blocks 4h, 4h+1 in their low nibbles and 4h+2, 4h+3 in their high ones, the 32 qh bytes
 // of the half the two high bits of all four, so each vector of 64 levels is contiguous in the activations. The
-// 16-element scales ride in VPMADDWD, one scale per 128-bit lane.
-AVX512KQ static void mv_q6_k_512(const uint8_t *w, size_t ld, int cols, int r0, int r1, const int8_t *xq,
-                                 const float *xd, float *y) {
+// 16-element scales ride in VPMADDWD, one scale per 128-bit lane. Q3_K (q3 = 1) in the same form: the 32 qs bytes of
+// half h hold the two low bits of blocks 4h … 4h+3 at bits 0, 2, 4, 6 and the 32 hmask bytes their third bit at bits
+// 4h … 4h+3, so a vector of blocks (4h, 4h+1) or (4h+2, 4h+3) is two shifts of each broadcast; levels 0..7, offset −4.
+AVX512KQ static void mv_kq16_512(const uint8_t *w, size_t ld, int cols, int r0, int r1, const int8_t *xq,
+                                 const float *xd, float *y, int q3) {
     int nb = cols / 256;
     int16_t *hs = malloc(sizeof(int16_t) * (size_t)(cols / 16) + 64);
     if (!hs) {
-        prod_q6_k(w, ld, cols, r0, r1, 1, xq, xd, NULL, cols, y, 0);
+        (q3 ? prod_q3_k : prod_q6_k)(w, ld, cols, r0, r1, 1, xq, xd, NULL, cols, y, 0);
         return;
     }
     half_sums(xq, cols, hs);
@@ -370,6 +445,13 @@ AVX512KQ static void mv_q6_k_512(const uint8_t *w, size_t ld, int cols, int r0, 
     // qh << 4 (block 4h) | qh << 2 (4h+1); qh (4h+2) | qh >> 2 (4h+3): 16-bit lanes 0–15 and 16–31
     const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
     const __m512i shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    // Q3_K: qs >> 0 | 2 (blocks 4h, 4h+1), >> 4 | 6 (4h+2, 4h+3); hmask >> 4h + [0 | 1] and 4h + [2 | 3]
+    const __m512i m3 = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
+    const __m512i qa = shr, qb = _mm512_add_epi16(shr, _mm512_set1_epi16(4));
+    const __m512i ha = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1);
+    const __m512i hsh[2][2] = {
+        {ha, _mm512_add_epi16(ha, _mm512_set1_epi16(2))},
+        {_mm512_add_epi16(ha, _mm512_set1_epi16(4)), _mm512_add_epi16(ha, _mm512_set1_epi16(6))}};
     // int16 scale s broadcast over 128-bit lane m: s = 8h + m (blocks 4h, 4h+1) or 8h + 4 + m (4h+2, 4h+3)
 #define Q6_LANES(a) a, a, a, a, a, a, a, a
 #define Q6_SIDX(v) Q6_LANES(4 * v), Q6_LANES(4 * v + 1), Q6_LANES(4 * v + 2), Q6_LANES(4 * v + 3)
@@ -385,18 +467,29 @@ AVX512KQ static void mv_q6_k_512(const uint8_t *w, size_t ld, int cols, int r0, 
         const uint8_t *row = w + (size_t)r * ld;
         __m256 acc = _mm256_setzero_ps();
         for (int i = 0; i < nb; i++) {
-            const uint8_t *blk = row + (size_t)i * LFM_Q6_K_BYTES;
-            lfm_prefetch_ahead(blk, (LFM_Q6_K_BYTES + 63) / 64);
+            const uint8_t *blk = row + (size_t)i * (q3 ? LFM_Q3_K_BYTES : LFM_Q6_K_BYTES);
+            lfm_prefetch_ahead(blk, q3 ? (LFM_Q3_K_BYTES + 63) / 64 : (LFM_Q6_K_BYTES + 63) / 64);
             const int8_t *x = xq + 256 * (size_t)i;
-            __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 192)));
+            __m256i s16 =
+                _mm256_cvtepi8_epi16(q3 ? q3k_scales(blk + 96) : _mm_loadu_si128((const __m128i *)(blk + 192)));
             __m512i S = _mm512_castsi256_si512(s16);
             __m512i z[4];
+            __m512i H = q3 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)blk)) : m4;
             for (int h = 0; h < 2; h++) {
-                __m512i L = _mm512_loadu_si512((const void *)(blk + 64 * h));
-                __m512i Q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h)));
-                __m512i A = _mm512_or_si512(_mm512_and_si512(L, m4), _mm512_and_si512(_mm512_sllv_epi16(Q, shl), m2));
-                __m512i B = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
-                                            _mm512_and_si512(_mm512_srlv_epi16(Q, shr), m2));
+                __m512i A, B;
+                if (q3) {
+                    __m512i Q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * h)));
+                    A = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(Q, qa), m3),
+                                        _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, hsh[h][0]), one), 2));
+                    B = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(Q, qb), m3),
+                                        _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, hsh[h][1]), one), 2));
+                } else {
+                    __m512i L = _mm512_loadu_si512((const void *)(blk + 64 * h));
+                    __m512i Q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h)));
+                    A = _mm512_or_si512(_mm512_and_si512(L, m4), _mm512_and_si512(_mm512_sllv_epi16(Q, shl), m2));
+                    B = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
+                                        _mm512_and_si512(_mm512_srlv_epi16(Q, shr), m2));
+                }
                 __m512i xa = _mm512_loadu_si512((const void *)(x + 128 * h)),
                         xb = _mm512_loadu_si512((const void *)(x + 128 * h + 64));
                 z[2 * h] = _mm512_madd_epi16(_mm512_maddubs_epi16(A, xa), _mm512_permutexvar_epi16(sidx[2 * h], S));
@@ -404,11 +497,11 @@ AVX512KQ static void mv_q6_k_512(const uint8_t *w, size_t ld, int cols, int r0, 
                     _mm512_madd_epi16(_mm512_maddubs_epi16(B, xb), _mm512_permutexvar_epi16(sidx[2 * h + 1], S));
             }
             __m256i t = _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, sum_halves4(z[0], z[1], z[2], z[3])));
-            // the avx2 q6_dot's operations after the block sums
+            // the avx2 kq16_dot's operations after the block sums
             __m256i off = _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)(hs + 16 * i)));
-            t = _mm256_sub_epi32(t, _mm256_slli_epi32(off, 5));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t),
-                                  _mm256_mul_ps(_mm256_set1_ps(f16at(blk + 208)), _mm256_loadu_ps(xd + 8 * i)), acc);
+            t = _mm256_sub_epi32(t, _mm256_slli_epi32(off, q3 ? 2 : 5));
+            __m256 dv = _mm256_set1_ps(f16at(blk + (q3 ? 108 : 208)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(dv, _mm256_loadu_ps(xd + 8 * i)), acc);
         }
         y[r] = hsum(acc);
     }
@@ -428,7 +521,13 @@ static void mv_q6_k_512v(const uint8_t *w, size_t ld, int cols, int r0, int r1, 
                          const float *xd, const int32_t *xs, float *y) {
     (void)xf;
     (void)xs;
-    mv_q6_k_512(w, ld, cols, r0, r1, xq, xd, y);
+    mv_kq16_512(w, ld, cols, r0, r1, xq, xd, y, 0);
+}
+static void mv_q3_k_512(const uint8_t *w, size_t ld, int cols, int r0, int r1, const float *xf, const int8_t *xq,
+                        const float *xd, const int32_t *xs, float *y) {
+    (void)xf;
+    (void)xs;
+    mv_kq16_512(w, ld, cols, r0, r1, xq, xd, y, 1);
 }
 
 void lfm_register_kquant_avx2(lfm_table *t) {
@@ -445,6 +544,12 @@ void lfm_register_kquant_avx2(lfm_table *t) {
     t->row[LFM_TYPE_Q5_K] = row_q5_k;
     t->row[LFM_TYPE_Q6_K] = row_q6_k;
     for (int i = 0; i < 3; i++) LFM_MARK(t, LFM_FN_ROW + LFM_TYPE_Q4_K + i, T);
+    t->matvec[LFM_TYPE_Q3_K] = mv_q3_k;
+    t->gemm[LFM_TYPE_Q3_K] = tile_q3_k_avx2;
+    t->row[LFM_TYPE_Q3_K] = row_q3_k;
+    LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q3_K, T);
+    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q3_K, T);
+    LFM_MARK(t, LFM_FN_ROW + LFM_TYPE_Q3_K, T);
 }
 
 void lfm_register_kquant_avx2_vnni(lfm_table *t) {
@@ -462,10 +567,11 @@ void lfm_register_kquant_avx512_vnni256(lfm_table *t) {
 }
 
 void lfm_register_kquant_avx512(lfm_table *t) {
-    lfm_matvec_fn mv[] = {mv_q4_k_512, mv_q5_k_512, mv_q6_k_512v};
-    for (int i = 0; i < 3; i++) {
-        t->matvec[LFM_TYPE_Q4_K + i] = mv[i];
-        LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q4_K + i, LFM_TIER_AVX512);
+    lfm_matvec_fn mv[] = {mv_q4_k_512, mv_q5_k_512, mv_q6_k_512v, mv_q3_k_512};
+    const int kt[] = {LFM_TYPE_Q4_K, LFM_TYPE_Q5_K, LFM_TYPE_Q6_K, LFM_TYPE_Q3_K};
+    for (int i = 0; i < 4; i++) {
+        t->matvec[kt[i]] = mv[i];
+        LFM_MARK(t, LFM_FN_MATVEC + kt[i], LFM_TIER_AVX512);
     }
 }
 #else

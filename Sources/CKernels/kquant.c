@@ -334,6 +334,132 @@ void lfm_quantize_q6_k(const float *src, uint8_t *dst, size_t n) {
     }
 }
 
+// Q3_K: the reference fits each 16-value sub-block symmetrically into [-4, 3] from -4/max (max: the value of largest
+// magnitude), then up to five passes of coordinate descent: element by element, the level that the least-squares
+// scale of the others suggests (x·Σwl²/Σwxl, w = x²) is taken when it raises Σwxl²/Σwl²; a sub-block stops after a
+// pass that changed nothing. Here the sixteen sub-blocks of a super-block run in the lanes (X[i] lane j: value i of
+// sub-block j), each lane's acceptance a mask, so every lane performs the reference's sequence exactly. L[i]
+// receives level + 4; *scale_out Σwxl/Σwl² (0 for an all-zero sub-block).
+KQ_INLINE void fit_q3(const vf *X, vi *L, vf *scale_out) {
+    vf amax = vsplat(0), vmax = vsplat(0);
+    for (int i = 0; i < 16; ++i) {
+        vf a = vabs(X[i]);
+        vi gt = a > amax;
+        amax = sel(gt, a, amax);
+        vmax = sel(gt, X[i], vmax);
+    }
+    vi zero = amax < vsplat(1e-15f);
+    vf inv = vsplat(-4.f) / vmax;
+    vf Lf[16], sumlx = vsplat(0), suml2 = vsplat(0);
+    for (int i = 0; i < 16; ++i) {
+        Lf[i] = vfloat(vround_clamp(inv * X[i], -4, 3));
+        vf w = X[i] * X[i];
+        sumlx = sumlx + w * X[i] * Lf[i];
+        suml2 = suml2 + w * Lf[i] * Lf[i];
+    }
+    vi active = ~zero;
+    for (int pass = 0; pass < 5; ++pass) {
+        vi changed = isplat(0);
+        for (int i = 0; i < 16; ++i) {
+            vf w = X[i] * X[i];
+            vf slx = sumlx - w * X[i] * Lf[i];
+            vf sl2 = suml2 - w * Lf[i] * Lf[i];
+            vf nl = vfloat(vround_clamp(X[i] * sl2 / slx, -4, 3));
+            vf slx2 = slx + w * X[i] * nl, sl22 = sl2 + w * nl * nl;
+            vi take = active & (slx > vsplat(0)) & (nl != Lf[i]) & (sl22 > vsplat(0)) &
+                      (slx2 * slx2 * suml2 > sumlx * sumlx * sl22);
+            Lf[i] = sel(take, nl, Lf[i]);
+            sumlx = sel(take, slx2, sumlx);
+            suml2 = sel(take, sl22, suml2);
+            changed |= take;
+        }
+        active &= changed;
+        int any = 0;
+        for (int j = 0; j < 16; ++j) any |= active[j];
+        if (!any) break;
+    }
+    for (int i = 0; i < 16; ++i) L[i] = seli(zero, isplat(0), __builtin_convertvector(Lf[i], vi) + isplat(4));
+    *scale_out = sel(zero | ~(suml2 > vsplat(0)), vsplat(0), sumlx / suml2);
+}
+
+// The levels of one Q3_K super-block whose d and scales are stored: each sub-block's levels requantized from its
+// stored scale (those whose scale is zero keep the fit's levels in L, given as level + 4), then packed: bit 2 of
+// element e's level at bit e / 32 of hmask[e mod 32], the low two bits of elements 128h + l + 32k at bits 2k of
+// qs[32h + l].
+KQ_INLINE void finish_q3(const float *x, uint8_t *blk, uint8_t *L) {
+    uint8_t *hm = blk, *qs = blk + 32;
+    int8_t sc[16];
+    lfm_q3k_scales(blk + 96, sc);
+    float d = get_f16(blk + 108);
+    for (int j = 0; j < 16; ++j) {
+        float dj = d * sc[j];
+        if (!dj) continue;
+        // the reference's round(clamp(x / d)) + 4, sixteen lanes at a time (IEEE division, same bits)
+        vstore_bytes(L + 16 * j, vround_clamp(vload(x + 16 * j) / vsplat(dj), -4, 3) + isplat(4));
+    }
+    memset(hm, 0, 32);
+    for (int e = 0; e < 256; ++e) hm[e % 32] |= (uint8_t)((L[e] >> 2) << (e / 32));
+    for (int h = 0; h < 2; ++h)
+        for (int l = 0; l < 32; ++l) {
+            const uint8_t *Lh = L + 128 * h + l;
+            qs[32 * h + l] = (uint8_t)((Lh[0] & 3) | ((Lh[32] & 3) << 2) | ((Lh[64] & 3) << 4) | ((Lh[96] & 3) << 6));
+        }
+}
+
+KQ_CLONES
+void lfm_q3k_finish(const float *x, uint8_t *blk, uint8_t *L) { finish_q3(x, blk, L); }
+
+KQ_CLONES
+void lfm_quantize_q3_k(const float *src, uint8_t *dst, size_t n) {
+    uint8_t L[256];
+    for (size_t b = 0; b < n / 256; b++) {
+        const float *x = src + b * 256;
+        uint8_t *blk = dst + b * LFM_Q3_K_BYTES, *scales = blk + 96;
+        vf X[16], vs;
+        vi Lv[16];
+        for (int i = 0; i < 16; ++i)
+            for (int j = 0; j < 16; ++j) X[i][j] = x[16 * j + i]; // sub-block j in lane j
+        fit_q3(X, Lv, &vs);
+        float top = 0, top_abs = 0;
+        for (int j = 0; j < 16; ++j) {
+            float a = fabsf(vs[j]);
+            if (a > top_abs) {
+                top_abs = a;
+                top = vs[j];
+            }
+            for (int i = 0; i < 16; ++i) L[16 * j + i] = (uint8_t)Lv[i][j];
+        }
+        memset(scales, 0, 12);
+        if (top) {
+            float inv = -32.f / top;
+            for (int j = 0; j < 16; ++j) {
+                int8_t l = (int8_t)round_mantissa(inv * vs[j]); // the reference keeps the rounded value in an int8_t
+                lfm_q3k_put_scale(scales, j, (l < -32 ? -32 : (l > 31 ? 31 : l)) + 32);
+            }
+            put_f16(blk + 108, 1 / inv);
+        } else {
+            put_f16(blk + 108, 0.f);
+        }
+        finish_q3(x, blk, L);
+    }
+}
+
+void lfm_dequantize_q3_k(const uint8_t *src, float *dst, size_t n) {
+    for (size_t b = 0; b < n / 256; b++) {
+        const uint8_t *blk = src + b * LFM_Q3_K_BYTES, *hm = blk, *qs = blk + 32;
+        int8_t sc[16];
+        lfm_q3k_scales(blk + 96, sc);
+        float d = get_f16(blk + 108);
+        float *y = dst + b * 256;
+        for (int e = 0; e < 256; e++) {
+            int g = e / 32, l = e % 32;
+            int v = ((qs[32 * (g / 4) + l] >> (2 * (g % 4))) & 3) - ((hm[l] >> g) & 1 ? 0 : 4);
+            float dl = d * (float)sc[e / 16];
+            y[e] = dl * (float)v;
+        }
+    }
+}
+
 void lfm_dequantize_q4_k(const uint8_t *src, float *dst, size_t n) {
     for (size_t b = 0; b < n / 256; b++) {
         const uint8_t *blk = src + b * LFM_Q4_K_BYTES, *qs = blk + 16;

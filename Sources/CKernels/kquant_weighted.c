@@ -1,6 +1,6 @@
-// Importance-weighted quantizers: Q4_0, Q4_K, Q5_K and Q6_K with a per-column weight vector (an importance matrix
-// entry: mean squared activation of each input column), reimplemented from the algorithms ggml uses when
-// `llama-quantize --imatrix` hands it weights (ggml-quants.c: the weighted row paths of quantize_q4_0 /
+// Importance-weighted quantizers: Q4_0, Q3_K, Q4_K, Q5_K and Q6_K with a per-column weight vector (an importance
+// matrix entry: mean squared activation of each input column), reimplemented from the algorithms ggml uses when
+// `llama-quantize --imatrix` hands it weights (ggml-quants.c: the weighted row paths of quantize_q4_0 / quantize_q3_K /
 // quantize_q4_K / quantize_q5_K / quantize_q6_K and their scale searches). The bytes equal ggml's for the same input
 // (Tests/Fixtures/quant/weighted-*.bin hold blocks produced by ggml). Every float operation keeps the reference's
 // order with contraction off, as ggml-base is built for baseline x86-64 (no FMA). Q8_0 has no weighted path in ggml:
@@ -331,8 +331,35 @@ static void wq_row_q6_k(const float *x, uint8_t *dst, int64_t n, const float *qw
     }
 }
 
+// Q3_K: each 16-value sub-block fitted symmetrically into [-4, 3] with weights qw·sqrt(σ² + x²) (σ² twice the
+// super-block's mean square), then the sixteen sub-block scales fitted the same way into 6 bits (weighted by each
+// sub-block's total weight) under one f16 scale, and the levels again from the stored scales.
+static void wq_row_q3_k(const float *x, uint8_t *dst, int64_t n, const float *qw) {
+    int8_t L[256], Ls[16];
+    float scales[16], weight[16], sw[16];
+    for (int64_t b = 0; b < n / 256; ++b) {
+        const float *xb = x + 256 * b, *q = qw + 256 * b;
+        uint8_t *blk = dst + b * LFM_Q3_K_BYTES;
+        float sumx2 = 0;
+        for (int j = 0; j < 256; ++j) sumx2 += xb[j] * xb[j];
+        float sigma2 = 2 * sumx2 / 256;
+        for (int j = 0; j < 16; ++j) {
+            for (int l = 0; l < 16; ++l) weight[l] = q[16 * j + l] * sqrtf(sigma2 + xb[16 * j + l] * xb[16 * j + l]);
+            float sumw = 0;
+            for (int l = 0; l < 16; ++l) sumw += weight[l];
+            sw[j] = sumw;
+            scales[j] = wq_fit_symmetric(16, 4, xb + 16 * j, weight, L + 16 * j);
+        }
+        memset(blk + 96, 0, 12);
+        float d_block = wq_fit_symmetric(16, 32, scales, sw, Ls);
+        for (int j = 0; j < 16; ++j) lfm_q3k_put_scale(blk + 96, j, Ls[j]);
+        wq_put_f16(blk + 108, d_block);
+        lfm_q3k_finish(xb, blk, (uint8_t *)L);
+    }
+}
+
 int lfm_type_has_weighted_quantizer(int32_t type) {
-    return type == LFM_T_Q4_0 || type == LFM_T_Q4_K || type == LFM_T_Q5_K || type == LFM_T_Q6_K;
+    return type == LFM_T_Q4_0 || type == LFM_T_Q3_K || type == LFM_T_Q4_K || type == LFM_T_Q5_K || type == LFM_T_Q6_K;
 }
 
 int lfm_quantize_rows_weighted(int32_t type, const float *src, uint8_t *dst, int64_t rows, int64_t n_per_row,
@@ -359,6 +386,11 @@ int lfm_quantize_rows_weighted(int32_t type, const float *src, uint8_t *dst, int
         if (n_per_row % 256) return 0;
         row_bytes = (size_t)n_per_row / 256 * LFM_Q6_K_BYTES;
         row = wq_row_q6_k;
+        break;
+    case LFM_T_Q3_K:
+        if (n_per_row % 256) return 0;
+        row_bytes = (size_t)n_per_row / 256 * LFM_Q3_K_BYTES;
+        row = wq_row_q3_k;
         break;
     default: return 0;
     }

@@ -2,8 +2,8 @@ import Foundation
 
 /// ggml tensor types used by bundles (ids and block layouts are ggml's; no private ids).
 public enum GGMLType: UInt32, Sendable, CaseIterable, Codable {
-    case f32 = 0, f16 = 1, q4_0 = 2, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14, i8 = 24, i16 = 25, i32 = 26, i64 = 27,
-        f64 = 28, bf16 = 30
+    case f32 = 0, f16 = 1, q4_0 = 2, q8_0 = 8, q3_K = 11, q4_K = 12, q5_K = 13, q6_K = 14, i8 = 24, i16 = 25,
+        i32 = 26, i64 = 27, f64 = 28, bf16 = 30
 
     public var name: String {
         switch self {
@@ -12,6 +12,7 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, Codable {
         case .bf16: return "BF16"
         case .q8_0: return "Q8_0";
         case .q4_0: return "Q4_0"
+        case .q3_K: return "Q3_K";
         case .q4_K: return "Q4_K";
         case .q5_K: return "Q5_K";
         case .q6_K: return "Q6_K"
@@ -30,7 +31,7 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, Codable {
     public var blockSize: Int {
         switch self {
         case .q4_0, .q8_0: return 32
-        case .q4_K, .q5_K, .q6_K: return 256
+        case .q3_K, .q4_K, .q5_K, .q6_K: return 256
         default: return 1
         }
     }
@@ -45,6 +46,7 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, Codable {
         case .i64, .f64: return 8
         case .q8_0: return 34
         case .q4_0: return 18
+        case .q3_K: return 110
         case .q4_K: return 144
         case .q5_K: return 176
         case .q6_K: return 210

@@ -49,7 +49,7 @@ final class TensorLoader {
 
     func matrix(_ name: String, rows: Int, cols: Int) throws -> Matrix {
         let (info, bytes) = try info(name, shape: [rows, cols])
-        guard [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_K, .q5_K, .q6_K].contains(info.type) else {
+        guard [.f32, .f16, .bf16, .q8_0, .q4_0, .q3_K, .q4_K, .q5_K, .q6_K].contains(info.type) else {
             throw RuntimeError.badType(file: file, tensor: name, type: info.type.name)
         }
         return Matrix(name: name, type: info.type, data: bytes.baseAddress!, rows: rows, cols: cols)

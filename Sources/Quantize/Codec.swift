@@ -48,6 +48,7 @@ public enum Codec {
         case .bf16: lfm_convert_f32_to_bf16(src, dst.assumingMemoryBound(to: UInt16.self), count)
         case .q8_0: lfm_quantize_q8_0(src, dst.assumingMemoryBound(to: UInt8.self), count)
         case .q4_0: lfm_quantize_q4_0(src, dst.assumingMemoryBound(to: UInt8.self), count)
+        case .q3_K: lfm_quantize_q3_k(src, dst.assumingMemoryBound(to: UInt8.self), count)
         case .q4_K: lfm_quantize_q4_k(src, dst.assumingMemoryBound(to: UInt8.self), count)
         case .q5_K: lfm_quantize_q5_k(src, dst.assumingMemoryBound(to: UInt8.self), count)
         case .q6_K: lfm_quantize_q6_k(src, dst.assumingMemoryBound(to: UInt8.self), count)
@@ -75,7 +76,7 @@ public enum Codec {
         if done == 0 { encode(src, count: count, as: type, into: dst) }
     }
 
-    /// Whether `type` has an importance-weighted quantizer (Q4_0, Q4_K, Q5_K, Q6_K; ggml has none for Q8_0).
+    /// Whether `type` has an importance-weighted quantizer (Q4_0 and the K-quants; ggml has none for Q8_0).
     public static func hasWeightedQuantizer(_ type: GGMLType) -> Bool {
         lfm_type_has_weighted_quantizer(Int32(type.rawValue)) != 0
     }
@@ -90,6 +91,7 @@ public enum Codec {
         case .bf16: lfm_convert_bf16_to_f32(src.assumingMemoryBound(to: UInt16.self), dst, count)
         case .q8_0: lfm_dequantize_q8_0(src.assumingMemoryBound(to: UInt8.self), dst, count)
         case .q4_0: lfm_dequantize_q4_0(src.assumingMemoryBound(to: UInt8.self), dst, count)
+        case .q3_K: lfm_dequantize_q3_k(src.assumingMemoryBound(to: UInt8.self), dst, count)
         case .q4_K: lfm_dequantize_q4_k(src.assumingMemoryBound(to: UInt8.self), dst, count)
         case .q5_K: lfm_dequantize_q5_k(src.assumingMemoryBound(to: UInt8.self), dst, count)
         case .q6_K: lfm_dequantize_q6_k(src.assumingMemoryBound(to: UInt8.self), dst, count)

@@ -9,7 +9,7 @@ import Glibc
 public enum Preset: String, CaseIterable, Sendable, Codable {
     case f32, f16, bf16, q8_0 = "q8_0", q4_0 = "q4_0"
     /// llama.cpp's K-quant mixes (docs/format.md §6).
-    case q4_k_m = "q4_k_m", q5_k_m = "q5_k_m", q6_k = "q6_k"
+    case q3_k_m = "q3_k_m", q4_k_m = "q4_k_m", q5_k_m = "q5_k_m", q6_k = "q6_k"
     public var matrixType: GGMLType {
         switch self {
         case .f32: return .f32;
@@ -17,6 +17,7 @@ public enum Preset: String, CaseIterable, Sendable, Codable {
         case .bf16: return .bf16;
         case .q8_0: return .q8_0;
         case .q4_0: return .q4_0
+        case .q3_k_m: return .q3_K;
         case .q4_k_m: return .q4_K;
         case .q5_k_m: return .q5_K;
         case .q6_k: return .q6_K
@@ -30,6 +31,7 @@ public enum Preset: String, CaseIterable, Sendable, Codable {
         case .f16: return 1;
         case .q4_0: return 2;
         case .q8_0: return 7
+        case .q3_k_m: return 12;
         case .q4_k_m: return 15;
         case .q5_k_m: return 17;
         case .q6_k: return 18;
@@ -40,7 +42,7 @@ public enum Preset: String, CaseIterable, Sendable, Codable {
 }
 
 /// The types `--override` accepts.
-public let overrideTypes: [GGMLType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_K, .q5_K, .q6_K]
+public let overrideTypes: [GGMLType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q3_K, .q4_K, .q5_K, .q6_K]
 
 /// `--override GLOB=TYPE`: shell-style glob on the bundle tensor name (with its `mimi.` / `detokenizer.` prefix).
 public struct TypeOverride: Sendable, Equatable, CustomStringConvertible {
@@ -78,14 +80,17 @@ public struct Recipe: Sendable {
         return Int(name.dropFirst("lfm.layers.".count).prefix { $0.isNumber })
     }
 
-    /// The backbone rules of llama.cpp's `llama_tensor_get_type` for Q4_K_M / Q5_K_M / Q6_K (llama-quant.cpp), as
-    /// they apply to LFM2: the tied embedding (= output head) Q6_K; attention V and FFN down Q6_K on the
-    /// `use_more_bits` layers (V counted over the attention layers only) under the _M mixes; everything else the
+    /// The backbone rules of llama.cpp's `llama_tensor_get_type` for Q3_K_M / Q4_K_M / Q5_K_M / Q6_K
+    /// (llama-quant.cpp, `llama_tensor_get_type_impl`), as they apply to LFM2: the tied embedding (= output head)
+    /// Q6_K; under Q4_K_M / Q5_K_M attention V and FFN down Q6_K on the `use_more_bits` layers (V counted over the
+    /// attention layers only); under Q3_K_M attention V Q5_K on the first two attention layers and Q4_K after, FFN
+    /// down Q5_K on the first sixteenth of the layers and Q4_K after, attention output Q4_K; everything else the
     /// preset's type.
     func kQuantBackbone(name: String, role: TensorRole) -> (GGMLType, String) {
         let t = preset.matrixType
         if role == .embedding { return (.q6_K, "tied embedding / output head: Q6_K (llama.cpp's output rule)") }
         guard preset != .q6_k, let layer = Recipe.layerIndex(name) else { return (t, "backbone matrix") }
+        if preset == .q3_k_m { return q3KMBackbone(name: name, layer: layer) }
         if name.hasSuffix(".feed_forward.w2.weight") {
             let n = backboneLayers.isEmpty ? layer + 1 : backboneLayers.count
             if Recipe.useMoreBits(layer, n) { return (.q6_K, "ffn_down of layer \(layer)/\(n): Q6_K (use_more_bits)") }
@@ -97,6 +102,25 @@ public struct Recipe: Sendable {
             }
         }
         return (t, "backbone matrix")
+    }
+
+    /// Q3_K_M's backbone rules (see kQuantBackbone).
+    func q3KMBackbone(name: String, layer: Int) -> (GGMLType, String) {
+        if name.hasSuffix(".feed_forward.w2.weight") {
+            let n = backboneLayers.isEmpty ? layer + 1 : backboneLayers.count
+            return layer < n / 16
+                ? (.q5_K, "ffn_down of layer \(layer)/\(n): Q5_K (first sixteenth, Q3_K_M)")
+                : (.q4_K, "ffn_down of layer \(layer)/\(n): Q4_K (Q3_K_M)")
+        }
+        if name.hasSuffix(".self_attn.v_proj.weight") {
+            let attn = backboneLayers.indices.filter { backboneLayers[$0] != "conv" }
+            let i = attn.firstIndex(of: layer) ?? 0
+            return i < 2
+                ? (.q5_K, "attn_v of attention layer \(i): Q5_K (first two, Q3_K_M)")
+                : (.q4_K, "attn_v of attention layer \(i): Q4_K (Q3_K_M)")
+        }
+        if name.hasSuffix(".self_attn.out_proj.weight") { return (.q4_K, "attn_output: Q4_K (Q3_K_M)") }
+        return (.q3_K, "backbone matrix")
     }
 
     /// Conv kernels at least this large are stored in half precision under quantized presets.

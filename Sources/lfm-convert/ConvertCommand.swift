@@ -23,7 +23,7 @@ struct ConvertCommand: ParsableCommand {
 
     @OptionGroup var target: OutputOptions
 
-    @Option(name: .customLong("quant"), help: "Preset: f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k.")
+    @Option(name: .customLong("quant"), help: "Preset: f32, f16, bf16, q8_0, q4_0, q3_k_m, q4_k_m, q5_k_m, q6_k.")
     var quant: String = "q8_0"
 
     @Option(

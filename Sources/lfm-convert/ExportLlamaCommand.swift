@@ -21,7 +21,7 @@ struct ExportLlamaCommand: ParsableCommand {
     )
     var base: String?
 
-    @Option(name: .customLong("quant"), help: "f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k.")
+    @Option(name: .customLong("quant"), help: "f32, f16, bf16, q8_0, q4_0, q3_k_m, q4_k_m, q5_k_m, q6_k.")
     var quant: String = "bf16"
 
     @Option(

@@ -107,8 +107,8 @@ final class ConvertTests: XCTestCase {
     func testQuantizedBundlesReportBoundedError() throws {
         let dir = fixtures + "/tiny-b/model"
         for (preset, minSNR) in [
-            (Preset.q8_0, 35.0), (.q4_0, 14.0), (.f16, 55.0), (.bf16, 40.0), (.q4_k_m, 16.0), (.q5_k_m, 22.0),
-            (.q6_k, 28.0),
+            (Preset.q8_0, 35.0), (.q4_0, 14.0), (.f16, 55.0), (.bf16, 40.0), (.q3_k_m, 12.0), (.q4_k_m, 16.0),
+            (.q5_k_m, 22.0), (.q6_k, 28.0),
         ] {
             let (out, _) = try convert(dir, preset)
             let checks = try Verifier.verify(try GGUFFile(path: out), against: try Checkpoint(folder: dir), threads: 2)

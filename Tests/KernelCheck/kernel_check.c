@@ -43,6 +43,8 @@ static size_t type_bytes(int type, int n) {
         return (size_t)n / 256 * LFM_Q5_K_BYTES;
     case LFM_T_Q6_K:
         return (size_t)n / 256 * LFM_Q6_K_BYTES;
+    case LFM_T_Q3_K:
+        return (size_t)n / 256 * LFM_Q3_K_BYTES;
     }
     return 0;
 }
@@ -72,8 +74,12 @@ static void encode(int type, const float *x, int n, void *out) {
     case LFM_T_Q6_K:
         lfm_quantize_q6_k(x, out, n);
         break;
+    case LFM_T_Q3_K:
+        lfm_quantize_q3_k(x, out, n);
+        break;
     }
 }
+static int is_kquant(int t) { return t == LFM_T_Q3_K || t == LFM_T_Q4_K || t == LFM_T_Q5_K || t == LFM_T_Q6_K; }
 static const char *type_name(int t) {
     switch (t) {
     case LFM_T_F32:
@@ -92,6 +98,8 @@ static const char *type_name(int t) {
         return "q5_k";
     case LFM_T_Q6_K:
         return "q6_k";
+    case LFM_T_Q3_K:
+        return "q3_k";
     }
     return "?";
 }
@@ -137,7 +145,8 @@ static void check_tier(int tier) {
         check(tn, "quantize_act (bit-exact)", diff ? 1 : 0, 0);
         free(x);
     }
-    int types[] = {LFM_T_F32, LFM_T_F16, LFM_T_BF16, LFM_T_Q8_0, LFM_T_Q4_0, LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K};
+    int types[] = {LFM_T_F32,  LFM_T_F16,  LFM_T_BF16, LFM_T_Q8_0, LFM_T_Q4_0,
+                   LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K, LFM_T_Q3_K};
     int shapes[][3] = {{7, 64, 1}, {33, 2048, 1}, {9, 96, 1},    {16, 512, 5}, {37, 2048, 13},
                        {6, 64, 4}, {3, 32, 8},    {10, 8192, 9}, {40, 256, 17}};
     // K-quant rows are whole 256-element super-blocks; token counts around the 4-token tiles
@@ -145,7 +154,7 @@ static void check_tier(int tier) {
                         {37, 2048, 13}, {10, 8192, 9}, {40, 256, 17}, {3, 1024, 4}};
     for (int ti = 0; ti < (int)(sizeof types / sizeof types[0]); ti++) {
         int type = types[ti];
-        int kq = type == LFM_T_Q4_K || type == LFM_T_Q5_K || type == LFM_T_Q6_K;
+        int kq = is_kquant(type);
         int (*sh)[3] = kq ? kshapes : shapes;
         size_t nsh = kq ? sizeof kshapes / sizeof kshapes[0] : sizeof shapes / sizeof shapes[0];
         double worst_mv = 0, worst_mm = 0;
@@ -322,9 +331,10 @@ static void check_kquant_bytes(void) {
                             : -fabsf(v) * 1e-3f;
     }
     uint8_t *o = malloc((size_t)n);
-    const uint64_t want[3] = {0xaf44dfd6a7be30c6ULL, 0x0ebed1c469a629eaULL, 0xa1900484dfc87f5aULL};
-    int types[3] = {LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K};
-    for (int t = 0; t < 3; t++) {
+    const uint64_t want[4] = {0xaf44dfd6a7be30c6ULL, 0x0ebed1c469a629eaULL, 0xa1900484dfc87f5aULL,
+                              0xe02683c25e15a9b1ULL};
+    int types[4] = {LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K, LFM_T_Q3_K};
+    for (int t = 0; t < 4; t++) {
         encode(types[t], x, n, o);
         size_t len = type_bytes(types[t], n);
         uint64_t h = 1469598103934665603ULL;
@@ -348,10 +358,10 @@ static void check_kquant_bytes(void) {
 
 // The scalar K-quant products against their definition: dequantized weights · dequantized q8 activations.
 static void check_kquant_reference(void) {
-    int types[] = {LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K};
+    int types[] = {LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K, LFM_T_Q3_K};
     int rows = 9, cols = 1536;
     lfm_set_tier(LFM_TIER_SCALAR);
-    for (int ti = 0; ti < 3; ti++) {
+    for (int ti = 0; ti < 4; ti++) {
         float *wf = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * cols), y[9];
         float *row = malloc(sizeof(float) * cols);
         for (int i = 0; i < rows * cols; i++) wf[i] = frand() * (i % 300 < 40 ? 3.f : 1.f);
@@ -392,10 +402,10 @@ static void check_kquant_reference(void) {
 static const int batch_blocks[] = {7, 8, 13, 133};
 
 static void check_batch_bits(int tier) {
-    static const int types[] = {LFM_T_Q8_0, LFM_T_Q4_0, LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K};
+    static const int types[] = {LFM_T_Q8_0, LFM_T_Q4_0, LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K, LFM_T_Q3_K};
     lfm_set_tier(tier);
     for (size_t ti = 0; ti < sizeof types / sizeof types[0] * 4; ti++) {
-        int type = types[ti / 4], kq = type == LFM_T_Q4_K || type == LFM_T_Q5_K || type == LFM_T_Q6_K;
+        int type = types[ti / 4], kq = is_kquant(type);
         if (kq && ti % 4) continue;
         int rows = 37, cols = kq ? 256 * 3 : 32 * batch_blocks[ti % 4], maxT = 9;
         size_t rb = type_bytes(type, cols);
@@ -485,11 +495,11 @@ static void check_x86_same_bits(void) {
 // one-token products (512-bit integer dots, avx2's float operations) equal avx2's bitwise too.
 static void check_x86_kquant_gemm_bits(void) {
     static const int tiers[] = {LFM_TIER_AVX2_VNNI, LFM_TIER_AVX512};
-    static const int types[] = {LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K};
+    static const int types[] = {LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K, LFM_T_Q3_K};
     static const int tokens[] = {1, 7};
     if (!lfm_tier_supported(LFM_TIER_AVX2)) return;
     int rows = 13, cols = 768, Tmax = 7;
-    for (int ti = 0; ti < 3; ti++) {
+    for (int ti = 0; ti < 4; ti++) {
         int type = types[ti];
         size_t rb = type_bytes(type, cols);
         uint8_t *w = malloc(rb * rows);

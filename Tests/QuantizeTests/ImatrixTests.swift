@@ -5,8 +5,8 @@ import Foundation
 @testable import Quantize
 
 final class ImatrixTests: XCTestCase {
-    /// Weighted Q4_0 / Q4_K / Q5_K / Q6_K bytes equal ggml's: rows of random values with random importance weights
-    /// (some zero) quantized by ggml_quantize_chunk of llama.cpp's libggml-base (scripts/bench/imatrix_goldens.c).
+    /// Weighted Q4_0 / Q3_K / Q4_K / Q5_K / Q6_K bytes equal ggml's: rows of random values with random importance
+    /// weights (some zero) quantized by ggml_quantize_chunk of llama.cpp's libggml-base (scripts/bench/imatrix_goldens.c).
     func testWeightedQuantizersByteIdenticalToGGML() throws {
         let g = try SafetensorsFile(path: fixtures + "/quant/weighted_goldens.safetensors")
         var seen: [GGMLType: Int] = [:]
@@ -34,7 +34,7 @@ final class ImatrixTests: XCTestCase {
             if base.hasSuffix("case0") { XCTAssertNotEqual(plain, want, base) }
             seen[type, default: 0] += 1
         }
-        for t in [GGMLType.q4_0, .q4_K, .q5_K, .q6_K] { XCTAssertEqual(seen[t], 5, "\(t) goldens") }
+        for t in [GGMLType.q4_0, .q3_K, .q4_K, .q5_K, .q6_K] { XCTAssertEqual(seen[t], 5, "\(t) goldens") }
         XCTAssertFalse(Codec.hasWeightedQuantizer(.q8_0))
         XCTAssertTrue(Codec.hasWeightedQuantizer(.q4_K))
     }
@@ -46,7 +46,7 @@ final class ImatrixTests: XCTestCase {
         let x = (0..<(rows * cols)).map { _ in rng.normal() }
         // a few columns carry most of the importance
         let w = (0..<cols).map { $0 % 16 == 0 ? Float(100) : Float(0.1) }
-        for type in [GGMLType.q4_0, .q4_K, .q5_K, .q6_K] {
+        for type in [GGMLType.q4_0, .q3_K, .q4_K, .q5_K, .q6_K] {
             func err(_ weighted: Bool) -> Double {
                 var q = [UInt8](repeating: 0, count: type.byteCount(elements: x.count))
                 var y = [Float](repeating: 0, count: x.count)

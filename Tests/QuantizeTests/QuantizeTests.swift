@@ -140,7 +140,7 @@ final class QuantizeTests: XCTestCase {
             XCTAssertEqual(got, want, base)
             seen[type, default: 0] += 1
         }
-        for t in [GGMLType.q4_K, .q5_K, .q6_K] { XCTAssertGreaterThanOrEqual(seen[t] ?? 0, 9, "\(t) goldens") }
+        for t in [GGMLType.q3_K, .q4_K, .q5_K, .q6_K] { XCTAssertGreaterThanOrEqual(seen[t] ?? 0, 9, "\(t) goldens") }
     }
 
     /// K-quant dequantization equals the `gguf` package's (`gguf.quants.dequantize` of the llama.cpp blocks above,
@@ -163,11 +163,11 @@ final class QuantizeTests: XCTestCase {
             XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern), base)
             compared += 1
         }
-        XCTAssertGreaterThanOrEqual(compared, 27)
+        XCTAssertGreaterThanOrEqual(compared, 37)
         var rng = SystemRandomNumberGenerator()
         let x = (0..<2048).map { _ in Float.random(in: -2...2, using: &rng) }
-        // levels over each super-block's range: Q4_K 15, Q5_K 31, Q6_K ±32; a value is within about one step
-        for (type, levels) in [(GGMLType.q4_K, Float(15)), (.q5_K, 31), (.q6_K, 63)] {
+        // levels over each super-block's range: Q3_K ±4, Q4_K 15, Q5_K 31, Q6_K ±32; a value is within about one step
+        for (type, levels) in [(GGMLType.q3_K, Float(7)), (.q4_K, 15), (.q5_K, 31), (.q6_K, 63)] {
             let y = roundTrip(x, type)
             for blk in 0..<(x.count / 256) {
                 let r = (blk * 256)..<(blk * 256 + 256)
@@ -217,5 +217,21 @@ final class QuantizeTests: XCTestCase {
         XCTAssertEqual(ty("lfm.layers.2.feed_forward.w2.weight"), .q6_K)
         XCTAssertEqual(ty("lfm.layers.8.self_attn.v_proj.weight"), .q6_K)
         XCTAssertEqual(Preset.q4_k_m.llamaFileType, 15)
+        // Q3_K_M: attn_v Q5_K on the first two attention layers then Q4_K, ffn_down Q5_K on layer 0 (16 / 16) then
+        // Q4_K, attn_output Q4_K, the rest Q3_K; the tied embedding Q6_K
+        r.preset = .q3_k_m
+        XCTAssertEqual(ty("lfm.embed_tokens.weight", role: .embedding), .q6_K)
+        XCTAssertEqual(
+            (0..<16).map { ty("lfm.layers.\($0).feed_forward.w2.weight") }, [.q5_K] + Array(repeating: .q4_K, count: 15)
+        )
+        XCTAssertEqual(
+            [2, 5, 8, 10, 12, 14].map { ty("lfm.layers.\($0).self_attn.v_proj.weight") },
+            [.q5_K, .q5_K, .q4_K, .q4_K, .q4_K, .q4_K])
+        XCTAssertEqual(ty("lfm.layers.8.self_attn.out_proj.weight"), .q4_K)
+        XCTAssertEqual(ty("lfm.layers.8.self_attn.q_proj.weight"), .q3_K)
+        XCTAssertEqual(ty("lfm.layers.3.conv.out_proj.weight"), .q3_K)
+        XCTAssertEqual(ty("lfm.layers.0.feed_forward.w1.weight"), .q3_K)
+        XCTAssertEqual(Preset.q3_k_m.llamaFileType, 12)
+        XCTAssertEqual(try TypeOverride(parsing: "x=q3_k").type, .q3_K)
     }
 }

@@ -128,7 +128,9 @@ final class GenerationParityTests: XCTestCase {
     func testQuantizedBundlesAgreeWithF32() throws {
         let f32 = try LFMModel(path: try Bundles.path("tiny-a", .f32), options: ModelOptions(threads: 2))
         // tiny random models have small top-2 margins, so these are loose sanity bounds
-        for (preset, minTop1) in [(Preset.q8_0, 0.8), (.q4_0, 0.3), (.q4_k_m, 0.3), (.q5_k_m, 0.5), (.q6_k, 0.7)] {
+        for (preset, minTop1) in [
+            (Preset.q8_0, 0.8), (.q4_0, 0.3), (.q3_k_m, 0.3), (.q4_k_m, 0.3), (.q5_k_m, 0.5), (.q6_k, 0.7),
+        ] {
             let q = try LFMModel(path: try Bundles.path("tiny-a", preset), options: ModelOptions(threads: 2))
             let r = try NextTokenComparison.run(
                 baseline: f32, candidate: q, system: nil, prompts: ["Hello there", "2+2=?"], steps: 16)

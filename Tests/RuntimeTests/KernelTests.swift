@@ -84,7 +84,7 @@ final class KernelTests: XCTestCase {
         XCTAssertFalse(Self.vectorTiers.isEmpty, "this CPU runs no vector tier: every mode would be on scalar code")
         var rng = SeededRandom(seed: 7)
         let pool = WorkerPool(threads: 2)
-        for type in [GGMLType.f32, .f16, .bf16, .q8_0, .q4_0, .q4_K, .q5_K, .q6_K] {
+        for type in [GGMLType.f32, .f16, .bf16, .q8_0, .q4_0, .q3_K, .q4_K, .q5_K, .q6_K] {
             let shapes =
                 type.isKQuant ? [(7, 256), (16, 768), (33, 2048), (4, 512)] : [(7, 64), (16, 96), (33, 2048), (4, 32)]
             for (rows, cols) in shapes {

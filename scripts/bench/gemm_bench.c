@@ -29,9 +29,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: gemm_bench [rows cols(multiple of 256) tokens(1..4096) reps(1..1000)]\n");
         return 2;
     }
-    const int types[] = {LFM_T_Q4_0, LFM_T_Q8_0, LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K};
-    const char *names[] = {"q4_0", "q8_0", "q4_k", "q5_k", "q6_k"};
-    const size_t block_bytes[] = {18, 34, 144, 176, 210}, block_elems[] = {32, 32, 256, 256, 256};
+    const int types[] = {LFM_T_Q4_0, LFM_T_Q8_0, LFM_T_Q3_K, LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K};
+    const char *names[] = {"q4_0", "q8_0", "q3_k", "q4_k", "q5_k", "q6_k"};
+    const size_t block_bytes[] = {18, 34, 110, 144, 176, 210}, block_elems[] = {32, 32, 256, 256, 256, 256};
     size_t n = (size_t)rows * cols;
     float *wf = malloc(sizeof(float) * n), *x = malloc(sizeof(float) * (size_t)T * cols);
     unsigned s = 12345;
@@ -47,12 +47,13 @@ int main(int argc, char **argv) {
     double *tm = malloc(sizeof(double) * reps);
     printf("%-10s %-5s %12s %12s %12s %12s %12s  (%d×%d, %d tokens, median of %d)\n", "tier", "type", "gemm ms",
            "GFLOP/s", "batch ms", "matvec ms", "GB/s", rows, cols, T, reps);
-    for (int ti = 0; ti < 5; ti++) {
+    for (int ti = 0; ti < 6; ti++) {
         size_t bytes = n / block_elems[ti] * block_bytes[ti];
         uint8_t *w = malloc(bytes);
         switch (types[ti]) {
         case LFM_T_Q4_0: lfm_quantize_q4_0(wf, w, n); break;
         case LFM_T_Q8_0: lfm_quantize_q8_0(wf, w, n); break;
+        case LFM_T_Q3_K: lfm_quantize_q3_k(wf, w, n); break;
         case LFM_T_Q4_K: lfm_quantize_q4_k(wf, w, n); break;
         case LFM_T_Q5_K: lfm_quantize_q5_k(wf, w, n); break;
         default: lfm_quantize_q6_k(wf, w, n); break;

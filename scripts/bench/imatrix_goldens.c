@@ -45,7 +45,7 @@ struct entry {
     void *data;
     size_t bytes;
 };
-static struct entry entries[4 * CASES * 3];
+static struct entry entries[5 * CASES * 3];
 static int n_entries = 0;
 static void add(const char *name, const char *dtype, int64_t d0, int64_t d1, int rank, void *data, size_t bytes) {
     struct entry *e = &entries[n_entries++];
@@ -55,9 +55,10 @@ static void add(const char *name, const char *dtype, int64_t d0, int64_t d1, int
 
 int main(int argc, char **argv) {
     if (argc != 2) return fprintf(stderr, "usage: %s OUT.safetensors\n", argv[0]), 2;
-    const enum ggml_type types[4] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
-    const char *names[4] = {"q4_0", "q4_K", "q5_K", "q6_K"};
-    for (int t = 0; t < 4; t++)
+    // Q3_K last, so that the earlier types' cases keep their random streams
+    const enum ggml_type types[5] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q3_K};
+    const char *names[5] = {"q4_0", "q4_K", "q5_K", "q6_K", "q3_K"};
+    for (int t = 0; t < 5; t++)
         for (int c = 0; c < CASES; c++) {
             float *x = malloc(sizeof(float) * ROWS * COLS), *w = malloc(sizeof(float) * COLS);
             for (int64_t i = 0; i < ROWS * COLS; i++) x[i] = value(c, i);

@@ -15,9 +15,11 @@ extern "C" {
 #define LFM_QK4_0 32
 #define LFM_Q8_0_BYTES 34
 #define LFM_Q4_0_BYTES 18
-/// K-quant super-blocks: 256 elements; Q4_K {d, dmin, scales[12], qs[128]}, Q5_K {d, dmin, scales[12], qh[32],
-/// qs[128]}, Q6_K {ql[128], qh[64], scales[16], d} (ggml's block_q4_K, block_q5_K, block_q6_K).
+/// K-quant super-blocks: 256 elements; Q3_K {hmask[32], qs[64], scales[12], d}, Q4_K {d, dmin, scales[12],
+/// qs[128]}, Q5_K {d, dmin, scales[12], qh[32], qs[128]}, Q6_K {ql[128], qh[64], scales[16], d} (ggml's block_q3_K,
+/// block_q4_K, block_q5_K, block_q6_K).
 #define LFM_QK_K 256
+#define LFM_Q3_K_BYTES 110
 #define LFM_Q4_K_BYTES 144
 #define LFM_Q5_K_BYTES 176
 #define LFM_Q6_K_BYTES 210
@@ -40,20 +42,22 @@ void lfm_quantize_q8_0(const float *src, uint8_t *dst, size_t n);
 void lfm_quantize_q4_0(const float *src, uint8_t *dst, size_t n);
 void lfm_dequantize_q8_0(const uint8_t *src, float *dst, size_t n);
 void lfm_dequantize_q4_0(const uint8_t *src, float *dst, size_t n);
-/// Quantize `n` floats (n a multiple of 256) into Q4_K / Q5_K / Q6_K, byte-identical to ggml's reference quantizers
-/// (`quantize_row_q4_K_ref` etc., what `llama-quantize` runs without an importance matrix); dequantize like
+/// Quantize `n` floats (n a multiple of 256) into Q3_K / Q4_K / Q5_K / Q6_K, byte-identical to ggml's reference
+/// quantizers (`quantize_row_q4_K_ref` etc., what `llama-quantize` runs without an importance matrix); dequantize like
 /// `dequantize_row_q4_K` / `gguf.quants.dequantize`.
+void lfm_quantize_q3_k(const float *src, uint8_t *dst, size_t n);
 void lfm_quantize_q4_k(const float *src, uint8_t *dst, size_t n);
 void lfm_quantize_q5_k(const float *src, uint8_t *dst, size_t n);
 void lfm_quantize_q6_k(const float *src, uint8_t *dst, size_t n);
+void lfm_dequantize_q3_k(const uint8_t *src, float *dst, size_t n);
 void lfm_dequantize_q4_k(const uint8_t *src, float *dst, size_t n);
 void lfm_dequantize_q5_k(const uint8_t *src, float *dst, size_t n);
 void lfm_dequantize_q6_k(const uint8_t *src, float *dst, size_t n);
 /// The 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K block's 12 scale bytes.
 void lfm_kq_scale_min(int j, const uint8_t *scales, uint8_t *sc, uint8_t *m);
-/// Importance-weighted quantization of `rows` rows of `n_per_row` floats into type `type` (LFM_T_Q4_0, LFM_T_Q4_K,
-/// LFM_T_Q5_K, LFM_T_Q6_K), `weights` holding one weight per column (an importance-matrix entry), byte-identical to
-/// ggml's weighted quantizers (what `llama-quantize --imatrix` runs). Returns 0, writing nothing, for a type without
+/// Importance-weighted quantization of `rows` rows of `n_per_row` floats into type `type` (LFM_T_Q4_0, LFM_T_Q3_K,
+/// LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K), `weights` holding one weight per column (an importance-matrix entry),
+/// byte-identical to ggml's weighted quantizers (what `llama-quantize --imatrix` runs). Returns 0, writing nothing, for a type without
 /// a weighted path (Q8_0 and the float types: ggml has none) or a row width that is not a whole number of blocks.
 int lfm_quantize_rows_weighted(int32_t type, const float *src, uint8_t *dst, int64_t rows, int64_t n_per_row,
                                const float *weights);
@@ -78,6 +82,7 @@ enum {
     LFM_T_F16 = 1,
     LFM_T_Q4_0 = 2,
     LFM_T_Q8_0 = 8,
+    LFM_T_Q3_K = 11,
     LFM_T_Q4_K = 12,
     LFM_T_Q5_K = 13,
     LFM_T_Q6_K = 14,
