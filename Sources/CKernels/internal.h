@@ -274,7 +274,7 @@ enum {
                        // Q3_K: coef −4, levels ≤ 7)
 };
 #if defined(__x86_64__)
-/// x86_int8.h's 4-row × 4-token GEMM for unsigned-level weights (Q4_0, Q4_K, Q5_K, Q6_K), AVX2, AVX-VNNI and
+/// x86_int8.h's 4-row × 4-token GEMM for unsigned-level weights (Q4_0, Q3_K, Q4_K, Q5_K, Q6_K), AVX2, AVX-VNNI and
 /// AVX512-VNNI (256-bit) flavours; `mv` runs the tokens and rows outside the tiles.
 void lfm_gemm_levels_avx2(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X, int ldx,
                           const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y, int ldy,

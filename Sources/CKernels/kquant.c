@@ -1,4 +1,4 @@
-// ggml's K-quant super-block types Q4_K, Q5_K and Q6_K (256 elements per block): the reference quantizers (no
+// ggml's K-quant super-block types Q3_K, Q4_K, Q5_K and Q6_K (256 elements per block): the reference quantizers (no
 // importance weights) and dequantizers, written from the layouts and algorithms of ggml-quants.c so that the bytes
 // equal `llama-quantize --pure` and the floats equal `gguf.quants.dequantize`. Every float operation is kept in the
 // reference's order with contraction off (no FMA), as the reference is compiled for baseline x86-64.
