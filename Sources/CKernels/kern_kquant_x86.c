@@ -532,24 +532,18 @@ static void mv_q3_k_512(const uint8_t *w, size_t ld, int cols, int r0, int r1, c
 
 void lfm_register_kquant_avx2(lfm_table *t) {
     const int T = LFM_TIER_AVX2;
-    lfm_matvec_fn mv[] = {mv_q4_k, mv_q5_k, mv_q6_k};
-    lfm_gemm_fn mm[] = {tile_q4_k_avx2, tile_q5_k_avx2, tile_q6_k_avx2};
-    for (int i = 0; i < 3; i++) {
-        t->matvec[LFM_TYPE_Q4_K + i] = mv[i];
-        t->gemm[LFM_TYPE_Q4_K + i] = mm[i];
-        LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q4_K + i, T);
-        LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q4_K + i, T);
+    const int kt[] = {LFM_TYPE_Q4_K, LFM_TYPE_Q5_K, LFM_TYPE_Q6_K, LFM_TYPE_Q3_K};
+    lfm_matvec_fn mv[] = {mv_q4_k, mv_q5_k, mv_q6_k, mv_q3_k};
+    lfm_gemm_fn mm[] = {tile_q4_k_avx2, tile_q5_k_avx2, tile_q6_k_avx2, tile_q3_k_avx2};
+    lfm_row_fn row[] = {row_q4_k, row_q5_k, row_q6_k, row_q3_k};
+    for (int i = 0; i < 4; i++) {
+        t->matvec[kt[i]] = mv[i];
+        t->gemm[kt[i]] = mm[i];
+        t->row[kt[i]] = row[i];
+        LFM_MARK(t, LFM_FN_MATVEC + kt[i], T);
+        LFM_MARK(t, LFM_FN_GEMM + kt[i], T);
+        LFM_MARK(t, LFM_FN_ROW + kt[i], T);
     }
-    t->row[LFM_TYPE_Q4_K] = row_q4_k;
-    t->row[LFM_TYPE_Q5_K] = row_q5_k;
-    t->row[LFM_TYPE_Q6_K] = row_q6_k;
-    for (int i = 0; i < 3; i++) LFM_MARK(t, LFM_FN_ROW + LFM_TYPE_Q4_K + i, T);
-    t->matvec[LFM_TYPE_Q3_K] = mv_q3_k;
-    t->gemm[LFM_TYPE_Q3_K] = tile_q3_k_avx2;
-    t->row[LFM_TYPE_Q3_K] = row_q3_k;
-    LFM_MARK(t, LFM_FN_MATVEC + LFM_TYPE_Q3_K, T);
-    LFM_MARK(t, LFM_FN_GEMM + LFM_TYPE_Q3_K, T);
-    LFM_MARK(t, LFM_FN_ROW + LFM_TYPE_Q3_K, T);
 }
 
 void lfm_register_kquant_avx2_vnni(lfm_table *t) {

@@ -138,17 +138,24 @@ KQ_INLINE void fit_affine(const vf *X, const vf *W, int nmax, float rmin, float 
     *scale_out = sel(flat, vsplat(0), scale);
 }
 
+// Per lane, the value of largest magnitude over 16 values (the first on ties) and, in *amax, its magnitude.
+KQ_INLINE vf signed_max16(const vf *X, vf *amax) {
+    vf m = vsplat(0), v = vsplat(0);
+    for (int i = 0; i < 16; ++i) {
+        vf a = vabs(X[i]);
+        vi gt = a > m;
+        m = sel(gt, a, m);
+        v = sel(gt, X[i], v);
+    }
+    *amax = m;
+    return v;
+}
+
 // Symmetric scales for 16 groups of 16 values (X[i] lane j) into [-nmax, nmax-1] with x²-weighted least squares
 // over 19 trial scales around -nmax/max (the signed value of largest magnitude). L[i] receives level + nmax; as in
 // fit_affine the lanes keep their best trial's inverse scale and the levels are computed once at the end.
 KQ_INLINE void fit_symmetric(const vf *X, int nmax, vi *L, vf *scale_out) {
-    vf amax = vsplat(0), vmax = vsplat(0);
-    for (int i = 0; i < 16; ++i) {
-        vf a = vabs(X[i]);
-        vi gt = a > amax;
-        amax = sel(gt, a, amax);
-        vmax = sel(gt, X[i], vmax);
-    }
+    vf amax, vmax = signed_max16(X, &amax);
     vi zero = amax < vsplat(1e-15f);
     vf inv = vsplat((float)-nmax) / vmax;
     vf sxl = vsplat(0), sl2 = vsplat(0);
@@ -341,13 +348,7 @@ void lfm_quantize_q6_k(const float *src, uint8_t *dst, size_t n) {
 // sub-block j), each lane's acceptance a mask, so every lane performs the reference's sequence exactly. L[i]
 // receives level + 4; *scale_out Σwxl/Σwl² (0 for an all-zero sub-block).
 KQ_INLINE void fit_q3(const vf *X, vi *L, vf *scale_out) {
-    vf amax = vsplat(0), vmax = vsplat(0);
-    for (int i = 0; i < 16; ++i) {
-        vf a = vabs(X[i]);
-        vi gt = a > amax;
-        amax = sel(gt, a, amax);
-        vmax = sel(gt, X[i], vmax);
-    }
+    vf amax, vmax = signed_max16(X, &amax);
     vi zero = amax < vsplat(1e-15f);
     vf inv = vsplat(-4.f) / vmax;
     vf Lf[16], sumlx = vsplat(0), suml2 = vsplat(0);
