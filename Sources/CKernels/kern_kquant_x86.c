@@ -445,13 +445,15 @@ AVX512KQ static void mv_kq16_512(const uint8_t *w, size_t ld, int cols, int r0, 
     // qh << 4 (block 4h) | qh << 2 (4h+1); qh (4h+2) | qh >> 2 (4h+3): 16-bit lanes 0–15 and 16–31
     const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
     const __m512i shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-    // Q3_K: qs >> 0 | 2 (blocks 4h, 4h+1), >> 4 | 6 (4h+2, 4h+3); hmask >> 4h + [0 | 1] and 4h + [2 | 3]
-    const __m512i m3 = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
+    // Q3_K: qs >> 0 | 2 (blocks 4h, 4h+1), >> 4 | 6 (4h+2, 4h+3); the third bit tested in hmask (bit 4h + [0 | 1],
+    // 4h + [2 | 3]) and added as 4 under the byte mask
+    const __m512i m3 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
     const __m512i qa = shr, qb = _mm512_add_epi16(shr, _mm512_set1_epi16(4));
-    const __m512i ha = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1);
-    const __m512i hsh[2][2] = {
-        {ha, _mm512_add_epi16(ha, _mm512_set1_epi16(2))},
-        {_mm512_add_epi16(ha, _mm512_set1_epi16(4)), _mm512_add_epi16(ha, _mm512_set1_epi16(6))}};
+    __m512i hbit[2][2];
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 2; k++)
+            hbit[h][k] = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (4 * h + 2 * k))),
+                                            _mm256_set1_epi8((char)(1 << (4 * h + 2 * k + 1))), 1);
     // int16 scale s broadcast over 128-bit lane m: s = 8h + m (blocks 4h, 4h+1) or 8h + 4 + m (4h+2, 4h+3)
 #define Q6_LANES(a) a, a, a, a, a, a, a, a
 #define Q6_SIDX(v) Q6_LANES(4 * v), Q6_LANES(4 * v + 1), Q6_LANES(4 * v + 2), Q6_LANES(4 * v + 3)
@@ -479,10 +481,10 @@ AVX512KQ static void mv_kq16_512(const uint8_t *w, size_t ld, int cols, int r0, 
                 __m512i A, B;
                 if (q3) {
                     __m512i Q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * h)));
-                    A = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(Q, qa), m3),
-                                        _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, hsh[h][0]), one), 2));
-                    B = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(Q, qb), m3),
-                                        _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, hsh[h][1]), one), 2));
+                    A = _mm512_and_si512(_mm512_srlv_epi16(Q, qa), m3);
+                    B = _mm512_and_si512(_mm512_srlv_epi16(Q, qb), m3);
+                    A = _mm512_mask_add_epi8(A, _mm512_test_epi8_mask(H, hbit[h][0]), A, four);
+                    B = _mm512_mask_add_epi8(B, _mm512_test_epi8_mask(H, hbit[h][1]), B, four);
                 } else {
                     __m512i L = _mm512_loadu_si512((const void *)(blk + 64 * h));
                     __m512i Q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h)));
