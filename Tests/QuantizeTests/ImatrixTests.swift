@@ -6,7 +6,8 @@ import Foundation
 
 final class ImatrixTests: XCTestCase {
     /// Weighted Q4_0 / Q3_K / Q4_K / Q5_K / Q6_K bytes equal ggml's: rows of random values with random importance
-    /// weights (some zero) quantized by ggml_quantize_chunk of llama.cpp's libggml-base (scripts/bench/imatrix_goldens.c).
+    /// weights (some zero) quantized by ggml_quantize_chunk of llama.cpp's libggml-base
+    /// (scripts/bench/imatrix_goldens.c).
     func testWeightedQuantizersByteIdenticalToGGML() throws {
         let g = try SafetensorsFile(path: fixtures + "/quant/weighted_goldens.safetensors")
         var seen: [GGMLType: Int] = [:]

@@ -57,8 +57,9 @@ void lfm_dequantize_q6_k(const uint8_t *src, float *dst, size_t n);
 void lfm_kq_scale_min(int j, const uint8_t *scales, uint8_t *sc, uint8_t *m);
 /// Importance-weighted quantization of `rows` rows of `n_per_row` floats into type `type` (LFM_T_Q4_0, LFM_T_Q3_K,
 /// LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K), `weights` holding one weight per column (an importance-matrix entry),
-/// byte-identical to ggml's weighted quantizers (what `llama-quantize --imatrix` runs). Returns 0, writing nothing, for a type without
-/// a weighted path (Q8_0 and the float types: ggml has none) or a row width that is not a whole number of blocks.
+/// byte-identical to ggml's weighted quantizers (what `llama-quantize --imatrix` runs). Returns 0, writing nothing,
+/// for a type without a weighted path (Q8_0 and the float types: ggml has none) or a row width that is not a whole
+/// number of blocks.
 int lfm_quantize_rows_weighted(int32_t type, const float *src, uint8_t *dst, int64_t rows, int64_t n_per_row,
                                const float *weights);
 /// 1 when `type` has a weighted quantizer (lfm_quantize_rows_weighted), else 0.
