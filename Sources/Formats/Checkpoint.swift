@@ -213,7 +213,11 @@ public final class Checkpoint: @unchecked Sendable {
                 throw FormatsError.notFound(
                     path: folder + "/" + n,
                     detail:
-                        "missing from the checkpoint; a fine-tune saved by a trainer (final/, checkpoints/checkpoint_N/) holds only weights: give the model it was fine-tuned from with --base BASE (a folder, hub snapshot or repo id)"
+                        """
+                        missing from the checkpoint; a fine-tune saved by a trainer (final/, \
+                        checkpoints/checkpoint_N/) holds only weights: give the model it was fine-tuned from with \
+                        --base BASE (a folder, hub snapshot or repo id)
+                        """
                 )
             }
             throw FormatsError.notFound(path: folder + "/" + n, detail: "missing from the checkpoint")

@@ -424,7 +424,10 @@ public struct MimiConfig: Codable, Sendable, Equatable {
         guard transformer.inputDimension == seanet.dimension else {
             throw bad(
                 "transformer.input_dimension",
-                "\(transformer.inputDimension) differs from seanet.dimension \(seanet.dimension) (projections are not supported)"
+                """
+                \(transformer.inputDimension) differs from seanet.dimension \(seanet.dimension) (projections are \
+                not supported)
+                """
             )
         }
         for (k, v) in [

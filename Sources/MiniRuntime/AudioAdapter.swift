@@ -2,7 +2,8 @@ import Foundation
 import Formats
 import CKernels
 
-/// `audio_adapter` MLP (liquid_audio/model/lfm2_audio.py, `LFM2AudioModel.__init__`; liquid_audio/model/mlp.py): LayerNorm(d) → Linear d→H → GELU (exact erf) → Linear H→H.
+/// `audio_adapter` MLP (liquid_audio/model/lfm2_audio.py, `LFM2AudioModel.__init__`; liquid_audio/model/mlp.py):
+/// LayerNorm(d) → Linear d→H → GELU (exact erf) → Linear H→H.
 /// Its rows go straight into the LFM2 input sequence at the audio positions.
 final class AudioAdapter: Sendable {
     let norm: LayerNorm, l1: Linear, l2: Linear

@@ -26,7 +26,8 @@ public struct AudioEmbeddings: Sendable {
     }
 }
 
-/// The whole audio input path (liquid_audio/processor.py `ChatState.add_audio`, liquid_audio/model/conformer/encoder.py `ConformerEncoder`): mono samples → 16 kHz (torchaudio-exact resampler) → log-mel →
+/// The whole audio input path (liquid_audio/processor.py `ChatState.add_audio`, liquid_audio/model/conformer/encoder.py
+/// `ConformerEncoder`): mono samples → 16 kHz (torchaudio-exact resampler) → log-mel →
 /// FastConformer (dw_striding subsampling + rel-pos Conformer layers) → audio adapter. Each call encodes one
 /// segment offline, as the reference's `_prefill` does; ceil(mel_frames / 8) positions come out.
 public final class AudioEncoder: Sendable {

@@ -2,7 +2,8 @@ import Foundation
 import Formats
 import CKernels
 
-/// Conformer convolution module (liquid_audio/model/conformer/modules.py, `ConformerConvolution`): pointwise 512→1024, GLU (value ⊙ σ(gate)), depthwise conv
+/// Conformer convolution module (liquid_audio/model/conformer/modules.py, `ConformerConvolution`): pointwise 512→1024,
+/// GLU (value ⊙ σ(gate)), depthwise conv
 /// k=9 with 4+4 zero padding over time whose weights already carry the eval-mode batch norm (folded by the
 /// converter: `conv.depthwise_conv_bn_folded.*`), SiLU, pointwise 512→512. Whole segment at once (offline).
 final class ConformerConvolution: Sendable {

@@ -18,7 +18,10 @@ extension Conversation {
                 guard case .audio(let clip) = c else { encoded.append(nil); continue }
                 guard let enc = model.audioEncoder else {
                     throw RuntimeError.badInput(
-                        "\(model.bundle.gguf.path): the bundle has no audio encoder (conformer); audio input is not possible"
+                        """
+                        \(model.bundle.gguf.path): the bundle has no audio encoder (conformer); audio input is not \
+                        possible
+                        """
                     )
                 }
                 let e = try enc.embed(clip, trace: s.trace)

@@ -2,7 +2,8 @@ import Foundation
 import Formats
 import CKernels
 
-/// One depthformer layer (liquid `StandardBlock` with `MHA`, liquid_audio/model/transformer.py): RMSNorm → fused QKV → per-head
+/// One depthformer layer (liquid `StandardBlock` with `MHA`, liquid_audio/model/transformer.py): RMSNorm → fused QKV →
+/// per-head
 /// q/k RMSNorm → adjacent-pair RoPE (θ = 1e6, position = codebook index) → GQA attention over the frame's cache
 /// → out_proj; then a SwiGLU FFN. The cache holds at most one frame (8 positions) and is reset per frame.
 final class DepthformerLayer: Sendable {
@@ -117,7 +118,8 @@ final class DepthScratch {
     deinit { for p in [norm, qkv, att, tmp, g, u, scores] { p.deallocate() } }
 }
 
-/// The audio head (liquid_audio/model/lfm2_audio.py, `LFM2AudioModel._sample_audio_frame`): `depth_linear` splits the LM hidden state into 8 codebook inputs; the
+/// The audio head (liquid_audio/model/lfm2_audio.py, `LFM2AudioModel._sample_audio_frame`): `depth_linear` splits the
+/// LM hidden state into 8 codebook inputs; the
 /// depthformer runs over the 8 codebooks as positions; each codebook's `to_logits(embedding_norm(·))` is sampled
 /// and its `embedding` row is added to the next codebook's input. A frame is fed back to the LM as the sum of 8
 /// `audio_embedding` rows (code + 2049·k). Checkpoint names: `depthformer.*`, `depth_linear.*`,

@@ -2,7 +2,8 @@ import Foundation
 import Formats
 import CKernels
 
-/// The LFM2 audio detokenizer (liquid_audio/detokenizer.py, `LFM2AudioDetokenizer` and `ISTFT`), streamed frame by frame with exactly the reference's batch output:
+/// The LFM2 audio detokenizer (liquid_audio/detokenizer.py, `LFM2AudioDetokenizer` and `ISTFT`), streamed frame by
+/// frame with exactly the reference's batch output:
 /// mean of the 8 code embeddings, repeated 6× (75 Hz), an LFM2 stack whose attention sees a window of 30 positions
 /// (self + 29 previous), the final RMSNorm, `lin` to 641 log-magnitudes ‖ 641 phases, and an inverse STFT
 /// (n_fft = win = 1280, hop 320, periodic Hann, Σw² envelope, "same" trim of 480). Samples are emitted once every

@@ -1,7 +1,8 @@
 import Foundation
 import Formats
 
-/// The reference's log-mel front end (NeMo `FilterbankFeatures` as configured by liquid-audio: liquid_audio/model/conformer/processor.py, `FilterbankFeatures`):
+/// The reference's log-mel front end (NeMo `FilterbankFeatures` as configured by liquid-audio:
+/// liquid_audio/model/conformer/processor.py, `FilterbankFeatures`):
 /// pre-emphasis 0.97, |STFT|² with a symmetric Hann of 400 centred in 512 (hop 160, centre zero padding),
 /// 128 Slaney mel bands over 0–8 kHz, ln(x + 2⁻²⁴), per-feature normalisation over the floor(N/160) valid frames
 /// (ddof 1, std + 1e-5), invalid frames zeroed. All T = floor(N/160) + 1 frames are returned (the encoder is fed
@@ -20,7 +21,10 @@ import Formats
             config.padTo == 0
         else {
             throw RuntimeError.badInput(
-                "preprocessor: only per_feature normalisation, hann window, log, frame_splicing 1 and pad_to 0 are supported"
+                """
+                preprocessor: only per_feature normalisation, hann window, log, frame_splicing 1 and pad_to 0 are \
+                supported
+                """
             )
         }
         nFFT = config.nFFT

@@ -2,7 +2,8 @@ import Foundation
 import Formats
 import CKernels
 
-/// One layer of Mimi's decoder transformer (liquid_audio/moshi/modules/transformer.py, `StreamingTransformerLayer`): pre-LayerNorm, fused q/k/v without bias,
+/// One layer of Mimi's decoder transformer (liquid_audio/moshi/modules/transformer.py, `StreamingTransformerLayer`):
+/// pre-LayerNorm, fused q/k/v without bias,
 /// interleaved RoPE (max period 10⁴), causal attention within `context` steps, LayerScale, GELU (erf) MLP.
 /// Streaming state: a ring of `context` K/V slots written before attending, as the reference's RingKVCache.
 final class MimiTransformerLayer: Sendable {
@@ -132,7 +133,8 @@ final class MimiTransformerLayer: Sendable {
     }
 }
 
-/// Mimi's decoder, streamed one code frame at a time with zero lookahead (liquid_audio/moshi/models/compression.py, `MimiModel.decode`): RVQ dequantisation
+/// Mimi's decoder, streamed one code frame at a time with zero lookahead (liquid_audio/moshi/models/compression.py,
+/// `MimiModel.decode`): RVQ dequantisation
 /// with the converter's precomputed centroids, the depthwise ConvTranspose upsampler 12.5 → 25 Hz, the decoder
 /// transformer (2 steps per frame), and the SEANet decoder; 1920 samples at 24 kHz per frame. `reset()` starts a
 /// new stream (the reference resets per turn). Past 250 transformer steps (10 s) it behaves as the reference's

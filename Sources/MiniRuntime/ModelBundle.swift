@@ -16,7 +16,10 @@ public final class ModelBundle: @unchecked Sendable {
             throw FormatsError.badHeader(
                 file: path,
                 detail:
-                    "the header checksum (\(BundleKeys.headerCRC32)) does not match: the metadata or the tensor table is damaged"
+                    """
+                    the header checksum (\(BundleKeys.headerCRC32)) does not match: the metadata or the tensor \
+                    table is damaged
+                    """
             )
         }
         let m = gguf.metadata

@@ -2,7 +2,8 @@ import Foundation
 
 /// Band-limited resampling identical to `torchaudio.functional.resample` with its defaults (sinc interpolation
 /// with a Hann window, lowpass width 6, rolloff 0.99), which the reference applies to every input clip
-/// (`torchaudio.functional.resample`, called by liquid_audio/processor.py `ChatState.add_audio`). The kernel has `new/g` phases of 2W + orig/g taps; output length ceil(new·N / orig).
+/// (`torchaudio.functional.resample`, called by liquid_audio/processor.py `ChatState.add_audio`). The kernel has
+/// `new/g` phases of 2W + orig/g taps; output length ceil(new·N / orig).
 @_spi(Tools) public struct Resampler: Sendable {
     public let from: Int, to: Int
     let o: Int, n: Int, width: Int

@@ -32,7 +32,10 @@ public final class SpeechDecoder: StreamingState {
         case .detokenizer:
             guard let d = model.detokenizer else {
                 throw RuntimeError.badInput(
-                    "\(model.bundle.gguf.path): the bundle has no LFM2 detokenizer (LFM2-Audio-1.5B ships only Mimi; use --decoder mimi)"
+                    """
+                    \(model.bundle.gguf.path): the bundle has no LFM2 detokenizer (LFM2-Audio-1.5B ships only \
+                    Mimi; use --decoder mimi)
+                    """
                 )
             }
             stream = .detokenizer(d, d.makeState())

@@ -2,7 +2,8 @@ import Foundation
 import Formats
 import CKernels
 
-/// FastConformer `dw_striding` subsampling (liquid_audio/model/conformer/subsampling.py, `ConvSubsampling`): a 3×3 stride-2 conv from 1 to C channels over the
+/// FastConformer `dw_striding` subsampling (liquid_audio/model/conformer/subsampling.py, `ConvSubsampling`): a 3×3
+/// stride-2 conv from 1 to C channels over the
 /// (time, frequency) image, then per further stage a depthwise 3×3 stride-2 conv and a pointwise conv, ReLU after
 /// the first conv and after every pointwise conv, flattened as feature c·F + f into `out` (C·F → d_model).
 /// Activations are kept channel-last ([t][f][c]) so that the depthwise convs vectorise over channels and the

@@ -194,11 +194,18 @@ public enum Planner {
             case let (a?, b?):
                 if a.shape != b.shape {
                     problems.append(
-                        "tied tensors '\(tie.stored)' \(a.shape) and '\(tie.derived)' \(b.shape) have different shapes (\(tie.key) is true in config.json)"
+                        """
+                        tied tensors '\(tie.stored)' \(a.shape) and '\(tie.derived)' \(b.shape) have different \
+                        shapes (\(tie.key) is true in config.json)
+                        """
                     )
                 } else if let i = firstDifference(a, b) {
                     problems.append(
-                        "tied tensors '\(tie.stored)' and '\(tie.derived)' differ (first at element \(i)), but \(tie.key) is true in config.json, so the model uses one Parameter for both; re-save the checkpoint, or set \(tie.key) to false if they were trained untied"
+                        """
+                        tied tensors '\(tie.stored)' and '\(tie.derived)' differ (first at element \(i)), but \
+                        \(tie.key) is true in config.json, so the model uses one Parameter for both; re-save the \
+                        checkpoint, or set \(tie.key) to false if they were trained untied
+                        """
                     )
                 }
                 out.tensors[tie.derived] = nil

@@ -189,7 +189,10 @@ public struct Recipe: Sendable {
     public var json: String {
         let o = overrides.map { "\"\($0.description)\"" }.joined(separator: ",")
         return
-            "{\"preset\":\"\(preset.rawValue)\",\"overrides\":[\(o)],\"rules\":\"see docs/format.md §Quantization presets\",\"large_kernel_elements\":\(Recipe.largeKernelElements)}"
+            """
+            {\"preset\":\"\(preset.rawValue)\",\"overrides\":[\(o)],\"rules\":\"see docs/format.md §Quantization \
+            presets\",\"large_kernel_elements\":\(Recipe.largeKernelElements)}
+            """
     }
 }
 

@@ -10,14 +10,20 @@ struct ConvertCommand: ParsableCommand {
 
     @Argument(
         help:
-            "Checkpoint folder, hub-cache snapshot folder, or repo id (e.g. LiquidAI/LFM2-Audio-1.5B) in the local hub cache."
+            """
+            Checkpoint folder, hub-cache snapshot folder, or repo id (e.g. LiquidAI/LFM2-Audio-1.5B) in the local \
+            hub cache.
+            """
     )
     var checkpoint: String
 
     @Option(
         name: .customLong("base"),
         help:
-            "The model a fine-tune was trained from (folder, hub snapshot or repo id): supplies the files the checkpoint folder lacks (config.json, tokenizer, chat template, Mimi, audio_detokenizer/)."
+            """
+            The model a fine-tune was trained from (folder, hub snapshot or repo id): supplies the files the \
+            checkpoint folder lacks (config.json, tokenizer, chat template, Mimi, audio_detokenizer/).
+            """
     )
     var base: String?
 
@@ -38,7 +44,10 @@ struct ConvertCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Importance matrix (llama.cpp's GGUF imatrix layout, from `lfm-convert imatrix` or llama-imatrix): the weights of the quantization error for Q4_0 and the K-quants.",
+            """
+            Importance matrix (llama.cpp's GGUF imatrix layout, from `lfm-convert imatrix` or llama-imatrix): the \
+            weights of the quantization error for Q4_0 and the K-quants.
+            """,
             valueName: "FILE"))
     var imatrix: String?
 

@@ -7,7 +7,10 @@ struct ExportLlamaCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export-llama",
         abstract:
-            "Export the LFM2 backbone as a llama.cpp `lfm2` GGUF (text only), for llama.cpp tools and side-by-side benchmarks."
+            """
+            Export the LFM2 backbone as a llama.cpp `lfm2` GGUF (text only), for llama.cpp tools and side-by-side \
+            benchmarks.
+            """
     )
 
     @Argument(help: "Checkpoint folder, hub-cache snapshot folder, or repo id in the local hub cache.")
@@ -26,7 +29,10 @@ struct ExportLlamaCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Importance matrix (GGUF imatrix layout): the weights of the quantization error, as llama-quantize --imatrix uses them.",
+            """
+            Importance matrix (GGUF imatrix layout): the weights of the quantization error, as llama-quantize \
+            --imatrix uses them.
+            """,
             valueName: "FILE"))
     var imatrix: String?
 

@@ -10,7 +10,10 @@ struct ImatrixCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "imatrix",
         abstract:
-            "Run the model over calibration inputs (text prompts, audio through ASR and chat, TTS sentences) and write an importance matrix for every component's matrices, in llama.cpp's GGUF imatrix layout."
+            """
+            Run the model over calibration inputs (text prompts, audio through ASR and chat, TTS sentences) and \
+            write an importance matrix for every component's matrices, in llama.cpp's GGUF imatrix layout.
+            """
     )
 
     @Argument(help: "Checkpoint folder (converted to a temporary F32 bundle first) or a bundle (.gguf; F32 is best).")
@@ -18,7 +21,10 @@ struct ImatrixCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Calibration folder: *.txt text prompts, WAV/FLAC files (ASR and spoken chat), tts/*.txt sentences (one per line).",
+            """
+            Calibration folder: *.txt text prompts, WAV/FLAC files (ASR and spoken chat), tts/*.txt sentences (one \
+            per line).
+            """,
             valueName: "DIR"))
     var calibrate: String
 

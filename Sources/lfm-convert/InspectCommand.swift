@@ -68,7 +68,10 @@ struct InspectCommand: ParsableCommand {
             return
         }
         print(
-            "\(b.path): GGUF v\(b.version), \(fmtBytes(b.file.size)), \(tensors.count) tensors, alignment \(b.alignment)"
+            """
+            \(b.path): GGUF v\(b.version), \(fmtBytes(b.file.size)), \(tensors.count) tensors, alignment \
+            \(b.alignment)
+            """
         )
         for k in [
             BundleKeys.architecture, BundleKeys.name, BundleKeys.formatVersion, BundleKeys.converterVersion,

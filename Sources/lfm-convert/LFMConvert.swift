@@ -11,7 +11,10 @@ struct LFMConvert: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lfm-convert",
         abstract:
-            "Convert an LFM2-Audio checkpoint into one quantized, memory-mappable GGUF bundle; inspect and verify bundles.",
+            """
+            Convert an LFM2-Audio checkpoint into one quantized, memory-mappable GGUF bundle; inspect and verify \
+            bundles.
+            """,
         version: "lfm-convert \(LFMVersion.converter)",
         subcommands: [
             ConvertCommand.self, InspectCommand.self, VerifyCommand.self, ExportLlamaCommand.self,

@@ -7,15 +7,25 @@ struct ASRCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "asr",
         abstract:
-            "Transcribe a WAV file (system prompt \"Perform ASR.\", sequential mode); the transcript streams to stdout.",
+            """
+            Transcribe a WAV file (system prompt \"Perform ASR.\", sequential mode); the transcript streams to \
+            stdout.
+            """,
         discussion:
-            "Recordings longer than --window seconds are split at low-energy points and transcribed window after window, one line per window. With --json: {\"type\":\"segment\",\"start\":S,\"end\":E}, {\"type\":\"text\",...} and a final {\"type\":\"done\",...} event."
+            """
+            Recordings longer than --window seconds are split at low-energy points and transcribed window after \
+            window, one line per window. With --json: {\"type\":\"segment\",\"start\":S,\"end\":E}, \
+            {\"type\":\"text\",...} and a final {\"type\":\"done\",...} event.
+            """
     )
 
     @OptionGroup var runtime: RuntimeOptions
     @Option(
         help:
-            "The recording: WAV (PCM 8/16/24/32-bit or float 32/64, any rate, channels averaged; - reads stdin), FLAC, Ogg, Opus or MP3."
+            """
+            The recording: WAV (PCM 8/16/24/32-bit or float 32/64, any rate, channels averaged; - reads stdin), \
+            FLAC, Ogg, Opus or MP3.
+            """
     )
     var audio: String
     @Option(help: "System prompt.")
@@ -68,7 +78,11 @@ struct ASRCommand: ParsableCommand {
                 "kernels " + KernelTier.report().tier + " | "
                     + String(
                         format:
-                            "load %.3f s | audio %.2f s in %d window(s), %d positions | mel %.3f s | encoder %.3f s | prefill %.3f s | first token %.3f s | decode %d tokens %.3f s | %.2fx real time | peak RSS %.1f MB | stop: %@",
+                            """
+                            load %.3f s | audio %.2f s in %d window(s), %d positions | mel %.3f s | encoder %.3f s \
+                            | prefill %.3f s | first token %.3f s | decode %d tokens %.3f s | %.2fx real time | \
+                            peak RSS %.1f MB | stop: %@
+                            """,
                         loadSeconds, st.audioSeconds, st.windows, st.audioPositions, st.melSeconds, st.encoderSeconds,
                         st.prefillSeconds, st.firstTokenSeconds, st.generatedTokens, st.decodeSeconds,
                         st.realTimeFactor,

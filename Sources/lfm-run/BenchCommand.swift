@@ -24,19 +24,28 @@ struct BenchCommand: ParsableCommand {
     var json = false
     @Option(
         help:
-            "ASR benchmark instead: a WAV file, transcribed with exactly -n decode steps (encoder, prefill, decode timed)."
+            """
+            ASR benchmark instead: a WAV file, transcribed with exactly -n decode steps (encoder, prefill, decode \
+            timed).
+            """
     )
     var audio: String?
     @Option(
         help:
-            "TTS speed benchmark instead: this many audio frames generated and decoded (LM step, depthformer, decoder timed)."
+            """
+            TTS speed benchmark instead: this many audio frames generated and decoded (LM step, depthformer, \
+            decoder timed).
+            """
     )
     var speechFrames: Int?
     @Option(help: "Decoder for --speech-frames: mimi or detokenizer (default: the detokenizer when present).")
     var decoder: String?
     @Option(
         help:
-            "Batched-decode benchmark instead: this many concurrent speech streams (interleaved chat turns of -n steps), against one stream and against the same streams unbatched."
+            """
+            Batched-decode benchmark instead: this many concurrent speech streams (interleaved chat turns of -n \
+            steps), against one stream and against the same streams unbatched.
+            """
     )
     var streams: Int?
     @Flag(help: "With --streams: codes only (no decoder), to measure the model's steps alone.")
@@ -64,7 +73,10 @@ struct BenchCommand: ParsableCommand {
                 ]))
         } else {
             print(
-                "kernels \(KernelTier.report().tier) (best here: \(KernelTier.report().best)), BLAS \(KernelTier.report().blas)"
+                """
+                kernels \(KernelTier.report().tier) (best here: \(KernelTier.report().best)), BLAS \
+                \(KernelTier.report().blas)
+                """
             )
             print(
                 String(
@@ -101,7 +113,10 @@ struct BenchCommand: ParsableCommand {
             print(
                 String(
                     format:
-                        "audio %.1f s → %d positions (prompt %d) | mel %.3f s | encoder %.3f s | prefill %.3f s (%.1f pos/s) | decode %d tokens %.3f s | total %.3f s = %.2fx real time",
+                        """
+                        audio %.1f s → %d positions (prompt %d) | mel %.3f s | encoder %.3f s | prefill %.3f s \
+                        (%.1f pos/s) | decode %d tokens %.3f s | total %.3f s = %.2fx real time
+                        """,
                     res.audioSeconds, res.positions, res.promptPositions, median(res.melSeconds),
                     median(res.encoderSeconds),
                     median(res.prefillSeconds), Double(res.promptPositions) / median(res.prefillSeconds), n,
@@ -145,7 +160,10 @@ struct BenchCommand: ParsableCommand {
             print(
                 String(
                     format:
-                        "1 stream %.2f frames/s | %d streams batched %.2f frames/s (%.2fx; per-run median %.2fx) | %d streams unbatched %.2f frames/s (%.2fx) | first frame (batched) %.2f s",
+                        """
+                        1 stream %.2f frames/s | %d streams batched %.2f frames/s (%.2fx; per-run median %.2fx) | \
+                        %d streams unbatched %.2f frames/s (%.2fx) | first frame (batched) %.2f s
+                        """,
                     f1, count, fn, fn / f1, paired, count, fu, fu / f1, ttf))
         }
     }
@@ -172,7 +190,10 @@ struct BenchCommand: ParsableCommand {
             print(
                 String(
                     format:
-                        "%d frames → %.2f s of audio in %.3f s = %.2fx real time | per frame: LM %.1f ms, depthformer %.1f ms, decoder %.1f ms",
+                        """
+                        %d frames → %.2f s of audio in %.3f s = %.2fx real time | per frame: LM %.1f ms, \
+                        depthformer %.1f ms, decoder %.1f ms
+                        """,
                     frames, res.audioSeconds, total, res.audioSeconds / total, per(res.lmSeconds), per(res.headSeconds),
                     per(res.decoderSeconds)))
         }

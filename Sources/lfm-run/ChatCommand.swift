@@ -6,9 +6,16 @@ struct ChatCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat",
         abstract:
-            "Speech-to-speech chat (system prompt \"Respond with interleaved text and audio.\", interleaved mode): text streams to stdout while the audio is written.",
+            """
+            Speech-to-speech chat (system prompt \"Respond with interleaved text and audio.\", interleaved mode): \
+            text streams to stdout while the audio is written.
+            """,
         discussion:
-            "Without --audio/--prompt: an interactive conversation on stdin, one turn per line (a WAV path or a line of text); the history, spoken frames included, stays in the cache. With -o OUT.wav, turn N of an interactive conversation is written to OUT-N.wav."
+            """
+            Without --audio/--prompt: an interactive conversation on stdin, one turn per line (a WAV path or a \
+            line of text); the history, spoken frames included, stays in the cache. With -o OUT.wav, turn N of an \
+            interactive conversation is written to OUT-N.wav.
+            """
     )
 
     @OptionGroup var runtime: RuntimeOptions

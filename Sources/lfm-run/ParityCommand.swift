@@ -9,7 +9,10 @@ struct ParityCommand: ParsableCommand {
         abstract:
             "Compare a bundle with the PyTorch reference, stage by stage, on a dump made by scripts/reference/dump.py.",
         discussion:
-            "Exit status 0 when every stage is within the tolerance for the bundle's types (f32: strict; f16/bf16, q8_0, q4_0: looser, streams reported), 1 otherwise. The first failing stage is named."
+            """
+            Exit status 0 when every stage is within the tolerance for the bundle's types (f32: strict; f16/bf16, \
+            q8_0, q4_0: looser, streams reported), 1 otherwise. The first failing stage is named.
+            """
     )
 
     @Option(help: "The bundle (.gguf).")

@@ -6,9 +6,15 @@ struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract:
-            "A local speech server: OpenAI-compatible /v1/audio/speech, /v1/audio/transcriptions, /v1/chat/completions, the /v1/realtime WebSocket and a live chat page at /.",
+            """
+            A local speech server: OpenAI-compatible /v1/audio/speech, /v1/audio/transcriptions, \
+            /v1/chat/completions, the /v1/realtime WebSocket and a live chat page at /.
+            """,
         discussion:
-            "Prints `listening on http://HOST:PORT` on stderr when ready (--port 0 picks a free port). SIGTERM or Ctrl-C stops accepting, cancels running turns and exits 0. docs/serving.md describes the routes."
+            """
+            Prints `listening on http://HOST:PORT` on stderr when ready (--port 0 picks a free port). SIGTERM or \
+            Ctrl-C stops accepting, cancels running turns and exits 0. docs/serving.md describes the routes.
+            """
     )
 
     @Option(help: "The bundle (.gguf) made by lfm-convert.")

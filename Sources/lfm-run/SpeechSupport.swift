@@ -113,7 +113,13 @@ final class SpeechTurn {
                 "kernels " + KernelTier.report().tier + " | "
                     + String(
                         format:
-                            "load %.3f s | read+mel %.3f s | encoder %.3f s (%d positions) | prefill %.3f s (%d positions) | %d text steps before audio | first frame at %.3f s (depthformer %.3f s) | first decode %.3f s | first audio %.3f s | %d frames, %.2f s of audio in %.2f s = %.2fx real time | depthformer %.3f s, decoder (%@) %.3f s | peak RSS %.1f MB | stop: %@",
+                            """
+                            load %.3f s | read+mel %.3f s | encoder %.3f s (%d positions) | prefill %.3f s (%d \
+                            positions) | %d text steps before audio | first frame at %.3f s (depthformer %.3f s) | \
+                            first decode %.3f s | first audio %.3f s | %d frames, %.2f s of audio in %.2f s = \
+                            %.2fx real time | depthformer %.3f s, decoder (%@) %.3f s | peak RSS %.1f MB | stop: \
+                            %@
+                            """,
                         loadSeconds, stats.melSeconds, stats.encoderSeconds, stats.audioPositions, stats.prefillSeconds,
                         stats.promptTokens,
                         stats.textStepsBeforeAudio, stats.timeToFirstFrame, stats.firstFrameHeadSeconds,

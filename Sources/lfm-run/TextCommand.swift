@@ -151,7 +151,10 @@ struct TextCommand: ParsableCommand {
                 "kernels " + KernelTier.report().tier + " | "
                     + String(
                         format:
-                            "load %.3f s | prompt %d tokens, prefill %.1f tok/s | first token %.3f s | decode %d tokens, %.2f tok/s | peak RSS %.1f MB | stop: %@",
+                            """
+                            load %.3f s | prompt %d tokens, prefill %.1f tok/s | first token %.3f s | decode %d \
+                            tokens, %.2f tok/s | peak RSS %.1f MB | stop: %@
+                            """,
                         loadSeconds, stats.promptTokens, stats.prefillTokensPerSecond, stats.timeToFirstToken,
                         stats.generatedTokens, stats.decodeTokensPerSecond, Double(peak) / 1048576,
                         stats.stopReason.rawValue))

@@ -10,7 +10,11 @@ struct VADCommand: ParsableCommand {
         commandName: "vad",
         abstract: "Speech segments found by the server's voice activity detector in a recording (one JSON line each).",
         discussion:
-            "Output: {\"start_ms\":S,\"end_ms\":E} per segment, then {\"type\":\"done\",\"ms\":TOTAL,\"frame_ms\":20}. The audio is fed in 20 ms pieces, as a realtime client sends it.",
+            """
+            Output: {\"start_ms\":S,\"end_ms\":E} per segment, then \
+            {\"type\":\"done\",\"ms\":TOTAL,\"frame_ms\":20}. The audio is fed in 20 ms pieces, as a realtime \
+            client sends it.
+            """,
         shouldDisplay: false)
 
     @Option(help: "The recording: WAV, FLAC, Ogg, Opus or MP3 (channels averaged, the file's own rate).")

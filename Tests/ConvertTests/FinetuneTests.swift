@@ -162,7 +162,10 @@ final class FinetuneTests: XCTestCase {
                 XCTAssertEqual(frames, wantFrames, "\(mode)-\(name) frames")
                 XCTAssertEqual(steps, wantSteps, "\(mode)-\(name) modality order")
                 print(
-                    "free-running \(mode)-\(name): \(tokens.count) text tokens, \(frames.count) frames equal the reference's"
+                    """
+                    free-running \(mode)-\(name): \(tokens.count) text tokens, \(frames.count) frames equal the \
+                    reference's
+                    """
                 )
             }
         }

@@ -42,7 +42,10 @@ final class ASRParityTests: XCTestCase {
         }
         XCTAssertLessThan(worst, 1e-4, "\(fixture) step logits")
         print(
-            "\(fixture): ASR \(tokens.count) tokens identical (\(stats.stopReason)); audio emb rel err \(eEmb); logits worst \(worst)"
+            """
+            \(fixture): ASR \(tokens.count) tokens identical (\(stats.stopReason)); audio emb rel err \(eEmb); \
+            logits worst \(worst)
+            """
         )
     }
 

@@ -55,7 +55,10 @@ final class AudioOutParityTests: XCTestCase {
                 XCTAssertEqual(frames, want, "\(fixture) \(mode) frames")
                 XCTAssertEqual(modality, g.ints(key + "step_modality"), "\(fixture) \(mode) modality")
                 print(
-                    "\(fixture) \(mode): \(text.count) text tokens and \(frames.count) frames identical to the reference"
+                    """
+                    \(fixture) \(mode): \(text.count) text tokens and \(frames.count) frames identical to the \
+                    reference
+                    """
                 )
             }
         }

@@ -15,7 +15,8 @@ final class BatchDecodeTests: XCTestCase {
     }
 
     /// Four speech streams, a sampled text chat and ASR at once on a batching model equal each job alone on a
-    /// model that does not batch, for 8-bit and K-quant weights (every type steps through its own matvec kernel either way); and the rounds really held several
+    /// model that does not batch, for 8-bit and K-quant weights (every type steps through its own matvec kernel either
+    /// way); and the rounds really held several
     /// turns' steps.
     func testBatchedStreamsEqualAlone() throws {
         for preset in [Preset.q8_0, .q4_k_m] {

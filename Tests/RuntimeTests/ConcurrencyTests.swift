@@ -126,7 +126,11 @@ final class ConcurrencyTests: XCTestCase {
         let touched = attn * 2 * 64 * c.numKeyValueHeads * c.headDim * 4 + conv + depth
         let allowance = n * (touched + 512 * 1024)
         print(
-            "conversation caches: \(first.cacheBytes) bytes reserved at a \(ctx) context (KV \(kv), conv \(conv), depthformer \(depth)); \(n) conversations grew anonymous RSS by \(grown) bytes (weights \(weights) bytes)"
+            """
+            conversation caches: \(first.cacheBytes) bytes reserved at a \(ctx) context (KV \(kv), conv \(conv), \
+            depthformer \(depth)); \(n) conversations grew anonymous RSS by \(grown) bytes (weights \(weights) \
+            bytes)
+            """
         )
         XCTAssertLessThan(grown, allowance, "\(n) conversations grew RSS by \(grown) bytes")
         XCTAssertLessThan(grown, n * weights / 4, "conversations must not copy weights")

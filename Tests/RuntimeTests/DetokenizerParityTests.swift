@@ -37,7 +37,10 @@ final class DetokenizerParityTests: XCTestCase {
             let e = relErr(wave, g.floats("e.detok_wave"))
             XCTAssertLessThan(e, 1e-4, "\(fixture) waveform")
             print(
-                "\(fixture): detokenizer streaming of \(T) frames (window \(det.window)), waveform rel err \(e), stages worst \(worst)"
+                """
+                \(fixture): detokenizer streaming of \(T) frames (window \(det.window)), waveform rel err \(e), \
+                stages worst \(worst)
+                """
             )
             // a new utterance after reset gives the same samples
             st.trace = nil

@@ -50,7 +50,10 @@ final class EncoderParityTests: XCTestCase {
         let eE2E = relErr(emb.values, g.floats("b.adapter_out"))
         XCTAssertLessThan(eE2E, 1e-4, "\(fixture) waveform → adapter")
         print(
-            "\(fixture) threads \(threads): layers worst \(worst), encoder out \(eOut), adapter \(eAd), waveform→adapter \(eE2E)"
+            """
+            \(fixture) threads \(threads): layers worst \(worst), encoder out \(eOut), adapter \(eAd), \
+            waveform→adapter \(eE2E)
+            """
         )
     }
 

@@ -62,7 +62,10 @@ final class GenerationParityTests: XCTestCase {
         }
         XCTAssertLessThan(worst2, 1e-4, "\(fixture) turn-2 logits")
         print(
-            "\(fixture): turn 1 \(got1.count) tokens (logit rel err \(worst)), turn 2 \(got2.count) tokens from the cache (\(worst2))"
+            """
+            \(fixture): turn 1 \(got1.count) tokens (logit rel err \(worst)), turn 2 \(got2.count) tokens from the \
+            cache (\(worst2))
+            """
         )
     }
 

@@ -51,7 +51,10 @@ final class MimiParityTests: XCTestCase {
             let e = relErr(wave, g.floats("e.mimi_decode_wave"))
             XCTAssertLessThan(e, 1e-4, "\(fixture) waveform")
             print(
-                "\(fixture): Mimi streaming decode of \(T) frames, waveform rel err \(e) (worst stage \(worst.0) \(worst.1))"
+                """
+                \(fixture): Mimi streaming decode of \(T) frames, waveform rel err \(e) (worst stage \(worst.0) \
+                \(worst.1))
+                """
             )
             // reset starts a new stream: decoding again gives the same samples
             st.trace = nil

@@ -162,8 +162,11 @@ final class ServeProcess: @unchecked Sendable {
             b += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(k)\"\r\n\r\n\(v)\r\n".utf8)
         }
         b += Data(
-            "--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(name)\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-                .utf8)
+            """
+            --\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(name)\"\r\nContent-Type: \
+            application/octet-stream\r\n\r\n
+            """
+            .utf8)
         b += file
         b += Data("\r\n--\(boundary)--\r\n".utf8)
         return try request("POST", path, body: b, contentType: "multipart/form-data; boundary=\(boundary)")
@@ -177,7 +180,10 @@ final class WSClient {
     init(port: Int, path: String, headers: [String: String] = [:]) throws {
         s = try RawSocket(port: port, timeout: 120)
         var head =
-            "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            """
+            GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: \
+            Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n
+            """
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
         try s.write(Array((head + "\r\n").utf8))
         let status = try s.line()
