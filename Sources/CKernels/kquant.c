@@ -32,17 +32,11 @@ static inline float get_f16(const uint8_t *p) {
 // fitting the groups one after another. Sixteen lanes are two Q4_K/Q5_K super-blocks or the sixteen sub-blocks of
 // one Q6_K super-block: twice the independent work per accumulation chain of the least-squares trials, whose
 // sums are sequential in the reference's order.
-// The exported quantizers are compiled for AVX2 and baseline x86-64 (picked at load time) where clones are available.
+// The exported quantizers are compiled three times on x86-64 (AVX-512, AVX2 and baseline, by per-function target
+// attributes) and pick the copy of the active kernel tier (LFM_CPU forces a lower one); the bytes are the same.
 #pragma GCC diagnostic ignored "-Wpsabi"
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define LFM_KQ_NO_CLONES 1
-#endif
-#endif
-#if defined(__x86_64__) && defined(__clang__) && defined(__linux__) && !defined(LFM_KQ_NO_CLONES)
-#define KQ_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define KQ_CLONES
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#define KQ_X86 1
 #endif
 #define KQ_INLINE static inline __attribute__((always_inline))
 
@@ -283,14 +277,10 @@ KQ_INLINE void quantize_affine_rows(const float *src, uint8_t *dst, size_t n, in
     }
 }
 
-KQ_CLONES
-void lfm_quantize_q4_k(const float *src, uint8_t *dst, size_t n) { quantize_affine_rows(src, dst, n, 0); }
+KQ_INLINE void q4k_rows(const float *src, uint8_t *dst, size_t n) { quantize_affine_rows(src, dst, n, 0); }
+KQ_INLINE void q5k_rows(const float *src, uint8_t *dst, size_t n) { quantize_affine_rows(src, dst, n, 1); }
 
-KQ_CLONES
-void lfm_quantize_q5_k(const float *src, uint8_t *dst, size_t n) { quantize_affine_rows(src, dst, n, 1); }
-
-KQ_CLONES
-void lfm_quantize_q6_k(const float *src, uint8_t *dst, size_t n) {
+KQ_INLINE void q6k_rows(const float *src, uint8_t *dst, size_t n) {
     uint8_t L[256];
     for (size_t b = 0; b < n / 256; b++) {
         const float *x = src + b * 256;
@@ -407,11 +397,9 @@ KQ_INLINE void finish_q3(const float *x, uint8_t *blk, uint8_t *L) {
         }
 }
 
-KQ_CLONES
-void lfm_q3k_finish(const float *x, uint8_t *blk, uint8_t *L) { finish_q3(x, blk, L); }
+KQ_INLINE void q3k_finish(const float *x, uint8_t *blk, uint8_t *L) { finish_q3(x, blk, L); }
 
-KQ_CLONES
-void lfm_quantize_q3_k(const float *src, uint8_t *dst, size_t n) {
+KQ_INLINE void q3k_rows(const float *src, uint8_t *dst, size_t n) {
     uint8_t L[256];
     for (size_t b = 0; b < n / 256; b++) {
         const float *x = src + b * 256;
@@ -444,6 +432,37 @@ void lfm_quantize_q3_k(const float *src, uint8_t *dst, size_t n) {
         finish_q3(x, blk, L);
     }
 }
+
+// The three copies of each quantizer and the exported entry points that choose between them.
+#if defined(KQ_X86)
+#define KQ_T512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
+#define KQ_TAVX2 __attribute__((target("avx2")))
+static int kq_level(void) {
+    int t = lfm_tier();
+    return t == LFM_TIER_AVX512 ? 2 : (t == LFM_TIER_AVX2 || t == LFM_TIER_AVX2_VNNI) ? 1 : 0;
+}
+#define KQ_EXPORT(name, body, params, args)                                                                           \
+    KQ_T512 static void name##_512 params { body args; }                                                              \
+    KQ_TAVX2 static void name##_avx2 params { body args; }                                                            \
+    static void name##_base params { body args; }                                                                     \
+    void name params {                                                                                                \
+        switch (kq_level()) {                                                                                         \
+        case 2: name##_512 args; break;                                                                               \
+        case 1: name##_avx2 args; break;                                                                              \
+        default: name##_base args;                                                                                    \
+        }                                                                                                             \
+    }
+#else
+#define KQ_EXPORT(name, body, params, args) \
+    void name params { body args; }
+#endif
+
+#define KQ_ROWS (const float *src, uint8_t *dst, size_t n)
+KQ_EXPORT(lfm_quantize_q3_k, q3k_rows, KQ_ROWS, (src, dst, n))
+KQ_EXPORT(lfm_quantize_q4_k, q4k_rows, KQ_ROWS, (src, dst, n))
+KQ_EXPORT(lfm_quantize_q5_k, q5k_rows, KQ_ROWS, (src, dst, n))
+KQ_EXPORT(lfm_quantize_q6_k, q6k_rows, KQ_ROWS, (src, dst, n))
+KQ_EXPORT(lfm_q3k_finish, q3k_finish, (const float *x, uint8_t *blk, uint8_t *L), (x, blk, L))
 
 void lfm_dequantize_q3_k(const uint8_t *src, float *dst, size_t n) {
     for (size_t b = 0; b < n / 256; b++) {

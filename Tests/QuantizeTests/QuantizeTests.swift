@@ -125,19 +125,26 @@ final class QuantizeTests: XCTestCase {
         let g = try SafetensorsFile(path: fixtures + "/quant/kquant_goldens.safetensors")
         let inputs = g.names.filter { $0.hasSuffix(".input") }
         var seen: [GGMLType: Int] = [:]
+        let saved = lfm_tier()
+        defer { _ = lfm_set_tier(saved) }
+        let tiers = (0..<Int32(LFM_TIER_COUNT)).filter { lfm_tier_supported($0) != 0 }
         for inName in inputs {
             let base = String(inName.dropLast(".input".count))
             let type = try XCTUnwrap(GGMLType(name: String(base.prefix { $0 != "." })))
             let x = Array(g.tensors[inName]!.bytes.bindMemory(to: Float.self))
             let want = Array(try XCTUnwrap(g.tensors[base + ".bytes"]).bytes)
-            var got = [UInt8](repeating: 0xAA, count: type.byteCount(elements: x.count))
-            XCTAssertEqual(got.count, want.count, base)
-            x.withUnsafeBufferPointer { s in
-                got.withUnsafeMutableBytes {
-                    Codec.encode(s.baseAddress!, count: x.count, as: type, into: $0.baseAddress!)
+            // every copy of the quantizer this CPU can run (they follow the kernel tier)
+            for tier in tiers {
+                XCTAssertEqual(lfm_set_tier(tier), 0)
+                var got = [UInt8](repeating: 0xAA, count: type.byteCount(elements: x.count))
+                XCTAssertEqual(got.count, want.count, base)
+                x.withUnsafeBufferPointer { s in
+                    got.withUnsafeMutableBytes {
+                        Codec.encode(s.baseAddress!, count: x.count, as: type, into: $0.baseAddress!)
+                    }
                 }
+                XCTAssertEqual(got, want, "\(base) (\(String(cString: lfm_tier_name(tier))))")
             }
-            XCTAssertEqual(got, want, base)
             seen[type, default: 0] += 1
         }
         for t in [GGMLType.q3_K, .q4_K, .q5_K, .q6_K] { XCTAssertGreaterThanOrEqual(seen[t] ?? 0, 9, "\(t) goldens") }
