@@ -19,11 +19,12 @@ if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64-st
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     echo "arm64_check: installing gcc-aarch64-linux-gnu qemu-user-static"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+      gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static >/dev/null
   else
     echo "arm64_check: needs gcc-aarch64-linux-gnu and qemu-user-static (run with --install)"; exit 2
   fi
 fi
-aarch64-linux-gnu-gcc -O2 -ffp-contract=off -static -DLFM_NO_DLOPEN -Wall -Wno-unknown-pragmas -Wno-misleading-indentation -ISources/CKernels/include \
-  "${srcs[@]}" -lm -lpthread -o "$out/check"
+aarch64-linux-gnu-gcc -O2 -ffp-contract=off -static -DLFM_NO_DLOPEN -Wall -Wno-unknown-pragmas \
+  -Wno-misleading-indentation -ISources/CKernels/include "${srcs[@]}" -lm -lpthread -o "$out/check"
 qemu-aarch64-static -cpu max "$out/check"

@@ -183,7 +183,8 @@ def main():
         bd = "lfmdeploy"
         mp = (
             (
-                f'--{bd}\r\nContent-Disposition: form-data; name="max_tokens"\r\n\r\n4\r\n--{bd}\r\nContent-Disposition: '
+                f'--{bd}\r\nContent-Disposition: form-data; name="max_tokens"\r\n\r\n4\r\n'
+                f"--{bd}\r\nContent-Disposition: "
                 f'form-data; name="file"; filename="q.wav"\r\n\r\n'
             ).encode()
             + wav

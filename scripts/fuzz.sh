@@ -8,13 +8,17 @@ cd "$(dirname "$0")/.."
 SECS=${1:-30}; shift || true
 TARGETS=${*:-safetensors gguf wav tokenizer config codes}
 mkdir -p Fuzz/.deps && ln -sfn ../.. Fuzz/.deps/lfm-audio
-(cd Fuzz && swift build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library --product lfm-fuzz 2>&1 | grep -E "error|Build" )
+(cd Fuzz && swift build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library --product lfm-fuzz \
+  2>&1 | grep -E "error|Build" )
 BIN=Fuzz/.build/release/lfm-fuzz
 [ -x $BIN ] || { echo "fuzz build failed"; exit 1; }
 W=/tmp/lfm-fuzz
 mkdir -p $W
 python3 scripts/fuzz_seeds.py $W/seeds
-printf "\n| target | seconds | executions | corpus | crashes (new files in Tests/Fixtures/fuzz/<target>) |\n|---|---|---|---|---|\n" > $W/summary.md
+{
+  printf "\n| target | seconds | executions | corpus | crashes (new files in Tests/Fixtures/fuzz/<target>) |\n"
+  printf "|---|---|---|---|---|\n"
+} > $W/summary.md
 for t in $TARGETS; do
   mkdir -p $W/$t Tests/Fixtures/fuzz/$t
   before=$(ls Tests/Fixtures/fuzz/$t | wc -l)

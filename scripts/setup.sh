@@ -17,7 +17,10 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" pkg-config >/dev/null
 fi
 if [ "${1:-}" = "--tests" ]; then
-  python3 -c "import gguf" 2>/dev/null || { echo "setup: pip install gguf"; python3 -m pip install --quiet --disable-pip-version-check gguf; }
+  python3 -c "import gguf" 2>/dev/null || {
+    echo "setup: pip install gguf"
+    python3 -m pip install --quiet --disable-pip-version-check gguf
+  }
   # `lfm-run serve` from its clients (Tests/python: the openai client, websockets >= 13 for its sync client) and
   # the live page in headless Chromium (scripts/page_check.py: selenium, Debian chromium + chromium-driver)
   pips=()

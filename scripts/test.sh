@@ -61,7 +61,11 @@ total=$((total + py_pass + py_fail)); failed=$((failed + py_fail))
 [ "$py_rc" -eq 0 ] || rc=1
 total=$((total + 1))
 if [ "$page_rc" -ne 0 ]; then echo "page check failed ($page_rc)"; failed=$((failed + 1)); rc=1; fi
-if [ "$lint_n" -ne 0 ]; then echo "swift-format lint: $lint_n findings"; failed=$((failed + 1)); total=$((total + 1)); rc=1; fi
-if [ "$arm64_rc" -ne 0 ]; then echo "ARM64 kernel check failed ($arm64_rc)"; failed=$((failed + 1)); total=$((total + 1)); rc=1; fi
+if [ "$lint_n" -ne 0 ]; then
+  echo "swift-format lint: $lint_n findings"; failed=$((failed + 1)); total=$((total + 1)); rc=1
+fi
+if [ "$arm64_rc" -ne 0 ]; then
+  echo "ARM64 kernel check failed ($arm64_rc)"; failed=$((failed + 1)); total=$((total + 1)); rc=1
+fi
 echo "tests: $((total - failed)) passed, $failed failed"
 exit "$rc"

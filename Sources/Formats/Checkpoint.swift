@@ -188,7 +188,11 @@ public final class Checkpoint: @unchecked Sendable {
                 throw FormatsError.notFound(
                     path: folder,
                     detail:
-                        "holds only training state (\(ignoredFiles.joined(separator: ", "))) and no \(CheckpointFiles.model): there are no model weights to convert (accelerate's save_state writes them beside the optimizer state as \(CheckpointFiles.model))"
+                        """
+                        holds only training state (\(ignoredFiles.joined(separator: ", "))) and no \
+                        \(CheckpointFiles.model): there are no model weights to convert (accelerate's save_state \
+                        writes them beside the optimizer state as \(CheckpointFiles.model))
+                        """
                 )
             }
         }
@@ -404,7 +408,10 @@ public final class Checkpoint: @unchecked Sendable {
         throw FormatsError.notFound(
             path: spec,
             detail:
-                "repo id not found in the local hub cache (looked in \(roots.map { $0 + "/" + repoDir }.joined(separator: ", "))); this tool never downloads"
+                """
+                repo id not found in the local hub cache (looked in \
+                \(roots.map { $0 + "/" + repoDir }.joined(separator: ", "))); this tool never downloads
+                """
         )
     }
 

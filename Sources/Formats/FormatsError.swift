@@ -28,7 +28,10 @@ public enum FormatsError: Error, CustomStringConvertible, Equatable {
             let shown = problems.prefix(40).map { "  - \($0)" }.joined(separator: "\n")
             let more = problems.count > 40 ? "\n  … and \(problems.count - 40) more" : ""
             return
-                "\(f): checkpoint does not match its config (\(problems.count) problem\(problems.count == 1 ? "" : "s")):\n\(shown)\(more)"
+                """
+                \(f): checkpoint does not match its config \
+                (\(problems.count) problem\(problems.count == 1 ? "" : "s")):\n\(shown)\(more)
+                """
         case .unsupported(let f, let d): return "\(f): unsupported: \(d)"
         }
     }

@@ -308,7 +308,8 @@ public enum Schema {
         func codebook(_ p: String) {
             t += [
                 .init(
-                    p + "embedding_sum", [q.bins, q.dimension], .vector, .mimi, drop: "folded into _codebook.centroids"),
+                    p + "embedding_sum", [q.bins, q.dimension], .vector, .mimi,
+                    drop: "folded into _codebook.centroids"),
                 .init(p + "cluster_usage", [q.bins], .vector, .mimi, drop: "folded into _codebook.centroids"),
                 .init(p + "_initialized", [1], .buffer, .mimi, drop: "training-only flag"),
             ]

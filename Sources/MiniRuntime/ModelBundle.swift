@@ -27,14 +27,20 @@ public final class ModelBundle: @unchecked Sendable {
             throw FormatsError.badHeader(
                 file: path,
                 detail:
-                    "general.architecture is \(m[BundleKeys.architecture]?.description ?? "absent"), expected '\(BundleKeys.architectureValue)'"
+                    """
+                    general.architecture is \(m[BundleKeys.architecture]?.description ?? "absent"), \
+                    expected '\(BundleKeys.architectureValue)'
+                    """
             )
         }
         guard let v = m[BundleKeys.formatVersion]?.intValue, v == Int(BundleKeys.currentFormatVersion) else {
             throw FormatsError.badHeader(
                 file: path,
                 detail:
-                    "bundle format version \(m[BundleKeys.formatVersion]?.description ?? "absent") is not supported (this build reads \(BundleKeys.currentFormatVersion))"
+                    """
+                    bundle format version \(m[BundleKeys.formatVersion]?.description ?? "absent") is not supported \
+                    (this build reads \(BundleKeys.currentFormatVersion))
+                    """
             )
         }
         guard let cfg = m[BundleKeys.config]?.stringValue else {

@@ -129,7 +129,10 @@ struct ConvertCommand: ParsableCommand {
             return
         }
         print(
-            "wrote \(out) (\(fmtBytes(result.bytes)), \(plan.tensors.count) tensors, preset \(recipe.preset.rawValue)) in \(String(format: "%.2f", seconds)) s"
+            """
+            wrote \(out) (\(fmtBytes(result.bytes)), \(plan.tensors.count) tensors, preset \(recipe.preset.rawValue)) \
+            in \(String(format: "%.2f", seconds)) s
+            """
         )
         print(pad("component", 16) + lpad("tensors", 8) + lpad("dropped", 8) + lpad("source", 12) + lpad("bundle", 12))
         for r in rows {

@@ -56,7 +56,10 @@ struct ExportLlamaCommand: ParsableCommand {
             progress: { bar.update($0) }, isCancelled: { Interrupt.requested })
         bar.finish()
         print(
-            "wrote \(dest) (\(fmtBytes(r.bytes)), llama.cpp arch lfm2, \(quant)) in \(String(format: "%.2f", r.seconds)) s"
+            """
+            wrote \(dest) (\(fmtBytes(r.bytes)), llama.cpp arch lfm2, \(quant)) \
+            in \(String(format: "%.2f", r.seconds)) s
+            """
         )
     }
 }

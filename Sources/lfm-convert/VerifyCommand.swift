@@ -59,7 +59,10 @@ struct VerifyCommand: ParsableCommand {
             print(jsonString(obj))
         } else {
             print(
-                "\(b.path): \(checks.count) tensors, \(checks.count - bad.count) CRC32 ok, \(bad.count) failed; header checksum \(header.map { $0 ? "ok" : "MISMATCH" } ?? "absent (older bundle)")"
+                """
+                \(b.path): \(checks.count) tensors, \(checks.count - bad.count) CRC32 ok, \(bad.count) failed; \
+                header checksum \(header.map { $0 ? "ok" : "MISMATCH" } ?? "absent (older bundle)")
+                """
             )
             for c in bad { print("  CRC32 MISMATCH: \(c.name)") }
             if ckpt != nil {

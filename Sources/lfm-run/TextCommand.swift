@@ -69,7 +69,10 @@ func openModel(_ runtime: RuntimeOptions) throws -> (LFMModel, Double) {
         if !bad.isEmpty {
             throw RunError(
                 message:
-                    "\(runtime.bundle): \(bad.count) damaged tensors (CRC32 mismatch): \(bad.prefix(5).joined(separator: ", "))"
+                    """
+                    \(runtime.bundle): \(bad.count) damaged tensors (CRC32 mismatch): \
+                    \(bad.prefix(5).joined(separator: ", "))
+                    """
             )
         }
     }

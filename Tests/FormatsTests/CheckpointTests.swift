@@ -20,7 +20,8 @@ final class ConfigTests: XCTestCase {
 
     func testKeySpellingVariants() throws {
         let legacy =
-            #"{"hidden_size": 64, "num_hidden_layers": 3, "block_ff_dim": 300, "intermediate_size": 999, "full_attn_idxs": [1], "rope_theta": 5000.0, "tie_embedding": false, "block_multiple_of": 64}"#
+            #"{"hidden_size": 64, "num_hidden_layers": 3, "block_ff_dim": 300, "intermediate_size": 999, "#
+            + #""full_attn_idxs": [1], "rope_theta": 5000.0, "tie_embedding": false, "block_multiple_of": 64}"#
         let c = try decodeConfig(LFM2Config.self, from: Data(legacy.utf8), file: "c.json")
         XCTAssertEqual(c.intermediateSize, 300)
         XCTAssertEqual(c.layerTypes, ["conv", "full_attention", "conv"])
@@ -28,7 +29,10 @@ final class ConfigTests: XCTestCase {
         XCTAssertFalse(c.tieWordEmbeddings)
         XCTAssertEqual(c.ffnWidth, 256)  // int(2*300/3)=200 → round up to 64 → 256
         let modern =
-            #"{"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 96, "layer_types": ["conv","full_attention"], "rope_parameters": {"rope_theta": 1e6, "rope_type": "default"}, "tie_word_embeddings": true, "block_auto_adjust_ff_dim": false}"#
+            #"{"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 96, "#
+            + #""layer_types": ["conv","full_attention"], "#
+            + #""rope_parameters": {"rope_theta": 1e6, "rope_type": "default"}, "#
+            + #""tie_word_embeddings": true, "block_auto_adjust_ff_dim": false}"#
         let m = try decodeConfig(LFM2Config.self, from: Data(modern.utf8), file: "c.json")
         XCTAssertEqual(m.ropeTheta, 1e6)
         XCTAssertEqual(m.ffnWidth, 96)
@@ -50,7 +54,8 @@ final class ConfigTests: XCTestCase {
             #"{"codebooks": "eight", "encoder": {}, "lfm": {}, "depthformer": {"layers":1,"dim":64,"tie":true}}"#,
             "codebooks")
         check(
-            #"{"codebooks": 8, "encoder": {"d_model": "x"}, "lfm": {}, "depthformer": {"layers":1,"dim":64,"tie":true}}"#,
+            #"{"codebooks": 8, "encoder": {"d_model": "x"}, "lfm": {}, "#
+                + #""depthformer": {"layers":1,"dim":64,"tie":true}}"#,
             "encoder.d_model")
     }
 }

@@ -61,7 +61,8 @@ final class SafetensorsTests: XCTestCase {
         expectError(rawSafetensors(header: String(repeating: "[", count: 5000), data: []), "nesting")
         expectError(
             rawSafetensors(
-                header: #"{"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)),
+                header: #"{"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}"#,
+                data: Array(repeating: 0, count: 8)),
             "unknown dtype 'F33'")
         expectError(
             rawSafetensors(
@@ -69,12 +70,14 @@ final class SafetensorsTests: XCTestCase {
             ), "past the end")
         expectError(
             rawSafetensors(
-                header: #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)),
+                header: #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
+                data: Array(repeating: 0, count: 8)),
             "needs 12")
         expectError(
             rawSafetensors(
                 header:
-                    #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                    #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"#
+                    + #""b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
                 data: Array(repeating: 0, count: 12)), "overlaps")
         expectError(
             rawSafetensors(
@@ -82,7 +85,8 @@ final class SafetensorsTests: XCTestCase {
             ), "non-negative")
         expectError(
             rawSafetensors(
-                header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#, data: Array(repeating: 0, count: 8)),
+                header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#,
+                data: Array(repeating: 0, count: 8)),
             "not ordered")
         expectError(
             rawSafetensors(
@@ -94,7 +98,8 @@ final class SafetensorsTests: XCTestCase {
         expectError(
             rawSafetensors(
                 header:
-                    #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                    #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"#
+                    + #""a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
                 data: Array(repeating: 0, count: 8)), "duplicate key")
         expectError(rawSafetensors(header: #"{"__metadata__":{"k":1}}"#, data: []), "__metadata__")
     }

@@ -36,7 +36,10 @@ final class TokenizerTests: XCTestCase {
                 decodeFail += 1
                 if decodeFail <= 5 {
                     XCTFail(
-                        "\(fixture) decode \(want): got \(dec.debugDescription), want \(c["decoded"]!.stringValue!.debugDescription)"
+                        """
+                        \(fixture) decode \(want): got \(dec.debugDescription), \
+                        want \(c["decoded"]!.stringValue!.debugDescription)
+                        """
                     )
                 }
             }

@@ -687,7 +687,10 @@ def multipart(fields, file_bytes, filename="speech.wav", boundary="lfmpyboundary
     b = b""
     for k, v in fields.items():
         b += f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-    b += f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
+    b += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     return b + file_bytes + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -720,7 +723,10 @@ class Hostile(unittest.TestCase):
                 self.assert_400(st, b)
         # a body shorter than its Content-Length, then the client leaves
         raw(
-            f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            (
+                f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
             + body[: len(body) // 3],
             read=False,
         )
@@ -876,7 +882,10 @@ class Hostile(unittest.TestCase):
         key = base64.b64encode(os.urandom(16)).decode()
         for i in range(3 * MAX_CONVERSATIONS):
             raw(
-                f"GET /v1/realtime HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode(),
+                (
+                    "GET /v1/realtime HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                ).encode(),
                 read=i % 2 == 0,
             )
         for _ in range(MAX_CONVERSATIONS + 2):

@@ -112,7 +112,8 @@ def main():
         mtmd_rows = run_mtmd(a, w, rows)
     print(f"\n## Audio benchmark ({a.threads} threads, medians of {a.r})\n")
     print(
-        "| type | encoder 4 s | encoder 30 s | ASR 30 s (100 tokens) | chat: first audio (4 s question) | TTS detokenizer | TTS Mimi |"
+        "| type | encoder 4 s | encoder 30 s | ASR 30 s (100 tokens) | chat: first audio (4 s question) "
+        "| TTS detokenizer | TTS Mimi |"
     )
     print("|---|---|---|---|---|---|---|")
     for t, e4, asr, c, tts in rows:
@@ -122,10 +123,12 @@ def main():
             f"{tts['detokenizer']['real_time_factor']:.2f}x | {tts['mimi']['real_time_factor']:.2f}x |"
         )
     print(
-        "\nChat latency breakdown (median run): read+mel, encoder, prefill, text steps, first frame (depthformer), decoder:\n"
+        "\nChat latency breakdown (median run): read+mel, encoder, prefill, text steps, first frame (depthformer), "
+        "decoder:\n"
     )
     print(
-        "| type | read+mel | encoder | prefill (positions) | text steps → first frame | depthformer | first decode | first audio |"
+        "| type | read+mel | encoder | prefill (positions) | text steps → first frame | depthformer | first decode "
+        "| first audio |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for t, e4, asr, c, tts in rows:
@@ -137,9 +140,11 @@ def main():
             - c["first_frame_head_seconds"]
         )
         print(
-            f"| {t} | {1000 * c['mel_seconds']:.0f} ms | {1000 * c['encoder_seconds']:.0f} ms | {1000 * c['prefill_seconds']:.0f} ms "
+            f"| {t} | {1000 * c['mel_seconds']:.0f} ms | {1000 * c['encoder_seconds']:.0f} ms | "
+            f"{1000 * c['prefill_seconds']:.0f} ms "
             f"({c['prompt_tokens']}) | {1000 * steps:.0f} ms ({c['text_steps_before_audio']} steps) | "
-            f"{1000 * c['first_frame_head_seconds']:.0f} ms | {1000 * c['first_frame_decode_seconds']:.0f} ms | {c['time_to_first_audio']:.3f} s |"
+            f"{1000 * c['first_frame_head_seconds']:.0f} ms | {1000 * c['first_frame_decode_seconds']:.0f} ms | "
+            f"{c['time_to_first_audio']:.3f} s |"
         )
     print("\nTTS per frame (80 ms of audio): LM step, depthformer, decoder:\n")
     print("| type | decoder | LM | depthformer | decoder | real time |")
@@ -147,12 +152,14 @@ def main():
     for t, e4, asr, c, tts in rows:
         for d, r in tts.items():
             print(
-                f"| {t} | {d} | {r['lm_ms_per_frame']:.1f} ms | {r['depthformer_ms_per_frame']:.1f} ms | {r['decoder_ms_per_frame']:.1f} ms | {r['real_time_factor']:.2f}x |"
+                f"| {t} | {d} | {r['lm_ms_per_frame']:.1f} ms | {r['depthformer_ms_per_frame']:.1f} ms | "
+                f"{r['decoder_ms_per_frame']:.1f} ms | {r['real_time_factor']:.2f}x |"
             )
     print(
         "\nASR 30 s breakdown: "
         + "; ".join(
-            f"{t}: mel {r[2]['mel_seconds']:.2f} s, encoder {r[2]['encoder_seconds']:.2f} s, prefill {r[2]['prefill_seconds']:.2f} s "
+            f"{t}: mel {r[2]['mel_seconds']:.2f} s, encoder {r[2]['encoder_seconds']:.2f} s, "
+            f"prefill {r[2]['prefill_seconds']:.2f} s "
             f"({r[2]['prompt_positions']} positions), decode {r[2]['decode_seconds']:.2f} s"
             for r in rows
             for t in [r[0]]
@@ -244,7 +251,8 @@ def run_mtmd(a, w, rows):
         out.append((t, enc, statistics.median(walls)))
     print("\n## Side by side with llama.cpp mtmd (same checkpoint, 2 threads, medians)\n")
     print(
-        "| type | encode 4 s: ours (mel + encoder) | llama.cpp | encode 30 s: ours | llama.cpp | ASR 30 s, 100 tokens, incl. load: ours | llama.cpp |"
+        "| type | encode 4 s: ours (mel + encoder) | llama.cpp | encode 30 s: ours | llama.cpp "
+        "| ASR 30 s, 100 tokens, incl. load: ours | llama.cpp |"
     )
     print("|---|---|---|---|---|---|---|")
     for (t, e4, asr, c, tts), (_, enc, wall) in zip(rows, out):
@@ -252,7 +260,8 @@ def run_mtmd(a, w, rows):
         o30 = 1000 * (asr["mel_seconds"] + asr["encoder_seconds"])
         ours = asr["total_seconds"] + c.get("load_seconds", 0)
         print(
-            f"| {t} | {o4:.0f} ms | {enc[4]:.0f} ms ({enc[4] / o4:.2f}x) | {o30:.0f} ms | {enc[30]:.0f} ms ({enc[30] / o30:.2f}x) | "
+            f"| {t} | {o4:.0f} ms | {enc[4]:.0f} ms ({enc[4] / o4:.2f}x) | "
+            f"{o30:.0f} ms | {enc[30]:.0f} ms ({enc[30] / o30:.2f}x) | "
             f"{ours:.2f} s | {wall:.2f} s ({wall / ours:.2f}x) |"
         )
     return out

@@ -85,8 +85,9 @@ int main(int argc, char **argv) {
         char shape[64];
         if (e->rank == 2) snprintf(shape, sizeof shape, "[%lld,%lld]", (long long)e->shape[0], (long long)e->shape[1]);
         else snprintf(shape, sizeof shape, "[%lld]", (long long)e->shape[0]);
-        hl += snprintf(header + hl, sizeof header - hl, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":%s,\"data_offsets\":[%zu,%zu]}",
-                       i ? "," : "", e->name, e->dtype, shape, off, off + e->bytes);
+        hl += snprintf(header + hl, sizeof header - hl,
+                       "%s\"%s\":{\"dtype\":\"%s\",\"shape\":%s,\"data_offsets\":[%zu,%zu]}", i ? "," : "", e->name,
+                       e->dtype, shape, off, off + e->bytes);
         off += e->bytes;
     }
     hl += snprintf(header + hl, sizeof header - hl, "}");

@@ -89,7 +89,8 @@ def main():
         rows[p]["greedy_prefix"] = [same, total]
     (work / "quant_table.json").write_text(json.dumps(rows, indent=1))
     print(
-        "\n| preset | bundle bytes | backbone bytes | conv. s | peak anon MB | top-1 | mean KL | max KL | greedy prefix |"
+        "\n| preset | bundle bytes | backbone bytes | conv. s | peak anon MB "
+        "| top-1 | mean KL | max KL | greedy prefix |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for p in presets:
@@ -97,7 +98,8 @@ def main():
         bb = sum(c["bundle_bytes"] for c in r["convert"]["components"] if c["component"] == "backbone")
         c = r.get("compare", {})
         print(
-            f"| {p} | {r['bytes']} | {bb} | {r['convert']['seconds']:.1f} | {r['convert']['peak_anon_bytes'] / 1e6:.0f} |"
+            f"| {p} | {r['bytes']} | {bb} | {r['convert']['seconds']:.1f} |"
+            f" {r['convert']['peak_anon_bytes'] / 1e6:.0f} |"
             f" {100 * c.get('top1_agreement', 0):.1f}% | {c.get('mean_kl', 0):.4f} | {c.get('max_kl', 0):.3f} |"
             f" {r['greedy_prefix'][0]}/{r['greedy_prefix'][1]} |"
         )

@@ -227,7 +227,8 @@ def main():
         statistics.median([x for x in xs if x is not None]) if any(x is not None for x in xs) else float("nan")
     )
     print(
-        f"bundle {os.path.basename(a.bundle)}, question {a.audio} ({len(s) / rate:.2f} s), {a.runs} runs, median seconds"
+        f"bundle {os.path.basename(a.bundle)}, question {a.audio} ({len(s) / rate:.2f} s), "
+        f"{a.runs} runs, median seconds"
     )
     print(f"{'path':66} time to first audio")
     print(f"{'CLI lfm-run chat --audio (turn start → first samples)':66} {med(cli):.3f}")

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Text-side benchmark: lfm-run vs llama.cpp's llama-bench on the SAME random weights, in the same run.
 
-    python3 scripts/bench/text_bench.py --checkpoint /tmp/fullsize [--llama-bin DIR] [--types f16,q8_0,q4_0] [-p 512] [-n 128] [-r 3]
+    python3 scripts/bench/text_bench.py --checkpoint /tmp/fullsize [--llama-bin DIR] [--types f16,q8_0,q4_0] \\
+        [-p 512] [-n 128] [-r 3]
 
 For each type: our bundle (`lfm-convert --quant T`) and llama.cpp's `lfm2` GGUF of the same backbone
 (`lfm-convert export-llama --quant T`: byte-identical quantized blocks) are measured with the same prompt and
@@ -169,7 +170,8 @@ def main():
             )
         )
     print(
-        f"lfm-run kernel tier {rows[0]['tier'] if rows else '?'}, BLAS {rows[0]['blas'] if rows else '?'}; llama.cpp from {a.llama_bin}"
+        f"lfm-run kernel tier {rows[0]['tier'] if rows else '?'}, BLAS {rows[0]['blas'] if rows else '?'}; "
+        f"llama.cpp from {a.llama_bin}"
     )
     print(f"threads {a.threads}, pp{a.p}, tg{a.n}, medians of {a.r}")
     print(
@@ -180,8 +182,10 @@ def main():
         ppr = r["pp"] / r["pp_llama"] if r["pp_llama"] else float("nan")
         tgr = r["tg"] / r["tg_llama"] if r["tg_llama"] else float("nan")
         print(
-            f"{r['type']:6} {r['pp']:9.1f} {r['pp_llama'] or 0:9.1f} {ppr:6.2f} {r['tg']:8.2f} {r['tg_llama'] or 0:9.2f} {tgr:6.2f} "
-            f"{r['bw']/1e9:6.1f} {r['bound']:6.1f} {100*r['tg']/r['bound']:6.0f}% {r['rss']/2**20:8.0f}M {r['rss_llama']/2**20:9.0f}M "
+            f"{r['type']:6} {r['pp']:9.1f} {r['pp_llama'] or 0:9.1f} {ppr:6.2f} "
+            f"{r['tg']:8.2f} {r['tg_llama'] or 0:9.2f} {tgr:6.2f} "
+            f"{r['bw']/1e9:6.1f} {r['bound']:6.1f} {100*r['tg']/r['bound']:6.0f}% "
+            f"{r['rss']/2**20:8.0f}M {r['rss_llama']/2**20:9.0f}M "
             f"{r['bundle_bytes']/2**20:7.0f}M {r['first_token']:7.3f}s"
         )
     json.dump(dict(p=a.p, n=a.n, r=a.r, threads=a.threads, rows=rows), open(work / "text_results.json", "w"), indent=1)

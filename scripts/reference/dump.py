@@ -3,7 +3,8 @@ intermediate the runtime can be compared against.
 
     /tmp/refenv/bin/python scripts/reference/dump.py CHECKPOINT --mode chat --audio question.wav --out dump.safetensors
     /tmp/refenv/bin/python scripts/reference/dump.py CHECKPOINT --mode text --prompt "Hello!" --out dump.safetensors
-    /tmp/refenv/bin/python scripts/reference/dump.py FINETUNE --base BASE --mode asr --audio q.wav --out dump.safetensors
+    /tmp/refenv/bin/python scripts/reference/dump.py FINETUNE --base BASE --mode asr --audio q.wav --out \
+dump.safetensors
 
 A fine-tune saved by liquid-audio's trainer (`final/`, `checkpoints/checkpoint_N/`) holds only the weights: with
 --base, the reference loads a folder made of BASE's files with the fine-tune's files over them (a file in both comes

@@ -235,7 +235,10 @@ def _mimi_overrides(*, dimension, n_filters, tr_layers, tr_heads, tr_ff, cb_dim,
     return OrderedDict(seanet=seanet, quantizer=quantizer, transformer=transformer)
 
 
-LLAMA3_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+LLAMA3_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 
 def get_config(name: str) -> dict:
@@ -848,7 +851,8 @@ SYSTEM_PROMPT = "Respond with interleaved text and audio."
 
 
 def build_chat(proc, wave: torch.Tensor, system: str = SYSTEM_PROMPT, rate: int = 16000):
-    """ChatState(float32): system turn, a user turn holding the clip, the assistant prompt (fixtures and ASR goldens)."""
+    """ChatState(float32): system turn, a user turn holding the clip, the assistant prompt (fixtures and ASR
+    goldens)."""
     from liquid_audio import ChatState
 
     chat = ChatState(proc, dtype=torch.float32)

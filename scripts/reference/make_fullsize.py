@@ -224,8 +224,8 @@ def build(out: Path, seed: int) -> dict:
         command="python scripts/reference/make_fullsize.py --out DIR" + (f" --seed {seed}" if seed != 0 else ""),
         seed=seed,
         versions=fx.versions(),
-        config="reconstructed LFM2-Audio-1.5B (scripts/reference/README.md, 'Full-size checkpoint'): LFM2-1.2B backbone, conformer 17x512, "
-        "depthformer 6x1024 tied, tie_audio_embeddings false",
+        config="reconstructed LFM2-Audio-1.5B (scripts/reference/README.md, 'Full-size checkpoint'): LFM2-1.2B "
+        "backbone, conformer 17x512, depthformer 6x1024 tied, tie_audio_embeddings false",
         init=OrderedDict(
             model="built in bf16 (torch default dtype bf16); >=2-D N(0, 1/fan_in); 1-D *weight/*scale "
             "1 + 0.1 N(0,1); other 1-D and pos_bias_u/v 0.05 N(0,1); buffers as computed",

@@ -42,7 +42,9 @@ def main():
     save_file(tensors, str(OUT))
     manifest = {
         "generator": "scripts/reference/make_resample_goldens.py",
-        "call": "torchaudio.functional.resample(x, rate, 16000) with defaults (sinc_interp_hann, width 6, rolloff 0.99)",
+        "call": (
+            "torchaudio.functional.resample(x, rate, 16000) with defaults (sinc_interp_hann, width 6, rolloff 0.99)"
+        ),
         "versions": {"torch": torch.__version__, "torchaudio": torchaudio.__version__},
         "rates": RATES,
         "sha256": hashlib.sha256(OUT.read_bytes()).hexdigest(),
