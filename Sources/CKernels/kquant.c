@@ -59,6 +59,23 @@ KQ_INLINE vi vround_clamp(vf v, int lo, int hi) {
     q = seli(q < isplat(lo), isplat(lo), q);
     return seli(q > isplat(hi), isplat(hi), q);
 }
+// round_mantissa as a float, for lanes within ±2^22 (where it is the integer nearest v, ties to even), clamped to
+// [lo, hi]: one rounding instruction where the compiler has the builtin, else the exact pair v + 1.5·2^23 − 1.5·2^23.
+KQ_INLINE vf vround_clamp_f(vf v, float lo, float hi) {
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_elementwise_roundeven)
+#define KQ_ROUNDEVEN 1
+#endif
+#endif
+#if defined(KQ_ROUNDEVEN)
+    vf t = __builtin_elementwise_roundeven(v);
+#else
+    vf t = (v + vsplat(12582912.f)) - vsplat(12582912.f);
+#endif
+    t = sel(t < vsplat(lo), vsplat(lo), t);
+    return sel(t > vsplat(hi), vsplat(hi), t);
+}
+
 KQ_INLINE vf vfloat(vi q) { return __builtin_convertvector(q, vf); }
 KQ_INLINE vf vload(const float *p) {
     vf v;
@@ -69,6 +86,43 @@ KQ_INLINE vf vload(const float *p) {
 KQ_INLINE void vstore_bytes(uint8_t *p, vi q) {
     vb b = __builtin_convertvector(q, vb);
     memcpy(p, &b, sizeof b);
+}
+
+// Whether any lane of any of the n vectors holds a NaN or an infinity (the float rounding is not used there).
+KQ_INLINE int any_nonfinite(const vf *X, int n) {
+    vi bad = isplat(0);
+    for (int i = 0; i < n; ++i) bad |= ~(vabs(X[i]) <= vsplat(3.40282347e38f));
+    int any = 0;
+    for (int j = 0; j < 16; ++j) any |= bad[j];
+    return any;
+}
+
+// Sixteen rows of sixteen floats (row j from p[j]) transposed: T[i] lane j = p[j][i]. With Clang's shuffles, four
+// butterfly stages swap the off-diagonal blocks of 8, 4, 2 and 1 lanes between row pairs; else element copies.
+#if defined(__clang__)
+#define KQ_PAIR(b, ...)                                                                                               \
+    for (int i = 0; i < 16; ++i)                                                                                      \
+        if (!(i & (b))) {                                                                                             \
+            vf a = T[i], c = T[i + (b)];                                                                              \
+            T[i] = __builtin_shufflevector(a, c, __VA_ARGS__);                                                        \
+            T[i + (b)] = __builtin_shufflevector(a, c, KQ_HI_##b);                                                    \
+        }
+#define KQ_HI_8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define KQ_HI_4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define KQ_HI_2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define KQ_HI_1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#endif
+KQ_INLINE void transpose16(const float *const *p, vf *T) {
+#if defined(__clang__)
+    for (int j = 0; j < 16; ++j) T[j] = vload(p[j]);
+    KQ_PAIR(8, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23)
+    KQ_PAIR(4, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27)
+    KQ_PAIR(2, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29)
+    KQ_PAIR(1, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30)
+#else
+    for (int i = 0; i < 16; ++i)
+        for (int j = 0; j < 16; ++j) T[i][j] = p[j][i];
+#endif
 }
 
 // Scale and offset for 16 groups of 32 values (X[i] lane j: value i of group j) into [0, nmax] (an asymmetric
@@ -86,6 +140,8 @@ KQ_INLINE void fit_affine(const vf *X, const vf *W, int nmax, float rmin, float 
         sw = sw + W[i];
         swx = swx + W[i] * X[i];
     }
+    vf xmin = lo;
+    int odd = any_nonfinite(X, 32); // NaN or ±inf anywhere: the integer form throughout
     lo = sel(lo > vsplat(0), vsplat(0), lo);
     vi flat = hi == lo;
     vf lo0 = lo;
@@ -101,8 +157,17 @@ KQ_INLINE void fit_affine(const vf *X, const vf *W, int nmax, float rmin, float 
     for (int k = 0; k <= nstep; ++k) {
         inv = vsplat(rmin + rdelta * k + nmax) / (hi - lo);
         vf sl = vsplat(0), sl2 = vsplat(0), sxl = vsplat(0);
+        // inv·(x − lo) is monotonic in x, so over a group its extremes are at xmin and hi: when they lie within
+        // ±2^22 in every lane that is not flat, the float rounding gives round_mantissa's integers with fewer
+        // operations; otherwise the integer form, whose results beyond that range are the reference's too
+        vf span = hi - lo, top = inv * span, bottom = inv * (xmin - lo);
+        vi wide = ~flat & ~((span > vsplat(0)) & (top < vsplat(4194304.f)) & (bottom > vsplat(-4194304.f)));
+        int any_wide = odd;
+        for (int j = 0; j < 16; ++j) any_wide |= wide[j];
+        if (any_wide)
+            for (int i = 0; i < 32; ++i) Q[i] = vfloat(vround_clamp(inv * (X[i] - lo), 0, nmax));
         for (int i = 0; i < 32; ++i) {
-            vf q = vfloat(vround_clamp(inv * (X[i] - lo), 0, nmax));
+            vf q = any_wide ? Q[i] : vround_clamp_f(inv * (X[i] - lo), 0, (float)nmax);
             Q[i] = q;
             sl = sl + W[i] * q;
             sl2 = sl2 + W[i] * q * q;
@@ -160,12 +225,17 @@ KQ_INLINE void fit_symmetric(const vf *X, int nmax, vi *L, vf *scale_out) {
     }
     vf scale = sel(sl2 != vsplat(0), sxl / sl2, vsplat(0));
     vf best = scale * sxl, inv_best = inv;
+    // |inv·x| ≤ |x| (nmax + 0.9) / |vmax| stays far within ±2^22 (|x| ≤ |vmax|) in every lane but the all-zero ones,
+    // whose results are discarded: the float rounding gives round_mantissa's integers (unless a value is NaN or ±inf)
+    int odd = any_nonfinite(X, 16);
     for (int k = -9; k <= 9; ++k) {
         if (k == 0) continue;
         inv = vsplat(-(nmax + 0.1f * k)) / vmax;
         sxl = sl2 = vsplat(0);
         for (int i = 0; i < 16; ++i) {
-            vf qf = vfloat(vround_clamp(inv * X[i], -nmax, nmax - 1)), w = X[i] * X[i];
+            vf qf = odd ? vfloat(vround_clamp(inv * X[i], -nmax, nmax - 1))
+                        : vround_clamp_f(inv * X[i], (float)-nmax, (float)(nmax - 1)),
+               w = X[i] * X[i];
             sxl = sxl + w * X[i] * qf;
             sl2 = sl2 + w * qf * qf;
         }
@@ -235,11 +305,14 @@ KQ_INLINE void quantize_affine_pair(const float *x0, const float *x1, uint8_t *b
                                     float rmin, int nstep, uint8_t *L0, uint8_t *L1) {
     vf X[32], W[32], vs, vm;
     vi Lv[32];
-    for (int l = 0; l < 32; ++l)
-        for (int j = 0; j < 8; ++j) {
-            X[l][j] = x0[32 * j + l];
-            X[l][8 + j] = x1[32 * j + l];
-        }
+    const float *rows[16];
+    for (int j = 0; j < 8; ++j) {
+        rows[j] = x0 + 32 * j;
+        rows[8 + j] = x1 + 32 * j;
+    }
+    transpose16(rows, X);
+    for (int j = 0; j < 16; ++j) rows[j] += 16;
+    transpose16(rows, X + 16);
     vf acc = vsplat(0);
     for (int l = 0; l < 32; ++l) acc = acc + X[l] * X[l];
     vf rms;
@@ -287,8 +360,9 @@ KQ_INLINE void q6k_rows(const float *src, uint8_t *dst, size_t n) {
         uint8_t *blk = dst + b * LFM_Q6_K_BYTES;
         vf X[16], vs;
         vi Lv[16];
-        for (int i = 0; i < 16; ++i)
-            for (int j = 0; j < 16; ++j) X[i][j] = x[16 * j + i]; // sub-block j in lane j
+        const float *rows[16];
+        for (int j = 0; j < 16; ++j) rows[j] = x + 16 * j;
+        transpose16(rows, X); // sub-block j in lane j
         fit_symmetric(X, 32, Lv, &vs);
         float sc[16], top = 0, top_abs = 0;
         for (int j = 0; j < 16; ++j) {
@@ -406,8 +480,9 @@ KQ_INLINE void q3k_rows(const float *src, uint8_t *dst, size_t n) {
         uint8_t *blk = dst + b * LFM_Q3_K_BYTES, *scales = blk + 96;
         vf X[16], vs;
         vi Lv[16];
-        for (int i = 0; i < 16; ++i)
-            for (int j = 0; j < 16; ++j) X[i][j] = x[16 * j + i]; // sub-block j in lane j
+        const float *rows[16];
+        for (int j = 0; j < 16; ++j) rows[j] = x + 16 * j;
+        transpose16(rows, X); // sub-block j in lane j
         fit_q3(X, Lv, &vs);
         float top = 0, top_abs = 0;
         for (int j = 0; j < 16; ++j) {

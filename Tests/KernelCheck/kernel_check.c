@@ -397,17 +397,19 @@ static void check_kquant_reference(void) {
 // Batched decode rows (`lfm_matvec_batch`, the four-token kernels where a tier has them, padding and singles
 // around them) must be bit-equal to each token through `lfm_matvec` alone, for every T and a block count that is
 // not a multiple of four.
-// Block counts per row for the block-32 types: a group of four and three more, two groups, an odd count, and a row
-// past 4096 columns (avx512 takes another four-token kernel there).
-static const int batch_blocks[] = {7, 8, 13, 133};
+// Block counts per row for the block-32 types: a group of four and three more, two groups, an odd count, and rows
+// past 4096 and 8192 columns (avx512's four-token Q4_0 kernel takes long rows in segments of 2048 columns, its Q8_0
+// kernel takes another path past 4096).
+static const int batch_blocks[] = {7, 8, 13, 133, 263};
+enum { N_BATCH_BLOCKS = sizeof batch_blocks / sizeof batch_blocks[0] };
 
 static void check_batch_bits(int tier) {
     static const int types[] = {LFM_T_Q8_0, LFM_T_Q4_0, LFM_T_Q4_K, LFM_T_Q5_K, LFM_T_Q6_K, LFM_T_Q3_K};
     lfm_set_tier(tier);
-    for (size_t ti = 0; ti < sizeof types / sizeof types[0] * 4; ti++) {
-        int type = types[ti / 4], kq = is_kquant(type);
-        if (kq && ti % 4) continue;
-        int rows = 37, cols = kq ? 256 * 3 : 32 * batch_blocks[ti % 4], maxT = 9;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0] * N_BATCH_BLOCKS; ti++) {
+        int type = types[ti / N_BATCH_BLOCKS], kq = is_kquant(type);
+        if (kq && ti % N_BATCH_BLOCKS) continue;
+        int rows = 37, cols = kq ? 256 * 3 : 32 * batch_blocks[ti % N_BATCH_BLOCKS], maxT = 9;
         size_t rb = type_bytes(type, cols);
         uint8_t *w = malloc(rb * rows);
         float *row = malloc(sizeof(float) * cols);
@@ -454,8 +456,8 @@ static void check_x86_same_bits(void) {
     static const int tiers[] = {LFM_TIER_AVX2, LFM_TIER_AVX2_VNNI, LFM_TIER_AVX512};
     static const int types[] = {LFM_T_Q8_0, LFM_T_Q4_0};
     if (!lfm_tier_supported(LFM_TIER_AVX2)) return;
-    for (size_t ti = 0; ti < 2 * 4; ti++) {
-        int type = types[ti / 4], rows = 29, cols = 32 * batch_blocks[ti % 4];
+    for (size_t ti = 0; ti < 2 * N_BATCH_BLOCKS; ti++) {
+        int type = types[ti / N_BATCH_BLOCKS], rows = 29, cols = 32 * batch_blocks[ti % N_BATCH_BLOCKS];
         size_t rb = type_bytes(type, cols);
         uint8_t *w = malloc(rb * rows);
         float *x = malloc(sizeof(float) * cols), *y0 = malloc(sizeof(float) * rows), *y = malloc(sizeof(float) * rows);
