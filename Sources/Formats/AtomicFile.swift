@@ -43,8 +43,14 @@ public final class AtomicFile: @unchecked Sendable {
         }
     }
 
+    /// Serialises concurrent writers: the kernel takes the file's inode lock for each buffered write anyway, and a
+    /// writer that waits here sleeps (its core goes to other work) where one waiting for the inode lock spins.
+    private let writeLock = NSLock()
+
     /// Writes all of `buffer` at `offset` (positional, thread-safe).
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: Int) throws {
+        writeLock.lock()
+        defer { writeLock.unlock() }
         var done = 0
         while done < buffer.count {
             let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
