@@ -32,10 +32,12 @@ static inline float get_f16(const uint8_t *p) {
 // fitting the groups one after another. Sixteen lanes are two Q4_K/Q5_K super-blocks or the sixteen sub-blocks of
 // one Q6_K super-block: twice the independent work per accumulation chain of the least-squares trials, whose
 // sums are sequential in the reference's order.
-// The exported quantizers are compiled three times on x86-64 (AVX-512, AVX2 and baseline, by per-function target
-// attributes) and pick the copy of the active kernel tier (LFM_CPU forces a lower one); the bytes are the same.
+// With Clang the exported quantizers are compiled three times on x86-64 (AVX-512, AVX2 and baseline, by
+// per-function target attributes) and pick the copy of the active kernel tier (LFM_CPU forces a lower one); the
+// bytes are the same. GCC ignores the FP_CONTRACT pragma and would fuse multiplies and adds where FMA is enabled, so
+// a GCC build keeps the baseline copy only (no FMA there).
 #pragma GCC diagnostic ignored "-Wpsabi"
-#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#if defined(__x86_64__) && defined(__clang__)
 #define KQ_X86 1
 #endif
 #define KQ_INLINE static inline __attribute__((always_inline))
