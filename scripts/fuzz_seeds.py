@@ -54,7 +54,13 @@ def wav(fmt, bits, ch, rate, frames):
 for i, (f, b, c) in enumerate([(1, 16, 1), (1, 8, 2), (1, 24, 1), (3, 32, 2), (1, 32, 1), (3, 64, 1)]):
     (out / f"wav/{i}").write_bytes(wav(f, b, c, 16000 + 1000 * i, 40))
 for i, s in enumerate(
-    ["Hello, world!", "naïve café 😊 <|im_start|>user\n", "   \t\n  ", "日本語のテキスト", "<|im_end|><|audio_start|>x"]
+    [
+        "Hello, world!",
+        "naïve café 😊 <|im_start|>user\n",
+        "   \t\n  ",
+        "日本語のテキスト",
+        "<|im_end|><|audio_start|>x",
+    ]
 ):
     (out / f"tokenizer/{i}").write_bytes(s.encode())
 (out / "config/a").write_bytes((root / "Tests/Fixtures/tiny-a/model/config.json").read_bytes())

@@ -47,8 +47,8 @@ const char *lfm_blas_name(void) {
 
 static lfm_gemm_fn g_lower[LFM_TIER_COUNT];
 
-// Row-major X (T × cols) times Wᵀ (rows r0..r1) into Y (T × ldy), through cblas_sgemm (101 = RowMajor, 111 = NoTrans,
-// 112 = Trans); smaller products take the tier's own kernel.
+// Row-major X (T × cols) times Wᵀ (rows r0..r1) into Y (T × ldy), through cblas_sgemm (101 = RowMajor, 111 =
+// NoTrans, 112 = Trans); smaller products take the tier's own kernel.
 #define BLAS_GEMM(TIER)                                                                                                \
     static void mm_f32_blas_##TIER(const uint8_t *w, size_t ld, int cols, int r0, int r1, int T, const float *X,       \
                                    int ldx, const int8_t *XQ, const float *XD, const int32_t *XS, int ldq, float *Y,   \

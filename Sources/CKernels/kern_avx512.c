@@ -867,8 +867,8 @@ AVX512 static int gemm_pairs(int type, const uint8_t *base, size_t ld, int cols,
     return 1;
 }
 // Prefill for Q4_0 weights on CPUs with AVX512_BF16: each 4-row panel is dequantized once per call to bf16
-// ((q − 8)·d, exact in float, rounded to nearest even in bf16: a relative error ≤ 2⁻⁹, far below Q4_0's own), the
-// activations are rounded to bf16 once, and the products run as pure vdpbf16ps (32 MACs per instruction, no
+// ((q − 8)·d, exact in float, rounded to nearest even in bf16: a relative error ≤ 2⁻⁹, far below Q4_0's own),
+// the activations are rounded to bf16 once, and the products run as pure vdpbf16ps (32 MACs per instruction, no
 // per-block scale work). Decode (T = 1) keeps the exact int8 path. LFM_Q4_PREFILL=int8 selects the int8 path.
 #define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c")))
 static int cpu_has_bf16(void) {

@@ -91,8 +91,8 @@ AVX2 static inline void affine_dot(const affine_sb *u, const int8_t *x, const fl
 }
 
 // Q6_K: the levels stay unsigned (0..63) so that one VPMADDUBSW takes them as they are (pairs ≤ 2·63·127 < 2^15);
-// VPMADDWD then applies the 16-element scales in integers, the eight sub-block sums of a super-block are gathered
-// into one vector (a VPHADDD tree), and the −32 offset is Σ scale · Σx per 16 elements (the activations' half sums,
+// VPMADDWD then applies the 16-element scales in integers, the eight sub-block sums of a super-block are gathered into
+// one vector (a VPHADDD tree), and the −32 offset is Σ scale · Σx per 16 elements (the activations' half sums,
 // computed once per call). Per super-block and token: one int→float conversion and one fma.
 typedef struct {
     __m256i q[8], sc[8], s16; // levels per 32 elements; [sc_2b ×8 | sc_2b+1 ×8] per block b; the 16 scales
@@ -427,11 +427,11 @@ AVX512KQ static void mv_affine512(const uint8_t *w, size_t ld, int cols, int r0,
     free(xp);
 }
 
-// Q6_K: 64 bytes of ql hold blocks 4h, 4h+1 in their low nibbles and 4h+2, 4h+3 in their high ones, the 32 qh bytes
-// of the half the two high bits of all four, so each vector of 64 levels is contiguous in the activations. The
-// 16-element scales ride in VPMADDWD, one scale per 128-bit lane. Q3_K (q3 = 1) in the same form: the 32 qs bytes of
-// half h hold the two low bits of blocks 4h … 4h+3 at bits 0, 2, 4, 6 and the 32 hmask bytes their third bit at bits
-// 4h … 4h+3, so a vector of blocks (4h, 4h+1) or (4h+2, 4h+3) is two shifts of each broadcast; levels 0..7, offset −4.
+// Q6_K: 64 bytes of ql hold blocks 4h, 4h+1 in their low nibbles and 4h+2, 4h+3 in their high ones, the 32 qh bytes of
+// the half the two high bits of all four, so each vector of 64 levels is contiguous in the activations. The 16-element
+// scales ride in VPMADDWD, one scale per 128-bit lane. Q3_K (q3 = 1) in the same form: the 32 qs bytes of half h hold
+// the two low bits of blocks 4h … 4h+3 at bits 0, 2, 4, 6 and the 32 hmask bytes their third bit at bits 4h … 4h+3,
+// so a vector of blocks (4h, 4h+1) or (4h+2, 4h+3) is two shifts of each broadcast; levels 0..7, offset −4.
 AVX512KQ static void mv_kq16_512(const uint8_t *w, size_t ld, int cols, int r0, int r1, const int8_t *xq,
                                  const float *xd, float *y, int q3) {
     int nb = cols / 256;

@@ -62,7 +62,8 @@ KQ_INLINE vi vround_clamp(vf v, int lo, int hi) {
     return seli(q > isplat(hi), isplat(hi), q);
 }
 // round_mantissa as a float, for lanes within ±2^22 (where it is the integer nearest v, ties to even), clamped to
-// [lo, hi]: one rounding instruction where the compiler has the builtin, else the exact pair v + 1.5·2^23 − 1.5·2^23.
+// [lo, hi]: one rounding instruction where the compiler has the builtin, else the exact pair
+// v + 1.5·2^23 − 1.5·2^23.
 KQ_INLINE vf vround_clamp_f(vf v, float lo, float hi) {
 #if defined(__has_builtin)
 #if __has_builtin(__builtin_elementwise_roundeven)
@@ -227,8 +228,9 @@ KQ_INLINE void fit_symmetric(const vf *X, int nmax, vi *L, vf *scale_out) {
     }
     vf scale = sel(sl2 != vsplat(0), sxl / sl2, vsplat(0));
     vf best = scale * sxl, inv_best = inv;
-    // |inv·x| ≤ |x| (nmax + 0.9) / |vmax| stays far within ±2^22 (|x| ≤ |vmax|) in every lane but the all-zero ones,
-    // whose results are discarded: the float rounding gives round_mantissa's integers (unless a value is NaN or ±inf)
+    // |inv·x| ≤ |x| (nmax + 0.9) / |vmax| stays far within ±2^22 (|x| ≤ |vmax|) in every lane but the all-zero
+    // ones, whose results are discarded: the float rounding gives round_mantissa's integers (unless a value is not
+    // finite)
     int odd = any_nonfinite(X, 16);
     for (int k = -9; k <= 9; ++k) {
         if (k == 0) continue;
@@ -408,11 +410,11 @@ KQ_INLINE void q6k_rows(const float *src, uint8_t *dst, size_t n) {
 }
 
 // Q3_K: the reference fits each 16-value sub-block symmetrically into [-4, 3] from -4/max (max: the value of largest
-// magnitude), then up to five passes of coordinate descent: element by element, the level that the least-squares
-// scale of the others suggests (x·Σwl²/Σwxl, w = x²) is taken when it raises Σwxl²/Σwl²; a sub-block stops after a
+// magnitude), then up to five passes of coordinate descent: element by element, the level that the least-squares scale
+// of the others suggests (x·Σwl²/Σwxl, w = x²) is taken when it raises Σwxl²/Σwl²; a sub-block stops after a
 // pass that changed nothing. Here the sixteen sub-blocks of a super-block run in the lanes (X[i] lane j: value i of
-// sub-block j), each lane's acceptance a mask, so every lane performs the reference's sequence exactly. L[i]
-// receives level + 4; *scale_out Σwxl/Σwl² (0 for an all-zero sub-block).
+// sub-block j), each lane's acceptance a mask, so every lane performs the reference's sequence exactly. L[i] receives
+// level + 4; *scale_out Σwxl/Σwl² (0 for an all-zero sub-block).
 KQ_INLINE void fit_q3(const vf *X, vi *L, vf *scale_out) {
     vf amax, vmax = signed_max16(X, &amax);
     vi zero = amax < vsplat(1e-15f);

@@ -32,8 +32,8 @@ static inline float wq_get_f16(const uint8_t *p) {
 
 // Symmetric scale for n values into levels [-nmax, nmax-1] (stored as level + nmax in L) minimizing the w-weighted
 // squared error: the first guess -nmax/max (max: the value of largest magnitude), then 18 trial scales
-// -(nmax + 0.1·k)/max, k = ±1…±9, each refitted by weighted least squares; a trial wins when it explains more of the
-// weighted energy (sum(w·x·l)² / sum(w·l²)).
+// -(nmax + 0.1·k)/max, k = ±1…±9, each refitted by weighted least squares; a trial wins when it explains more of
+// the weighted energy (sum(w·x·l)² / sum(w·l²)).
 static float wq_fit_symmetric(int n, int nmax, const float *x, const float *w, int8_t *L) {
     float big = 0, amax = 0;
     for (int i = 0; i < n; ++i) {
@@ -75,8 +75,8 @@ static float wq_fit_symmetric(int n, int nmax, const float *x, const float *w, i
     return scale;
 }
 
-// Scale and offset for n values into [0, nmax] (x ≈ scale·l − offset), w-weighted squared error: a first guess over
-// min..max (min clamped to ≤ 0), then nstep+1 trial inverse scales (nmax + rmin + rdelta·k)/(max − min), each
+// Scale and offset for n values into [0, nmax] (x ≈ scale·l − offset), w-weighted squared error: a first guess
+// over min..max (min clamped to ≤ 0), then nstep+1 trial inverse scales (nmax + rmin + rdelta·k)/(max − min), each
 // refitted by weighted least squares for scale and offset (offset clamped to ≤ 0, then scale alone), kept when the
 // weighted error drops. Returns the scale; *neg_min gets the negated offset.
 static float wq_fit_affine(int n, int nmax, const float *x, const float *w, uint8_t *L, float *neg_min, float rmin,
@@ -221,8 +221,9 @@ static void wq_row_q4_0(const float *x, uint8_t *dst, int64_t n, const float *qw
     }
 }
 
-// Q4_K / Q5_K: the 8 sub-block fits (weights qw·√(σ² + x²), σ² = 2·mean(x²) over the super-block), the 6-bit scales
-// and mins by a weighted positive fit with the sub-blocks' weight sums, then the levels again from the stored scales.
+// Q4_K / Q5_K: the 8 sub-block fits (weights qw·√(σ² + x²), σ² = 2·mean(x²) over the super-block), the 6-bit
+// scales and mins by a weighted positive fit with the sub-blocks' weight sums, then the levels again from the stored
+// scales.
 static void wq_block_affine(const float *x, const float *qw, uint8_t *blk, int nmax, uint8_t *L) {
     float s2 = 0;
     for (int l = 0; l < 256; ++l) s2 += x[l] * x[l];

@@ -14,11 +14,12 @@ TGT static inline __m256i SFX(q4_unpack)(const uint8_t *blk, __m256i m4) {
     return _mm256_and_si256(_mm256_srlv_epi64(q, _mm256_setr_epi64x(0, 0, 4, 4)), m4);
 }
 
-// Q4_0 decode. One summation order serves one token (`mv_q4_0`) and four at once (`mv4_q4_0`), so a batched token
-// is bit-equal to the same token alone. Per token there are eight float chains: block b feeds chain (b mod 4, h),
-// where h = 0 takes the products of elements e with e mod 8 < 4 (plus −8·Σx, the offset of the unsigned nibbles) and
-// h = 1 the rest; each chain is fma(float(integer part), dw·dx, acc) over its blocks in order, and the row's value is
-// ((c00 + c01) + (c10 + c11)) + ((c20 + c21) + (c30 + c31)). The integer parts are exact, however they are formed.
+// Q4_0 decode. One summation order serves one token (`mv_q4_0`) and four at once (`mv4_q4_0`), so a batched token is
+// bit-equal to the same token alone. Per token there are eight float chains: block b feeds chain (b mod 4, h),
+// where h = 0 takes the products of elements e with e mod 8 < 4 (plus −8·Σx, the offset of the unsigned nibbles)
+// and h = 1 the rest; each chain is fma(float(integer part), dw·dx, acc) over its blocks in order, and the row's
+// value is ((c00 + c01) + (c10 + c11)) + ((c20 + c21) + (c30 + c31)). The integer parts are exact, however they are
+// formed.
 TGT static inline float SFX(q4_chains_sum)(const float *c) {
     return ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
 }
@@ -150,9 +151,9 @@ TGT static inline void SFX(four_token_store)(__m256 a0, __m256 a1, __m256 a2, __
 // Four tokens at once, the same chains. Activations are interleaved once per call in 8-byte chunks — for block b,
 // chunk k (elements 8k..8k+7): [t0 | t1 | t2 | t3] — and each chunk of nibbles is broadcast to the four 64-bit lanes
 // (chunks 0/2 are the low/high nibbles of bytes 0..7, chunks 1/3 of bytes 8..15). One u8×s8 product then serves four
-// tokens; the four chunks' s16 sums are added (|sum| ≤ 8·15·127 < 2^15), widened once, and each 64-bit lane holds one
-// token's [h0 h1]. Per 32 weights × 4 tokens: 2 broadcasts, 2 shifts, 4 ands, 4 products, 3 adds, 1 widening, 1 cvt,
-// 1 fma, against 4 of nearly everything one token at a time.
+// tokens; the four chunks' s16 sums are added (|sum| ≤ 8·15·127 < 2^15), widened once, and each 64-bit lane holds
+// one token's [h0 h1]. Per 32 weights × 4 tokens: 2 broadcasts, 2 shifts, 4 ands, 4 products, 3 adds, 1 widening, 1
+// cvt, 1 fma, against 4 of nearly everything one token at a time.
 TGT static void SFX(mv4_q4_0)(const uint8_t *w, size_t ld, int cols, int r0, int r1, const int8_t *const *xq,
                               const float *const *xd, const int32_t *const *xs, float *const *y) {
     int nb = cols / 32;

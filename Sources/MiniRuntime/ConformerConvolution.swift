@@ -2,10 +2,10 @@ import Foundation
 import Formats
 import CKernels
 
-/// Conformer convolution module (liquid_audio/model/conformer/modules.py, `ConformerConvolution`): pointwise 512→1024,
-/// GLU (value ⊙ σ(gate)), depthwise conv
-/// k=9 with 4+4 zero padding over time whose weights already carry the eval-mode batch norm (folded by the
-/// converter: `conv.depthwise_conv_bn_folded.*`), SiLU, pointwise 512→512. Whole segment at once (offline).
+/// Conformer convolution module (liquid_audio/model/conformer/modules.py, `ConformerConvolution`): pointwise
+/// 512→1024, GLU (value ⊙ σ(gate)), depthwise conv k=9 with 4+4 zero padding over time whose weights already carry
+/// the eval-mode batch norm (folded by the converter: `conv.depthwise_conv_bn_folded.*`), SiLU, pointwise 512→512.
+/// Whole segment at once (offline).
 final class ConformerConvolution: Sendable {
     let pw1: Linear, pw2: Linear
     /// Depthwise kernel as [K][d] (tap-major) and the folded bias.

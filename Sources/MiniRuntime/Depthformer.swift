@@ -2,10 +2,10 @@ import Foundation
 import Formats
 import CKernels
 
-/// One depthformer layer (liquid `StandardBlock` with `MHA`, liquid_audio/model/transformer.py): RMSNorm → fused QKV →
-/// per-head
-/// q/k RMSNorm → adjacent-pair RoPE (θ = 1e6, position = codebook index) → GQA attention over the frame's cache
-/// → out_proj; then a SwiGLU FFN. The cache holds at most one frame (8 positions) and is reset per frame.
+/// One depthformer layer (liquid `StandardBlock` with `MHA`, liquid_audio/model/transformer.py): RMSNorm → fused QKV
+/// → per-head q/k RMSNorm → adjacent-pair RoPE (θ = 1e6, position = codebook index) → GQA attention over the
+/// frame's cache → out_proj; then a SwiGLU FFN. The cache holds at most one frame (8 positions) and is reset per
+/// frame.
 final class DepthformerLayer: Sendable {
     let qkv: Matrix, out: Matrix, w1: Matrix, w3: Matrix, w2: Matrix
     let opNorm: [Float], ffnNorm: [Float], qNorm: [Float], kNorm: [Float]

@@ -70,7 +70,7 @@ public final class Detokenizer: StreamingModule, @unchecked Sendable {
         lin = try Linear(L, p + "lin", out: DetokenizerConfig.outputSize, in: h)
         let stored = try L.floats(p + "istft.window", shape: [Self.nFFT])
         let N = Self.nFFT
-        // the reference synthesises with the stored buffer (a periodic Hann in released checkpoints) and divides by Σw²
+        // the reference synthesises with the stored buffer (periodic Hann in released checkpoints), dividing by Σw²
         hann = stored
         guard stored.allSatisfy({ $0.isFinite }) else {
             throw RuntimeError.badInput("\(L.file): detokenizer.istft.window holds non-finite values")

@@ -3,9 +3,9 @@ import Formats
 import CKernels
 
 /// Transformer-XL relative-position multi-head self-attention (NeMo `RelPositionMultiHeadAttention`,
-/// liquid_audio/model/conformer/mha.py, `RelPositionMultiHeadAttention`): s = ((q+u)·k + (q+v)·p[T−1−i+j]) / √d_k over
-/// the whole segment (bidirectional), with
-/// p = PE·W_posᵀ (no bias). Per head, the three products run through the matrix kernels on head-major copies.
+/// liquid_audio/model/conformer/mha.py, `RelPositionMultiHeadAttention`): s = ((q+u)·k + (q+v)·p[T−1−i+j]) /
+/// √d_k over the whole segment (bidirectional), with p = PE·W_posᵀ (no bias). Per head, the three products run
+/// through the matrix kernels on head-major copies.
 final class RelPositionAttention: Sendable {
     let q: Linear, k: Linear, v: Linear, out: Linear, pos: Linear
     let u: [Float], vBias: [Float]

@@ -42,12 +42,11 @@ public struct ParityReport: Sendable, Codable {
 /// the reference's stream (so every step stays comparable after a divergence).
 ///
 /// Tolerances (by the type of the backbone's matrices): f32 — every tensor within 1e-3 of the reference relative to
-/// its largest magnitude, and every stream decision reproduced unless the reference's top-2 margin there is within
-/// 4× the logit error (a near-tie, reported); f16/bf16 — cosine ≥ 0.999; q8_0 — cosine ≥ 0.95; q4_0 — cosine ≥ 0.6
-/// (these catch gross errors — a wrong layout gives cosine ≈ 0 — and stay loose because random-weight checkpoints
-/// amplify quantization noise); streams of non-f32 bundles are reported (agreement, KL), not gated. The audio front end
-/// (resampling, log-mel) is
-/// computed in float whatever the bundle, so it is always held to 1e-4.
+/// its largest magnitude, and every stream decision reproduced unless the reference's top-2 margin there is within 4×
+/// the logit error (a near-tie, reported); f16/bf16 — cosine ≥ 0.999; q8_0 — cosine ≥ 0.95; q4_0 — cosine ≥
+/// 0.6 (these catch gross errors — a wrong layout gives cosine ≈ 0 — and stay loose because random-weight
+/// checkpoints amplify quantization noise); streams of non-f32 bundles are reported (agreement, KL), not gated. The
+/// audio front end (resampling, log-mel) is computed in float whatever the bundle, so it is always held to 1e-4.
 public enum Parity {
     public static func run(model: LFMModel, dump path: String, bundlePath: String) throws -> ParityReport {
         let run = try ParityRun(model: model, dump: path, bundlePath: bundlePath)
