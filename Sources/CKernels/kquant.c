@@ -91,13 +91,18 @@ KQ_INLINE void vstore_bytes(uint8_t *p, vi q) {
     memcpy(p, &b, sizeof b);
 }
 
+// Whether any lane of the mask is set.
+KQ_INLINE int any_lane(vi m) {
+    int any = 0;
+    for (int j = 0; j < 16; ++j) any |= m[j];
+    return any;
+}
+
 // Whether any lane of any of the n vectors holds a NaN or an infinity (the float rounding is not used there).
 KQ_INLINE int any_nonfinite(const vf *X, int n) {
     vi bad = isplat(0);
     for (int i = 0; i < n; ++i) bad |= ~(vabs(X[i]) <= vsplat(3.40282347e38f));
-    int any = 0;
-    for (int j = 0; j < 16; ++j) any |= bad[j];
-    return any;
+    return any_lane(bad);
 }
 
 // Sixteen rows of sixteen floats (row j from p[j]) transposed: T[i] lane j = p[j][i]. With Clang's shuffles, four
@@ -126,6 +131,13 @@ KQ_INLINE void transpose16(const float *const *p, vf *T) {
     for (int i = 0; i < 16; ++i)
         for (int j = 0; j < 16; ++j) T[i][j] = p[j][i];
 #endif
+}
+
+// The sixteen 16-value sub-blocks of a super-block in lanes: X[i] lane j = x[16j + i].
+KQ_INLINE void subblocks16(const float *x, vf *X) {
+    const float *rows[16];
+    for (int j = 0; j < 16; ++j) rows[j] = x + 16 * j;
+    transpose16(rows, X);
 }
 
 // Scale and offset for 16 groups of 32 values (X[i] lane j: value i of group j) into [0, nmax] (an asymmetric
@@ -165,8 +177,7 @@ KQ_INLINE void fit_affine(const vf *X, const vf *W, int nmax, float rmin, float 
         // operations; otherwise the integer form, whose results beyond that range are the reference's too
         vf span = hi - lo, top = inv * span, bottom = inv * (xmin - lo);
         vi wide = ~flat & ~((span > vsplat(0)) & (top < vsplat(4194304.f)) & (bottom > vsplat(-4194304.f)));
-        int any_wide = odd;
-        for (int j = 0; j < 16; ++j) any_wide |= wide[j];
+        int any_wide = odd || any_lane(wide);
         if (any_wide)
             for (int i = 0; i < 32; ++i) Q[i] = vfloat(vround_clamp(inv * (X[i] - lo), 0, nmax));
         for (int i = 0; i < 32; ++i) {
@@ -364,9 +375,7 @@ KQ_INLINE void q6k_rows(const float *src, uint8_t *dst, size_t n) {
         uint8_t *blk = dst + b * LFM_Q6_K_BYTES;
         vf X[16], vs;
         vi Lv[16];
-        const float *rows[16];
-        for (int j = 0; j < 16; ++j) rows[j] = x + 16 * j;
-        transpose16(rows, X); // sub-block j in lane j
+        subblocks16(x, X);
         fit_symmetric(X, 32, Lv, &vs);
         float sc[16], top = 0, top_abs = 0;
         for (int j = 0; j < 16; ++j) {
@@ -443,9 +452,7 @@ KQ_INLINE void fit_q3(const vf *X, vi *L, vf *scale_out) {
             changed |= take;
         }
         active &= changed;
-        int any = 0;
-        for (int j = 0; j < 16; ++j) any |= active[j];
-        if (!any) break;
+        if (!any_lane(active)) break;
     }
     for (int i = 0; i < 16; ++i) L[i] = seli(zero, isplat(0), __builtin_convertvector(Lf[i], vi) + isplat(4));
     *scale_out = sel(zero | ~(suml2 > vsplat(0)), vsplat(0), sumlx / suml2);
@@ -484,9 +491,7 @@ KQ_INLINE void q3k_rows(const float *src, uint8_t *dst, size_t n) {
         uint8_t *blk = dst + b * LFM_Q3_K_BYTES, *scales = blk + 96;
         vf X[16], vs;
         vi Lv[16];
-        const float *rows[16];
-        for (int j = 0; j < 16; ++j) rows[j] = x + 16 * j;
-        transpose16(rows, X); // sub-block j in lane j
+        subblocks16(x, X);
         fit_q3(X, Lv, &vs);
         float top = 0, top_abs = 0;
         for (int j = 0; j < 16; ++j) {
