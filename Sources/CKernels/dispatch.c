@@ -284,6 +284,36 @@ int lfm_type_wants_q8(int type) {
            type == LFM_T_Q6_K;
 }
 
+typedef struct {
+    void *p[4];
+    size_t n[4];
+} scratch_set;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static void scratch_free(void *v) {
+    scratch_set *s = v;
+    for (int i = 0; i < 4; i++) free(s->p[i]);
+    free(s);
+}
+static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
+
+void *lfm_scratch(int slot, size_t bytes) {
+    if (slot < 0 || slot > 3) return NULL;
+    pthread_once(&scratch_once, scratch_init);
+    scratch_set *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        if (!(s = calloc(1, sizeof *s))) return NULL;
+        pthread_setspecific(scratch_key, s);
+    }
+    if (s->n[slot] < bytes) {
+        free(s->p[slot]);
+        size_t n = (bytes + 4095) / 4096 * 4096;
+        s->p[slot] = aligned_alloc(64, n);
+        s->n[slot] = s->p[slot] ? n : 0;
+    }
+    return s->p[slot];
+}
+
 void lfm_matvec(int type, const void *w, int cols, int r0, int r1, const float *xf, const int8_t *xq, const float *xd,
                 const int32_t *xs, float *y) {
     int ti = lfm_type_index(type);
@@ -355,14 +385,15 @@ void lfm_matvec_batch(int type, const void *w, int cols, int r0, int r1, int T, 
     // long enough to pay for them).
     int block = (int)((size_t)(mv4 ? 512 * 1024 : 48 * 1024) / (ld > 0 ? ld : 1));
     if (block < 1) block = 1;
-    // groups of four (a last group of three padded to four), then the one or two left one token at a time
-    int T4 = mv4 ? T / 4 * 4 + (T % 4 == 3 ? 4 : 0) : 0;
+    // groups of four (a last group of two or three padded to four: one four-token pass reads the weights once and
+    // costs less than two one-token passes on every tier that has the kernel), then a last single token alone
+    int T4 = mv4 ? T / 4 * 4 + (T % 4 >= 2 ? 4 : 0) : 0;
     // one pass over the weights (a single group of four) needs no blocking, and each call rebuilds its token tables
     if (T4 >= T && T4 == 4) block = r1 - r0 > 0 ? r1 - r0 : 1;
     int8_t *padq = NULL;
     float *pady = NULL, *padd = NULL;
     int32_t *pads = NULL;
-    if (T4 > T) { // one padding token: zero activations (their rows are computed and dropped)
+    if (T4 > T) { // padding tokens: zero activations (their rows are computed and dropped)
         padq = calloc((size_t)ldq + 32, 1);
         padd = calloc((size_t)qb + 1, sizeof(float));
         pads = calloc((size_t)qb + 1, sizeof(int32_t));

@@ -157,9 +157,10 @@ extension Matrix {
             return
         }
         if a.independentRows && !Self.batchGEMM {
-            // pieces of at least 256 KiB of weights, up to four per thread (each piece rebuilds its token tables)
-            let bytes = rows * type.byteCount(elements: cols)
-            pool.parallelForDynamic(rows, chunks: min(4 * pool.threads, bytes >> 18)) { b, e in
+            // pieces of at least 256 KiB of weights, up to four per thread (each piece rebuilds its token tables),
+            // as many for every thread (three pieces on two threads leave one idle for a third of the time)
+            let bytes = rows * type.byteCount(elements: cols), n = pool.threads
+            pool.parallelForDynamic(rows, chunks: max(n, min(4 * n, bytes >> 18) / n * n)) { b, e in
                 lfm_matvec_batch(
                     t, w, c, Int32(b), Int32(e), Int32(T), xp.p, ldx, q?.0.p, q?.1.p, q?.2.p, c, yp.p, Int32(ldy))
             }
