@@ -398,9 +398,10 @@ static void check_kquant_reference(void) {
 // around them) must be bit-equal to each token through `lfm_matvec` alone, for every T and a block count that is
 // not a multiple of four.
 // Block counts per row for the block-32 types: a group of four and three more, two groups, an odd count, and rows
-// past 4096 and 8192 columns (avx512's four-token Q4_0 kernel takes long rows in segments of 2048 columns, its Q8_0
-// kernel takes another path past 4096).
-static const int batch_blocks[] = {7, 8, 13, 133, 263};
+// past 4096 and 8192 columns, with and without a tail (avx512's four-token Q4_0 kernel takes rows past 4096 columns
+// in spans of 4096 over all the rows: 260 blocks are spans of 128, 128 and 4; its Q8_0 kernel takes another path
+// past 4096).
+static const int batch_blocks[] = {7, 8, 13, 133, 260, 263};
 enum { N_BATCH_BLOCKS = sizeof batch_blocks / sizeof batch_blocks[0] };
 
 static void check_batch_bits(int tier) {
