@@ -284,21 +284,22 @@ int lfm_type_wants_q8(int type) {
            type == LFM_T_Q6_K;
 }
 
+enum { SCRATCH_SLOTS = 2 };
 typedef struct {
-    void *p[4];
-    size_t n[4];
+    void *p[SCRATCH_SLOTS];
+    size_t n[SCRATCH_SLOTS];
 } scratch_set;
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 static void scratch_free(void *v) {
     scratch_set *s = v;
-    for (int i = 0; i < 4; i++) free(s->p[i]);
+    for (int i = 0; i < SCRATCH_SLOTS; i++) free(s->p[i]);
     free(s);
 }
 static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
 
 void *lfm_scratch(int slot, size_t bytes) {
-    if (slot < 0 || slot > 3) return NULL;
+    if (slot < 0 || slot >= SCRATCH_SLOTS) return NULL;
     pthread_once(&scratch_once, scratch_init);
     scratch_set *s = pthread_getspecific(scratch_key);
     if (!s) {

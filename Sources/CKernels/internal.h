@@ -19,7 +19,7 @@ typedef void (*lfm_row_fn)(const uint8_t *row, int cols, float *out);
 typedef void (*lfm_matvec4_fn)(const uint8_t *w, size_t ld, int cols, int r0, int r1, const int8_t *const *xq,
                                const float *const *xd, const int32_t *const *xs, float *const *y);
 
-/// A 64-byte aligned buffer of at least `bytes` owned by the calling thread, one per `slot` (0 to 3), reused from
+/// A 64-byte aligned buffer of at least `bytes` owned by the calling thread, one per `slot` (0 or 1), reused from
 /// call to call (the per-call token tables of the decode kernels would otherwise be allocated and freed thousands of
 /// times a step); freed when the thread exits. NULL if memory runs out. A kernel must not call another kernel while
 /// it holds a slot that kernel uses.

@@ -439,22 +439,18 @@ typedef struct {
     float *dx;
 } four_q4_512;
 
-// Built in vectors (the tables are rebuilt for every piece of rows, so on the depthformer's 1024-column matrices a
-// scalar build cost as much as a tenth of the products): per token, the first and second 16 bytes of each block
-// (two loads, two 128-bit lane shuffles), then per pair a 64-bit blend of the two tokens' bytes and of their
-// halves-swapped bytes; Σx and dx through one lane permute per pair.
+// Built in vectors (the tables are rebuilt for every piece of rows; against the scalar build, 1–4 % faster on the
+// depthformer's matrices from memory): per token, the first and second 16 bytes of each block (two loads, two
+// 128-bit lane shuffles), then per pair a 64-bit blend of the two tokens' bytes and of their halves-swapped bytes;
+// Σx and dx through one lane permute per pair.
 AVX512 static four_q4_512 four_q4_512_tables(int nb, const int8_t *const *xq, const float *const *xd,
                                              const int32_t *const *xs) {
     int ng = nb / 4;
     uint8_t *m = lfm_scratch(0, (size_t)ng * 768 + 64);
     four_q4_512 t = {(int8_t *)m, (int32_t *)(m + (size_t)ng * 512), (float *)(m + (size_t)ng * 640)};
     // lane 4j + 2v + h of pair p: token 2p + v, block j (its value at 4u + j of the gathered vectors)
-    __m512i idx[2];
-    for (int p = 0; p < 2; p++) {
-        int32_t v[16];
-        for (int l = 0; l < 16; l++) v[l] = 4 * (2 * p + ((l >> 1) & 1)) + (l >> 2);
-        idx[p] = _mm512_loadu_si512((const void *)v);
-    }
+    const __m512i idx[2] = {_mm512_setr_epi32(0, 0, 4, 4, 1, 1, 5, 5, 2, 2, 6, 6, 3, 3, 7, 7),
+                            _mm512_setr_epi32(8, 8, 12, 12, 9, 9, 13, 13, 10, 10, 14, 14, 11, 11, 15, 15)};
     for (int g = 0; g < ng; g++) {
         __m512i lo[4], hi[4], sw[4], shw[4];
         int32_t sv[16] __attribute__((aligned(64)));
