@@ -23,15 +23,27 @@ final class CrashSafetyTests: XCTestCase {
         try FileManager.default.copyItem(atPath: fixtures + "/tiny-b/model", toPath: src)
         let input = try sha(src)
         let outDir = tmpDir("killout"), dest = outDir + "/b.gguf"
+        let args = [src, "-o", dest, "--quant", "q8_0", "--threads", "2"]
+        // The kill points are drawn inside the time a whole run takes on this machine (the fastest of three), so
+        // they land mid-conversion however fast the machine is (a fixed 0-150 ms window let every run finish first
+        // on a fast CI machine: the conversion takes about 30 ms).
+        var whole = Double.infinity
+        for _ in 0..<3 {
+            let t0 = Date()
+            XCTAssertEqual(try runTool("lfm-convert", args).0, 0)
+            whole = min(whole, Date().timeIntervalSince(t0))
+            try FileManager.default.removeItem(atPath: dest)
+        }
+        let window = UInt32(max(1_000, whole * 0.7 * 1e6))
         var rng = SystemRandomNumberGenerator()
         var killedMidway = 0
         for _ in 0..<8 {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: tool("lfm-convert"))
-            p.arguments = [src, "-o", dest, "--quant", "q8_0", "--threads", "2"]
+            p.arguments = args
             p.standardOutput = Pipe(); p.standardError = Pipe()
             try p.run()
-            usleep(UInt32.random(in: 0...150_000, using: &rng))
+            usleep(UInt32.random(in: 0...window, using: &rng))
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
             if p.terminationReason == .uncaughtSignal { killedMidway += 1 }
@@ -41,7 +53,8 @@ final class CrashSafetyTests: XCTestCase {
                 try FileManager.default.removeItem(atPath: dest)
             }
         }
-        XCTAssertGreaterThan(killedMidway, 0)
+        print("killed mid-conversion: \(killedMidway) of 8 (kill points within \(window) us)")
+        XCTAssertGreaterThan(killedMidway, 0, "no run was killed before it finished (window \(window) us)")
         XCTAssertEqual(try sha(src), input, "the input is never modified")
         // the next run cleans up the dead runs' temporary files and succeeds
         let (rc, _, err) = try runTool("lfm-convert", [src, "-o", dest, "--quant", "q8_0"])
