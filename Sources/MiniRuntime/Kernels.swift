@@ -64,24 +64,6 @@ struct SendablePtr<T>: @unchecked Sendable {
             if b < e { body(b, e) }
         }
     }
-
-    /// Splits [0, n) in about `chunks` pieces aligned to `align`, each taken by the next free thread: a thread that
-    /// falls behind (preempted by a conversation's own thread) takes fewer pieces instead of holding up the job.
-    public func parallelForDynamic(_ n: Int, chunks: Int, align: Int = 4, _ body: (Int, Int) -> Void) {
-        if threads == 1 || chunks <= threads || n <= align {
-            parallelFor(n, align: align, body)
-            return
-        }
-        let units = (n + align - 1) / align, per = max(1, (units + chunks - 1) / chunks) * align
-        let next = Atomic<Int>(0)
-        run { _, _ in
-            while true {
-                let b = next.wrappingAdd(per, ordering: .relaxed).oldValue
-                if b >= n { break }
-                body(b, min(n, b + per))
-            }
-        }
-    }
 }
 
 /// A weight matrix [rows, cols] read in place from the bundle, in any of the stored types.
@@ -157,10 +139,10 @@ extension Matrix {
             return
         }
         if a.independentRows && !Self.batchGEMM {
-            // pieces of at least 256 KiB of weights, up to four per thread (each piece rebuilds its token tables),
-            // as many for every thread (three pieces on two threads leave one idle for a third of the time)
-            let bytes = rows * type.byteCount(elements: cols), n = pool.threads
-            pool.parallelForDynamic(rows, chunks: max(n, min(4 * n, bytes >> 18) / n * n)) { b, e in
+            // one piece per thread: each piece builds its token tables, and on the Zen 5 machine (avx512, and the
+            // avx2 tiers forced) up to four pieces per thread taken dynamically cost 2-3 % of a batched round
+            // (docs/serving.md)
+            pool.parallelFor(rows) { b, e in
                 lfm_matvec_batch(
                     t, w, c, Int32(b), Int32(e), Int32(T), xp.p, ldx, q?.0.p, q?.1.p, q?.2.p, c, yp.p, Int32(ldy))
             }
