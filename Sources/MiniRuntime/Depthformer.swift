@@ -83,10 +83,8 @@ final class DepthformerLayer: Sendable {
         }
         s.q.bind(s.norm, rows: B, cols: d)
         w1.matmul(s.q, into: s.g, ldy: ffn, pool: pool)
-        w3.matmul(s.q, into: s.u, ldy: ffn, pool: pool)
-        for b in 0..<B { Ops.swiglu(s.g + b * ffn, s.u + b * ffn, ffn) }
-        s.q.bind(s.g, rows: B, cols: ffn)
-        w2.matmul(s.q, into: s.tmp, ldy: d, pool: pool)
+        w3.swigluUp(s.q, gate: s.g, up: s.u, down: w2, next: s.q2, pool: pool)
+        w2.matmul(s.q2, into: s.tmp, ldy: d, pool: pool)
         Ops.add(x, s.tmp, B * d)
     }
 }
@@ -106,6 +104,8 @@ final class DepthCache: StreamingState {
 final class DepthScratch {
     let norm, qkv, att, tmp, g, u, scores: UnsafeMutablePointer<Float>
     let q: Activations
+    /// The input of the feed-forward's down projection (`swigluUp`).
+    let q2: Activations
     init(d: Int, qkv qw: Int, ffn: Int, hidden: Int, vocab: Int, positions: Int, rows: Int = 1) {
         norm = .allocate(capacity: rows * max(d, hidden)); qkv = .allocate(capacity: rows * max(qw, vocab));
         att = .allocate(capacity: rows * d)
@@ -114,6 +114,8 @@ final class DepthScratch {
         scores = .allocate(capacity: max(positions, 1))  // attention over one frame's codebooks
         q = Activations(capacity: rows * max(ffn, hidden, 1 << 12))
         q.independentRows = rows > 1
+        q2 = Activations(capacity: rows * ffn)
+        q2.independentRows = rows > 1
     }
     deinit { for p in [norm, qkv, att, tmp, g, u, scores] { p.deallocate() } }
 }

@@ -108,33 +108,58 @@ final class Activations {
     /// The q8 blocks of the bound rows (rows `cols` bytes / `cols/32` blocks apart), made on first request.
     fileprivate func q8() -> (SendablePtr<Int8>, SendablePtr<Float>, SendablePtr<Int32>) {
         if !quantized {
-            let n = rows * cols
-            if n > capacity {
-                q.deallocate(); d.deallocate(); s.deallocate()
-                capacity = n
-                q = .allocate(capacity: n); d = .allocate(capacity: n / 32 + 1); s = .allocate(capacity: n / 32 + 1)
-            }
-            for t in 0..<rows {
-                lfm_quantize_act_q8(x! + t * ld, Int32(cols), q + t * cols, d + t * cols / 32, s + t * cols / 32)
-            }
+            reserve()
+            quantize(columns: 0, cols)
             quantized = true
         }
         return (SendablePtr(q), SendablePtr(d), SendablePtr(s))
+    }
+
+    private func reserve() {
+        let n = rows * cols
+        if n > capacity {
+            q.deallocate(); d.deallocate(); s.deallocate()
+            capacity = n
+            q = .allocate(capacity: n); d = .allocate(capacity: n / 32 + 1); s = .allocate(capacity: n / 32 + 1)
+        }
+    }
+
+    /// Declares rows whose q8 blocks the caller makes itself, piece by piece with `quantize(columns:_:)`, before a
+    /// matrix reads them (the rows' floats must be final by then).
+    func bindQuantizingByPieces(_ x: UnsafePointer<Float>, rows: Int, cols: Int) {
+        bind(x, rows: rows, cols: cols)
+        reserve()
+        quantized = true
+    }
+
+    /// The q8 blocks of columns b..<e of every bound row (b a multiple of 32; e too, or `cols`): each block is
+    /// quantized on its own, so pieces give the blocks of the whole row. Pieces may run on several threads at once.
+    func quantize(columns b: Int, _ e: Int) {
+        for t in 0..<rows {
+            let o = t * cols + b
+            lfm_quantize_act_q8(x! + t * ld + b, Int32(e - b), q + o, d + o / 32, s + o / 32)
+        }
     }
 }
 
 extension Matrix {
     /// Y[t] = W X[t] for the bound rows of `a` into Y (rows `ldy` floats apart); one row runs as a matrix-vector
-    /// product. The kernel table's choice for this weight type decides whether `a` is quantized.
-    func matmul(_ a: Activations, into Y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool) {
+    /// product. The kernel table's choice for this weight type decides whether `a` is quantized. The rows of W are
+    /// split among the pool's threads in pieces aligned to `align`; `epilogue(b, e)` runs on the thread that made
+    /// outputs b..<e of every token, right after them, in the same job.
+    func matmul(
+        _ a: Activations, into Y: UnsafeMutablePointer<Float>, ldy: Int, pool: WorkerPool, align: Int = 4,
+        epilogue: ((Int, Int) -> Void)? = nil
+    ) {
         precondition(a.cols == cols, "\(name): input has \(a.cols) columns, the matrix \(cols)")
         if let o = ActivationHook.observer { o.observe(matrix: name, x: a.x!, rows: a.rows, cols: cols, ld: a.ld) }
         let w = data, t = Int32(type.rawValue), c = Int32(cols), T = a.rows, ldx = Int32(a.ld)
         let yp = SendablePtr(Y), xp = SendablePtr(UnsafeMutablePointer(mutating: a.x!))
         let q = usesQuantizedActivations ? a.q8() : nil
         if T == 1 {
-            pool.parallelFor(rows) { b, e in
+            pool.parallelFor(rows, align: align) { b, e in
                 lfm_matvec(t, w, c, Int32(b), Int32(e), xp.p, q?.0.p, q?.1.p, q?.2.p, yp.p)
+                epilogue?(b, e)
             }
             return
         }
@@ -142,14 +167,16 @@ extension Matrix {
             // one piece per thread: each piece builds its token tables, and on the Zen 5 machine (avx512, and the
             // avx2 tiers forced) up to four pieces per thread taken dynamically cost 2-3 % of a batched round
             // (docs/serving.md)
-            pool.parallelFor(rows) { b, e in
+            pool.parallelFor(rows, align: align) { b, e in
                 lfm_matvec_batch(
                     t, w, c, Int32(b), Int32(e), Int32(T), xp.p, ldx, q?.0.p, q?.1.p, q?.2.p, c, yp.p, Int32(ldy))
+                epilogue?(b, e)
             }
             return
         }
-        pool.parallelFor(rows) { b, e in
+        pool.parallelFor(rows, align: align) { b, e in
             lfm_matmul(t, w, c, Int32(b), Int32(e), Int32(T), xp.p, ldx, q?.0.p, q?.1.p, q?.2.p, c, yp.p, Int32(ldy))
+            epilogue?(b, e)
         }
     }
 

@@ -123,6 +123,8 @@ final class Workspace {
     let norm: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
     let big: UnsafeMutablePointer<Float>, mid: UnsafeMutablePointer<Float>
     let act: Activations
+    /// The input of a feed-forward block's down projection (made while `act` is still read: `swigluUp`).
+    let act2: Activations
     private var scoreRows: UnsafeMutablePointer<Float>?
     private var scoreCount = 0
     /// `batch`: the rows are decode steps of different sequences (each product runs as per-row matrix-vector
@@ -134,6 +136,8 @@ final class Workspace {
         mid = .allocate(capacity: maxT * max(qdim, hidden))
         act = Activations(capacity: maxT * max(ffn, qdim, hidden))
         act.independentRows = batch
+        act2 = Activations(capacity: maxT * ffn)
+        act2.independentRows = batch
     }
     deinit { norm.deallocate(); out.deallocate(); big.deallocate(); mid.deallocate(); scoreRows?.deallocate() }
     /// Softmax scratch of at least `n` floats (one row per worker thread).
