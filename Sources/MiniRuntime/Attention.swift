@@ -53,7 +53,17 @@ final class Attention: Sendable {
             ? [Sequence(cache: caches[0], first: 0, count: T)]
             : caches.enumerated().map { Sequence(cache: $1, first: $0, count: 1) }
         let row = caches.count == 1 ? [Int](repeating: 0, count: T) : Array(0..<T)  // row → sequence
-        for sq in seqs { store(sq, qs: qs + sq.first * qd, ks: ks + sq.first * kd, vs: vs + sq.first * kd) }
+        // q/k norms, rope and the cache write; decode steps of several sequences are shared among the pool's
+        // threads (each touches only its own sequences' rows and caches)
+        let qp = SendablePtr(qs), kp = SendablePtr(ks), vp = SendablePtr(vs)
+        func storeRows(_ sq: Sequence) {
+            store(sq, qs: qp.p + sq.first * qd, ks: kp.p + sq.first * kd, vs: vp.p + sq.first * kd)
+        }
+        if seqs.count == 1 {
+            storeRows(seqs[0])
+        } else {
+            pool.parallelFor(seqs.count, align: 1) { b, e in for i in b..<e { storeRows(seqs[i]) } }
+        }
         // softmax(q·kᵀ/√d) v, causal; parallel over (token, head)
         let scale = 1 / Float(headDim).squareRoot()
         let group = heads / kvHeads

@@ -45,8 +45,12 @@ final class DepthformerLayer: Sendable {
         }
         s.q.bind(s.norm, rows: B, cols: d)
         qkv.matmul(s.q, into: s.qkv, ldy: qw, pool: pool)
-        for (b, cache) in caches.enumerated() {
-            let row = s.qkv + b * qw
+        // each frame's q/k norms, rope, cache write and attention; frames of a batch are shared among the pool's
+        // threads (each touches only its own frames' rows and caches)
+        let qkvRows = SendablePtr(s.qkv), attRows = SendablePtr(s.att), positions = maxLen
+        func attend(_ b: Int, _ scores: UnsafeMutablePointer<Float>) {
+            let cache = caches[b]
+            let row = qkvRows.p + b * qw
             let pos = cache.length
             qNorm.withUnsafeBufferPointer { qn in
                 kNorm.withUnsafeBufferPointer { kn in
@@ -70,8 +74,17 @@ final class DepthformerLayer: Sendable {
                         let kvh = h / group
                         lfm_attend(
                             row + h * hd, Int32(hd), K.baseAddress! + kvh * hd, V.baseAddress! + kvh * hd, Int32(kd),
-                            Int32(n), scale, s.scores, s.att + b * d + h * hd)
+                            Int32(n), scale, scores, attRows.p + b * d + h * hd)
                     }
+                }
+            }
+        }
+        if B == 1 {
+            attend(0, s.scores)
+        } else {
+            pool.parallelFor(B, align: 1) { b0, b1 in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: max(positions, 1)) { sc in
+                    for b in b0..<b1 { attend(b, sc.baseAddress!) }
                 }
             }
         }

@@ -34,11 +34,19 @@ final class ShortConv: Sendable {
         let h = self.h
         if let b = inBias { for t in 0..<T { for i in 0..<3 * h { bcx[t * 3 * h + i] += b[i] } } }
         // u = B ⊙ x, stored over the B slot; then v (into the x slot) = conv over [state; u]
-        for t in 0..<T { let r = bcx + t * 3 * h; for c in 0..<h { r[c] = r[c] * r[2 * h + c] } }
+        func gate(_ t: Int) { let r = bcx + t * 3 * h; for c in 0..<h { r[c] = r[c] * r[2 * h + c] } }
         if carries.count == 1 {
+            for t in 0..<T { gate(t) }
             convolve(bcx, T: T, carry: carries[0])
         } else {
-            for (t, carry) in carries.enumerated() { convolve(bcx + t * 3 * h, T: 1, carry: carry) }
+            // one row per sequence: the sequences are shared among the pool's threads (each thread touches only
+            // its own sequences' rows and carries), so this is not one thread's work while the others wait
+            pool.parallelFor(T, align: 1) { t0, t1 in
+                for t in t0..<t1 {
+                    gate(t)
+                    convolve(bcx + t * 3 * h, T: 1, carry: carries[t])
+                }
+            }
         }
         let cv = bcx + 2 * h
         ws.act.bind(cv, rows: T, cols: h, ld: 3 * h)
