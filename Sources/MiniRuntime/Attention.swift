@@ -56,13 +56,9 @@ final class Attention: Sendable {
         // q/k norms, rope and the cache write; decode steps of several sequences are shared among the pool's
         // threads (each touches only its own sequences' rows and caches)
         let qp = SendablePtr(qs), kp = SendablePtr(ks), vp = SendablePtr(vs)
-        func storeRows(_ sq: Sequence) {
+        pool.forEach(seqs.count) { i in
+            let sq = seqs[i]
             store(sq, qs: qp.p + sq.first * qd, ks: kp.p + sq.first * kd, vs: vp.p + sq.first * kd)
-        }
-        if seqs.count == 1 {
-            storeRows(seqs[0])
-        } else {
-            pool.parallelFor(seqs.count, align: 1) { b, e in for i in b..<e { storeRows(seqs[i]) } }
         }
         // softmax(q·kᵀ/√d) v, causal; parallel over (token, head)
         let scale = 1 / Float(headDim).squareRoot()

@@ -48,7 +48,7 @@ final class DepthformerLayer: Sendable {
         // each frame's q/k norms, rope, cache write and attention; frames of a batch are shared among the pool's
         // threads (each touches only its own frames' rows and caches)
         let qkvRows = SendablePtr(s.qkv), attRows = SendablePtr(s.att), positions = maxLen
-        func attend(_ b: Int, _ scores: UnsafeMutablePointer<Float>) {
+        pool.forEach(B) { b in
             let cache = caches[b]
             let row = qkvRows.p + b * qw
             let pos = cache.length
@@ -70,21 +70,14 @@ final class DepthformerLayer: Sendable {
                     (V.baseAddress! + pos * kd).update(from: row + d + kd, count: kd)
                     cache.length = pos + 1
                     let n = pos + 1, group = heads / kvHeads, scale = 1 / Float(hd).squareRoot()
-                    for h in 0..<heads {
-                        let kvh = h / group
-                        lfm_attend(
-                            row + h * hd, Int32(hd), K.baseAddress! + kvh * hd, V.baseAddress! + kvh * hd, Int32(kd),
-                            Int32(n), scale, scores, attRows.p + b * d + h * hd)
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: max(positions, 1)) { sc in
+                        for h in 0..<heads {
+                            let kvh = h / group
+                            lfm_attend(
+                                row + h * hd, Int32(hd), K.baseAddress! + kvh * hd, V.baseAddress! + kvh * hd,
+                                Int32(kd), Int32(n), scale, sc.baseAddress!, attRows.p + b * d + h * hd)
+                        }
                     }
-                }
-            }
-        }
-        if B == 1 {
-            attend(0, s.scores)
-        } else {
-            pool.parallelFor(B, align: 1) { b0, b1 in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: max(positions, 1)) { sc in
-                    for b in b0..<b1 { attend(b, sc.baseAddress!) }
                 }
             }
         }
@@ -115,22 +108,21 @@ final class DepthCache: StreamingState {
 
 /// Scratch for one depthformer frame, or a batch of `rows` frames stepped together.
 final class DepthScratch {
-    let norm, qkv, att, tmp, g, u, scores: UnsafeMutablePointer<Float>
+    let norm, qkv, att, tmp, g, u: UnsafeMutablePointer<Float>
     let q: Activations
     /// The input of the feed-forward's down projection (`swigluUp`).
     let q2: Activations
-    init(d: Int, qkv qw: Int, ffn: Int, hidden: Int, vocab: Int, positions: Int, rows: Int = 1) {
+    init(d: Int, qkv qw: Int, ffn: Int, hidden: Int, vocab: Int, rows: Int = 1) {
         norm = .allocate(capacity: rows * max(d, hidden)); qkv = .allocate(capacity: rows * max(qw, vocab));
         att = .allocate(capacity: rows * d)
         tmp = .allocate(capacity: rows * max(d, vocab)); g = .allocate(capacity: rows * ffn)
         u = .allocate(capacity: rows * ffn)
-        scores = .allocate(capacity: max(positions, 1))  // attention over one frame's codebooks
         q = Activations(capacity: rows * max(ffn, hidden, 1 << 12))
         q.independentRows = rows > 1
         q2 = Activations(capacity: rows * ffn)
         q2.independentRows = rows > 1
     }
-    deinit { for p in [norm, qkv, att, tmp, g, u, scores] { p.deallocate() } }
+    deinit { for p in [norm, qkv, att, tmp, g, u] { p.deallocate() } }
 }
 
 /// The audio head (liquid_audio/model/lfm2_audio.py, `LFM2AudioModel._sample_audio_frame`): `depth_linear` splits the
@@ -215,7 +207,7 @@ public final class AudioHead: StreamingModule {
 
     /// The depthformer over the codebooks; `choose(k, logits)` picks codebook k's code.
     func run(_ h: UnsafePointer<Float>, state: State, choose: (Int, inout [Float]) -> Int) -> [Int] {
-        let s = DepthScratch(d: d, qkv: qkvWidth, ffn: ffnWidth, hidden: hidden, vocab: vocab, positions: codebooks)
+        let s = DepthScratch(d: d, qkv: qkvWidth, ffn: ffnWidth, hidden: hidden, vocab: vocab)
         let act = Activations(capacity: hidden)
         var inputs = [Float](repeating: 0, count: codebooks * d)
         inputs.withUnsafeMutableBufferPointer { depthLinear(h, rows: 1, into: $0.baseAddress!, act: act, pool: pool) }
@@ -251,7 +243,7 @@ public final class AudioHead: StreamingModule {
         if B == 1 { return [step(hiddens[0], state: states[0])] }
         precondition(hiddens.count == B && Set(states.map { ObjectIdentifier($0) }).count == B)
         let s = DepthScratch(
-            d: d, qkv: qkvWidth, ffn: ffnWidth, hidden: hidden, vocab: vocab, positions: codebooks, rows: B)
+            d: d, qkv: qkvWidth, ffn: ffnWidth, hidden: hidden, vocab: vocab, rows: B)
         let act = Activations(capacity: B * hidden)
         act.independentRows = true
         var h = [Float](repeating: 0, count: B * hidden)

@@ -64,6 +64,13 @@ struct SendablePtr<T>: @unchecked Sendable {
             if b < e { body(b, e) }
         }
     }
+
+    /// body(i) for every i in 0..<n, the items shared among the threads (run inline when there is one): for the
+    /// per-sequence steps of a batched step, where each item touches only its own rows and state.
+    func forEach(_ n: Int, _ body: (Int) -> Void) {
+        if n == 1 { body(0); return }
+        parallelFor(n, align: 1) { b, e in for i in b..<e { body(i) } }
+    }
 }
 
 /// A weight matrix [rows, cols] read in place from the bundle, in any of the stored types.

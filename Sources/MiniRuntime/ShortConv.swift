@@ -41,11 +41,9 @@ final class ShortConv: Sendable {
         } else {
             // one row per sequence: the sequences are shared among the pool's threads (each thread touches only
             // its own sequences' rows and carries), so this is not one thread's work while the others wait
-            pool.parallelFor(T, align: 1) { t0, t1 in
-                for t in t0..<t1 {
-                    gate(t)
-                    convolve(bcx + t * 3 * h, T: 1, carry: carries[t])
-                }
+            pool.forEach(T) { t in
+                gate(t)
+                convolve(bcx + t * 3 * h, T: 1, carry: carries[t])
             }
         }
         let cv = bcx + 2 * h
