@@ -1,12 +1,13 @@
 // Decode kernels from memory, the way a decode step meets them: about 600 MB of Q4_0 weights (as many matrices of
 // the given shape as fit) written to a temporary file and mapped, so they come from DRAM through 4 KiB page-cache
-// pages as a bundle's do; `threads` threads split each matrix's rows (four pieces each, as the runtime's pool takes
-// them) and meet at a barrier after every matrix. Prints the median of 7 passes over all the matrices for one token
+// pages as a bundle's do; `threads` threads split each matrix's rows (`pieces` calls each: 1, as the runtime's pool
+// takes them since it went to one piece per thread; 4 is how it took them before) and meet at a barrier after every
+// matrix. Prints the median of 7 passes over all the matrices for one token
 // (`lfm_matvec`) and for four tokens in one pass (`lfm_matvec_batch`), and four times the first over the second.
 // The active tier (LFM_CPU forces a lower one).
 //
 //   cc -O2 -ISources/CKernels/include Sources/CKernels/*.c scripts/bench/matvec_mem_bench.c -lm -lpthread -o /tmp/mmb
-//   /tmp/mmb [threads rows cols]
+//   /tmp/mmb [threads rows cols [pieces]]
 #include "CKernels.h"
 #include <fcntl.h>
 #include <pthread.h>
@@ -17,7 +18,7 @@
 #include <unistd.h>
 
 enum { PASSES = 7, MAXT = 16 };
-static int rows = 8192, cols = 2048, nthreads = 2, nmat, batched;
+static int rows = 8192, cols = 2048, nthreads = 2, pieces = 1, nmat, batched;
 static const uint8_t *base;
 static size_t mbytes;
 static int8_t *xq;
@@ -35,8 +36,8 @@ static void *worker(void *arg) {
     int id = (int)(long)arg, per = rows / nthreads, r0 = id * per, r1 = id == nthreads - 1 ? rows : r0 + per;
     for (int m = 0; m < nmat; m++) {
         const uint8_t *w = base + mbytes * m;
-        for (int c = 0; c < 4; c++) {
-            int b = r0 + (r1 - r0) * c / 4, e = r0 + (r1 - r0) * (c + 1) / 4;
+        for (int c = 0; c < pieces; c++) {
+            int b = r0 + (r1 - r0) * c / pieces, e = r0 + (r1 - r0) * (c + 1) / pieces;
             if (batched)
                 lfm_matvec_batch(LFM_T_Q4_0, w, cols, b, e, 4, NULL, cols, xq, xd, xs, cols, y, rows);
             else
@@ -55,8 +56,10 @@ static int cmp(const void *a, const void *b) {
 int main(int argc, char **argv) {
     if (argc > 1) nthreads = atoi(argv[1]);
     if (argc > 3) rows = atoi(argv[2]), cols = atoi(argv[3]);
-    if (nthreads < 1 || nthreads > MAXT || rows < 4 * nthreads || cols <= 0 || cols % 32) {
-        fprintf(stderr, "usage: matvec_mem_bench [threads(1..%d) rows cols(multiple of 32)]\n", MAXT);
+    if (argc > 4) pieces = atoi(argv[4]);
+    if (nthreads < 1 || nthreads > MAXT || pieces < 1 || pieces > 64 || rows < 4 * nthreads * pieces || cols <= 0 ||
+        cols % 32) {
+        fprintf(stderr, "usage: matvec_mem_bench [threads(1..%d) rows cols(multiple of 32) [pieces(1..64)]]\n", MAXT);
         return 2;
     }
     mbytes = (size_t)rows * cols / 32 * 18;
@@ -81,8 +84,8 @@ int main(int argc, char **argv) {
         if (write(fd, wq, mbytes) != (ssize_t)mbytes) return perror("write"), 1;
     base = mmap(NULL, mbytes * nmat, PROT_READ, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED) return perror("mmap"), 1;
-    printf("%s tier, %d thread(s), %d × %d Q4_0 × %d matrices (%.0f MB), median of %d passes, ms\n",
-           lfm_tier_name(lfm_tier()), nthreads, rows, cols, nmat, mbytes * nmat / 1e6, PASSES);
+    printf("%s tier, %d thread(s) × %d piece(s), %d × %d Q4_0 × %d matrices (%.0f MB), median of %d passes, ms\n",
+           lfm_tier_name(lfm_tier()), nthreads, pieces, rows, cols, nmat, mbytes * nmat / 1e6, PASSES);
     double med[2];
     for (batched = 0; batched < 2; batched++) {
         double tm[PASSES];
